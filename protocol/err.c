@@ -1,0 +1,67 @@
+/* Sentences for tern error codes. */
+#include "tern/tern_err.h"
+
+#include <stddef.h>
+
+struct err_text {
+	const char *name;
+	const char *text;
+};
+
+/* Indexed by -rc. Keep in the order of enum tern_err. */
+static const struct err_text err_texts[] = {
+	[0] = {"ok", "success"},
+	[-TERN_E_NOMEM] = {"no-memory", "out of memory; close other programs or use a smaller release"},
+	[-TERN_E_INVAL] = {"invalid-argument", "invalid argument (a bug in the caller; please report it)"},
+	[-TERN_E_IO] = {"io", "read or write failed; check the path, the disk and its permissions"},
+	[-TERN_E_TRUNCATED] = {"truncated", "the file ends early; it was cut short in transfer - copy it again"},
+	[-TERN_E_NOT_RELEASE] = {"not-a-release", "not a tern release (no COSE_Sign1 signed manifest at its start)"},
+	[-TERN_E_MALFORMED] = {"malformed", "the release is damaged: its structure is not what tern writes"},
+	[-TERN_E_TOO_LARGE] = {"too-large", "a length or field in the input exceeds tern's limits; the file is damaged or not for tern"},
+	[-TERN_E_BUF_SMALL] = {"buffer-too-small", "internal buffer too small for this input"},
+	[-TERN_E_UNSUPPORTED_ALG] = {"unsupported-algorithm", "unsupported signature algorithm; tern accepts only ES256 (ECDSA P-256 with SHA-256)"},
+	[-TERN_E_BAD_SIGNATURE] = {"bad-signature", "bad signature: the release was changed after signing or signed by another key"},
+	[-TERN_E_UNKNOWN_KEY] = {"unknown-key", "signed by a key this device or command does not trust; check the key id against your keyring"},
+	[-TERN_E_DIGEST] = {"digest-mismatch", "content does not match its signed digest: the file is corrupted - copy it again"},
+	[-TERN_E_CRITICAL] = {"unknown-critical", "the release needs a feature this tern does not have (unknown critical field); update tern"},
+	[-TERN_E_TRAILING] = {"trailing-bytes", "unexpected bytes after the end of the release; the file is damaged or was appended to"},
+	[-TERN_E_FORMAT_VERSION] = {"format-version", "release format version not supported by this tern; update tern"},
+	[-TERN_E_KEY] = {"bad-key", "the key file is unreadable or not a P-256 key"},
+	[-TERN_E_PUBLIC_KEY] = {"public-key", "this is a public key; signing needs the private key file (the one written by 'tern key generate --out')"},
+	[-TERN_E_KEY_PERMS] = {"key-permissions", "the signing key can be read by other users; run 'chmod 600' on it"},
+	[-TERN_E_CRYPTO] = {"crypto", "the crypto library failed"},
+	[-TERN_E_NOT_CBOR] = {"not-cbor", "not well-formed CBOR; the file is damaged or not a tern release"},
+	[-TERN_E_WRONG_BOARD] = {"wrong-board", "the release is for another board"},
+	[-TERN_E_OLD_SEQUENCE] = {"not-newer", "the release is not newer than what the device runs"},
+	[-TERN_E_BELOW_FLOOR] = {"below-floor", "the release's security counter is below the device's floor (anti-rollback)"},
+	[-TERN_E_SLOT_TOO_SMALL] = {"slot-too-small", "a component is larger than its slot on the device"},
+	[-TERN_E_BUSY] = {"busy", "another update is in progress; wait for it or cancel it"},
+	[-TERN_E_STATE] = {"bad-state", "not possible in the device's current state"},
+	[-TERN_E_NOT_FOUND] = {"not-found", "not found"},
+	[-TERN_E_EXISTS] = {"exists", "the file exists already; remove it or choose another name"},
+	[-TERN_E_USAGE] = {"usage", "bad command line; see --help"},
+	[-TERN_E_FLASH] = {"flash", "flash write or erase failed"},
+	[-TERN_E_POWER_CUT] = {"power-cut", "power was cut (simulated)"},
+};
+
+_Static_assert(sizeof(err_texts) / sizeof(err_texts[0]) == (size_t)-TERN_E__LAST,
+	       "every error code has a sentence");
+
+static const struct err_text *lookup(int rc)
+{
+	if (rc > 0 || rc <= TERN_E__LAST)
+		return NULL;
+	return &err_texts[-rc];
+}
+
+const char *tern_strerror(int rc)
+{
+	const struct err_text *t = lookup(rc);
+	return t && t->text ? t->text : "unknown error";
+}
+
+const char *tern_errname(int rc)
+{
+	const struct err_text *t = lookup(rc);
+	return t && t->name ? t->name : "unknown";
+}

@@ -1,0 +1,54 @@
+/* tern error codes: every action returns 0 or one of these negative values. */
+#ifndef TERN_ERR_H
+#define TERN_ERR_H
+
+/*
+ * Internal error codes. They are stable within a build but are never put on the wire
+ * as they are: the wire has its own status enum (see tern_msg.h when it exists).
+ */
+enum tern_err {
+	TERN_OK = 0,
+	TERN_E_NOMEM = -1,	   /* out of memory */
+	TERN_E_INVAL = -2,	   /* bad argument from the caller */
+	TERN_E_IO = -3,		   /* read or write failed (see errno) */
+	TERN_E_TRUNCATED = -4,	   /* input ends before the item it announces */
+	TERN_E_NOT_RELEASE = -5,   /* input does not start with a COSE_Sign1 */
+	TERN_E_MALFORMED = -6,	   /* CBOR well-formed but not the expected shape */
+	TERN_E_TOO_LARGE = -7,	   /* a field or length exceeds its bound */
+	TERN_E_BUF_SMALL = -8,	   /* caller's output buffer too small */
+	TERN_E_UNSUPPORTED_ALG = -9,  /* COSE algorithm other than ES256 */
+	TERN_E_BAD_SIGNATURE = -10,   /* signature does not verify */
+	TERN_E_UNKNOWN_KEY = -11,     /* no trusted key with this key id */
+	TERN_E_DIGEST = -12,	      /* payload or chunk does not match its digest */
+	TERN_E_CRITICAL = -13,	      /* a critical field this reader does not know */
+	TERN_E_TRAILING = -14,	      /* bytes after the end of the release */
+	TERN_E_FORMAT_VERSION = -15,  /* manifest format version not supported */
+	TERN_E_KEY = -16,	      /* key file unreadable or not the right kind */
+	TERN_E_PUBLIC_KEY = -17,      /* a public key where a signing key is needed */
+	TERN_E_KEY_PERMS = -18,	      /* signing key readable by others */
+	TERN_E_CRYPTO = -19,	      /* the crypto library failed */
+	TERN_E_NOT_CBOR = -20,	      /* bytes are not well-formed CBOR */
+	TERN_E_WRONG_BOARD = -21,     /* release is for another board */
+	TERN_E_OLD_SEQUENCE = -22,    /* release is not newer than the running one */
+	TERN_E_BELOW_FLOOR = -23,     /* security counter below the device's floor */
+	TERN_E_SLOT_TOO_SMALL = -24,  /* component larger than its slot */
+	TERN_E_BUSY = -25,	      /* another update is in progress */
+	TERN_E_STATE = -26,	      /* operation not valid in the current state */
+	TERN_E_NOT_FOUND = -27,	      /* no such file, device or item */
+	TERN_E_EXISTS = -28,	      /* refusing to overwrite an existing file */
+	TERN_E_USAGE = -29,	      /* bad command line */
+	TERN_E_FLASH = -30,	      /* flash write, erase or read failed */
+	TERN_E_POWER_CUT = -31,	      /* simulated power cut (tests) */
+	TERN_E__LAST = -32
+};
+
+/*
+ * Returns a sentence for @rc that a technician can act on. Never NULL; unknown codes
+ * give a generic sentence. The string is static.
+ */
+const char *tern_strerror(int rc);
+
+/* Returns a short stable identifier for @rc, e.g. "bad-signature", for JSON and logs. */
+const char *tern_errname(int rc);
+
+#endif

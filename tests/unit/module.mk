@@ -1,0 +1,2 @@
+UNIT_TESTS += test_sha256
+CRYPTO_TESTS += test_sha256
