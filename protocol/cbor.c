@@ -21,14 +21,38 @@ static void got(struct decode_ctx *c, enum tern_cbor_type type, uint64_t val)
 	c->got = true;
 }
 
-static void cb_u8(void *c, uint8_t v) { got(c, TERN_CBOR_UINT, v); }
-static void cb_u16(void *c, uint16_t v) { got(c, TERN_CBOR_UINT, v); }
-static void cb_u32(void *c, uint32_t v) { got(c, TERN_CBOR_UINT, v); }
-static void cb_u64(void *c, uint64_t v) { got(c, TERN_CBOR_UINT, v); }
-static void cb_n8(void *c, uint8_t v) { got(c, TERN_CBOR_NEGINT, v); }
-static void cb_n16(void *c, uint16_t v) { got(c, TERN_CBOR_NEGINT, v); }
-static void cb_n32(void *c, uint32_t v) { got(c, TERN_CBOR_NEGINT, v); }
-static void cb_n64(void *c, uint64_t v) { got(c, TERN_CBOR_NEGINT, v); }
+static void cb_u8(void *c, uint8_t v)
+{
+	got(c, TERN_CBOR_UINT, v);
+}
+static void cb_u16(void *c, uint16_t v)
+{
+	got(c, TERN_CBOR_UINT, v);
+}
+static void cb_u32(void *c, uint32_t v)
+{
+	got(c, TERN_CBOR_UINT, v);
+}
+static void cb_u64(void *c, uint64_t v)
+{
+	got(c, TERN_CBOR_UINT, v);
+}
+static void cb_n8(void *c, uint8_t v)
+{
+	got(c, TERN_CBOR_NEGINT, v);
+}
+static void cb_n16(void *c, uint16_t v)
+{
+	got(c, TERN_CBOR_NEGINT, v);
+}
+static void cb_n32(void *c, uint32_t v)
+{
+	got(c, TERN_CBOR_NEGINT, v);
+}
+static void cb_n64(void *c, uint64_t v)
+{
+	got(c, TERN_CBOR_NEGINT, v);
+}
 
 /* libcbor 0.8's header comments for these two are swapped: this one is definite. */
 static void cb_bytes(void *c, cbor_data p, size_t len)
@@ -49,40 +73,66 @@ static void cb_indef(void *c)
 	((struct decode_ctx *)c)->got = true;
 }
 
-static void cb_array(void *c, size_t n) { got(c, TERN_CBOR_ARRAY, n); }
-static void cb_map(void *c, size_t n) { got(c, TERN_CBOR_MAP, n); }
-static void cb_tag(void *c, uint64_t v) { got(c, TERN_CBOR_TAG, v); }
-static void cb_float(void *c, float v) { (void)v; got(c, TERN_CBOR_FLOAT, 0); }
-static void cb_double(void *c, double v) { (void)v; got(c, TERN_CBOR_FLOAT, 0); }
-static void cb_undef(void *c) { got(c, TERN_CBOR_SIMPLE, 23); }
-static void cb_null(void *c) { got(c, TERN_CBOR_SIMPLE, 22); }
-static void cb_bool(void *c, bool v) { got(c, TERN_CBOR_SIMPLE, v ? 21u : 20u); }
+static void cb_array(void *c, size_t n)
+{
+	got(c, TERN_CBOR_ARRAY, n);
+}
+static void cb_map(void *c, size_t n)
+{
+	got(c, TERN_CBOR_MAP, n);
+}
+static void cb_tag(void *c, uint64_t v)
+{
+	got(c, TERN_CBOR_TAG, v);
+}
+static void cb_float(void *c, float v)
+{
+	(void)v;
+	got(c, TERN_CBOR_FLOAT, 0);
+}
+static void cb_double(void *c, double v)
+{
+	(void)v;
+	got(c, TERN_CBOR_FLOAT, 0);
+}
+static void cb_undef(void *c)
+{
+	got(c, TERN_CBOR_SIMPLE, 23);
+}
+static void cb_null(void *c)
+{
+	got(c, TERN_CBOR_SIMPLE, 22);
+}
+static void cb_bool(void *c, bool v)
+{
+	got(c, TERN_CBOR_SIMPLE, v ? 21u : 20u);
+}
 
 static const struct cbor_callbacks callbacks = {
-	.uint8 = cb_u8,
-	.uint16 = cb_u16,
-	.uint32 = cb_u32,
-	.uint64 = cb_u64,
-	.negint8 = cb_n8,
-	.negint16 = cb_n16,
-	.negint32 = cb_n32,
-	.negint64 = cb_n64,
-	.byte_string = cb_bytes,
-	.byte_string_start = cb_indef,
-	.string = cb_text,
-	.string_start = cb_indef,
-	.indef_array_start = cb_indef,
-	.array_start = cb_array,
-	.indef_map_start = cb_indef,
-	.map_start = cb_map,
-	.tag = cb_tag,
-	.float2 = cb_float,
-	.float4 = cb_float,
-	.float8 = cb_double,
-	.undefined = cb_undef,
-	.null = cb_null,
-	.boolean = cb_bool,
-	.indef_break = cb_indef,
+    .uint8 = cb_u8,
+    .uint16 = cb_u16,
+    .uint32 = cb_u32,
+    .uint64 = cb_u64,
+    .negint8 = cb_n8,
+    .negint16 = cb_n16,
+    .negint32 = cb_n32,
+    .negint64 = cb_n64,
+    .byte_string = cb_bytes,
+    .byte_string_start = cb_indef,
+    .string = cb_text,
+    .string_start = cb_indef,
+    .indef_array_start = cb_indef,
+    .array_start = cb_array,
+    .indef_map_start = cb_indef,
+    .map_start = cb_map,
+    .tag = cb_tag,
+    .float2 = cb_float,
+    .float4 = cb_float,
+    .float8 = cb_double,
+    .undefined = cb_undef,
+    .null = cb_null,
+    .boolean = cb_bool,
+    .indef_break = cb_indef,
 };
 
 void tern_cbor_reader_init(struct tern_cbor_reader *r, const uint8_t *buf, size_t len)

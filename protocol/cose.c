@@ -12,9 +12,9 @@
 #include <mbedtls/pk.h>
 #include <string.h>
 
-#define HDR_ALG 1
-#define HDR_CRIT 2
-#define HDR_KID 4
+#define HDR_ALG		1
+#define HDR_CRIT	2
+#define HDR_KID		4
 #define HDR_MAX_ENTRIES 32
 
 /* Header labels this reader understands, for the "crit" rule. */
@@ -33,7 +33,8 @@ int tern_pubkey_from_point(struct tern_pubkey *pk, const uint8_t *point, size_t 
 	if (len != TERN_P256_POINT_LEN || point[0] != 0x04)
 		goto out;
 	if (mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) ||
-	    mbedtls_ecp_point_read_binary(&grp, &q, point, len) || mbedtls_ecp_check_pubkey(&grp, &q))
+	    mbedtls_ecp_point_read_binary(&grp, &q, point, len) ||
+	    mbedtls_ecp_check_pubkey(&grp, &q))
 		goto out;
 	memcpy(pk->point, point, TERN_P256_POINT_LEN);
 	uint8_t digest[TERN_SHA256_LEN];
@@ -70,8 +71,8 @@ int tern_pubkey_parse(struct tern_pubkey *pk, const uint8_t *buf, size_t len)
 		goto out;
 	uint8_t point[TERN_P256_POINT_LEN];
 	size_t olen = 0;
-	if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, point,
-					   sizeof(point)) ||
+	if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
+					   point, sizeof(point)) ||
 	    olen != sizeof(point))
 		goto out;
 	rc = tern_pubkey_from_point(pk, point, olen);
@@ -263,7 +264,7 @@ static void hash_head(struct tern_sha256 *h, uint8_t major, size_t len)
 }
 
 void tern_cose_sign1_digest(const struct tern_sign1 *s, const uint8_t *aad, size_t aad_len,
-				 uint8_t out[TERN_SHA256_LEN])
+			    uint8_t out[TERN_SHA256_LEN])
 {
 	static const char context[] = "Signature1";
 	struct tern_sha256 h;
@@ -303,9 +304,11 @@ int tern_cose_sign1_verify(const struct tern_sign1 *s, const struct tern_pubkey 
 	mbedtls_mpi_init(&sv);
 	if (mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) ||
 	    mbedtls_ecp_point_read_binary(&grp, &q, pk->point, TERN_P256_POINT_LEN) ||
-	    mbedtls_mpi_read_binary(&r, s->sig, 32) || mbedtls_mpi_read_binary(&sv, s->sig + 32, 32))
+	    mbedtls_mpi_read_binary(&r, s->sig, 32) ||
+	    mbedtls_mpi_read_binary(&sv, s->sig + 32, 32))
 		goto out;
-	rc = mbedtls_ecdsa_verify(&grp, digest, sizeof(digest), &q, &r, &sv) ? TERN_E_BAD_SIGNATURE : 0;
+	rc = mbedtls_ecdsa_verify(&grp, digest, sizeof(digest), &q, &r, &sv) ? TERN_E_BAD_SIGNATURE
+									     : 0;
 out:
 	mbedtls_mpi_free(&sv);
 	mbedtls_mpi_free(&r);

@@ -52,7 +52,8 @@ int tern_manifest_check(const struct tern_manifest *m)
 		return TERN_E_MALFORMED;
 	for (size_t i = 0; i < m->n_components; i++) {
 		const struct tern_component *c = &m->components[i];
-		if ((rc = check_id(c->name, TERN_NAME_MAX)) || (rc = check_id(c->slot_group, TERN_NAME_MAX)))
+		if ((rc = check_id(c->name, TERN_NAME_MAX)) ||
+		    (rc = check_id(c->slot_group, TERN_NAME_MAX)))
 			return rc;
 		if (c->kind != TERN_KIND_FIRMWARE && c->kind != TERN_KIND_CONFIG)
 			return TERN_E_CRITICAL;
@@ -364,9 +365,9 @@ int tern_manifest_decode(struct tern_manifest *m, const uint8_t *buf, size_t len
 	if (tern_cbor_remaining(&r))
 		return TERN_E_MALFORMED;
 	const uint64_t required =
-		(1u << TERN_MK_FORMAT) | (1u << TERN_MK_RELEASE_ID) | (1u << TERN_MK_VERSION) |
-		(1u << TERN_MK_SEQUENCE) | (1u << TERN_MK_SECURITY_COUNTER) | (1u << TERN_MK_BOARDS) |
-		(1u << TERN_MK_CHUNK_SIZE) | (1u << TERN_MK_COMPONENTS) | (1u << TERN_MK_CREATED);
+	    (1u << TERN_MK_FORMAT) | (1u << TERN_MK_RELEASE_ID) | (1u << TERN_MK_VERSION) |
+	    (1u << TERN_MK_SEQUENCE) | (1u << TERN_MK_SECURITY_COUNTER) | (1u << TERN_MK_BOARDS) |
+	    (1u << TERN_MK_CHUNK_SIZE) | (1u << TERN_MK_COMPONENTS) | (1u << TERN_MK_CREATED);
 	if ((seen & required) != required)
 		return TERN_E_MALFORMED;
 	return tern_manifest_check(m);

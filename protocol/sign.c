@@ -23,8 +23,8 @@ static int set_public(struct tern_signer *sg)
 	size_t olen = 0;
 	if (ec->grp.id != MBEDTLS_ECP_DP_SECP256R1)
 		return TERN_E_KEY;
-	if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, point,
-					   sizeof(point)))
+	if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
+					   point, sizeof(point)))
 		return TERN_E_KEY;
 	return tern_pubkey_from_point(&sg->pub, point, olen);
 }
@@ -91,12 +91,13 @@ int tern_signer_generate(struct tern_signer *sg)
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
 	rc = TERN_E_CRYPTO;
-	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)pers,
-				  sizeof(pers) - 1))
+	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+				  (const unsigned char *)pers, sizeof(pers) - 1))
 		goto out;
 	if (mbedtls_pk_setup(sg->pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)))
 		goto out;
-	if (mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*(mbedtls_pk_context *)sg->pk),
+	if (mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
+				mbedtls_pk_ec(*(mbedtls_pk_context *)sg->pk),
 				mbedtls_ctr_drbg_random, &drbg))
 		goto out;
 	rc = set_public(sg);
@@ -133,15 +134,15 @@ size_t tern_cose_sign1_size(size_t payload_len)
 }
 
 size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload,
-			    size_t payload_len, const uint8_t *aad, size_t aad_len,
-			    uint8_t *out, size_t out_size)
+			    size_t payload_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+			    size_t out_size)
 {
 	struct tern_sign1 s = {
-		.protected_hdr = protected_es256,
-		.protected_len = sizeof(protected_es256),
-		.payload = payload,
-		.payload_len = payload_len,
-		.alg = TERN_COSE_ALG_ES256,
+	    .protected_hdr = protected_es256,
+	    .protected_len = sizeof(protected_es256),
+	    .payload = payload,
+	    .payload_len = payload_len,
+	    .alg = TERN_COSE_ALG_ES256,
 	};
 	uint8_t digest[TERN_SHA256_LEN];
 	uint8_t sig[TERN_ES256_SIG_LEN];
@@ -160,8 +161,8 @@ size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload
 	mbedtls_ctr_drbg_init(&drbg);
 	/* The signature is deterministic (RFC 6979); randomness only blinds the scalar
 	 * multiplication against side channels and does not change the bytes. */
-	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)pers,
-				  sizeof(pers) - 1))
+	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+				  (const unsigned char *)pers, sizeof(pers) - 1))
 		goto out;
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(*(mbedtls_pk_context *)sg->pk);
 	if (mbedtls_ecdsa_sign_det_ext(&ec->grp, &r, &sv, &ec->d, digest, sizeof(digest),

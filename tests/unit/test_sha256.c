@@ -59,7 +59,8 @@ static void test_million_a_incremental(void **state)
 	}
 	tern_sha256_final(&h, d);
 	hex(d, 32, out);
-	assert_string_equal(out, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	assert_string_equal(out,
+			    "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 static void test_backend_named(void **state)
@@ -72,10 +73,10 @@ static void test_backend_named(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_abc),
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_million_a_incremental),
-		cmocka_unit_test(test_backend_named),
+	    cmocka_unit_test(test_abc),
+	    cmocka_unit_test(test_empty),
+	    cmocka_unit_test(test_million_a_incremental),
+	    cmocka_unit_test(test_backend_named),
 	};
 	return cmocka_run_group_tests_name(tern_sha256_backend(), tests, NULL, NULL);
 }

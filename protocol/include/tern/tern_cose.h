@@ -12,10 +12,10 @@
 #define TERN_COSE_ALG_ES256 (-7)
 #define TERN_COSE_TAG_SIGN1 18
 #define TERN_P256_POINT_LEN 65 /* 0x04 || X || Y */
-#define TERN_ES256_SIG_LEN 64  /* r || s */
-#define TERN_KID_LEN 8
-#define TERN_KID_MAX 32	       /* longest kid accepted from a message */
-#define TERN_KEYRING_MAX 8
+#define TERN_ES256_SIG_LEN  64 /* r || s */
+#define TERN_KID_LEN	    8
+#define TERN_KID_MAX	    32 /* longest kid accepted from a message */
+#define TERN_KEYRING_MAX    8
 
 /* A trusted public key: the point and its key id. Plain data, no heap. */
 struct tern_pubkey {
@@ -39,8 +39,8 @@ struct tern_sign1 {
 	size_t sig_len;
 	const uint8_t *kid; /* NULL when the message has no kid */
 	size_t kid_len;
-	int64_t alg;	   /* from the protected header, or the unprotected one */
-	size_t total_len;  /* bytes the whole message takes in the buffer */
+	int64_t alg;	  /* from the protected header, or the unprotected one */
+	size_t total_len; /* bytes the whole message takes in the buffer */
 };
 
 /*

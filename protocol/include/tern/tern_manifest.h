@@ -16,16 +16,16 @@
 
 #define TERN_FORMAT_VERSION 1
 #define TERN_MAX_COMPONENTS 4
-#define TERN_MAX_BOARDS 4
-#define TERN_NAME_MAX 32       /* component name, slot group, board id (bytes) */
-#define TERN_VERSION_MAX 32    /* human version string (bytes) */
-#define TERN_RELEASE_ID_MAX 64 /* release id (bytes) */
-#define TERN_NOTES_MAX 4096    /* release notes (bytes) */
-#define TERN_MANIFEST_MAX 8192 /* encoded manifest (bytes) */
-#define TERN_CHUNK_MIN 1024u
-#define TERN_CHUNK_MAX (1024u * 1024u)
-#define TERN_CHUNK_DEFAULT (16u * 1024u)
-#define TERN_COMPONENT_MAX ((uint64_t)1 << 40) /* 1 TiB */
+#define TERN_MAX_BOARDS	    4
+#define TERN_NAME_MAX	    32	 /* component name, slot group, board id (bytes) */
+#define TERN_VERSION_MAX    32	 /* human version string (bytes) */
+#define TERN_RELEASE_ID_MAX 64	 /* release id (bytes) */
+#define TERN_NOTES_MAX	    4096 /* release notes (bytes) */
+#define TERN_MANIFEST_MAX   8192 /* encoded manifest (bytes) */
+#define TERN_CHUNK_MIN	    1024u
+#define TERN_CHUNK_MAX	    (1024u * 1024u)
+#define TERN_CHUNK_DEFAULT  (16u * 1024u)
+#define TERN_COMPONENT_MAX  ((uint64_t)1 << 40) /* 1 TiB */
 
 /* Largest signed manifest (COSE_Sign1 around a TERN_MANIFEST_MAX payload). */
 #define TERN_SIGNED_MANIFEST_MAX (TERN_MANIFEST_MAX + 128)
@@ -82,7 +82,10 @@ struct tern_early_life {
 	uint32_t settle_s;	   /* and the device must stay up this long */
 };
 
-#define TERN_EARLY_LIFE_DEFAULT {3, 60, 10}
+#define TERN_EARLY_LIFE_DEFAULT                                                                    \
+	{                                                                                          \
+		3, 60, 10                                                                          \
+	}
 
 struct tern_manifest {
 	uint32_t format_version;

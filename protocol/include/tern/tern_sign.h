@@ -40,8 +40,8 @@ void tern_signer_free(struct tern_signer *sg);
  * Returns bytes written, or 0 when @out_size is too small or signing failed.
  */
 size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload,
-			    size_t payload_len, const uint8_t *aad, size_t aad_len,
-			    uint8_t *out, size_t out_size);
+			    size_t payload_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+			    size_t out_size);
 
 /* Size of the COSE_Sign1 that tern_cose_sign1_sign() writes for a payload this long. */
 size_t tern_cose_sign1_size(size_t payload_len);
