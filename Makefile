@@ -65,3 +65,7 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmarks: figures and ratios, never pass/fail. `make bench BENCH=release` runs one.
+bench: all
+	BUILD=$(abspath $(BUILD)) /usr/bin/python3 scripts/bench.py $(BENCH)
