@@ -69,3 +69,6 @@ clean:
 # Benchmarks: figures and ratios, never pass/fail. `make bench BENCH=release` runs one.
 bench: all
 	BUILD=$(abspath $(BUILD)) /usr/bin/python3 scripts/bench.py $(BENCH)
+
+demo: all
+	BUILD=$(BUILD) scripts/demo.sh

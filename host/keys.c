@@ -17,7 +17,7 @@ int host_load_signer(const char *path, struct tern_signer *sg)
 	size_t len;
 	int rc = host_read_file(path, HOST_KEY_FILE_MAX, &buf, &len);
 	if (rc)
-		return rc;
+		return rc == TERN_E_TOO_LARGE ? TERN_E_KEY : rc;
 	rc = tern_signer_load(sg, buf, len);
 	/* Key material is checked first so a public key gets the more useful message. */
 	if (!rc && stat(path, &st) == 0 && (st.st_mode & 077)) {
@@ -36,7 +36,7 @@ int host_keyring_add_file(struct tern_keyring *kr, const char *path)
 	struct tern_pubkey pk;
 	int rc = host_read_file(path, HOST_KEY_FILE_MAX, &buf, &len);
 	if (rc)
-		return rc;
+		return rc == TERN_E_TOO_LARGE ? TERN_E_KEY : rc;
 	rc = tern_pubkey_parse(&pk, buf, len);
 	if (rc) {
 		/* A private key file also names its public key; accept it for verifying. */

@@ -36,9 +36,8 @@ int host_fail(const char *what, int rc)
 
 int host_usage(const char *cmd, const char *msg)
 {
-	if (msg)
-		fprintf(stderr, "tern %s: %s\n", cmd, msg);
-	fprintf(stderr, "usage: see 'tern %s --help'\n", cmd);
+	fprintf(stderr, "tern %s: %s (see 'tern %s --help')\n", cmd, msg ? msg : "bad arguments",
+		cmd);
 	return 2;
 }
 
@@ -70,9 +69,8 @@ int main(int argc, char **argv)
 			return commands[i].run(argc - 2, argv + 2);
 	}
 	if (group_known)
-		fprintf(stderr, "tern %s: unknown or missing command\n\n", argv[1]);
+		fprintf(stderr, "tern %s: unknown or missing command (see 'tern --help')\n", argv[1]);
 	else
-		fprintf(stderr, "tern: unknown command '%s'\n\n", argv[1]);
-	usage(stderr);
+		fprintf(stderr, "tern: unknown command '%s' (see 'tern --help')\n", argv[1]);
 	return 2;
 }
