@@ -21,7 +21,7 @@ struct pool {
 	uint64_t n_chunks;
 	uint64_t per_batch; /* chunks per batch */
 	atomic_uint_fast64_t next_batch;
-	atomic_int rc;		     /* first error, 0 while all is well */
+	atomic_int rc;			/* first error, 0 while all is well */
 	atomic_uint_fast64_t bad_chunk; /* lowest bad chunk seen */
 };
 
@@ -40,8 +40,8 @@ static void note_bad(struct pool *p, uint64_t chunk)
 }
 
 /* Hashes, copies or checks chunks [first, first + n). */
-static int do_batch(struct pool *p, uint8_t *buf, uint8_t *digests, uint8_t *expect,
-		    uint64_t first, uint64_t n)
+static int do_batch(struct pool *p, uint8_t *buf, uint8_t *digests, uint8_t *expect, uint64_t first,
+		    uint64_t n)
 {
 	struct chunks_job *j = p->job;
 	uint64_t off = first * j->chunk_size;
@@ -90,7 +90,8 @@ static void *worker(void *arg)
 		uint64_t first = b * p->per_batch;
 		if (first >= p->n_chunks)
 			break;
-		uint64_t n = p->n_chunks - first < p->per_batch ? p->n_chunks - first : p->per_batch;
+		uint64_t n =
+		    p->n_chunks - first < p->per_batch ? p->n_chunks - first : p->per_batch;
 		int rc = do_batch(p, buf, digests, digests + digests_len, first, n);
 		if (rc) {
 			fail(p, rc);

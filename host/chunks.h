@@ -15,15 +15,15 @@ enum chunks_mode {
 
 /* One component's chunks. File descriptors stay owned by the caller. */
 struct chunks_job {
-	int src_fd;	      /* the component's bytes are at src_off */
+	int src_fd; /* the component's bytes are at src_off */
 	uint64_t src_off;
-	uint64_t size;	      /* component size in bytes */
+	uint64_t size; /* component size in bytes */
 	uint32_t chunk_size;
-	int dst_fd;	      /* CHUNKS_CREATE: bytes are copied to dst_off */
+	int dst_fd; /* CHUNKS_CREATE: bytes are copied to dst_off */
 	uint64_t dst_off;
-	int idx_fd;	      /* the chunk index (n * 32 bytes) at idx_off */
+	int idx_fd; /* the chunk index (n * 32 bytes) at idx_off */
 	uint64_t idx_off;
-	uint64_t bad_chunk;   /* out: on TERN_E_DIGEST, the first chunk found bad */
+	uint64_t bad_chunk; /* out: on TERN_E_DIGEST, the first chunk found bad */
 };
 
 /*

@@ -18,33 +18,33 @@
 #include <unistd.h>
 
 static const char create_help[] =
-	"usage: tern release create --key FILE.key --board BOARD --version V --sequence N\n"
-	"           [--security-counter N] [--chunk-size 16K] [--firmware FILE] [--config FILE]\n"
-	"           [--notes FILE] [--id ID] [--trial-attempts N] [--health-timeout S]\n"
-	"           [--settle S] --out FILE.tern\n"
-	"\n"
-	"Makes a signed release of a firmware image, a configuration file, or both.\n"
-	"  --board BOARD        board id the release is for (repeat for up to 4 boards)\n"
-	"  --version V          human version string, e.g. 1.2.0\n"
-	"  --sequence N         release number; devices take only releases newer than theirs\n"
-	"  --security-counter N anti-rollback floor; devices never go below it once confirmed\n"
-	"  --chunk-size SIZE    power of two from 1K to 1M (default 16K)\n"
-	"  --notes FILE         release notes (up to 4096 bytes) carried in the signed manifest\n"
-	"  --id ID              release id (default BOARD-VERSION-SEQUENCE)\n"
-	"  --trial-attempts N, --health-timeout S, --settle S   early-life policy (3, 60, 10)\n"
-	"The creation time is now, or $SOURCE_DATE_EPOCH for reproducible builds.\n";
+    "usage: tern release create --key FILE.key --board BOARD --version V --sequence N\n"
+    "           [--security-counter N] [--chunk-size 16K] [--firmware FILE] [--config FILE]\n"
+    "           [--notes FILE] [--id ID] [--trial-attempts N] [--health-timeout S]\n"
+    "           [--settle S] --out FILE.tern\n"
+    "\n"
+    "Makes a signed release of a firmware image, a configuration file, or both.\n"
+    "  --board BOARD        board id the release is for (repeat for up to 4 boards)\n"
+    "  --version V          human version string, e.g. 1.2.0\n"
+    "  --sequence N         release number; devices take only releases newer than theirs\n"
+    "  --security-counter N anti-rollback floor; devices never go below it once confirmed\n"
+    "  --chunk-size SIZE    power of two from 1K to 1M (default 16K)\n"
+    "  --notes FILE         release notes (up to 4096 bytes) carried in the signed manifest\n"
+    "  --id ID              release id (default BOARD-VERSION-SEQUENCE)\n"
+    "  --trial-attempts N, --health-timeout S, --settle S   early-life policy (3, 60, 10)\n"
+    "The creation time is now, or $SOURCE_DATE_EPOCH for reproducible builds.\n";
 
 static const char inspect_help[] =
-	"usage: tern release inspect FILE.tern [--json]\n"
-	"\n"
-	"Shows what a release holds: board, version, sequence, components with sizes and\n"
-	"digests, key id and notes. Does not check the signature (use 'tern release verify').\n";
+    "usage: tern release inspect FILE.tern [--json]\n"
+    "\n"
+    "Shows what a release holds: board, version, sequence, components with sizes and\n"
+    "digests, key id and notes. Does not check the signature (use 'tern release verify').\n";
 
 static const char verify_help[] =
-	"usage: tern release verify FILE.tern --pubkey FILE.pub [--pubkey FILE.pub ...]\n"
-	"\n"
-	"Checks the signature against the given public keys, the manifest, the chunk index\n"
-	"and every byte of every component. Exit 0 when all is well, 1 with the reason if not.\n";
+    "usage: tern release verify FILE.tern --pubkey FILE.pub [--pubkey FILE.pub ...]\n"
+    "\n"
+    "Checks the signature against the given public keys, the manifest, the chunk index\n"
+    "and every byte of every component. Exit 0 when all is well, 1 with the reason if not.\n";
 
 static const char *kind_name(enum tern_component_kind k)
 {
@@ -59,8 +59,8 @@ static bool valid_id(const char *s, size_t max)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '.' || ch == '_' || ch == '-'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
 			return false;
 	}
 	return true;
@@ -73,27 +73,47 @@ struct create_args {
 	uint64_t sequence, security_counter, chunk_size;
 	uint64_t trial_attempts, health_timeout, settle;
 	bool have_sequence;
+	char id_buf[TERN_RELEASE_ID_MAX + 1]; /* the default id when --id is not given */
 };
+
+/*
+ * BOARD-VERSION-SEQUENCE with characters outside [A-Za-z0-9._-] replaced by '_'.
+ * TERN_E_TOO_LARGE when it does not fit: cutting it could give two releases one id.
+ */
+static int default_release_id(const struct create_args *a, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s-%s-%llu", a->boards[0], a->version,
+			 (unsigned long long)a->sequence);
+	if (n < 0 || (size_t)n >= size)
+		return TERN_E_TOO_LARGE;
+	for (char *p = out; *p; p++) {
+		char ch = *p;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			*p = '_';
+	}
+	return 0;
+}
 
 static int parse_create(int argc, char **argv, struct create_args *a)
 {
 	static const struct option opts[] = {
-		{"key", required_argument, NULL, 'k'},
-		{"board", required_argument, NULL, 'b'},
-		{"version", required_argument, NULL, 'v'},
-		{"sequence", required_argument, NULL, 's'},
-		{"security-counter", required_argument, NULL, 'S'},
-		{"chunk-size", required_argument, NULL, 'c'},
-		{"firmware", required_argument, NULL, 'f'},
-		{"config", required_argument, NULL, 'C'},
-		{"notes", required_argument, NULL, 'n'},
-		{"id", required_argument, NULL, 'i'},
-		{"trial-attempts", required_argument, NULL, 'T'},
-		{"health-timeout", required_argument, NULL, 'H'},
-		{"settle", required_argument, NULL, 'E'},
-		{"out", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0, 0, 0, 0},
+	    {"key", required_argument, NULL, 'k'},
+	    {"board", required_argument, NULL, 'b'},
+	    {"version", required_argument, NULL, 'v'},
+	    {"sequence", required_argument, NULL, 's'},
+	    {"security-counter", required_argument, NULL, 'S'},
+	    {"chunk-size", required_argument, NULL, 'c'},
+	    {"firmware", required_argument, NULL, 'f'},
+	    {"config", required_argument, NULL, 'C'},
+	    {"notes", required_argument, NULL, 'n'},
+	    {"id", required_argument, NULL, 'i'},
+	    {"trial-attempts", required_argument, NULL, 'T'},
+	    {"health-timeout", required_argument, NULL, 'H'},
+	    {"settle", required_argument, NULL, 'E'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
 	};
 	const char *cmd = "release create";
 	int c;
@@ -103,13 +123,27 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 	a->settle = 10;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'k': a->key = optarg; break;
-		case 'o': a->out = optarg; break;
-		case 'f': a->firmware = optarg; break;
-		case 'C': a->config = optarg; break;
-		case 'n': a->notes = optarg; break;
-		case 'i': a->id = optarg; break;
-		case 'v': a->version = optarg; break;
+		case 'k':
+			a->key = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
+			break;
+		case 'f':
+			a->firmware = optarg;
+			break;
+		case 'C':
+			a->config = optarg;
+			break;
+		case 'n':
+			a->notes = optarg;
+			break;
+		case 'i':
+			a->id = optarg;
+			break;
+		case 'v':
+			a->version = optarg;
+			break;
 		case 'b':
 			if (a->n_boards == TERN_MAX_BOARDS)
 				return host_usage(cmd, "at most 4 --board");
@@ -122,16 +156,21 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 			break;
 		case 'S':
 			if (host_parse_u64(optarg, UINT32_MAX, &a->security_counter))
-				return host_usage(cmd, "--security-counter takes a number up to 4294967295");
+				return host_usage(
+				    cmd, "--security-counter takes a number up to 4294967295");
 			break;
 		case 'c':
-			if (host_parse_size(optarg, &a->chunk_size) || a->chunk_size < TERN_CHUNK_MIN ||
-			    a->chunk_size > TERN_CHUNK_MAX || (a->chunk_size & (a->chunk_size - 1)))
-				return host_usage(cmd, "--chunk-size must be a power of two from 1K to 1M");
+			if (host_parse_size(optarg, &a->chunk_size) ||
+			    a->chunk_size < TERN_CHUNK_MIN || a->chunk_size > TERN_CHUNK_MAX ||
+			    (a->chunk_size & (a->chunk_size - 1)))
+				return host_usage(
+				    cmd, "--chunk-size must be a power of two from 1K to 1M");
 			break;
 		case 'T':
-			if (host_parse_u64(optarg, 255, &a->trial_attempts) || a->trial_attempts == 0)
-				return host_usage(cmd, "--trial-attempts takes a number from 1 to 255");
+			if (host_parse_u64(optarg, 255, &a->trial_attempts) ||
+			    a->trial_attempts == 0)
+				return host_usage(cmd,
+						  "--trial-attempts takes a number from 1 to 255");
 			break;
 		case 'H':
 			if (host_parse_u64(optarg, UINT32_MAX, &a->health_timeout))
@@ -141,14 +180,18 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 			if (host_parse_u64(optarg, UINT32_MAX, &a->settle))
 				return host_usage(cmd, "--settle takes seconds");
 			break;
-		case 'h': fputs(create_help, stdout); return 0;
-		default: return host_usage(cmd, NULL);
+		case 'h':
+			fputs(create_help, stdout);
+			return 0;
+		default:
+			return host_usage(cmd, NULL);
 		}
 	}
 	if (optind != argc)
 		return host_usage(cmd, "unexpected argument");
 	if (!a->key || !a->out || !a->version || !a->have_sequence || !a->n_boards)
-		return host_usage(cmd, "--key, --board, --version, --sequence and --out are required");
+		return host_usage(cmd,
+				  "--key, --board, --version, --sequence and --out are required");
 	if (!a->firmware && !a->config)
 		return host_usage(cmd, "give --firmware, --config, or both");
 	for (size_t i = 0; i < a->n_boards; i++)
@@ -158,20 +201,13 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 		return host_usage(cmd, "a release id is 1 to 64 of A-Z a-z 0-9 . _ -");
 	if (!*a->version || strlen(a->version) > TERN_VERSION_MAX)
 		return host_usage(cmd, "a version is 1 to 32 bytes");
-	return -1; /* parsed; go on */
-}
-
-/* BOARD-VERSION-SEQUENCE with characters outside [A-Za-z0-9._-] replaced by '_'. */
-static void default_release_id(const struct create_args *a, char *out, size_t size)
-{
-	snprintf(out, size, "%s-%s-%llu", a->boards[0], a->version,
-		 (unsigned long long)a->sequence);
-	for (char *p = out; *p; p++) {
-		char ch = *p;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '.' || ch == '_' || ch == '-'))
-			*p = '_';
+	if (!a->id) {
+		if (default_release_id(a, a->id_buf, sizeof(a->id_buf)))
+			return host_usage(cmd, "BOARD-VERSION-SEQUENCE is longer than 64 bytes; "
+					       "name the release with --id");
+		a->id = a->id_buf;
 	}
+	return -1; /* parsed; go on */
 }
 
 static uint64_t creation_time(void)
@@ -229,10 +265,7 @@ static int build_manifest(const struct create_args *a, struct input *in, size_t 
 {
 	memset(m, 0, sizeof(*m));
 	m->format_version = TERN_FORMAT_VERSION;
-	if (a->id)
-		snprintf(m->release_id, sizeof(m->release_id), "%s", a->id);
-	else
-		default_release_id(a, m->release_id, sizeof(m->release_id));
+	snprintf(m->release_id, sizeof(m->release_id), "%s", a->id);
 	if (strlen(a->version) > TERN_VERSION_MAX)
 		return TERN_E_TOO_LARGE;
 	snprintf(m->version, sizeof(m->version), "%s", a->version);
@@ -282,24 +315,27 @@ static int write_body(int fd, struct input *in, size_t n_in, struct tern_manifes
 {
 	for (size_t i = 0; i < n_in; i++) {
 		struct comp_layout *l = &in[i].at;
-		int rc = write_bstr_head(fd, l->index_len, l->index_off - bstr_head_len(l->index_len));
+		int rc =
+		    write_bstr_head(fd, l->index_len, l->index_off - bstr_head_len(l->index_len));
 		if (!rc)
-			rc = write_bstr_head(fd, l->bytes_len, l->bytes_off - bstr_head_len(l->bytes_len));
+			rc = write_bstr_head(fd, l->bytes_len,
+					     l->bytes_off - bstr_head_len(l->bytes_len));
 		if (rc)
 			return rc;
 		struct chunks_job job = {
-			.src_fd = in[i].fd,
-			.src_off = 0,
-			.size = l->bytes_len,
-			.chunk_size = m->chunk_size,
-			.dst_fd = fd,
-			.dst_off = l->bytes_off,
-			.idx_fd = fd,
-			.idx_off = l->index_off,
+		    .src_fd = in[i].fd,
+		    .src_off = 0,
+		    .size = l->bytes_len,
+		    .chunk_size = m->chunk_size,
+		    .dst_fd = fd,
+		    .dst_off = l->bytes_off,
+		    .idx_fd = fd,
+		    .idx_off = l->index_off,
 		};
 		if ((rc = chunks_run(&job, CHUNKS_CREATE, 0)))
 			return rc;
-		if ((rc = digest_index(fd, l->index_off, l->index_len, m->components[i].index_digest)))
+		if ((rc = digest_index(fd, l->index_off, l->index_len,
+				       m->components[i].index_digest)))
 			return rc;
 	}
 	return 0;
@@ -347,8 +383,8 @@ int cmd_release_create(int argc, char **argv)
 	if (a.notes) {
 		rc = host_read_file(a.notes, TERN_NOTES_MAX, &notes, &notes_len);
 		if (rc == TERN_E_TOO_LARGE) {
-			fprintf(stderr, "tern: %s: release notes are limited to %u bytes\n", a.notes,
-				TERN_NOTES_MAX);
+			fprintf(stderr, "tern: %s: release notes are limited to %u bytes\n",
+				a.notes, TERN_NOTES_MAX);
 			goto out;
 		}
 		if (rc) {
@@ -370,10 +406,12 @@ int cmd_release_create(int argc, char **argv)
 		}
 	}
 	if ((rc = build_manifest(&a, in, n_in, (const char *)notes, notes_len, &m))) {
-		fprintf(stderr,
-			"tern: manifest not valid: %s (ids, boards and versions take up to %d of "
-			"A-Z a-z 0-9 . _ -)\n",
-			tern_strerror(rc), TERN_NAME_MAX);
+		if (a.notes && rc == TERN_E_MALFORMED)
+			fprintf(stderr,
+				"tern: %s: release notes must be UTF-8 text without NUL bytes\n",
+				a.notes);
+		else
+			fprintf(stderr, "tern: manifest not valid: %s\n", tern_strerror(rc));
 		goto out;
 	}
 	/* Digests have a fixed size: the manifest's length is known before hashing, so the
@@ -517,8 +555,8 @@ static void inspect_json(const struct release_file *rf, int layout_rc)
 		host_json_str(stdout, m->boards[i], strlen(m->boards[i]));
 	}
 	host_hex(s->kid ? s->kid : (const uint8_t *)"", s->kid_len, hex);
-	printf("],\"created\":%llu,\"kid\":\"%s\",\"chunk_size\":%u,", (unsigned long long)m->created,
-	       hex, m->chunk_size);
+	printf("],\"created\":%llu,\"kid\":\"%s\",\"chunk_size\":%u,",
+	       (unsigned long long)m->created, hex, m->chunk_size);
 	printf("\"early_life\":{\"trial_attempts\":%u,\"health_timeout_s\":%u,\"settle_s\":%u},",
 	       m->early_life.trial_attempts, m->early_life.health_timeout_s,
 	       m->early_life.settle_s);
@@ -544,9 +582,9 @@ static void inspect_json(const struct release_file *rf, int layout_rc)
 int cmd_release_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{0, 0, 0, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
 	};
 	bool json = false;
 	int c;
@@ -577,9 +615,9 @@ int cmd_release_inspect(int argc, char **argv)
 int cmd_release_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pubkey", required_argument, NULL, 'p'},
-		{"help", no_argument, NULL, 'h'},
-		{0, 0, 0, 0},
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
 	};
 	static struct tern_keyring kr;
 	static struct release_file rf;
@@ -603,8 +641,10 @@ int cmd_release_verify(int argc, char **argv)
 		if (rc == TERN_E_UNKNOWN_KEY && rf.head.sign1.kid_len) {
 			char kid[2 * TERN_KID_MAX + 1];
 			host_hex(rf.head.sign1.kid, rf.head.sign1.kid_len, kid);
-			fprintf(stderr, "tern: %s: signed by key id %s, which is not among the --pubkey keys\n",
-				path, kid);
+			fprintf(
+			    stderr,
+			    "tern: %s: signed by key id %s, which is not among the --pubkey keys\n",
+			    path, kid);
 			return 1;
 		}
 		return host_fail(path, rc);
@@ -619,12 +659,13 @@ int cmd_release_verify(int argc, char **argv)
 		uint64_t bad;
 		rc = release_file_check_component(&rf, i, &bad);
 		if (rc == TERN_E_DIGEST && bad == UINT64_MAX) {
-			fprintf(stderr, "tern: %s: component '%s': chunk index does not match the signed "
-					"manifest: the file is corrupted - copy it again\n",
+			fprintf(stderr,
+				"tern: %s: component '%s': chunk index does not match the signed "
+				"manifest: the file is corrupted - copy it again\n",
 				path, m->components[i].name);
 		} else if (rc == TERN_E_DIGEST) {
-			fprintf(stderr, "tern: %s: component '%s' chunk %llu (bytes %llu..): %s\n", path,
-				m->components[i].name, (unsigned long long)bad,
+			fprintf(stderr, "tern: %s: component '%s' chunk %llu (bytes %llu..): %s\n",
+				path, m->components[i].name, (unsigned long long)bad,
 				(unsigned long long)(bad * m->chunk_size), tern_strerror(rc));
 		} else if (rc) {
 			host_fail(path, rc);

@@ -66,18 +66,18 @@ static int public_path(const char *key_path, char *out, size_t size)
 }
 
 static const char key_generate_help[] =
-	"usage: tern key generate --out FILE.key\n"
-	"\n"
-	"Makes a new P-256 signing key. Writes FILE.key (PEM, readable by you only) and\n"
-	"FILE.pub (PEM public key, to put in device keyrings). Refuses to overwrite either.\n"
-	"Prints the key id that releases signed with it will carry.\n";
+    "usage: tern key generate --out FILE.key\n"
+    "\n"
+    "Makes a new P-256 signing key. Writes FILE.key (PEM, readable by you only) and\n"
+    "FILE.pub (PEM public key, to put in device keyrings). Refuses to overwrite either.\n"
+    "Prints the key id that releases signed with it will carry.\n";
 
 int cmd_key_generate(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"out", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0, 0, 0, 0},
+	    {"out", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0, 0, 0, 0},
 	};
 	const char *out = NULL;
 	int c;

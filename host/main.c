@@ -19,10 +19,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"key", "generate", cmd_key_generate, "make a signing key pair"},
-	{"release", "create", cmd_release_create, "make a signed release"},
-	{"release", "inspect", cmd_release_inspect, "show what a release holds"},
-	{"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+    {"key", "generate", cmd_key_generate, "make a signing key pair"},
+    {"release", "create", cmd_release_create, "make a signed release"},
+    {"release", "inspect", cmd_release_inspect, "show what a release holds"},
+    {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
 };
 
 int host_fail(const char *what, int rc)
@@ -69,7 +69,8 @@ int main(int argc, char **argv)
 			return commands[i].run(argc - 2, argv + 2);
 	}
 	if (group_known)
-		fprintf(stderr, "tern %s: unknown or missing command (see 'tern --help')\n", argv[1]);
+		fprintf(stderr, "tern %s: unknown or missing command (see 'tern --help')\n",
+			argv[1]);
 	else
 		fprintf(stderr, "tern: unknown command '%s' (see 'tern --help')\n", argv[1]);
 	return 2;

@@ -99,8 +99,8 @@ static int check_index(struct release_file *rf, const struct comp_layout *l,
 	struct tern_sha256 h;
 	tern_sha256_init(&h);
 	for (uint64_t done = 0; done < l->index_len;) {
-		size_t n = l->index_len - done < sizeof(buf) ? (size_t)(l->index_len - done)
-							     : sizeof(buf);
+		size_t n =
+		    l->index_len - done < sizeof(buf) ? (size_t)(l->index_len - done) : sizeof(buf);
 		int rc = host_pread_full(rf->fd, buf, n, l->index_off + done);
 		if (rc)
 			return rc;
@@ -120,12 +120,12 @@ int release_file_check_component(struct release_file *rf, size_t i, uint64_t *ba
 	if (rc)
 		return rc;
 	struct chunks_job job = {
-		.src_fd = rf->fd,
-		.src_off = l->bytes_off,
-		.size = l->bytes_len,
-		.chunk_size = rf->head.manifest.chunk_size,
-		.idx_fd = rf->fd,
-		.idx_off = l->index_off,
+	    .src_fd = rf->fd,
+	    .src_off = l->bytes_off,
+	    .size = l->bytes_len,
+	    .chunk_size = rf->head.manifest.chunk_size,
+	    .idx_fd = rf->fd,
+	    .idx_off = l->index_off,
 	};
 	rc = chunks_run(&job, CHUNKS_VERIFY, 0);
 	if (rc == TERN_E_DIGEST)

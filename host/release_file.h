@@ -18,7 +18,7 @@ struct comp_layout {
 struct release_file {
 	int fd;
 	uint64_t file_size;
-	uint8_t buf[TERN_SIGNED_MANIFEST_MAX + 16];
+	uint8_t buf[TERN_SIGNED_MANIFEST_MAX];
 	struct tern_release_head head;
 	struct comp_layout layout[TERN_MAX_COMPONENTS];
 };

@@ -124,6 +124,11 @@ expect_fail "no component" "firmware" "$TERN" release create --key signing.key -
 expect_fail "missing sequence" "required" "$TERN" release create --key signing.key --board sim --version 1 --firmware fw.bin --out x.tern
 head -c 5000 /dev/zero | tr '\0' 'n' >long-notes.md
 expect_fail "notes too long" "4096 bytes" "$TERN" release create --key signing.key --board sim --version 1 --sequence 1 --firmware fw.bin --notes long-notes.md --out x.tern
+printf '\xff\xfe notes\n' >latin.md
+expect_fail "notes not UTF-8" "UTF-8" "$TERN" release create --key signing.key --board sim --version 1 --sequence 1 --firmware fw.bin --notes latin.md --out x.tern
+long32=$(printf 'b%.0s' {1..32})
+expect_fail "default release id too long" "name the release with --id" "$TERN" release create --key signing.key --board "$long32" --version "$long32" --sequence 1 --firmware fw.bin --out x.tern
+expect_ok "long board and version with --id" "$TERN" release create --key signing.key --board "$long32" --version "$long32" --sequence 1 --id long-1 --firmware fw.bin --out long.tern
 check "refused creates leave no output" [ ! -e x.tern ]
 check "refused creates leave no temporary files" [ -z "$(ls | grep '\.tmp\.')" ]
 
