@@ -125,10 +125,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (fbuf)
-		rb.comp[rb.n_comp++] = (struct relbuild_comp){"firmware", TERN_KIND_FIRMWARE, fbuf,
-							      flen};
+		rb.comp[rb.n_comp++] =
+		    (struct relbuild_comp){"firmware", TERN_KIND_FIRMWARE, fbuf, flen};
 	if (cbuf)
-		rb.comp[rb.n_comp++] = (struct relbuild_comp){"config", TERN_KIND_CONFIG, cbuf, clen};
+		rb.comp[rb.n_comp++] =
+		    (struct relbuild_comp){"config", TERN_KIND_CONFIG, cbuf, clen};
 	size_t cap = relbuild_size(&rb);
 	uint8_t *rel = malloc(cap);
 	size_t len = rel ? relbuild_make(&sg, &rb, rel, cap, NULL) : 0;

@@ -20,7 +20,7 @@ struct relbuild {
 	uint64_t sequence;
 	uint32_t security_counter;
 	const char *board;
-	uint32_t chunk_size; /* 0: TERN_CHUNK_DEFAULT */
+	uint32_t chunk_size;	 /* 0: TERN_CHUNK_DEFAULT */
 	uint32_t trial_attempts; /* 0: the default policy */
 	struct relbuild_comp comp[TERN_MAX_COMPONENTS];
 	size_t n_comp;

@@ -93,6 +93,6 @@ uint8_t *simtest_release(struct simtest *t, const struct tern_signer *sg, const 
 			 uint64_t seq, uint32_t sc, enum tern_sim_health health, uint64_t img_size,
 			 const uint8_t *cfg, size_t cfg_len, size_t *len, size_t *head_len)
 {
-	return simtest_release_ex(t, sg, "sim", version, seq, sc, health, img_size, cfg, cfg_len,
-				  0, len, head_len);
+	return simtest_release_ex(t, sg, "sim", version, seq, sc, health, img_size, cfg, cfg_len, 0,
+				  len, head_len);
 }

@@ -72,8 +72,8 @@ static void test_good_release_confirmed(void **state)
 {
 	struct simtest *t = *state;
 	size_t len;
-	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 3, TERN_SIM_HEALTHY, IMG, NULL, 0, &len,
-				       NULL);
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 3, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
 	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 777), 0);
 	free(rel);
 	struct tern_status st = status(t);
@@ -165,7 +165,8 @@ static void test_refusals(void **state)
 
 	struct tern_signer other;
 	assert_int_equal(tern_signer_generate(&other), 0);
-	rel = simtest_release(t, &other, "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	rel =
+	    simtest_release(t, &other, "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
 	expect_refusal(t, rel, len, TERN_E_UNKNOWN_KEY);
 	free(rel);
 	tern_signer_free(&other);
@@ -192,10 +193,10 @@ static void test_busy_while_downloading(void **state)
 {
 	struct simtest *t = *state;
 	size_t len, head, len2, head2;
-	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len,
-				       &head);
-	uint8_t *rel2 = simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_HEALTHY, IMG, NULL, 0,
-					&len2, &head2);
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	uint8_t *rel2 =
+	    simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len2, &head2);
 	struct tern_agent *ag = &t->dev->agent;
 	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
 	assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
@@ -224,8 +225,8 @@ static void test_bad_chunk_refused_alone_and_resume(void **state)
 {
 	struct simtest *t = *state;
 	size_t len, head;
-	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len,
-				       &head);
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
 	struct tern_agent *ag = &t->dev->agent;
 	uint32_t cs = t->chunk_size;
 	size_t ilen = (size_t)tern_index_size(IMG, cs);
@@ -273,8 +274,8 @@ static void test_bad_index_refused(void **state)
 {
 	struct simtest *t = *state;
 	size_t len, head;
-	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len,
-				       &head);
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
 	struct tern_agent *ag = &t->dev->agent;
 	size_t ilen = (size_t)tern_index_size(IMG, t->chunk_size), hl;
 	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
