@@ -1,7 +1,7 @@
 # Device tests: cmocka programs that link the device core and the sim board (explicit
 # rules: the generic rule in tests/module.mk links only the protocol libraries), the
 # power-cut replays, and the `ternd sim` scenario scripts.
-DEVICE_UNIT_TESTS := test_agent test_powercut
+DEVICE_UNIT_TESTS := test_sim_flash test_agent test_powercut
 UNIT_TESTS += $(DEVICE_UNIT_TESTS)
 DEVICE_TEST_HELPERS := $(BUILD)/obj/tests/device/relbuild.o $(BUILD)/obj/tests/device/simtest.o
 
@@ -18,4 +18,4 @@ $(BUILD)/tests/ternd-mkrelease: $(BUILD)/obj/tests/device/mkrelease.o \
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS)
 
 CHECK_BUILDS += $(BUILD)/ternd $(BUILD)/tests/ternd-mkrelease
-#SCRIPT_TESTS += tests/device/scenarios.sh
+SCRIPT_TESTS += tests/device/scenarios.sh

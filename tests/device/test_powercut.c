@@ -96,10 +96,9 @@ static int setup(void **state)
 		r->security = i == 0 ? 1 : 2;
 		r->outcome = spec[i].outcome;
 		r->reason = spec[i].reason;
-		r->bytes = simtest_release_ex(&pc->t, NULL, "sim", spec[i].version, r->sequence,
-					      r->security, spec[i].health, IMG,
-					      spec[i].cfg ? cfg : NULL, CFG_LEN, spec[i].attempts,
-					      &r->len, NULL);
+		r->bytes = simtest_release_ex(
+		    &pc->t, NULL, "sim", spec[i].version, r->sequence, r->security, spec[i].health,
+		    IMG, spec[i].cfg ? cfg : NULL, CFG_LEN, spec[i].attempts, &r->len, NULL);
 		if (!r->bytes)
 			return -1;
 		tern_sim_image_make(img, IMG, spec[i].health, spec[i].version);
