@@ -18,4 +18,4 @@ $(BUILD)/tests/ternd-mkrelease: $(BUILD)/obj/tests/device/mkrelease.o \
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS)
 
 CHECK_BUILDS += $(BUILD)/ternd $(BUILD)/tests/ternd-mkrelease
-SCRIPT_TESTS += tests/device/scenarios.sh
+SCRIPT_TESTS += tests/device/scenarios.sh tests/device/core-purity.sh
