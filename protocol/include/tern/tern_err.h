@@ -39,7 +39,14 @@ enum tern_err {
 	TERN_E_USAGE = -29,	     /* bad command line */
 	TERN_E_FLASH = -30,	     /* flash write, erase or read failed */
 	TERN_E_POWER_CUT = -31,	     /* simulated power cut (tests) */
-	TERN_E__LAST = -32
+	TERN_E_OFFSET = -32,	     /* payload bytes at an offset the device does not expect */
+	TERN_E_GEOMETRY = -33,	     /* release chunk size does not fit the device's flash */
+	TERN_E_HEALTH = -34,	     /* trial image failed its health check */
+	TERN_E_TRIAL_BOOT = -35,     /* trial image never reached the agent (crash or hang) */
+	TERN_E_CANCELED = -36,	     /* update canceled before it was staged */
+	TERN_E_NO_BOOTCTL = -37,     /* no valid boot control record */
+	TERN_E_NO_IMAGE = -38,	     /* no slot holds a bootable verified image */
+	TERN_E__LAST = -39
 };
 
 /*
