@@ -228,10 +228,17 @@ int tern_cose_sign1_parse(struct tern_sign1 *s, const uint8_t *buf, size_t len)
 	if (s->protected_len > 0) {
 		struct tern_cbor_reader pr;
 		tern_cbor_reader_init(&pr, s->protected_hdr, s->protected_len);
+		struct tern_cbor_item map;
+		bool no_entries =
+		    tern_cbor_peek(&pr, &map) == 0 && map.type == TERN_CBOR_MAP && map.val == 0;
 		if ((rc = read_header_map(&pr, &h, true)))
 			return rc == TERN_E_TRUNCATED ? TERN_E_MALFORMED : rc;
 		if (tern_cbor_remaining(&pr))
 			return TERN_E_MALFORMED;
+		/* RFC 9052 4.4: without protected attributes the Sig_structure carries a
+		 * zero-length byte string, even when the message sent an empty map. */
+		if (no_entries)
+			s->protected_len = 0;
 	}
 	if ((rc = read_header_map(&r, &h, false)))
 		return rc;
