@@ -56,9 +56,8 @@ static void expect_skip_error(const uint8_t *in, size_t len, int err)
 static void test_uint_every_width(void **state)
 {
 	(void)state;
-	const uint8_t u0[] = {0x00}, u23[] = {0x17}, u24[] = {0x18, 0x18},
-		      u255[] = {0x18, 0xff}, u256[] = {0x19, 0x01, 0x00},
-		      u65536[] = {0x1a, 0x00, 0x01, 0x00, 0x00},
+	const uint8_t u0[] = {0x00}, u23[] = {0x17}, u24[] = {0x18, 0x18}, u255[] = {0x18, 0xff},
+		      u256[] = {0x19, 0x01, 0x00}, u65536[] = {0x1a, 0x00, 0x01, 0x00, 0x00},
 		      u32max[] = {0x1a, 0xff, 0xff, 0xff, 0xff},
 		      u2_32[] = {0x1b, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00},
 		      umax[] = {0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
@@ -239,8 +238,7 @@ static void test_indefinite_refused(void **state)
 static void test_ai31_not_cbor(void **state)
 {
 	(void)state;
-	const uint8_t uint31[] = {0x1f}, neg31[] = {0x3f}, tag31[] = {0xdf, 0x00},
-		      brk[] = {0xff};
+	const uint8_t uint31[] = {0x1f}, neg31[] = {0x3f}, tag31[] = {0xdf, 0x00}, brk[] = {0xff};
 	expect_next_error(uint31, sizeof(uint31), TERN_E_NOT_CBOR);
 	expect_next_error(neg31, sizeof(neg31), TERN_E_NOT_CBOR);
 	expect_next_error(tag31, sizeof(tag31), TERN_E_NOT_CBOR);
@@ -407,8 +405,8 @@ static void test_skip_compound(void **state)
 {
 	(void)state;
 	/* {1: [h'0102', "x", {-1: 1.0}], "k": 18(null)} followed by 0x07 */
-	const uint8_t in[] = {0xa2, 0x01, 0x83, 0x42, 0x01, 0x02, 0x61, 'x',  0xa1, 0x20,
-			      0xf9, 0x3c, 0x00, 0x61, 'k',  0xd2, 0xf6, 0x07};
+	const uint8_t in[] = {0xa2, 0x01, 0x83, 0x42, 0x01, 0x02, 0x61, 'x',  0xa1,
+			      0x20, 0xf9, 0x3c, 0x00, 0x61, 'k',  0xd2, 0xf6, 0x07};
 	uint8_t *buf = test_dup(in, sizeof(in));
 	struct tern_cbor_reader r;
 	uint64_t v;
@@ -487,8 +485,7 @@ static void test_bstr_head(void **state)
 	assert_int_equal(head_len, 1);
 	assert_int_equal(body, 3);
 	for (size_t len = 0; len < sizeof(big); len++)
-		assert_int_equal(tern_cbor_bstr_head(big, len, &head_len, &body),
-				 TERN_E_TRUNCATED);
+		assert_int_equal(tern_cbor_bstr_head(big, len, &head_len, &body), TERN_E_TRUNCATED);
 	assert_int_equal(tern_cbor_bstr_head(text, sizeof(text), &head_len, &body),
 			 TERN_E_MALFORMED);
 	assert_int_equal(tern_cbor_bstr_head(indef, sizeof(indef), &head_len, &body),
@@ -515,10 +512,10 @@ static void test_writer_round_trip(void **state)
 	tern_cbor_put_bool(&w, true);
 	tern_cbor_put_bool(&w, false);
 	tern_cbor_put_text(&w, NULL, 0);
-	const uint8_t expect[] = {0xd2, 0x89, 0x17, 0x18, 0x18, 0x1b, 0xff, 0xff, 0xff, 0xff,
-				  0xff, 0xff, 0xff, 0xff, 0x26, 0x3b, 0x7f, 0xff, 0xff, 0xff,
-				  0xff, 0xff, 0xff, 0xff, 0x42, 0x01, 0x02, 0x62, 'h',  'i',
-				  0xa1, 0xf5, 0xf4, 0x60};
+	const uint8_t expect[] = {0xd2, 0x89, 0x17, 0x18, 0x18, 0x1b, 0xff, 0xff, 0xff,
+				  0xff, 0xff, 0xff, 0xff, 0xff, 0x26, 0x3b, 0x7f, 0xff,
+				  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x42, 0x01, 0x02,
+				  0x62, 'h',  'i',  0xa1, 0xf5, 0xf4, 0x60};
 	size_t n = tern_cbor_writer_len(&w);
 	assert_int_equal(n, sizeof(expect));
 	assert_memory_equal(buf, expect, sizeof(expect));
@@ -591,26 +588,16 @@ static void test_writer_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_uint_every_width),
-	    cmocka_unit_test(test_negint_and_read_int),
-	    cmocka_unit_test(test_strings),
-	    cmocka_unit_test(test_array_map),
-	    cmocka_unit_test(test_one_byte_tags),
-	    cmocka_unit_test(test_long_tags),
-	    cmocka_unit_test(test_simple_and_float),
-	    cmocka_unit_test(test_indefinite_refused),
-	    cmocka_unit_test(test_ai31_not_cbor),
-	    cmocka_unit_test(test_reserved_ai),
-	    cmocka_unit_test(test_truncated_heads),
-	    cmocka_unit_test(test_absurd_string_lengths),
-	    cmocka_unit_test(test_absurd_counts),
-	    cmocka_unit_test(test_skip_depth),
-	    cmocka_unit_test(test_skip_compound),
-	    cmocka_unit_test(test_peek_and_typed_reads),
-	    cmocka_unit_test(test_read_text_into),
-	    cmocka_unit_test(test_bstr_head),
-	    cmocka_unit_test(test_writer_round_trip),
-	    cmocka_unit_test(test_writer_overflow),
+	    cmocka_unit_test(test_uint_every_width),  cmocka_unit_test(test_negint_and_read_int),
+	    cmocka_unit_test(test_strings),	      cmocka_unit_test(test_array_map),
+	    cmocka_unit_test(test_one_byte_tags),     cmocka_unit_test(test_long_tags),
+	    cmocka_unit_test(test_simple_and_float),  cmocka_unit_test(test_indefinite_refused),
+	    cmocka_unit_test(test_ai31_not_cbor),     cmocka_unit_test(test_reserved_ai),
+	    cmocka_unit_test(test_truncated_heads),   cmocka_unit_test(test_absurd_string_lengths),
+	    cmocka_unit_test(test_absurd_counts),     cmocka_unit_test(test_skip_depth),
+	    cmocka_unit_test(test_skip_compound),     cmocka_unit_test(test_peek_and_typed_reads),
+	    cmocka_unit_test(test_read_text_into),    cmocka_unit_test(test_bstr_head),
+	    cmocka_unit_test(test_writer_round_trip), cmocka_unit_test(test_writer_overflow),
 	};
 	return cmocka_run_group_tests_name("cbor", tests, NULL, NULL);
 }
