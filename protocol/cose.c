@@ -52,18 +52,22 @@ int tern_pubkey_parse(struct tern_pubkey *pk, const uint8_t *buf, size_t len)
 	int rc = TERN_E_KEY;
 	mbedtls_pk_context ctx;
 	mbedtls_pk_init(&ctx);
-	/* PEM must be NUL-terminated and the NUL counted (DEPENDENCIES.md). */
-	unsigned char pem[4096];
-	const unsigned char *in = buf;
-	size_t in_len = len;
-	if (len > 0 && len < sizeof(pem) && memchr(buf, '-', len)) {
+	if (len == 0)
+		goto out;
+	/* DER as given first: binary DER may hold any byte ('-' too), and a DER key with
+	 * a byte appended is refused. Then PEM, which must be NUL-terminated with the NUL
+	 * counted (DEPENDENCIES.md). */
+	if (mbedtls_pk_parse_public_key(&ctx, buf, len)) {
+		unsigned char pem[4096];
+		if (len >= sizeof(pem))
+			goto out;
 		memcpy(pem, buf, len);
 		pem[len] = '\0';
-		in = pem;
-		in_len = len + 1;
+		mbedtls_pk_free(&ctx);
+		mbedtls_pk_init(&ctx);
+		if (mbedtls_pk_parse_public_key(&ctx, pem, len + 1))
+			goto out;
 	}
-	if (mbedtls_pk_parse_public_key(&ctx, in, in_len))
-		goto out;
 	if (mbedtls_pk_get_type(&ctx) != MBEDTLS_PK_ECKEY)
 		goto out;
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(ctx);
