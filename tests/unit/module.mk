@@ -14,3 +14,5 @@ $(BUILD)/gen/cose_wg_vectors.h: tests/unit/gen_cose_vectors.py $(COSE_WG_VECTORS
 
 $(BUILD)/obj/tests/unit/test_cose_wg.o: $(BUILD)/gen/cose_wg_vectors.h
 $(BUILD)/obj/tests/unit/test_cose_wg.o: ALL_CFLAGS += -I$(BUILD)/gen
+UNIT_TESTS += test_sign
+CRYPTO_TESTS += test_sign

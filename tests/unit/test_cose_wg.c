@@ -39,7 +39,10 @@ static const struct expectation expectations[] = {
 
 /* Vectors that must be present: the suite must not shrink unnoticed. */
 static const char *const required[] = {
-    "sign-pass-01.json", "sign-pass-02.json", "sign-pass-03.json", "ecdsa-sig-01.json",
+    "sign-pass-01.json",
+    "sign-pass-02.json",
+    "sign-pass-03.json",
+    "ecdsa-sig-01.json",
 };
 
 static const struct expectation *find_expectation(const char *file)
