@@ -388,14 +388,15 @@ uint64_t tern_chunk_count(uint64_t size, uint32_t chunk_size)
 
 uint32_t tern_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t i)
 {
-	uint64_t off = i * chunk_size;
-	if (off >= size)
+	/* Compare indices, not offsets: i * chunk_size wraps for indices far past the end. */
+	if (i >= tern_chunk_count(size, chunk_size))
 		return 0;
-	uint64_t left = size - off;
+	uint64_t left = size - i * chunk_size;
 	return left < chunk_size ? (uint32_t)left : chunk_size;
 }
 
 uint64_t tern_index_size(uint64_t size, uint32_t chunk_size)
 {
-	return tern_chunk_count(size, chunk_size) * TERN_SHA256_LEN;
+	uint64_t n = tern_chunk_count(size, chunk_size);
+	return n > UINT64_MAX / TERN_SHA256_LEN ? UINT64_MAX : n * TERN_SHA256_LEN;
 }

@@ -135,7 +135,8 @@ uint64_t tern_chunk_count(uint64_t size, uint32_t chunk_size);
 /* Length of chunk @i of a component (chunk_size, or less for the last one). */
 uint32_t tern_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t i);
 
-/* Size in bytes of a component's chunk index. */
+/* Size in bytes of a component's chunk index; UINT64_MAX when that does not fit in 64
+ * bits (only for chunk sizes far below TERN_CHUNK_MIN). */
 uint64_t tern_index_size(uint64_t size, uint32_t chunk_size);
 
 #endif
