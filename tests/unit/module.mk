@@ -16,3 +16,4 @@ $(BUILD)/obj/tests/unit/test_cose_wg.o: $(BUILD)/gen/cose_wg_vectors.h
 $(BUILD)/obj/tests/unit/test_cose_wg.o: ALL_CFLAGS += -I$(BUILD)/gen
 UNIT_TESTS += test_sign
 CRYPTO_TESTS += test_sign
+UNIT_TESTS += test_manifest

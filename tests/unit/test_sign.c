@@ -123,9 +123,9 @@ static void test_round_trips(void **state)
 			size_t short_size = len - 1;
 			uint8_t *small = malloc(short_size);
 			assert_non_null(small);
-			assert_int_equal(tern_cose_sign1_sign(&k->a, payload, n, a, a_len, small,
-							      short_size),
-					 0);
+			assert_int_equal(
+			    tern_cose_sign1_sign(&k->a, payload, n, a, a_len, small, short_size),
+			    0);
 			free(small);
 			free(msg);
 		}
@@ -433,8 +433,8 @@ static void test_python_verifies_tern(void **state)
 	assert_non_null(mkdtemp(dir));
 	test_hex(k->a.pub.point, TERN_P256_POINT_LEN, point_hex);
 	test_hex(aad, sizeof(aad), aad_hex);
-	int used = snprintf(cmd, sizeof(cmd), "%s %s verify %s", TEST_PYTHON, INTEROP_SCRIPT,
-			    point_hex);
+	int used =
+	    snprintf(cmd, sizeof(cmd), "%s %s verify %s", TEST_PYTHON, INTEROP_SCRIPT, point_hex);
 	assert_true(used > 0 && (size_t)used < sizeof(cmd));
 	size_t n_files = 0;
 	for (size_t i = 0; i < N_SIZES; i++) {
@@ -540,6 +540,5 @@ int main(void)
 	    cmocka_unit_test(test_python_verifies_tern),
 	    cmocka_unit_test(test_tern_verifies_python),
 	};
-	return cmocka_run_group_tests_name(tern_sha256_backend(), tests, setup_keys,
-					   teardown_keys);
+	return cmocka_run_group_tests_name(tern_sha256_backend(), tests, setup_keys, teardown_keys);
 }
