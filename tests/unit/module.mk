@@ -17,3 +17,4 @@ $(BUILD)/obj/tests/unit/test_cose_wg.o: ALL_CFLAGS += -I$(BUILD)/gen
 UNIT_TESTS += test_sign
 CRYPTO_TESTS += test_sign
 UNIT_TESTS += test_manifest
+UNIT_TESTS += test_release

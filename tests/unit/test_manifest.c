@@ -33,9 +33,8 @@ static void fill_str(char *dst, size_t n, char c)
 	dst[n] = '\0';
 }
 
-static void add_component(struct tern_manifest *m, const char *name,
-			  enum tern_component_kind kind, const char *slot, uint64_t size,
-			  uint8_t digest_start)
+static void add_component(struct tern_manifest *m, const char *name, enum tern_component_kind kind,
+			  const char *slot, uint64_t size, uint8_t digest_start)
 {
 	struct tern_component *c = &m->components[m->n_components++];
 	set_str(c->name, sizeof(c->name), name);
@@ -231,34 +230,33 @@ static void test_round_trip_max_bounds(void **state)
 
 /* Golden bytes: derived once from tern_manifest_encode() and checked independently by
  * tests/interop/check_manifest_golden.py (test_golden_independent below). */
-static const uint8_t golden[] = {
-    0xab, /* map(11) */
-    0x01, 0x01, /* 1: 1 (format) */
-    0x02, 0x6d, 0x72, 0x65, 0x6c, 0x2d, 0x32, 0x30, 0x32, 0x36, 0x2e, 0x31, /* 2: "rel-2026.11-a" */
-    0x31, 0x2d, 0x61,
-    0x03, 0x65, 0x31, 0x2e, 0x34, 0x2e, 0x32, /* 3: "1.4.2" */
-    0x04, 0x18, 0x2a, /* 4: 42 */
-    0x05, 0x03, /* 5: 3 */
-    0x06, 0x82, 0x63, 0x73, 0x69, 0x6d, 0x65, 0x70, 0x69, 0x34, 0x2d, 0x62, /* 6: ["sim", "pi4-b"] */
-    0x07, 0x19, 0x40, 0x00, /* 7: 16384 */
-    0x08, 0x82, /* 8: array(2) */
-    0xa5, 0x01, 0x62, 0x66, 0x77, 0x02, 0x00, /* map(5), 1: "fw", 2: 0 */
-    0x03, 0x66, 0x73, 0x79, 0x73, 0x74, 0x65, 0x6d, /* 3: "system" */
-    0x04, 0x1a, 0x00, 0x0f, 0x42, 0x40, /* 4: 1000000 */
-    0x05, 0x58, 0x20, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* 5: digest 00..1f */
-    0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14,
-    0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
-    0xa5, 0x01, 0x63, 0x63, 0x66, 0x67, 0x02, 0x01, /* map(5), 1: "cfg", 2: 1 */
-    0x03, 0x66, 0x63, 0x6f, 0x6e, 0x66, 0x69, 0x67, /* 3: "config" */
-    0x04, 0x19, 0x10, 0x00, /* 4: 4096 */
-    0x05, 0x58, 0x20, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, /* 5: digest a0..bf */
-    0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, 0xb0, 0xb1, 0xb2, 0xb3, 0xb4,
-    0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
-    0x09, 0x78, 0x18, 0x46, 0x69, 0x78, 0x20, 0x74, 0x68, 0x65, 0x20, 0x77, /* 9: "Fix the watchdog reset.\n" */
-    0x61, 0x74, 0x63, 0x68, 0x64, 0x6f, 0x67, 0x20, 0x72, 0x65, 0x73, 0x65,
-    0x74, 0x2e, 0x0a,
-    0x0a, 0x1a, 0x69, 0x27, 0x94, 0x80, /* 10: 1764201600 */
-    0x0b, 0xa3, 0x01, 0x03, 0x02, 0x18, 0x3c, 0x03, 0x0a, /* 11: {1: 3, 2: 60, 3: 10} */
+static const uint8_t golden[] =
+    {
+	0xab,									/* map(11) */
+	0x01, 0x01,								/* 1: 1 (format) */
+	0x02, 0x6d, 0x72, 0x65, 0x6c, 0x2d, 0x32, 0x30, 0x32, 0x36, 0x2e, 0x31, /* 2: "rel-2026.11-a" */
+	0x31, 0x2d, 0x61, 0x03, 0x65, 0x31, 0x2e, 0x34, 0x2e, 0x32,		/* 3: "1.4.2" */
+	0x04, 0x18, 0x2a,							/* 4: 42 */
+	0x05, 0x03,								/* 5: 3 */
+	0x06, 0x82, 0x63, 0x73, 0x69, 0x6d, 0x65, 0x70, 0x69, 0x34, 0x2d, 0x62, /* 6: ["sim", "pi4-b"] */
+	0x07, 0x19, 0x40, 0x00,							/* 7: 16384 */
+	0x08, 0x82,								/* 8: array(2) */
+	0xa5, 0x01, 0x62, 0x66, 0x77, 0x02, 0x00,	/* map(5), 1: "fw", 2: 0 */
+	0x03, 0x66, 0x73, 0x79, 0x73, 0x74, 0x65, 0x6d, /* 3: "system" */
+	0x04, 0x1a, 0x00, 0x0f, 0x42, 0x40,		/* 4: 1000000 */
+	0x05, 0x58, 0x20, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* 5: digest 00..1f */
+	0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15,
+	0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0xa5, 0x01, 0x63,
+	0x63, 0x66, 0x67, 0x02, 0x01,			/* map(5), 1: "cfg", 2: 1 */
+	0x03, 0x66, 0x63, 0x6f, 0x6e, 0x66, 0x69, 0x67, /* 3: "config" */
+	0x04, 0x19, 0x10, 0x00,				/* 4: 4096 */
+	0x05, 0x58, 0x20, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, /* 5: digest a0..bf */
+	0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, 0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5,
+	0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf, 0x09, 0x78, 0x18,
+	0x46, 0x69, 0x78, 0x20, 0x74, 0x68, 0x65, 0x20, 0x77, /* 9: "Fix the watchdog reset.\n" */
+	0x61, 0x74, 0x63, 0x68, 0x64, 0x6f, 0x67, 0x20, 0x72, 0x65, 0x73, 0x65, 0x74,
+	0x2e, 0x0a, 0x0a, 0x1a, 0x69, 0x27, 0x94, 0x80,	      /* 10: 1764201600 */
+	0x0b, 0xa3, 0x01, 0x03, 0x02, 0x18, 0x3c, 0x03, 0x0a, /* 11: {1: 3, 2: 60, 3: 10} */
 };
 
 static void test_golden_bytes(void **state)
@@ -298,9 +296,9 @@ static void test_golden_independent(void **state)
  * simple_manifest(), minus @omit, plus duplicates and extra entries.
  */
 struct variant {
-	uint32_t omit;		/* bit k: leave key k out */
-	uint32_t dup;		/* bit k: write key k twice */
-	const uint64_t *crit;	/* key 0 with these keys (NULL: no key 0) */
+	uint32_t omit;	      /* bit k: leave key k out */
+	uint32_t dup;	      /* bit k: write key k twice */
+	const uint64_t *crit; /* key 0 with these keys (NULL: no key 0) */
 	size_t n_crit;
 	bool crit_text;		/* key 0 lists a text label */
 	uint64_t format;	/* key 1 (0 means TERN_FORMAT_VERSION) */
@@ -402,8 +400,8 @@ static size_t write_variant(const struct variant *v, uint8_t *buf, size_t size)
 	tern_cbor_writer_init(&w, body, sizeof(body));
 	for (uint64_t key = 0; key < TERN_MK__COUNT; key++) {
 		bool present = key == TERN_MK_CRITICAL ? v->crit != NULL || v->crit_text
-			       : key == TERN_MK_NOTES	 ? v->notes != NULL
-							 : !(v->omit & (1u << key));
+			       : key == TERN_MK_NOTES  ? v->notes != NULL
+						       : !(v->omit & (1u << key));
 		if (!present)
 			continue;
 		for (int times = v->dup & (1u << key) ? 2 : 1; times > 0; times--) {
@@ -531,9 +529,9 @@ static void test_missing_keys(void **state)
 	(void)state;
 	struct tern_manifest m;
 	static const uint64_t required[] = {
-	    TERN_MK_FORMAT, TERN_MK_RELEASE_ID, TERN_MK_VERSION,    TERN_MK_SEQUENCE,
-	    TERN_MK_SECURITY_COUNTER, TERN_MK_BOARDS, TERN_MK_CHUNK_SIZE, TERN_MK_COMPONENTS,
-	    TERN_MK_CREATED};
+	    TERN_MK_FORMAT,	TERN_MK_RELEASE_ID,	  TERN_MK_VERSION,
+	    TERN_MK_SEQUENCE,	TERN_MK_SECURITY_COUNTER, TERN_MK_BOARDS,
+	    TERN_MK_CHUNK_SIZE, TERN_MK_COMPONENTS,	  TERN_MK_CREATED};
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		struct variant v = {.omit = 1u << required[i]};
 		print_message("missing key %u\n", (unsigned)required[i]);
@@ -577,8 +575,9 @@ static void test_chunk_size_rules(void **state)
 {
 	(void)state;
 	struct tern_manifest m;
-	static const uint64_t bad[] = {1, 512, 1000, 1023, 1025, 3000, 16383, 16385,
-				       (1u << 20) + 1024, 1u << 21, 1ull << 32, UINT64_MAX};
+	static const uint64_t bad[] = {
+	    1,	      512,	  1000,	     1023, 1025, 3000, 16383, 16385, (1u << 20) + 1024,
+	    1u << 21, 1ull << 32, UINT64_MAX};
 	static const uint64_t good[] = {1024, 2048, 4096, 16384, 65536, 1u << 20};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct variant v = {.chunk_size = bad[i]};
@@ -587,7 +586,8 @@ static void test_chunk_size_rules(void **state)
 			      tern_errname(rc));
 		assert_true(rc == TERN_E_MALFORMED || rc == TERN_E_TOO_LARGE);
 	}
-	static const uint32_t bad32[] = {0, 1, 512, 1000, 1023, 1025, 3000, (1u << 20) + 1024,
+	static const uint32_t bad32[] = {0,	   1,	       512,	   1000,
+					 1023,	   1025,       3000,	   (1u << 20) + 1024,
 					 1u << 21, UINT32_MAX, 0x80000000u};
 	for (size_t i = 0; i < sizeof(bad32) / sizeof(bad32[0]); i++) {
 		uint8_t buf[512];
@@ -629,8 +629,13 @@ static void test_long_strings(void **state)
 	id[TERN_RELEASE_ID_MAX] = '\0';
 	name[TERN_NAME_MAX] = '\0';
 	ver[TERN_VERSION_MAX] = '\0';
-	v = (struct variant){.release_id = id, .version = ver, .board = name, .name = name,
-			     .slot = name, .notes = notes, .notes_len = TERN_NOTES_MAX};
+	v = (struct variant){.release_id = id,
+			     .version = ver,
+			     .board = name,
+			     .name = name,
+			     .slot = name,
+			     .notes = notes,
+			     .notes_len = TERN_NOTES_MAX};
 	assert_int_equal(decode_variant(&v, &m), 0);
 	assert_int_equal(strlen(m.release_id), TERN_RELEASE_ID_MAX);
 	assert_int_equal(strlen(m.boards[0]), TERN_NAME_MAX);
@@ -786,24 +791,15 @@ static void test_chunk_arithmetic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip_kinds),
-	    cmocka_unit_test(test_round_trip_max_bounds),
-	    cmocka_unit_test(test_golden_bytes),
-	    cmocka_unit_test(test_golden_independent),
-	    cmocka_unit_test(test_variant_baseline),
-	    cmocka_unit_test(test_unknown_keys_skipped),
-	    cmocka_unit_test(test_critical),
-	    cmocka_unit_test(test_duplicate_keys),
-	    cmocka_unit_test(test_missing_keys),
-	    cmocka_unit_test(test_format_version),
-	    cmocka_unit_test(test_trailing_bytes),
-	    cmocka_unit_test(test_chunk_size_rules),
-	    cmocka_unit_test(test_long_strings),
-	    cmocka_unit_test(test_bad_fields),
-	    cmocka_unit_test(test_wrong_types),
-	    cmocka_unit_test(test_truncations),
-	    cmocka_unit_test(test_has_board),
-	    cmocka_unit_test(test_chunk_arithmetic),
+	    cmocka_unit_test(test_round_trip_kinds), cmocka_unit_test(test_round_trip_max_bounds),
+	    cmocka_unit_test(test_golden_bytes),     cmocka_unit_test(test_golden_independent),
+	    cmocka_unit_test(test_variant_baseline), cmocka_unit_test(test_unknown_keys_skipped),
+	    cmocka_unit_test(test_critical),	     cmocka_unit_test(test_duplicate_keys),
+	    cmocka_unit_test(test_missing_keys),     cmocka_unit_test(test_format_version),
+	    cmocka_unit_test(test_trailing_bytes),   cmocka_unit_test(test_chunk_size_rules),
+	    cmocka_unit_test(test_long_strings),     cmocka_unit_test(test_bad_fields),
+	    cmocka_unit_test(test_wrong_types),	     cmocka_unit_test(test_truncations),
+	    cmocka_unit_test(test_has_board),	     cmocka_unit_test(test_chunk_arithmetic),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
