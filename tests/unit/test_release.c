@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <unistd.h>
 
 #define COMPONENT_SIZE 5000
 #define CHUNK_SIZE     TERN_CHUNK_MIN
@@ -125,8 +126,8 @@ static void test_open_ok(void **state)
 	assert_ptr_equal(rh.signer, &f->kr.keys[0]);
 	assert_string_equal(rh.manifest.release_id, "torture-1");
 	assert_int_equal(rh.manifest.n_components, 1);
-	assert_memory_equal(rh.manifest.components[0].index_digest,
-			    f->m.components[0].index_digest, TERN_SHA256_LEN);
+	assert_memory_equal(rh.manifest.components[0].index_digest, f->m.components[0].index_digest,
+			    TERN_SHA256_LEN);
 	assert_int_equal(rh.manifest.notes_len, f->m.notes_len);
 	assert_memory_equal(rh.manifest.notes, f->m.notes, f->m.notes_len);
 
@@ -268,8 +269,7 @@ static void test_wrong_key(void **state)
 	struct tern_pubkey fake = f->other.pub;
 	memcpy(fake.kid, f->signer.pub.kid, TERN_KID_LEN);
 	assert_int_equal(tern_keyring_add(&liar, &fake), 0);
-	assert_int_equal(tern_release_open(&rh, f->head, f->head_len, &liar),
-			 TERN_E_BAD_SIGNATURE);
+	assert_int_equal(tern_release_open(&rh, f->head, f->head_len, &liar), TERN_E_BAD_SIGNATURE);
 	/* With several keys, the right one is found. */
 	struct tern_keyring both = f->other_kr;
 	assert_int_equal(tern_keyring_add(&both, &f->signer.pub), 0);
@@ -425,7 +425,7 @@ static void test_absurd_lengths(void **state)
 	static const uint8_t huge4[] = {0x5a, 0xff, 0xff, 0xff, 0xff};
 	static const uint8_t arr8[] = {0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	struct {
-		size_t at, cut;		/* replace bytes [at, at + cut) */
+		size_t at, cut; /* replace bytes [at, at + cut) */
 		const uint8_t *with;
 		size_t with_len;
 	} cases[] = {
@@ -433,7 +433,8 @@ static void test_absurd_lengths(void **state)
 	    {payload_at, payload_head_len, huge4, sizeof(huge4)},
 	    {sig_at, 2, huge8, sizeof(huge8)},
 	    {sig_at, 2, huge4, sizeof(huge4)},
-	    {1, 1, arr8, sizeof(arr8)},			 {2, 1, huge8, sizeof(huge8)},
+	    {1, 1, arr8, sizeof(arr8)},
+	    {2, 1, huge8, sizeof(huge8)},
 	    {2, 1, huge4, sizeof(huge4)},
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
@@ -500,13 +501,13 @@ static void test_not_a_release(void **state)
 		uint8_t bytes[6];
 		size_t len;
 	} cases[] = {
-	    {{0xd3, 0x84}, 2},			      /* tag 19 */
-	    {{0xd8, 0x61, 0x84}, 3},		      /* tag 97 (COSE_Sign) */
-	    {{0x83, 0x40, 0xa0, 0x40}, 4},	      /* array of 3 */
-	    {{0xa1, 0x01, 0x02}, 3},		      /* a map */
-	    {{0xd2, 0xd2, 0x84}, 3},		      /* tag 18 twice */
-	    {{'P', 'K', 0x03, 0x04}, 4},	      /* a zip file */
-	    {{0x7f, 'E', 'L', 'F'}, 4},		      /* an ELF file */
+	    {{0xd3, 0x84}, 2},		   /* tag 19 */
+	    {{0xd8, 0x61, 0x84}, 3},	   /* tag 97 (COSE_Sign) */
+	    {{0x83, 0x40, 0xa0, 0x40}, 4}, /* array of 3 */
+	    {{0xa1, 0x01, 0x02}, 3},	   /* a map */
+	    {{0xd2, 0xd2, 0x84}, 3},	   /* tag 18 twice */
+	    {{'P', 'K', 0x03, 0x04}, 4},   /* a zip file */
+	    {{0x7f, 'E', 'L', 'F'}, 4},	   /* an ELF file */
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		uint8_t *buf = test_dup(cases[k].bytes, cases[k].len);
@@ -523,6 +524,73 @@ static void test_not_a_release(void **state)
 	free(one);
 }
 
+/*
+ * Manifests encoded by Python's cbor2 and signed by Python's cryptography (the fuzz
+ * seeds, written afresh into a temporary folder) open in tern.
+ */
+static void test_python_signed_seeds(void **state)
+{
+	(void)state;
+	static const char script[] = "tests/fuzz/make_seeds.py";
+	static const struct {
+		const char *name;
+		int err;
+	} seeds[] = {
+	    {"signed-minimal", 0},
+	    {"signed-golden", 0},
+	    {"signed-config-critical", 0},
+	    {"signed-unknown-keys", 0},
+	    {"signed-max", 0},
+	    {"signed-critical-unknown", TERN_E_CRITICAL},
+	    {"release-whole", 0},
+	};
+	char dir[] = "/tmp/tern-seeds-XXXXXX";
+	char cmd[512], out[1024], path[256];
+	if (access(script, R_OK) != 0 || access(TEST_PYTHON, X_OK) != 0)
+		fail_msg("run from the source tree with %s installed", TEST_PYTHON);
+	assert_non_null(mkdtemp(dir));
+	int n = snprintf(cmd, sizeof(cmd), "%s %s %s", TEST_PYTHON, script, dir);
+	assert_true(n > 0 && (size_t)n < sizeof(cmd));
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t got = fread(out, 1, sizeof(out) - 1, p);
+	out[got] = '\0';
+	assert_int_equal(pclose(p), 0);
+	const char *hex = strstr(out, "fuzz key point: ");
+	assert_non_null(hex);
+	hex += strlen("fuzz key point: ");
+	char point_hex[2 * TERN_P256_POINT_LEN + 1];
+	memcpy(point_hex, hex, 2 * TERN_P256_POINT_LEN);
+	point_hex[2 * TERN_P256_POINT_LEN] = '\0';
+	uint8_t point[TERN_P256_POINT_LEN];
+	assert_int_equal(test_unhex(point_hex, point, sizeof(point)), sizeof(point));
+	struct tern_pubkey pk;
+	struct tern_keyring kr = {0};
+	assert_int_equal(tern_pubkey_from_point(&pk, point, sizeof(point)), 0);
+	assert_int_equal(tern_keyring_add(&kr, &pk), 0);
+
+	for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+		n = snprintf(path, sizeof(path), "%s/seed-%s", dir, seeds[k].name);
+		assert_true(n > 0 && (size_t)n < sizeof(path));
+		size_t len = 0;
+		uint8_t *buf = test_read_file(path, &len);
+		assert_non_null(buf);
+		struct tern_release_head rh;
+		int rc = tern_release_open(&rh, buf, len, &kr);
+		print_message("%s: %s\n", seeds[k].name, tern_errname(rc));
+		assert_int_equal(rc, seeds[k].err);
+		if (rc == 0 && strcmp(seeds[k].name, "release-whole") == 0)
+			assert_true(rh.head_len < len);
+		else if (rc == 0)
+			assert_int_equal(rh.head_len, len);
+		free(buf);
+		assert_int_equal(unlink(path), 0);
+	}
+	n = snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_true(n > 0 && (size_t)n < sizeof(cmd));
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -536,6 +604,7 @@ int main(void)
 	    cmocka_unit_test(test_absurd_lengths),
 	    cmocka_unit_test(test_signed_non_manifests),
 	    cmocka_unit_test(test_not_a_release),
+	    cmocka_unit_test(test_python_signed_seeds),
 	};
 	return cmocka_run_group_tests_name("release", tests, setup, teardown);
 }

@@ -75,4 +75,29 @@ static inline int test_write_file(const char *path, const void *p, size_t len)
 	return n == len && rc == 0 ? 0 : -1;
 }
 
+/* Reads a whole file into an exact-size heap buffer; NULL on error. */
+static inline uint8_t *test_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0) {
+		long end = ftell(f);
+		if (end >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+			n = (size_t)end;
+			buf = malloc(n ? n : 1);
+			if (buf && n && fread(buf, 1, n, f) != n) {
+				free(buf);
+				buf = NULL;
+			}
+		}
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
 #endif
