@@ -107,7 +107,8 @@ struct tern_manifest {
 };
 
 /*
- * Checks every bound and rule of a manifest: names and ids in [A-Za-z0-9._-], at least
+ * Checks every bound and rule of a manifest: names and ids in [A-Za-z0-9._-], version
+ * and notes well-formed UTF-8 (as CBOR text must be) without NUL bytes, at least
  * one board and one component, unique component names, chunk size a power of two in
  * [TERN_CHUNK_MIN, TERN_CHUNK_MAX], sizes in (0, TERN_COMPONENT_MAX]. Returns 0,
  * TERN_E_MALFORMED or TERN_E_TOO_LARGE.
