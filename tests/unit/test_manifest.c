@@ -682,6 +682,65 @@ static void test_bad_fields(void **state)
 	assert_int_equal(tern_manifest_check(&m), TERN_E_MALFORMED);
 }
 
+/*
+ * Version and notes are CBOR text: well-formed UTF-8 (RFC 3629), which strict decoders
+ * such as Python's cbor2 insist on. Multi-byte text is fine; the rest is refused by the
+ * encoder and the decoder alike.
+ */
+static void test_utf8(void **state)
+{
+	(void)state;
+	static const char *const good[] = {
+	    "caf\xc3\xa9",	/* U+00E9 */
+	    "\xe2\x82\xac 5",	/* U+20AC */
+	    "\xf0\x9f\x98\x80", /* U+1F600 */
+	    "\xf4\x8f\xbf\xbf", /* U+10FFFF, the last one */
+	    "\xed\x9f\xbf",	/* U+D7FF, just below the surrogates */
+	    "\xee\x80\x80",	/* U+E000, just above */
+	    "\xc2\x80\xdf\xbf", /* U+0080, U+07FF */
+	};
+	static const char *const bad[] = {
+	    "\x80",		/* a continuation byte alone */
+	    "a\xc3",		/* cut short */
+	    "\xe2\x82",		/* cut short */
+	    "\xc0\xaf",		/* overlong '/' */
+	    "\xc1\xbf",		/* overlong */
+	    "\xe0\x80\xaf",	/* overlong */
+	    "\xf0\x80\x80\xaf", /* overlong */
+	    "\xed\xa0\x80",	/* U+D800, a surrogate */
+	    "\xed\xbf\xbf",	/* U+DFFF */
+	    "\xf4\x90\x80\x80", /* U+110000 */
+	    "\xf5\x80\x80\x80", /* no such lead byte */
+	    "\xff",		/* no such byte */
+	    "\xc3\x28",		/* bad continuation */
+	};
+	struct tern_manifest m;
+	uint8_t buf[512];
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		simple_manifest(&m, TERN_KIND_FIRMWARE);
+		m.notes = good[i];
+		m.notes_len = strlen(good[i]);
+		set_str(m.version, sizeof(m.version), good[i]);
+		round_trip(&m);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("bad UTF-8 #%zu\n", i);
+		simple_manifest(&m, TERN_KIND_FIRMWARE);
+		m.notes = bad[i];
+		m.notes_len = strlen(bad[i]);
+		assert_int_equal(tern_manifest_check(&m), TERN_E_MALFORMED);
+		assert_int_equal(tern_manifest_encode(&m, buf, sizeof(buf)), 0);
+		struct variant v = {.notes = bad[i], .notes_len = strlen(bad[i])};
+		assert_int_equal(decode_variant(&v, &m), TERN_E_MALFORMED);
+
+		simple_manifest(&m, TERN_KIND_FIRMWARE);
+		set_str(m.version, sizeof(m.version), bad[i]);
+		assert_int_equal(tern_manifest_check(&m), TERN_E_MALFORMED);
+		v = (struct variant){.version = bad[i]};
+		assert_int_equal(decode_variant(&v, &m), TERN_E_MALFORMED);
+	}
+}
+
 /* Hand-made wrong types and shapes in otherwise valid manifests. */
 static void test_wrong_types(void **state)
 {
@@ -791,15 +850,25 @@ static void test_chunk_arithmetic(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip_kinds), cmocka_unit_test(test_round_trip_max_bounds),
-	    cmocka_unit_test(test_golden_bytes),     cmocka_unit_test(test_golden_independent),
-	    cmocka_unit_test(test_variant_baseline), cmocka_unit_test(test_unknown_keys_skipped),
-	    cmocka_unit_test(test_critical),	     cmocka_unit_test(test_duplicate_keys),
-	    cmocka_unit_test(test_missing_keys),     cmocka_unit_test(test_format_version),
-	    cmocka_unit_test(test_trailing_bytes),   cmocka_unit_test(test_chunk_size_rules),
-	    cmocka_unit_test(test_long_strings),     cmocka_unit_test(test_bad_fields),
-	    cmocka_unit_test(test_wrong_types),	     cmocka_unit_test(test_truncations),
-	    cmocka_unit_test(test_has_board),	     cmocka_unit_test(test_chunk_arithmetic),
+	    cmocka_unit_test(test_round_trip_kinds),
+	    cmocka_unit_test(test_round_trip_max_bounds),
+	    cmocka_unit_test(test_golden_bytes),
+	    cmocka_unit_test(test_golden_independent),
+	    cmocka_unit_test(test_variant_baseline),
+	    cmocka_unit_test(test_unknown_keys_skipped),
+	    cmocka_unit_test(test_critical),
+	    cmocka_unit_test(test_duplicate_keys),
+	    cmocka_unit_test(test_missing_keys),
+	    cmocka_unit_test(test_format_version),
+	    cmocka_unit_test(test_trailing_bytes),
+	    cmocka_unit_test(test_chunk_size_rules),
+	    cmocka_unit_test(test_long_strings),
+	    cmocka_unit_test(test_bad_fields),
+	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_wrong_types),
+	    cmocka_unit_test(test_truncations),
+	    cmocka_unit_test(test_has_board),
+	    cmocka_unit_test(test_chunk_arithmetic),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
