@@ -51,7 +51,8 @@ static void check_manifest(const struct tern_manifest *m)
 static void check_head(const struct tern_release_head *rh, const uint8_t *data, size_t size)
 {
 	CHECK(rh->head_len > 0 && rh->head_len <= size);
-	CHECK(rh->sign1.payload >= data && rh->sign1.payload + rh->sign1.payload_len <= data + size);
+	CHECK(rh->sign1.payload >= data &&
+	      rh->sign1.payload + rh->sign1.payload_len <= data + size);
 	CHECK(rh->sign1.sig >= data && rh->sign1.sig + rh->sign1.sig_len <= data + size);
 	check_manifest(&rh->manifest);
 }

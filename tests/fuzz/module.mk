@@ -32,3 +32,18 @@ fuzz: fuzz-bins
 
 CHECK_BUILDS += fuzz-bins
 SCRIPT_TESTS += tests/fuzz/replay.sh
+
+# Minimizes each committed corpus: keeps only the inputs that add coverage beyond the
+# seeds (libFuzzer -merge=1 into a scratch copy of the seeds, counting edges but not
+# hit counts, to stay small), then replaces the corpus.
+.PHONY: fuzz-merge
+fuzz-merge: fuzz-bins
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		c=tests/fuzz/corpus/$${t#fuzz_}; s=tests/fuzz/seeds/$${t#fuzz_}; \
+		m=$(FUZZ_BUILD)/merge-$${t#fuzz_}; rm -rf $$m $$m.new; mkdir -p $$c $$m.new; \
+		cp -r $$s $$m; \
+		$(FUZZ_BUILD)/$$t -merge=1 -use_counters=0 $$m $$c 2>$(FUZZ_BUILD)/merge-$${t#fuzz_}.log; \
+		for f in $$m/*; do [ -e $$s/$${f##*/} ] || mv $$f $$m.new/; done; \
+		echo "$$t: corpus $$(ls $$c | wc -l) -> $$(ls $$m.new | wc -l) inputs"; \
+		rm -rf $$c; mv $$m.new $$c; rm -rf $$m; \
+	done
