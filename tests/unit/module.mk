@@ -18,3 +18,4 @@ UNIT_TESTS += test_sign
 CRYPTO_TESTS += test_sign
 UNIT_TESTS += test_manifest
 UNIT_TESTS += test_release
+UNIT_TESTS += test_err

@@ -84,6 +84,9 @@ static void test_negint_and_read_int(void **state)
 	expect_item(m7, sizeof(m7), TERN_CBOR_NEGINT, 6, 1);
 	expect_item(m256, sizeof(m256), TERN_CBOR_NEGINT, 255, 2);
 	expect_item(below64, sizeof(below64), TERN_CBOR_NEGINT, (uint64_t)1 << 63, 9);
+	const uint8_t m65536[] = {0x39, 0xff, 0xff}, m2_32[] = {0x3a, 0xff, 0xff, 0xff, 0xff};
+	expect_item(m65536, sizeof(m65536), TERN_CBOR_NEGINT, 65535, 3);
+	expect_item(m2_32, sizeof(m2_32), TERN_CBOR_NEGINT, UINT32_MAX, 5);
 
 	struct tern_cbor_reader r;
 	int64_t v;
@@ -211,6 +214,25 @@ static void test_simple_and_float(void **state)
 	expect_item(half, sizeof(half), TERN_CBOR_FLOAT, 0, 3);
 	expect_item(single, sizeof(single), TERN_CBOR_FLOAT, 0, 5);
 	expect_item(dbl, sizeof(dbl), TERN_CBOR_FLOAT, 0, 9);
+	/* Simple values other than false/true/null/undefined are not used by tern and
+	 * refused: 0..19 (0xE0..0xF3), and the one-byte form 0xF8 (not well-formed below
+	 * 32, unassigned above). */
+	for (uint8_t b = 0xe0; b <= 0xf3; b++) {
+		const uint8_t simple[] = {b};
+		uint8_t *buf = test_dup(simple, 1);
+		struct tern_cbor_reader r;
+		struct tern_cbor_item it;
+		tern_cbor_reader_init(&r, buf, 1);
+		assert_true(tern_cbor_next(&r, &it) < 0);
+		assert_int_equal(r.pos, 0);
+		free(buf);
+	}
+	const uint8_t simple8[] = {0xf8, 0x20}, simple8_low[] = {0xf8, 0x10};
+	struct tern_cbor_reader sr;
+	tern_cbor_reader_init(&sr, simple8, sizeof(simple8));
+	assert_true(tern_cbor_skip(&sr) < 0);
+	tern_cbor_reader_init(&sr, simple8_low, sizeof(simple8_low));
+	assert_true(tern_cbor_skip(&sr) < 0);
 	/* Truncated floats. */
 	expect_next_error(half, 2, TERN_E_TRUNCATED);
 	expect_next_error(dbl, 8, TERN_E_TRUNCATED);
@@ -500,22 +522,23 @@ static void test_writer_round_trip(void **state)
 	struct tern_cbor_writer w;
 	tern_cbor_writer_init(&w, buf, sizeof(buf));
 	tern_cbor_put_tag(&w, 18);
-	tern_cbor_put_array(&w, 9);
+	tern_cbor_put_array(&w, 10);
 	tern_cbor_put_uint(&w, 23);
 	tern_cbor_put_uint(&w, 24);
 	tern_cbor_put_uint(&w, UINT64_MAX);
 	tern_cbor_put_int(&w, -7);
 	tern_cbor_put_int(&w, INT64_MIN);
+	tern_cbor_put_int(&w, 24);
 	tern_cbor_put_bytes(&w, "\x01\x02", 2);
 	tern_cbor_put_cstr(&w, "hi");
 	tern_cbor_put_map(&w, 1);
 	tern_cbor_put_bool(&w, true);
 	tern_cbor_put_bool(&w, false);
 	tern_cbor_put_text(&w, NULL, 0);
-	const uint8_t expect[] = {0xd2, 0x89, 0x17, 0x18, 0x18, 0x1b, 0xff, 0xff, 0xff,
+	const uint8_t expect[] = {0xd2, 0x8a, 0x17, 0x18, 0x18, 0x1b, 0xff, 0xff, 0xff,
 				  0xff, 0xff, 0xff, 0xff, 0xff, 0x26, 0x3b, 0x7f, 0xff,
-				  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x42, 0x01, 0x02,
-				  0x62, 'h',  'i',  0xa1, 0xf5, 0xf4, 0x60};
+				  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x18, 0x18, 0x42,
+				  0x01, 0x02, 0x62, 'h',  'i',	0xa1, 0xf5, 0xf4, 0x60};
 	size_t n = tern_cbor_writer_len(&w);
 	assert_int_equal(n, sizeof(expect));
 	assert_memory_equal(buf, expect, sizeof(expect));
@@ -537,6 +560,8 @@ static void test_writer_round_trip(void **state)
 	assert_true(i == -7);
 	assert_int_equal(tern_cbor_read_int(&r, &i), 0);
 	assert_true(i == INT64_MIN);
+	assert_int_equal(tern_cbor_read_int(&r, &i), 0);
+	assert_true(i == 24);
 }
 
 /* Writes a fixed sequence of items; returns the writer's length. */

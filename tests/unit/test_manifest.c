@@ -308,18 +308,25 @@ struct variant {
 	bool unknown_in_nested; /* unknown keys in the component and early-life maps */
 	const char *release_id, *version, *board, *name, *slot, *notes;
 	size_t notes_len;
-	bool trailing; /* a byte after the map */
+	bool trailing;	     /* a byte after the map */
+	size_t n_boards;     /* boards b0, b1, ... (0 means one board) */
+	size_t n_components; /* components c0, c1, ... (0 means one) */
+	size_t digest_len;   /* index digest length (0 means 32) */
+	size_t n_crit_fill;  /* key 0 lists key 1 this many more times */
 };
 
 static void put_entry(struct tern_cbor_writer *w, uint64_t key, const struct variant *v)
 {
-	static const uint8_t digest[TERN_SHA256_LEN] = {1, 2, 3};
+	static const uint8_t digest[TERN_SHA256_LEN + 1] = {1, 2, 3};
+	size_t n;
 	tern_cbor_put_uint(w, key);
 	switch (key) {
 	case TERN_MK_CRITICAL:
-		tern_cbor_put_array(w, v->n_crit + v->crit_text);
+		tern_cbor_put_array(w, v->n_crit + v->crit_text + v->n_crit_fill);
 		for (size_t i = 0; i < v->n_crit; i++)
 			tern_cbor_put_uint(w, v->crit[i]);
+		for (size_t i = 0; i < v->n_crit_fill; i++)
+			tern_cbor_put_uint(w, TERN_MK_FORMAT);
 		if (v->crit_text)
 			tern_cbor_put_cstr(w, "future");
 		break;
@@ -339,14 +346,38 @@ static void put_entry(struct tern_cbor_writer *w, uint64_t key, const struct var
 		tern_cbor_put_uint(w, 0);
 		break;
 	case TERN_MK_BOARDS:
-		tern_cbor_put_array(w, 1);
+		n = v->n_boards ? v->n_boards : 1;
+		tern_cbor_put_array(w, n);
 		tern_cbor_put_cstr(w, v->board ? v->board : "sim");
+		for (size_t i = 1; i < n; i++) {
+			char name[24];
+			int w_len = snprintf(name, sizeof(name), "b%zu", i);
+			assert_true(w_len > 0 && (size_t)w_len < sizeof(name));
+			tern_cbor_put_cstr(w, name);
+		}
 		break;
 	case TERN_MK_CHUNK_SIZE:
 		tern_cbor_put_uint(w, v->chunk_size ? v->chunk_size : TERN_CHUNK_MIN);
 		break;
 	case TERN_MK_COMPONENTS:
-		tern_cbor_put_array(w, 1);
+		n = v->n_components ? v->n_components : 1;
+		tern_cbor_put_array(w, n);
+		for (size_t i = 1; i < n; i++) {
+			char name[24];
+			int w_len = snprintf(name, sizeof(name), "c%zu", i);
+			assert_true(w_len > 0 && (size_t)w_len < sizeof(name));
+			tern_cbor_put_map(w, 5);
+			tern_cbor_put_uint(w, TERN_CK_NAME);
+			tern_cbor_put_cstr(w, name);
+			tern_cbor_put_uint(w, TERN_CK_KIND);
+			tern_cbor_put_uint(w, TERN_KIND_CONFIG);
+			tern_cbor_put_uint(w, TERN_CK_SLOT_GROUP);
+			tern_cbor_put_cstr(w, name);
+			tern_cbor_put_uint(w, TERN_CK_SIZE);
+			tern_cbor_put_uint(w, 10);
+			tern_cbor_put_uint(w, TERN_CK_INDEX_DIGEST);
+			tern_cbor_put_bytes(w, digest, TERN_SHA256_LEN);
+		}
 		tern_cbor_put_map(w, v->unknown_in_nested ? 7 : 5);
 		tern_cbor_put_uint(w, TERN_CK_NAME);
 		tern_cbor_put_cstr(w, v->name ? v->name : "fw");
@@ -357,7 +388,7 @@ static void put_entry(struct tern_cbor_writer *w, uint64_t key, const struct var
 		tern_cbor_put_uint(w, TERN_CK_SIZE);
 		tern_cbor_put_uint(w, 5000);
 		tern_cbor_put_uint(w, TERN_CK_INDEX_DIGEST);
-		tern_cbor_put_bytes(w, digest, sizeof(digest));
+		tern_cbor_put_bytes(w, digest, v->digest_len ? v->digest_len : TERN_SHA256_LEN);
 		if (v->unknown_in_nested) {
 			tern_cbor_put_uint(w, 42);
 			tern_cbor_put_array(w, 2);
@@ -741,6 +772,52 @@ static void test_utf8(void **state)
 	}
 }
 
+/* Counts at and past their bounds, and field lengths the decoder must check. */
+static void test_counts_and_lengths(void **state)
+{
+	(void)state;
+	struct tern_manifest m;
+	struct variant v = {.n_boards = TERN_MAX_BOARDS, .n_components = TERN_MAX_COMPONENTS};
+	assert_int_equal(decode_variant(&v, &m), 0);
+	assert_int_equal(m.n_boards, TERN_MAX_BOARDS);
+	assert_int_equal(m.n_components, TERN_MAX_COMPONENTS);
+	assert_true(tern_manifest_has_board(&m, "b3"));
+	v = (struct variant){.n_boards = TERN_MAX_BOARDS + 1};
+	assert_int_equal(decode_variant(&v, &m), TERN_E_TOO_LARGE);
+	v = (struct variant){.n_components = TERN_MAX_COMPONENTS + 1};
+	assert_int_equal(decode_variant(&v, &m), TERN_E_TOO_LARGE);
+	/* The index digest is a SHA-256: 32 bytes exactly. */
+	v = (struct variant){.digest_len = TERN_SHA256_LEN - 1};
+	assert_int_equal(decode_variant(&v, &m), TERN_E_MALFORMED);
+	v = (struct variant){.digest_len = TERN_SHA256_LEN + 1};
+	assert_int_equal(decode_variant(&v, &m), TERN_E_MALFORMED);
+	/* A critical list longer than any manifest map. */
+	static const uint64_t one[] = {TERN_MK_FORMAT};
+	v = (struct variant){.crit = one, .n_crit = 1, .n_crit_fill = 63};
+	assert_int_equal(decode_variant(&v, &m), 0);
+	v = (struct variant){.crit = one, .n_crit = 1, .n_crit_fill = 64};
+	assert_int_equal(decode_variant(&v, &m), TERN_E_TOO_LARGE);
+
+	/* Fixed-size fields without their NUL: the check does not read past them. */
+	uint8_t buf[512];
+	simple_manifest(&m, TERN_KIND_FIRMWARE);
+	memset(m.release_id, 'r', sizeof(m.release_id));
+	assert_int_equal(tern_manifest_check(&m), TERN_E_TOO_LARGE);
+	assert_int_equal(tern_manifest_encode(&m, buf, sizeof(buf)), 0);
+	simple_manifest(&m, TERN_KIND_FIRMWARE);
+	memset(m.version, 'v', sizeof(m.version));
+	assert_int_equal(tern_manifest_check(&m), TERN_E_TOO_LARGE);
+	simple_manifest(&m, TERN_KIND_FIRMWARE);
+	memset(m.boards[0], 'b', sizeof(m.boards[0]));
+	assert_int_equal(tern_manifest_check(&m), TERN_E_TOO_LARGE);
+	simple_manifest(&m, TERN_KIND_FIRMWARE);
+	memset(m.components[0].slot_group, 's', sizeof(m.components[0].slot_group));
+	assert_int_equal(tern_manifest_check(&m), TERN_E_TOO_LARGE);
+	simple_manifest(&m, TERN_KIND_FIRMWARE);
+	m.release_id[0] = '\0';
+	assert_int_equal(tern_manifest_check(&m), TERN_E_MALFORMED);
+}
+
 /* Hand-made wrong types and shapes in otherwise valid manifests. */
 static void test_wrong_types(void **state)
 {
@@ -865,6 +942,7 @@ int main(void)
 	    cmocka_unit_test(test_long_strings),
 	    cmocka_unit_test(test_bad_fields),
 	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_counts_and_lengths),
 	    cmocka_unit_test(test_wrong_types),
 	    cmocka_unit_test(test_truncations),
 	    cmocka_unit_test(test_has_board),

@@ -400,6 +400,28 @@ static void test_headers(void **state)
 	assert_int_equal(open_built(f, es256, sizeof(es256), text_kid, sizeof(text_kid)),
 			 TERN_E_MALFORMED);
 	assert_int_equal(open_built(f, es256, sizeof(es256), long_kid, 4 + 40), TERN_E_TOO_LARGE);
+	/* More header entries, or crit labels, than any real message has. */
+	uint8_t many[2 + 2 + 33 * 3];
+	size_t n = 0;
+	many[n++] = 0xb8;
+	many[n++] = 33;
+	many[n++] = 0x01;
+	many[n++] = 0x26;
+	for (uint8_t label = 100; label < 132; label++) {
+		many[n++] = 0x18;
+		many[n++] = label;
+		many[n++] = 0x00;
+	}
+	assert_int_equal(open_built(f, many, n, unprot, sizeof(unprot)), TERN_E_TOO_LARGE);
+	many[1] = 32; /* 32 entries: fine, until the signature */
+	assert_int_equal(open_built(f, many, n - 3, unprot, sizeof(unprot)), TERN_E_BAD_SIGNATURE);
+	uint8_t crit33[5 + 2 + 33] = {0xa2, 0x01, 0x26, 0x02, 0x98, 33};
+	memset(crit33 + 6, 0x01, 33);
+	assert_int_equal(open_built(f, crit33, 6 + 33, unprot, sizeof(unprot)), TERN_E_TOO_LARGE);
+	/* A crit array cut short inside the protected bytes. */
+	const uint8_t crit_cut[] = {0xa2, 0x01, 0x26, 0x02, 0x82, 0x01};
+	assert_int_equal(open_built(f, crit_cut, sizeof(crit_cut), unprot, sizeof(unprot)),
+			 TERN_E_MALFORMED);
 	/* Unknown integer and text labels in the unprotected header are ignored. */
 	uint8_t unprot_extra[11 + 8] = {0xa3, 0x04, 0x48};
 	memcpy(unprot_extra + 3, f->signer.pub.kid, TERN_KID_LEN);

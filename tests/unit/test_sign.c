@@ -334,6 +334,91 @@ static void test_other_curve(void **state)
 	mbedtls_entropy_free(&entropy);
 }
 
+/* Keys of another type, and inputs larger than any key file. */
+static void test_not_ec_keys(void **state)
+{
+	(void)state;
+	static const char rsa_pub[] =
+	    "-----BEGIN PUBLIC KEY-----\n"
+	    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCm497Uz1MAzq+pB9HXCBATYSL3\n"
+	    "vFVNaZCAeJjxZxhv8xKNDLFOfajikiqm6lxXsCCs1BDIYS6TYRllwLeeppXdSmYO\n"
+	    "zeDbbnppAGEIjAV8ZzhL23vuJcsr8+EcoPQAsRmm/oWffYup4gqpSzefFXOt6ra1\n"
+	    "AVie3wz2nMhO/riIfQIDAQAB\n"
+	    "-----END PUBLIC KEY-----\n";
+	struct tern_pubkey pk;
+	struct tern_signer sg;
+	uint8_t *in = test_dup(rsa_pub, sizeof(rsa_pub) - 1);
+	assert_int_equal(tern_pubkey_parse(&pk, in, sizeof(rsa_pub) - 1), TERN_E_KEY);
+	/* Not a P-256 key: not "a public key where a private one belongs" either. */
+	assert_int_equal(tern_signer_load(&sg, in, sizeof(rsa_pub) - 1), TERN_E_KEY);
+	free(in);
+	size_t big = 8192;
+	uint8_t *junk = malloc(big);
+	assert_non_null(junk);
+	memset(junk, '-', big);
+	assert_int_equal(tern_pubkey_parse(&pk, junk, big), TERN_E_KEY);
+	assert_int_equal(tern_signer_load(&sg, junk, big), TERN_E_KEY);
+	free(junk);
+}
+
+/* tern_cose_sign1_verify() on parsed messages that cannot verify. */
+static void test_verify_odd_messages(void **state)
+{
+	struct keys *k = *state;
+	size_t len;
+	uint8_t *msg = sign_exact(&k->a, (const uint8_t *)"abc", 3, NULL, 0, &len);
+	struct tern_sign1 s;
+	assert_int_equal(tern_cose_sign1_parse(&s, msg, len), 0);
+	struct tern_sign1 odd = s;
+	odd.alg = -35;
+	assert_int_equal(tern_cose_sign1_verify(&odd, &k->a.pub, NULL, 0), TERN_E_UNSUPPORTED_ALG);
+	odd = s;
+	odd.sig_len = TERN_ES256_SIG_LEN - 1;
+	assert_int_equal(tern_cose_sign1_verify(&odd, &k->a.pub, NULL, 0), TERN_E_BAD_SIGNATURE);
+	/* Signature of 0, 63 and 65 bytes in the message itself. */
+	static const size_t sig_lens[] = {0, 63, 65};
+	for (size_t i = 0; i < sizeof(sig_lens) / sizeof(sig_lens[0]); i++) {
+		size_t head = len - 2 - TERN_ES256_SIG_LEN, n = sig_lens[i];
+		size_t mlen = head + 2 + n;
+		uint8_t *m = malloc(mlen);
+		assert_non_null(m);
+		memcpy(m, msg, head);
+		m[head] = 0x58;
+		m[head + 1] = (uint8_t)n;
+		memset(m + head + 2, 0x11, n);
+		if (n < 24) { /* short head form */
+			m[head] = (uint8_t)(0x40 | n);
+			memmove(m + head + 1, m + head + 2, n);
+			mlen--;
+		}
+		struct tern_keyring kr = {0};
+		assert_int_equal(tern_keyring_add(&kr, &k->a.pub), 0);
+		assert_int_equal(tern_cose_sign1_open(&s, m, mlen, &kr, NULL),
+				 TERN_E_BAD_SIGNATURE);
+		free(m);
+	}
+	/* r or s zero, or at the group order: refused, not accepted. */
+	static const uint8_t order[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+					  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					  0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+					  0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+	uint8_t *sig = msg + len - TERN_ES256_SIG_LEN;
+	uint8_t saved[TERN_ES256_SIG_LEN];
+	memcpy(saved, sig, sizeof(saved));
+	for (int which = 0; which < 4; which++) {
+		memcpy(sig, saved, sizeof(saved));
+		uint8_t *half = sig + (which % 2 ? 32 : 0);
+		if (which < 2)
+			memset(half, 0, 32);
+		else
+			memcpy(half, order, 32);
+		assert_int_equal(tern_cose_sign1_parse(&s, msg, len), 0);
+		assert_int_equal(tern_cose_sign1_verify(&s, &k->a.pub, NULL, 0),
+				 TERN_E_BAD_SIGNATURE);
+	}
+	free(msg);
+}
+
 /* SubjectPublicKeyInfo of an uncompressed P-256 point, in DER. */
 static size_t spki_der(const uint8_t point[TERN_P256_POINT_LEN], uint8_t out[91])
 {
@@ -537,6 +622,8 @@ int main(void)
 	    cmocka_unit_test(test_bad_keys),
 	    cmocka_unit_test(test_other_curve),
 	    cmocka_unit_test(test_der_keys),
+	    cmocka_unit_test(test_not_ec_keys),
+	    cmocka_unit_test(test_verify_odd_messages),
 	    cmocka_unit_test(test_python_verifies_tern),
 	    cmocka_unit_test(test_tern_verifies_python),
 	};
