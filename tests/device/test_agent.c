@@ -361,6 +361,124 @@ static void test_bootctl_torn_copy_falls_back(void **state)
 	assert_int_equal(bc.security_floor, 0);
 }
 
+/* The running slot is never written or erased during an install, even a failed one. */
+static void test_active_slot_never_written(void **state)
+{
+	struct simtest *t = *state;
+	uint64_t a0 = t->dev->flash.n_area_ops[TERN_AREA_FW_A];
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 333), 0);
+	assert_true(t->dev->flash.n_area_ops[TERN_AREA_FW_B] > 0);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_A], a0);
+	free(rel);
+	/* Confirm B, then install again: now A is written and B never. */
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	uint64_t b0 = t->dev->flash.n_area_ops[TERN_AREA_FW_B];
+	rel = simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_UNHEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_B], b0);
+	assert_int_equal(status(t).running[TERN_PAIR_FW], 1);
+}
+
+/* VERIFYING re-hashes the slot when asked to: flash that changed behind the agent's
+ * back after its chunks were verified fails the install instead of staging it. */
+static void test_verify_on_finish_catches_flash_damage(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	ag->cfg.verify_on_finish = true;
+	size_t ilen = (size_t)tern_index_size(IMG, t->chunk_size);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	size_t p = feed_index(ag, rel, head, ilen);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, rel + p, IMG), 0);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 5000] ^= 0x10; /* a bit flips */
+	assert_int_equal(tern_agent_finish(ag), TERN_E_DIGEST);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_FAILED);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_EMPTY);
+	free(rel);
+}
+
+/* A trial slot damaged after staging: the bootloader refuses to boot it. */
+static void test_bootloader_refuses_damaged_trial(void **state)
+{
+	struct simtest *t = *state;
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 100] ^= 0x01;
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+}
+
+/* Firmware and config roll back together when the trial fails. */
+static void test_config_rolls_back_with_firmware(void **state)
+{
+	struct simtest *t = *state;
+	uint8_t cfg[3000];
+	memset(cfg, 0x33, sizeof(cfg));
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_UNHEALTHY, IMG, cfg,
+				       sizeof(cfg), &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.running[TERN_PAIR_CFG], TERN_SLOT_NONE); /* no config before */
+	assert_int_equal(st.slots[TERN_AREA_CFG_A].state, TERN_SLOT_BAD);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+}
+
+/* Operations out of their state are refused; an offer during a trial is busy. */
+static void test_wrong_state(void **state)
+{
+	struct simtest *t = *state;
+	struct tern_agent *ag = &t->dev->agent;
+	assert_int_equal(tern_agent_finish(ag), TERN_E_STATE);
+	assert_int_equal(tern_agent_activate(ag), TERN_E_STATE);
+	assert_int_equal(tern_agent_health(ag, true), TERN_E_STATE);
+	assert_int_equal(tern_agent_cancel(ag, 0), TERN_E_STATE);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, "x", 1), TERN_E_STATE);
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_agent_activate(ag), 0);
+	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_BUSY); /* trial armed */
+	/* Boot into the trial without the health check, as a board would before it runs. */
+	struct tern_boot_result res;
+	assert_int_equal(
+	    tern_boot_select(&t->dev->board, &res, t->dev->scratch, sizeof(t->dev->scratch)), 0);
+	assert_true(res.trial);
+	assert_int_equal(tern_sim_attach(t->dev, &res), 0);
+	assert_int_equal(ag->state, TERN_ST_TRIAL);
+	assert_int_equal(ag->bc.attempts_left, 2);
+	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_BUSY);
+	assert_int_equal(tern_agent_health(ag, true), 0);
+	assert_int_equal(ag->state, TERN_ST_CONFIRMED);
+	free(rel);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -384,6 +502,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_index_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_component, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bootctl_torn_copy_falls_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_active_slot_never_written, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_on_finish_catches_flash_damage, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bootloader_refuses_damaged_trial, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_rolls_back_with_firmware, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_state, setup, teardown),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,6 +49,9 @@ struct pc {
 	uint8_t *mem0;		     /* flash at the start of the scenario */
 	struct tern_sim_device dev0; /* device at the start */
 	uint32_t max_floor;
+	uint64_t second_cut; /* after the first cut, cut again at this operation (0: no) */
+	bool torn;
+	unsigned n_cuts;
 	/* Figures. */
 	uint64_t n_resumed, n_reoffered, n_boots_checked;
 };
@@ -131,6 +134,22 @@ static void restore(struct pc *pc)
 	memcpy(pc->t.mem, pc->mem0, pc->t.mem_len);
 	*pc->t.dev = pc->dev0;
 	pc->max_floor = 0;
+	pc->n_cuts = 0;
+}
+
+/* Power comes back (and may fail again once, during the recovery); the device boots. */
+static void recover(struct pc *pc)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	int rc = 0;
+	while (d->flash.powered_off) {
+		pc->n_cuts++;
+		tern_sim_power_restore(&d->flash);
+		if (pc->n_cuts == 1 && pc->second_cut)
+			tern_sim_power_cut_at(&d->flash, pc->second_cut, pc->torn);
+		rc = tern_sim_boot(d, 16);
+	}
+	assert_int_equal(rc, 0);
 }
 
 /* The running slot's bytes hash to its meta's digest, which is one we signed. */
@@ -276,11 +295,23 @@ static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 		int n = 0;
 		while (!outcome_reached(d, r)) {
 			assert_true(++n < MAX_STEP);
+			/* Whatever a step does, it never writes a slot that is running. */
+			uint64_t running_ops[TERN_N_PAIRS];
+			for (unsigned p = 0; p < TERN_N_PAIRS; p++)
+				running_ops[p] = d->boot.slot[p] == TERN_SLOT_NONE
+						     ? 0
+						     : d->flash.n_area_ops[tern_slot_area(
+							   (enum tern_pair)p, d->boot.slot[p])];
+			uint8_t was_running[TERN_N_PAIRS] = {d->boot.slot[0], d->boot.slot[1]};
 			int rc = step(pc, r);
+			for (unsigned p = 0; p < TERN_N_PAIRS; p++)
+				if (was_running[p] != TERN_SLOT_NONE)
+					assert_int_equal(d->flash.n_area_ops[tern_slot_area(
+							     (enum tern_pair)p, was_running[p])],
+							 running_ops[p]);
 			if (d->flash.powered_off) {
 				*cut_happened = true;
-				tern_sim_power_restore(&d->flash);
-				assert_int_equal(tern_sim_boot(d, 16), 0);
+				recover(pc);
 				check_invariants(pc);
 				continue;
 			}
@@ -311,6 +342,8 @@ static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 static void replay(struct pc *pc, bool torn)
 {
 	bool cut;
+	pc->torn = torn;
+	pc->second_cut = 0;
 	restore(pc);
 	uint64_t total = run_scenario(pc, &cut);
 	assert_false(cut);
@@ -332,6 +365,33 @@ static void replay(struct pc *pc, bool torn)
 	       (unsigned long long)pc->n_resumed, (unsigned long long)pc->n_reoffered);
 }
 
+/* Two cuts: at operation N (every fourth N), and again at operation M (1..6) of the
+ * recovery that follows, torn. */
+static void test_powercut_double(void **state)
+{
+	struct pc *pc = *state;
+	bool cut;
+	pc->torn = true;
+	pc->second_cut = 0;
+	restore(pc);
+	uint64_t total = run_scenario(pc, &cut);
+	uint64_t checked = 0, second = 0;
+	for (uint64_t n = 1; n <= total; n += 4) {
+		for (uint64_t m = 1; m <= 6; m++) {
+			restore(pc);
+			pc->second_cut = m;
+			tern_sim_power_cut_at(&pc->t.dev->flash, n, true);
+			run_scenario(pc, &cut);
+			assert_true(cut);
+			checked++;
+			second += pc->n_cuts > 1;
+		}
+	}
+	printf("power-cut (double, torn): %llu pairs of cut points checked, %llu with a second "
+	       "cut during the recovery\n",
+	       (unsigned long long)checked, (unsigned long long)second);
+}
+
 static void test_powercut_clean(void **state)
 {
 	replay(*state, false);
@@ -347,6 +407,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_powercut_clean, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_powercut_torn, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_powercut_double, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

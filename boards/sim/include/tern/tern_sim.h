@@ -33,13 +33,14 @@ struct tern_sim_flash {
 	uint64_t area_off[TERN_AREA__COUNT];
 	uint64_t area_size[TERN_AREA__COUNT];
 	uint64_t total;
-	uint8_t *mem; /* memory-backed: the caller's buffer of @total bytes */
-	int fd;	      /* file-backed: the open file, else -1 */
+	uint8_t *mem;	    /* memory-backed: the caller's buffer of @total bytes */
+	int fd;		    /* file-backed: the open file, else -1 */
 	bool sync_on_flush; /* fdatasync at every board flush (else only tern_sim_flash_sync) */
 	/* Power: every write and erase counts; at operation cut_at power fails. */
 	uint64_t n_ops;
-	uint64_t cut_at; /* 0: never */
-	bool torn;	 /* the interrupted operation leaves partial, garbled data */
+	uint64_t n_area_ops[TERN_AREA__COUNT]; /* writes and erases per area */
+	uint64_t cut_at;		       /* 0: never */
+	bool torn; /* the interrupted operation leaves partial, garbled data */
 	bool powered_off;
 	uint32_t rng;
 	/* Rule violations (misaligned, write to unerased flash): must stay 0. */
