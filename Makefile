@@ -22,7 +22,7 @@ PKGS := libcbor
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# -Wconversion and -Wshadow are on; see docs/DEVELOPING.md for the few casts they cost.
+# -Wconversion and -Wshadow are on for all code, tests included.
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) \
@@ -67,3 +67,10 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmarks: figures and ratios, never pass/fail. `make bench BENCH=release` runs one.
+bench: all
+	BUILD=$(abspath $(BUILD)) /usr/bin/python3 scripts/bench.py $(BENCH)
+
+demo: all
+	BUILD=$(BUILD) scripts/demo.sh

@@ -195,7 +195,7 @@ int tern_cbor_peek(const struct tern_cbor_reader *r, struct tern_cbor_item *it)
 		return rc;
 	uint8_t major = (uint8_t)(p[0] >> 5);
 	if ((p[0] & 0x1f) == 31)
-		return major == 7 ? TERN_E_MALFORMED : TERN_E_MALFORMED;
+		return TERN_E_MALFORMED; /* indefinite length or a stray break */
 	if (major == 2 || major == 3) {
 		if (arg > left - head_len)
 			return TERN_E_TRUNCATED;

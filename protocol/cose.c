@@ -227,11 +227,17 @@ int tern_cose_sign1_parse(struct tern_sign1 *s, const uint8_t *buf, size_t len)
 		return rc;
 	if (s->protected_len > 0) {
 		struct tern_cbor_reader pr;
+		struct tern_cbor_item ph;
 		tern_cbor_reader_init(&pr, s->protected_hdr, s->protected_len);
+		bool empty_map =
+		    !tern_cbor_peek(&pr, &ph) && ph.type == TERN_CBOR_MAP && ph.val == 0;
 		if ((rc = read_header_map(&pr, &h, true)))
 			return rc == TERN_E_TRUNCATED ? TERN_E_MALFORMED : rc;
 		if (tern_cbor_remaining(&pr))
 			return TERN_E_MALFORMED;
+		/* RFC 9052 section 3: an empty map (h'a0') is accepted, and signed as h''. */
+		if (empty_map)
+			s->protected_len = 0;
 	}
 	if ((rc = read_header_map(&r, &h, false)))
 		return rc;

@@ -28,6 +28,50 @@ static int check_id(const char *s, size_t max)
 	return 0;
 }
 
+/*
+ * True when @s holds valid UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. CBOR text strings must be valid UTF-8 (RFC 8949 section 3.1).
+ */
+static bool is_utf8(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		uint8_t c = s[i];
+		size_t n;
+		uint32_t cp, min;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			cp = c & 0x1fu;
+			min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			cp = c & 0x0fu;
+			min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			cp = c & 0x07u;
+			min = 0x10000;
+		} else {
+			return false; /* a continuation byte, or 0xf8..0xff */
+		}
+		if (len - i - 1 < n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3fu);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 int tern_manifest_check(const struct tern_manifest *m)
 {
 	int rc;
@@ -40,6 +84,8 @@ int tern_manifest_check(const struct tern_manifest *m)
 		return TERN_E_MALFORMED;
 	if (vlen > TERN_VERSION_MAX)
 		return TERN_E_TOO_LARGE;
+	if (!is_utf8((const uint8_t *)m->version, vlen))
+		return TERN_E_MALFORMED;
 	if (m->n_boards == 0 || m->n_components == 0)
 		return TERN_E_MALFORMED;
 	if (m->n_boards > TERN_MAX_BOARDS || m->n_components > TERN_MAX_COMPONENTS)
@@ -67,7 +113,8 @@ int tern_manifest_check(const struct tern_manifest *m)
 	}
 	if (m->notes_len > TERN_NOTES_MAX)
 		return TERN_E_TOO_LARGE;
-	if (m->notes_len && (!m->notes || memchr(m->notes, 0, m->notes_len)))
+	if (m->notes_len && (!m->notes || memchr(m->notes, 0, m->notes_len) ||
+			     !is_utf8((const uint8_t *)m->notes, m->notes_len)))
 		return TERN_E_MALFORMED;
 	return 0;
 }

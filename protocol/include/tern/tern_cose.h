@@ -31,7 +31,9 @@ struct tern_keyring {
 
 /* A parsed COSE_Sign1. Every pointer borrows from the buffer given to the parser. */
 struct tern_sign1 {
-	const uint8_t *protected_hdr; /* serialized protected header (may be empty) */
+	/* Serialized protected header as signed: empty when the message has none, or
+	 * carries an empty map (h'a0', which RFC 9052 signs as h''). */
+	const uint8_t *protected_hdr;
 	size_t protected_len;
 	const uint8_t *payload;
 	size_t payload_len;

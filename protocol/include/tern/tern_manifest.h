@@ -107,10 +107,10 @@ struct tern_manifest {
 };
 
 /*
- * Checks every bound and rule of a manifest: names and ids in [A-Za-z0-9._-], at least
- * one board and one component, unique component names, chunk size a power of two in
- * [TERN_CHUNK_MIN, TERN_CHUNK_MAX], sizes in (0, TERN_COMPONENT_MAX]. Returns 0,
- * TERN_E_MALFORMED or TERN_E_TOO_LARGE.
+ * Checks every bound and rule of a manifest: names and ids in [A-Za-z0-9._-], version
+ * and notes valid UTF-8 without NUL, at least one board and one component, unique
+ * component names, chunk size a power of two in [TERN_CHUNK_MIN, TERN_CHUNK_MAX], sizes
+ * in (0, TERN_COMPONENT_MAX]. Returns 0, TERN_E_MALFORMED or TERN_E_TOO_LARGE.
  */
 int tern_manifest_check(const struct tern_manifest *m);
 

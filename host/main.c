@@ -1,0 +1,77 @@
+/* tern: the operator's host tool. Dispatches "tern GROUP COMMAND ..." through a table. */
+#include "host.h"
+
+#include "tern/tern_err.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef TERN_VERSION
+#define TERN_VERSION "0.1.0"
+#endif
+
+struct command {
+	const char *group;
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+    {"key", "generate", cmd_key_generate, "make a signing key pair"},
+    {"release", "create", cmd_release_create, "make a signed release"},
+    {"release", "inspect", cmd_release_inspect, "show what a release holds"},
+    {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+};
+
+int host_fail(const char *what, int rc)
+{
+	if (what)
+		fprintf(stderr, "tern: %s: %s\n", what, tern_strerror(rc));
+	else
+		fprintf(stderr, "tern: %s\n", tern_strerror(rc));
+	return 1;
+}
+
+int host_usage(const char *cmd, const char *msg)
+{
+	fprintf(stderr, "tern %s: %s (see 'tern %s --help')\n", cmd, msg ? msg : "bad arguments",
+		cmd);
+	return 2;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tern COMMAND [ARGS]   (tern COMMAND --help for details)\n\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  tern %-8s %-9s %s\n", commands[i].group, commands[i].name,
+			commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("tern %s\n", TERN_VERSION);
+		return 0;
+	}
+	bool group_known = false;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].group))
+			continue;
+		group_known = true;
+		if (argc >= 3 && !strcmp(argv[2], commands[i].name))
+			return commands[i].run(argc - 2, argv + 2);
+	}
+	if (group_known)
+		fprintf(stderr, "tern %s: unknown or missing command (see 'tern --help')\n",
+			argv[1]);
+	else
+		fprintf(stderr, "tern: unknown command '%s' (see 'tern --help')\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""make bench: tern's benchmarks as ratios against baselines measured in the same run.
+
+Machines are shared and noisy, so every figure is the median of several runs and is
+printed next to a baseline (a standard tool doing the same work) measured alongside it.
+Nothing here passes or fails: it prints figures and goals for a person to read.
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+TERN = os.path.join(BUILD, "tern")
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+MIB = 1024 * 1024
+
+
+def run_once(cmd, cwd):
+    """Runs cmd; returns (wall seconds, peak RSS in KiB) of that command alone.
+
+    The peak comes from /usr/bin/time: a child forked from Python would report
+    Python's own memory from before exec as its peak."""
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file.name] + cmd, cwd=cwd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit("bench: command failed: %s\n%s" % (" ".join(cmd), proc.stderr.decode(errors="replace")))
+        return wall, int(rss_file.read().split()[-1])
+
+
+def measure(cmd, cwd, before=None):
+    """Median wall time and the largest peak RSS over RUNS runs (after one warm-up)."""
+    if before:
+        before()
+    run_once(cmd, cwd)
+    walls, rss = [], []
+    for _ in range(RUNS):
+        if before:
+            before()
+        w, r = run_once(cmd, cwd)
+        walls.append(w)
+        rss.append(r)
+    return statistics.median(walls), max(rss)
+
+
+def line(name, secs, size, base=None, rss=None, goal=""):
+    rate = size / MIB / secs
+    text = "  %-34s %7.3f s %8.0f MiB/s" % (name, secs, rate)
+    if base is not None:
+        text += "   %5.2fx baseline" % (base / secs)
+    if rss is not None:
+        text += "   peak %5.1f MiB" % (rss / 1024.0)
+    if goal:
+        text += "   (%s)" % goal
+    print(text, flush=True)
+
+
+def bench_release(work):
+    size = int(os.environ.get("BENCH_RELEASE_MIB", "256")) * MIB
+    payload = os.path.join(work, "payload.bin")
+    with open(payload, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+    subprocess.run([TERN, "key", "generate", "--out", "bench.key"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    rel = os.path.join(work, "bench.tern")
+
+    def remove_release():
+        if os.path.exists(rel):
+            os.unlink(rel)
+
+    create = [TERN, "release", "create", "--key", "bench.key", "--board", "bench",
+              "--version", "1.0.0", "--sequence", "1", "--firmware", "payload.bin",
+              "--out", "bench.tern"]
+    print("release: %d MiB payload, %d cores, median of %d runs" % (size // MIB, os.cpu_count(), RUNS))
+    base, base_rss = measure(["openssl", "dgst", "-sha256", "payload.bin"], work)
+    line("baseline: openssl dgst -sha256", base, size, rss=base_rss)
+    secs, rss = measure(create, work, before=remove_release)
+    line("tern release create", secs, size, base, rss, "goal >= 1.5x, peak < 16 MiB")
+    if not os.path.exists(rel):
+        subprocess.run(create, cwd=work, check=True, stdout=subprocess.DEVNULL)
+    secs, rss = measure([TERN, "release", "verify", "bench.tern", "--pubkey", "bench.pub"], work)
+    line("tern release verify", secs, size, base, rss, "goal >= 1.5x, peak < 16 MiB")
+    secs, rss = measure([TERN, "release", "inspect", "bench.tern"], work)
+    print("  %-34s %7.3f s                     peak %5.1f MiB" % ("tern release inspect", secs, rss / 1024.0))
+    os.unlink(payload)
+
+
+BENCHES = [("release", bench_release)]
+
+
+def main():
+    if not os.access(TERN, os.X_OK):
+        sys.exit("bench: %s missing; run make first" % TERN)
+    only = sys.argv[1:]
+    work = tempfile.mkdtemp(prefix="tern-bench-")
+    try:
+        for name, fn in BENCHES:
+            if only and name not in only:
+                continue
+            fn(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+/*
+ * COSE_Sign1 with an empty protected header map (h'a0'): RFC 9052 section 3 says a
+ * recipient must accept it, and it is signed as the empty string h''. Golden bytes from
+ * the COSE working group's example sign1-tests/sign-pass-01 ("Redo protected"; public
+ * domain, cose-wg/Examples), which every RFC 9052 verifier must accept.
+ */
+#include "tern/tern_cose.h"
+#include "tern/tern_err.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+static const uint8_t key_point[TERN_P256_POINT_LEN] = {
+    0x04, 0xba, 0xc5, 0xb1, 0x1c, 0xad, 0x8f, 0x99, 0xf9, 0xc7, 0x2b, 0x05, 0xcf,
+    0x4b, 0x9e, 0x26, 0xd2, 0x44, 0xdc, 0x18, 0x9f, 0x74, 0x52, 0x28, 0x25, 0x5a,
+    0x21, 0x9a, 0x86, 0xd6, 0xa0, 0x9e, 0xff, 0x20, 0x13, 0x8b, 0xf8, 0x2d, 0xc1,
+    0xb6, 0xd5, 0x62, 0xbe, 0x0f, 0xa5, 0x4a, 0xb7, 0x80, 0x4a, 0x3a, 0x64, 0xb6,
+    0xd7, 0x2c, 0xcf, 0xed, 0x6b, 0x6f, 0xb6, 0xed, 0x28, 0xbb, 0xfc, 0x11, 0x7e,
+};
+
+/* 18([h'a0', {1: -7, 4: h'3131'}, h'546869...2e', h'87db...244f']) */
+static const uint8_t sign_pass_01[] = {
+    0xd2, 0x84, 0x41, 0xa0, 0xa2, 0x01, 0x26, 0x04, 0x42, 0x31, 0x31, 0x54, 0x54, 0x68,
+    0x69, 0x73, 0x20, 0x69, 0x73, 0x20, 0x74, 0x68, 0x65, 0x20, 0x63, 0x6f, 0x6e, 0x74,
+    0x65, 0x6e, 0x74, 0x2e, 0x58, 0x40, 0x87, 0xdb, 0x0d, 0x2e, 0x55, 0x71, 0x84, 0x3b,
+    0x78, 0xac, 0x33, 0xec, 0xb2, 0x83, 0x0d, 0xf7, 0xb6, 0xe0, 0xa4, 0xd5, 0xb7, 0x37,
+    0x6d, 0xe3, 0x36, 0xb2, 0x3c, 0x59, 0x1c, 0x90, 0xc4, 0x25, 0x31, 0x7e, 0x56, 0x12,
+    0x7f, 0xbe, 0x04, 0x37, 0x00, 0x97, 0xce, 0x34, 0x70, 0x87, 0xb2, 0x33, 0xbf, 0x72,
+    0x2b, 0x64, 0x07, 0x2b, 0xeb, 0x44, 0x86, 0xbd, 0xa4, 0x03, 0x1d, 0x27, 0x24, 0x4f,
+};
+
+static int parse_verify(const uint8_t *msg, size_t len)
+{
+	struct tern_pubkey pk;
+	struct tern_sign1 s;
+	int rc = tern_pubkey_from_point(&pk, key_point, sizeof(key_point));
+	if (rc)
+		return rc;
+	if ((rc = tern_cose_sign1_parse(&s, msg, len)))
+		return rc;
+	return tern_cose_sign1_verify(&s, &pk, NULL, 0);
+}
+
+static void test_empty_map_verifies(void **state)
+{
+	(void)state;
+	struct tern_sign1 s;
+	assert_int_equal(tern_cose_sign1_parse(&s, sign_pass_01, sizeof(sign_pass_01)), 0);
+	assert_int_equal(s.protected_len, 0);
+	assert_int_equal(s.alg, TERN_COSE_ALG_ES256);
+	assert_int_equal(parse_verify(sign_pass_01, sizeof(sign_pass_01)), 0);
+}
+
+/* The same message with the protected header as h'' signs the same bytes. */
+static void test_empty_string_verifies(void **state)
+{
+	(void)state;
+	uint8_t msg[sizeof(sign_pass_01) - 1];
+	msg[0] = 0xd2;
+	msg[1] = 0x84;
+	msg[2] = 0x40;
+	memcpy(msg + 3, sign_pass_01 + 4, sizeof(sign_pass_01) - 4);
+	assert_int_equal(parse_verify(msg, sizeof(msg)), 0);
+}
+
+static void test_changed_signature_refused(void **state)
+{
+	(void)state;
+	uint8_t msg[sizeof(sign_pass_01)];
+	memcpy(msg, sign_pass_01, sizeof(msg));
+	msg[sizeof(msg) - 1] ^= 0x01;
+	assert_int_equal(parse_verify(msg, sizeof(msg)), TERN_E_BAD_SIGNATURE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_empty_map_verifies),
+	    cmocka_unit_test(test_empty_string_verifies),
+	    cmocka_unit_test(test_changed_signature_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
