@@ -3,13 +3,13 @@
 # BENCH_MIB MiB (feed, verify every chunk, write the slot, fdatasync) against
 # `openssl dgst -sha256` plus `dd conv=fsync` of the same bytes, measured in the same run,
 # best of BENCH_RUNS. Also prints sizeof(struct tern_agent).
-# Usage: scripts/bench-sim-install.sh [BUILD]   (needs $BUILD/ternd, $BUILD/tests/ternd-mkrelease)
+# Usage: scripts/bench-sim-install.sh [BUILD]   (needs $BUILD/ternd and $BUILD/tern)
 set -eu
 BUILD=${1:-${BUILD:-build}}
 MIB=${BENCH_MIB:-256}
 RUNS=${BENCH_RUNS:-3}
 TERND=$BUILD/ternd
-MKREL=$BUILD/tests/ternd-mkrelease
+TERN=$BUILD/tern
 work=$BUILD/bench-sim
 rm -rf "$work"
 mkdir -p "$work"
@@ -20,10 +20,10 @@ best() { # best OLD NEW
 	awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'
 }
 
-"$MKREL" genkey "$work/k.pem" "$work/k.pub"
+"$TERN" key generate --out "$work/k.key" >/dev/null
 "$TERND" sim mkimage --health ok --size "${MIB}M" --version 2.0.0 --out "$work/fw.bin" >/dev/null
-"$MKREL" make --key "$work/k.pem" --fw "$work/fw.bin" --version 2.0.0 --sequence 2 \
-	--out "$work/fw.tern"
+"$TERN" release create --key "$work/k.key" --board sim --firmware "$work/fw.bin" \
+	--version 2.0.0 --sequence 2 --out "$work/fw.tern" >/dev/null
 
 t_install=
 t_base=

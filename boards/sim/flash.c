@@ -4,6 +4,7 @@
 #include "tern/tern_err.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -96,18 +97,25 @@ int tern_sim_flash_open_file(struct tern_sim_flash *f, const struct tern_sim_geo
 	if (fstat(fd, &st) != 0)
 		goto out_io;
 	f->fd = fd;
+	uint64_t n_sectors = f->total / f->geo.sector_size;
+	f->erased_from = malloc(n_sectors * sizeof(*f->erased_from));
+	if (!f->erased_from) {
+		close(fd);
+		f->fd = -1;
+		return TERN_E_NOMEM;
+	}
+	memset(f->erased_from, 0xff, n_sectors * sizeof(*f->erased_from)); /* unknown */
 	if (create) {
 		if (raw_fill(f, 0, f->total, false))
 			goto out_io;
+		memset(f->erased_from, 0, n_sectors * sizeof(*f->erased_from));
 	} else if ((uint64_t)st.st_size != f->total) {
-		close(fd);
-		f->fd = -1;
+		tern_sim_flash_close(f);
 		return TERN_E_MALFORMED;
 	}
 	return 0;
 out_io:
-	close(fd);
-	f->fd = -1;
+	tern_sim_flash_close(f);
 	return TERN_E_IO;
 }
 
@@ -121,6 +129,8 @@ void tern_sim_flash_close(struct tern_sim_flash *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
+	free(f->erased_from);
+	f->erased_from = NULL;
 }
 
 void tern_sim_power_cut_at(struct tern_sim_flash *f, uint64_t n, bool torn)
@@ -207,9 +217,57 @@ static bool op_cut(struct tern_sim_flash *f, enum tern_area a)
 	f->n_area_ops[a]++;
 	if (f->cut_at && f->n_ops == f->cut_at) {
 		f->powered_off = true;
+		if (f->erased_from) /* what the cut left is unknown: read it from now on */
+			memset(f->erased_from, 0xff,
+			       f->total / f->geo.sector_size * sizeof(*f->erased_from));
 		return true;
 	}
 	return false;
+}
+
+/* True when [base, base + len) reads erased: known from erased_from, or read. */
+static int check_erased(struct tern_sim_flash *f, uint64_t base, uint64_t len, bool *erased)
+{
+	uint8_t tmp[4096];
+	uint32_t sector = f->geo.sector_size;
+	*erased = true;
+	for (uint64_t pos = base; pos < base + len;) {
+		uint64_t s = pos / sector, in = pos % sector;
+		uint64_t n = sector - in < base + len - pos ? sector - in : base + len - pos;
+		bool known =
+		    f->erased_from && f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s];
+		for (uint64_t done = 0; !known && done < n;) {
+			size_t k = n - done < sizeof(tmp) ? (size_t)(n - done) : sizeof(tmp);
+			int rc = raw_read(f, pos + done, tmp, k);
+			if (rc)
+				return rc;
+			for (size_t i = 0; i < k; i++)
+				if (tmp[i] != 0xff) {
+					*erased = false;
+					return 0;
+				}
+			done += k;
+		}
+		pos += n;
+	}
+	return 0;
+}
+
+/* After a write of [base, base + len): the known-erased part of its sectors shrinks. */
+static void note_written(struct tern_sim_flash *f, uint64_t base, uint64_t len)
+{
+	uint32_t sector = f->geo.sector_size;
+	if (!f->erased_from)
+		return;
+	for (uint64_t pos = base; pos < base + len;) {
+		uint64_t s = pos / sector, in = pos % sector;
+		uint64_t n = sector - in < base + len - pos ? sector - in : base + len - pos;
+		if (f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s])
+			f->erased_from[s] = (uint32_t)(in + n);
+		else
+			f->erased_from[s] = UINT32_MAX;
+		pos += n;
+	}
 }
 
 static int sim_area_info(void *ctx, enum tern_area a, struct tern_area_info *info)
@@ -243,17 +301,11 @@ static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf,
 	if (off % f->geo.write_align || len % f->geo.write_align)
 		return violation(f, "misaligned write", a, off, len);
 	uint64_t base = f->area_off[a] + off;
-	uint8_t tmp[4096];
-	for (uint64_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(tmp) ? (size_t)(len - done) : sizeof(tmp);
-		if ((rc = raw_read(f, base + done, tmp, n)))
-			return rc;
-		for (size_t i = 0; i < n; i++)
-			if (tmp[i] != 0xff)
-				return violation(f, "write to unerased flash", a, off + done + i,
-						 1);
-		done += n;
-	}
+	bool erased;
+	if ((rc = check_erased(f, base, len, &erased)))
+		return rc;
+	if (!erased)
+		return violation(f, "write to unerased flash", a, off, len);
 	if (op_cut(f, a)) {
 		if (!f->torn)
 			return TERN_E_POWER_CUT;
@@ -265,7 +317,10 @@ static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf,
 			return rc;
 		return TERN_E_POWER_CUT;
 	}
-	return raw_write(f, base, buf, len);
+	if ((rc = raw_write(f, base, buf, len)))
+		return rc;
+	note_written(f, base, len);
+	return 0;
 }
 
 static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
@@ -290,7 +345,17 @@ static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 			return rc;
 		return TERN_E_POWER_CUT;
 	}
-	return raw_fill(f, base, len, false);
+	/* Sectors that already read erased need no rewriting. */
+	for (uint64_t pos = base; pos < base + len; pos += f->geo.sector_size) {
+		bool erased;
+		if ((rc = check_erased(f, pos, f->geo.sector_size, &erased)))
+			return rc;
+		if (!erased && (rc = raw_fill(f, pos, f->geo.sector_size, false)))
+			return rc;
+		if (f->erased_from)
+			f->erased_from[pos / f->geo.sector_size] = 0;
+	}
+	return 0;
 }
 
 static int sim_flush(void *ctx, enum tern_area a)

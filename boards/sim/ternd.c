@@ -25,9 +25,10 @@ static const char usage_text[] =
     "usage:\n"
     "  ternd sim init DEVDIR --keyring signing.pub [--board sim] [--slot-size 8M]\n"
     "                 [--version 1.0.0] [--image-size 64K]\n"
-    "  ternd sim install DEVDIR RELEASE.tern [--no-activate]\n"
+    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--power-cut-at N [--torn]]\n"
     "  ternd sim activate DEVDIR\n"
-    "  ternd sim reboot DEVDIR\n"
+    "  ternd sim cancel DEVDIR        (abandon an interrupted install)\n"
+    "  ternd sim reboot DEVDIR [--power-cut-at N [--torn]]\n"
     "  ternd sim status DEVDIR [--json]\n"
     "  ternd sim mkimage --health ok|fail|crash [--size 1M] [--version V] --out FILE\n";
 
@@ -148,6 +149,7 @@ static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 /* A sim device opened from its folder. */
 struct simdev {
 	char dir[2048];
+	bool powered; /* false after a simulated power cut, until the next reboot */
 	struct tern_sim_geometry geo;
 	struct tern_sim_device dev;
 };
@@ -179,9 +181,10 @@ static int save_running(const struct simdev *s)
 	char path[2100], text[128];
 	if (path_join(path, sizeof(path), s->dir, "running"))
 		return TERN_E_TOO_LARGE;
-	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\n",
+	bool powered = s->dev.running && !s->dev.flash.powered_off;
+	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\npowered=%u\n",
 		 s->dev.boot.slot[TERN_PAIR_FW], s->dev.boot.slot[TERN_PAIR_CFG],
-		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots);
+		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots, powered ? 1u : 0u);
 	return write_small(path, text);
 }
 
@@ -221,11 +224,11 @@ static int simdev_open(struct simdev *s, const char *dir)
 	return 0;
 }
 
-/* Attaches the agent to what runs now (the "running" file). */
+/* Attaches the agent to what runs now (the "running" file). Sets s->powered. */
 static int simdev_attach(struct simdev *s)
 {
 	char path[2100], text[256];
-	uint64_t fw, cfg, trial, boots = 0;
+	uint64_t fw, cfg, trial, boots = 0, powered = 1;
 	int rc;
 	if ((rc = path_join(path, sizeof(path), s->dir, "running")) ||
 	    (rc = read_small(path, text, sizeof(text), NULL)))
@@ -234,9 +237,47 @@ static int simdev_attach(struct simdev *s)
 	    !conf_get_u64(text, "trial", &trial) || fw > 1 || cfg > 255)
 		return TERN_E_MALFORMED;
 	conf_get_u64(text, "boots", &boots);
+	conf_get_u64(text, "powered", &powered);
 	struct tern_boot_result b = {{(uint8_t)fw, (uint8_t)cfg}, trial != 0};
 	s->dev.n_boots = (unsigned)boots;
+	s->powered = powered != 0;
 	return tern_sim_attach(&s->dev, &b);
+}
+
+/* Attaches and refuses to go on when the device is off after a power cut. */
+static int simdev_attach_on(struct simdev *s)
+{
+	int rc = simdev_attach(s);
+	if (rc == 0 && !s->powered) {
+		fprintf(
+		    stderr,
+		    "ternd: %s: the device is off since a power cut; run 'ternd sim reboot %s'\n",
+		    s->dir, s->dir);
+		return TERN_E_STATE;
+	}
+	return rc;
+}
+
+/* Parses "--power-cut-at N" and "--torn" (tests and demos); false on a bad value. */
+static bool parse_cut(int argc, char **argv, int *i, uint64_t *cut_at, bool *torn)
+{
+	if (!strcmp(argv[*i], "--torn")) {
+		*torn = true;
+		return true;
+	}
+	if (!strcmp(argv[*i], "--power-cut-at") && *i + 1 < argc)
+		return parse_u64(argv[++*i], cut_at) && *cut_at > 0;
+	return false;
+}
+
+/* After a simulated power cut: the device is off until the next reboot. */
+static int report_cut(struct simdev *s, uint64_t cut_at, const char *during)
+{
+	save_running(s);
+	fprintf(stderr,
+		"ternd: power cut at flash operation %llu during %s; run 'ternd sim reboot %s'\n",
+		(unsigned long long)cut_at, during, s->dir);
+	return 3;
 }
 
 static void simdev_close(struct simdev *s)
@@ -444,11 +485,12 @@ static int cmd_install(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage("install needs DEVDIR and RELEASE");
-	bool activate = true;
+	bool activate = true, torn = false;
+	uint64_t cut_at = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-activate"))
 			activate = false;
-		else
+		else if (!parse_cut(argc, argv, &i, &cut_at, &torn))
 			return usage("install: unknown argument");
 	}
 	struct simdev *s = calloc(1, sizeof(*s));
@@ -461,24 +503,39 @@ static int cmd_install(int argc, char **argv)
 		free(s);
 		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
 	}
-	if ((rc = simdev_attach(s)))
+	int exit_code = 1;
+	if ((rc = simdev_attach_on(s))) {
+		if (rc != TERN_E_STATE)
+			fail(rc, argv[0]);
 		goto out;
+	}
 	if ((rc = map_file(argv[1], &rel, &len))) {
 		fail(rc, argv[1]);
-		goto out_quiet;
+		goto out;
 	}
+	struct tern_status st;
+	tern_agent_status(&s->dev.agent, &st);
+	if (st.state == TERN_ST_DOWNLOADING)
+		printf("an install of %s was interrupted: %llu of %llu chunks verified\n",
+		       st.job_version, (unsigned long long)st.n_verified,
+		       (unsigned long long)st.n_chunks);
+	if (cut_at)
+		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
 	rc = tern_sim_install_buffer(&s->dev, rel, len, 256 * 1024);
 	if (rc == 0 && activate)
 		rc = tern_agent_activate(&s->dev.agent);
+	if (s->dev.flash.powered_off) {
+		exit_code = report_cut(s, cut_at, "install");
+		goto out;
+	}
 	int sync_rc = tern_sim_flash_sync(&s->dev.flash);
 	if (rc == 0)
 		rc = sync_rc;
 	if (rc) {
 		fprintf(stderr, "ternd: refused %s: %s (%s)\n", argv[1], tern_strerror(rc),
 			tern_errname(rc));
-		goto out_quiet;
+		goto out;
 	}
-	struct tern_status st;
 	tern_agent_status(&s->dev.agent, &st);
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
@@ -488,39 +545,78 @@ static int cmd_install(int argc, char **argv)
 		       'A' + (int)(i & 1u),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
-	goto out_quiet;
+	exit_code = 0;
 out:
-	if (rc)
-		fail(rc, argv[0]);
-out_quiet:
 	if (rel)
 		munmap((void *)(uintptr_t)rel, len);
 	simdev_close(s);
 	free(s);
-	return rc ? 1 : 0;
+	return exit_code;
 }
 
-static int cmd_activate(int argc, char **argv)
+/* Runs @op on an attached, powered device: activate or cancel. */
+static int simple_command(int argc, char **argv, const char *what, int (*op)(struct tern_agent *ag),
+			  const char *done)
 {
-	if (argc != 1)
-		return usage("activate needs DEVDIR");
+	if (argc != 1) {
+		char msg[64];
+		snprintf(msg, sizeof(msg), "%s needs DEVDIR", what);
+		return usage(msg);
+	}
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
 	int rc = simdev_open(s, argv[0]);
-	if (rc == 0 && (rc = simdev_attach(s)) == 0)
-		rc = tern_agent_activate(&s->dev.agent);
-	if (rc == 0)
-		printf("activated: the next reboot runs the staged release on trial\n");
+	if (rc) {
+		free(s);
+		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
+	}
+	int exit_code = 1;
+	if ((rc = simdev_attach_on(s))) {
+		if (rc != TERN_E_STATE)
+			fail(rc, argv[0]);
+	} else if ((rc = op(&s->dev.agent)) || (rc = tern_sim_flash_sync(&s->dev.flash))) {
+		fail(rc, what);
+	} else {
+		printf("%s\n", done);
+		exit_code = 0;
+	}
 	simdev_close(s);
 	free(s);
-	return rc ? fail(rc, argv[0]) : 0;
+	return exit_code;
+}
+
+static int activate_op(struct tern_agent *ag)
+{
+	return tern_agent_activate(ag);
+}
+
+static int cancel_op(struct tern_agent *ag)
+{
+	return tern_agent_cancel(ag, TERN_E_CANCELED);
+}
+
+static int cmd_activate(int argc, char **argv)
+{
+	return simple_command(argc, argv, "activate", activate_op,
+			      "activated: the next reboot runs the staged release on trial");
+}
+
+static int cmd_cancel(int argc, char **argv)
+{
+	return simple_command(argc, argv, "cancel", cancel_op,
+			      "canceled the interrupted install; the inactive slot is empty");
 }
 
 static int cmd_reboot(int argc, char **argv)
 {
-	if (argc != 1)
+	bool torn = false;
+	uint64_t cut_at = 0;
+	if (argc < 1)
 		return usage("reboot needs DEVDIR");
+	for (int i = 1; i < argc; i++)
+		if (!parse_cut(argc, argv, &i, &cut_at, &torn))
+			return usage("reboot: unknown argument");
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
@@ -533,23 +629,34 @@ static int cmd_reboot(int argc, char **argv)
 	if (simdev_attach(s) != 0)
 		s->dev.n_boots = 0;
 	s->dev.log = print_line;
+	if (cut_at)
+		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
+	int exit_code = 1;
 	rc = tern_sim_boot(&s->dev, MAX_BOOTS);
+	if (s->dev.flash.powered_off) {
+		exit_code = report_cut(s, cut_at, "boot");
+		goto out;
+	}
 	if (rc == 0)
 		rc = save_running(s);
 	if (rc == 0)
 		rc = tern_sim_flash_sync(&s->dev.flash);
-	if (rc == 0) {
-		struct tern_status st;
-		tern_agent_status(&s->dev.agent, &st);
-		const struct tern_slot_meta *m =
-		    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
-		printf("running slot %c, version %s; state %s%s%s\n",
-		       'A' + st.running[TERN_PAIR_FW], m->version, tern_state_name(st.state),
-		       st.reason ? ": " : "", st.reason ? tern_strerror(st.reason) : "");
+	if (rc) {
+		fail(rc, argv[0]);
+		goto out;
 	}
+	struct tern_status st;
+	tern_agent_status(&s->dev.agent, &st);
+	const struct tern_slot_meta *m =
+	    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
+	printf("running slot %c, version %s; state %s%s%s\n", 'A' + st.running[TERN_PAIR_FW],
+	       m->version, tern_state_name(st.state), st.reason ? ": " : "",
+	       st.reason ? tern_strerror(st.reason) : "");
+	exit_code = 0;
+out:
 	simdev_close(s);
 	free(s);
-	return rc ? fail(rc, argv[0]) : 0;
+	return exit_code;
 }
 
 /* --- status --- */
@@ -599,12 +706,13 @@ static void json_slot(const struct tern_slot_meta *m)
 		printf("null}");
 }
 
-static void print_status_json(const struct tern_status *st)
+static void print_status_json(const struct tern_status *st, bool powered)
 {
 	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
-	printf("{\"state\": \"%s\", \"running_slot\": \"%s\", \"running_version\": ",
-	       tern_state_name(st->state), slot_names[fw & 1u]);
+	printf("{\"state\": \"%s\", \"powered\": %s, \"running_slot\": \"%s\", "
+	       "\"running_version\": ",
+	       tern_state_name(st->state), powered ? "true" : "false", slot_names[fw & 1u]);
 	json_str(run->version);
 	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
 	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
@@ -643,11 +751,12 @@ static void print_status_json(const struct tern_status *st)
 	printf("}\n");
 }
 
-static void print_status_text(const struct tern_status *st)
+static void print_status_text(const struct tern_status *st, bool powered)
 {
 	unsigned fw = st->running[TERN_PAIR_FW];
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
-	printf("state:          %s\n", tern_state_name(st->state));
+	printf("state:          %s%s\n", tern_state_name(st->state),
+	       powered ? "" : " (device off since a power cut: reboot it)");
 	printf("running:        slot %s, version %s (sequence %llu)%s\n", slot_names[fw & 1u],
 	       run->version, (unsigned long long)run->sequence,
 	       st->running_trial ? " on trial" : "");
@@ -688,9 +797,9 @@ static int cmd_status(int argc, char **argv)
 		struct tern_status st;
 		tern_agent_status(&s->dev.agent, &st);
 		if (argc == 2)
-			print_status_json(&st);
+			print_status_json(&st, s->powered);
 		else
-			print_status_text(&st);
+			print_status_text(&st, s->powered);
 	}
 	simdev_close(s);
 	free(s);
@@ -705,6 +814,7 @@ struct command {
 static const struct command sim_commands[] = {
     {"init", cmd_init},	    {"install", cmd_install}, {"activate", cmd_activate},
     {"reboot", cmd_reboot}, {"status", cmd_status},   {"mkimage", cmd_mkimage},
+    {"cancel", cmd_cancel},
 };
 
 int main(int argc, char **argv)

@@ -36,6 +36,10 @@ struct tern_sim_flash {
 	uint8_t *mem;	    /* memory-backed: the caller's buffer of @total bytes */
 	int fd;		    /* file-backed: the open file, else -1 */
 	bool sync_on_flush; /* fdatasync at every board flush (else only tern_sim_flash_sync) */
+	/* File-backed: per sector, the offset from which it is known to read erased
+	 * (UINT32_MAX: unknown, read it), so writes need no read-back and erasing an erased
+	 * sector writes nothing. Owned; freed by tern_sim_flash_close(). */
+	uint32_t *erased_from;
 	/* Power: every write and erase counts; at operation cut_at power fails. */
 	uint64_t n_ops;
 	uint64_t n_area_ops[TERN_AREA__COUNT]; /* writes and erases per area */
