@@ -190,14 +190,17 @@ static int job_scan_markers(struct tern_agent *ag)
 			return rc;
 		c->n_verified = 0;
 		c->first_missing = c->n_chunks;
+		c->end_marked = 0;
 		for (uint64_t k = 0; k < c->n_chunks; k++) {
 			bool set;
 			if ((rc = marker_read(ag, c->marker_off + k * a, &set)))
 				return rc;
-			if (set)
+			if (set) {
 				c->n_verified++;
-			else if (c->first_missing == c->n_chunks)
+				c->end_marked = k + 1;
+			} else if (c->first_missing == c->n_chunks) {
 				c->first_missing = k;
+			}
 		}
 	}
 	return 0;
@@ -275,6 +278,7 @@ int tern_agent_start(struct tern_agent *ag, const struct tern_boot_result *boot)
 	int rc;
 	ag->boot = *boot;
 	ag->sk = TERN_STREAM_NONE;
+	ag->idx_n = 0;
 	ag->wlen = 0;
 	ag->reboot_needed = false;
 	memset(&ag->job, 0, sizeof(ag->job));
@@ -468,6 +472,7 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	ag->bc = bc;
 	ag->job = j;
 	ag->sk = TERN_STREAM_NONE;
+	ag->idx_n = 0;
 	ag->wlen = 0;
 	ag->reason = 0;
 	ag->state = TERN_ST_DOWNLOADING;
@@ -478,6 +483,7 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	}
 	for (unsigned i = 0; i < ag->job.n_comp; i++) {
 		ag->job.comp[i].first_missing = 0;
+		ag->job.comp[i].end_marked = 0;
 		ag->job.comp[i].n_verified = 0;
 		ag->job.comp[i].index_done = false;
 	}
@@ -570,6 +576,7 @@ static int stream_begin(struct tern_agent *ag, enum tern_stream_kind kind, unsig
 	const struct tern_job_comp *c = &ag->job.comp[comp];
 	int rc;
 	if (kind == TERN_STREAM_INDEX) {
+		ag->idx_n = 0; /* the index region is written again */
 		rc = flash_erase(ag, TERN_AREA_JOURNAL, c->index_off,
 				 round_up(c->index_size, ag->areas[TERN_AREA_JOURNAL].sector_size));
 	} else {
@@ -649,6 +656,42 @@ out_abandon:
 	return rc;
 }
 
+/* True when chunk @k of @c carries its marker: known from RAM where possible. */
+static int chunk_marked(struct tern_agent *ag, const struct tern_job_comp *c, uint64_t k, bool *set)
+{
+	if (k < c->first_missing) {
+		*set = true;
+		return 0;
+	}
+	if (k >= c->end_marked) {
+		*set = false;
+		return 0;
+	}
+	return marker_read(ag, c->marker_off + k * ag->areas[TERN_AREA_JOURNAL].write_align, set);
+}
+
+/* Copies chunk @k's digest from the index into @out, through a small cache. */
+static int index_entry(struct tern_agent *ag, unsigned comp, uint64_t k,
+		       uint8_t out[TERN_SHA256_LEN])
+{
+	const struct tern_job_comp *c = &ag->job.comp[comp];
+	if (ag->idx_n == 0 || ag->idx_comp != comp || k < ag->idx_first ||
+	    k >= ag->idx_first + ag->idx_n) {
+		uint64_t n = c->n_chunks - k < TERN_AGENT_INDEX_CACHE ? c->n_chunks - k
+								      : TERN_AGENT_INDEX_CACHE;
+		ag->idx_n = 0;
+		int rc = flash_read(ag, TERN_AREA_JOURNAL, c->index_off + k * TERN_SHA256_LEN,
+				    ag->idx_cache, (size_t)n * TERN_SHA256_LEN);
+		if (rc)
+			return rc;
+		ag->idx_comp = comp;
+		ag->idx_first = k;
+		ag->idx_n = (unsigned)n;
+	}
+	memcpy(out, ag->idx_cache + (k - ag->idx_first) * TERN_SHA256_LEN, TERN_SHA256_LEN);
+	return 0;
+}
+
 /* Ends the chunk being streamed: checks it against the index and marks it verified. */
 static int chunk_complete(struct tern_agent *ag)
 {
@@ -660,8 +703,7 @@ static int chunk_complete(struct tern_agent *ag)
 		return rc;
 	tern_sha256_final(&ag->sha, d);
 	ag->sk = TERN_STREAM_NONE;
-	if ((rc = flash_read(ag, TERN_AREA_JOURNAL, c->index_off + k * TERN_SHA256_LEN, want,
-			     sizeof(want))))
+	if ((rc = index_entry(ag, ag->s_comp, k, want)))
 		return rc;
 	enum tern_area area = tern_slot_area((enum tern_pair)c->pair, c->slot);
 	if (memcmp(d, want, sizeof(d))) {
@@ -675,12 +717,11 @@ static int chunk_complete(struct tern_agent *ag)
 	    (rc = marker_write(ag, c->marker_off + k * ag->areas[TERN_AREA_JOURNAL].write_align)))
 		return rc;
 	c->n_verified++;
+	if (k + 1 > c->end_marked)
+		c->end_marked = k + 1;
 	while (c->first_missing < c->n_chunks) {
-		bool set;
-		if ((rc = marker_read(ag,
-				      c->marker_off + c->first_missing *
-							  ag->areas[TERN_AREA_JOURNAL].write_align,
-				      &set)))
+		bool set = c->first_missing == k;
+		if (!set && (rc = chunk_marked(ag, c, c->first_missing, &set)))
 			return rc;
 		if (!set)
 			break;
@@ -697,7 +738,6 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
 	struct tern_job_comp *c = &ag->job.comp[comp];
 	const uint8_t *p = buf;
 	uint32_t cs = ag->job.chunk_size;
-	uint32_t a = ag->areas[TERN_AREA_JOURNAL].write_align;
 	if (!c->index_done)
 		return TERN_E_STATE;
 	if (off > c->size || len > c->size - off)
@@ -710,8 +750,8 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
 		bool continuing = ag->sk == TERN_STREAM_CHUNK && ag->s_comp == comp &&
 				  ag->s_chunk == k && ag->s_pos == in_chunk;
 		if (!continuing) {
-			bool done = k < c->first_missing;
-			if (!done && (rc = marker_read(ag, c->marker_off + k * a, &done)))
+			bool done;
+			if ((rc = chunk_marked(ag, c, k, &done)))
 				return rc;
 			if (done) {
 				off += take;

@@ -226,29 +226,37 @@ static bool op_cut(struct tern_sim_flash *f, enum tern_area a)
 }
 
 /* True when [base, base + len) reads erased: known from erased_from, or read. */
+static bool known_erased(const struct tern_sim_flash *f, uint64_t pos)
+{
+	uint64_t s = pos / f->geo.sector_size, in = pos % f->geo.sector_size;
+	return f->erased_from && f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s];
+}
+
 static int check_erased(struct tern_sim_flash *f, uint64_t base, uint64_t len, bool *erased)
 {
-	uint8_t tmp[4096];
+	uint8_t tmp[16384];
 	uint32_t sector = f->geo.sector_size;
+	uint64_t end = base + len;
 	*erased = true;
-	for (uint64_t pos = base; pos < base + len;) {
-		uint64_t s = pos / sector, in = pos % sector;
-		uint64_t n = sector - in < base + len - pos ? sector - in : base + len - pos;
-		bool known =
-		    f->erased_from && f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s];
-		for (uint64_t done = 0; !known && done < n;) {
-			size_t k = n - done < sizeof(tmp) ? (size_t)(n - done) : sizeof(tmp);
-			int rc = raw_read(f, pos + done, tmp, k);
-			if (rc)
-				return rc;
-			for (size_t i = 0; i < k; i++)
-				if (tmp[i] != 0xff) {
-					*erased = false;
-					return 0;
-				}
-			done += k;
+	for (uint64_t pos = base; pos < end;) {
+		uint64_t n = sector - pos % sector < end - pos ? sector - pos % sector : end - pos;
+		if (known_erased(f, pos)) {
+			pos += n;
+			continue;
 		}
-		pos += n;
+		/* Read a run of unknown sectors at once. */
+		while (pos + n < end && n < sizeof(tmp) && !known_erased(f, pos + n))
+			n += sector < end - (pos + n) ? sector : end - (pos + n);
+		size_t k = n < sizeof(tmp) ? (size_t)n : sizeof(tmp);
+		int rc = raw_read(f, pos, tmp, k);
+		if (rc)
+			return rc;
+		/* All bytes 0xFF: the first is, and each equals the next. */
+		if (tmp[0] != 0xff || memcmp(tmp, tmp + 1, k - 1) != 0) {
+			*erased = false;
+			return 0;
+		}
+		pos += k;
 	}
 	return 0;
 }
@@ -345,16 +353,16 @@ static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 			return rc;
 		return TERN_E_POWER_CUT;
 	}
-	/* Sectors that already read erased need no rewriting. */
-	for (uint64_t pos = base; pos < base + len; pos += f->geo.sector_size) {
-		bool erased;
-		if ((rc = check_erased(f, pos, f->geo.sector_size, &erased)))
-			return rc;
-		if (!erased && (rc = raw_fill(f, pos, f->geo.sector_size, false)))
-			return rc;
-		if (f->erased_from)
-			f->erased_from[pos / f->geo.sector_size] = 0;
-	}
+	/* A range that already reads erased needs no rewriting. */
+	bool erased;
+	if ((rc = check_erased(f, base, len, &erased)))
+		return rc;
+	if (!erased && (rc = raw_fill(f, base, len, false)))
+		return rc;
+	if (f->erased_from)
+		for (uint64_t s = base / f->geo.sector_size; s < (base + len) / f->geo.sector_size;
+		     s++)
+			f->erased_from[s] = 0;
 	return 0;
 }
 

@@ -15,11 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_BOOTS 16
+#define MAX_BOOTS     16
+#define INSTALL_PIECE (256 * 1024) /* release bytes fed to the agent at a time */
 
 static const char usage_text[] =
     "usage:\n"
@@ -458,7 +458,8 @@ out:
 
 /* --- install, activate, reboot --- */
 
-static int map_file(const char *path, const uint8_t **data, size_t *len)
+/* Opens a release file for reading; TERN_E_TRUNCATED when it is empty. */
+static int open_release(const char *path, int *fd_out)
 {
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -468,16 +469,11 @@ static int map_file(const char *path, const uint8_t **data, size_t *len)
 		close(fd);
 		return TERN_E_IO;
 	}
-	*len = (size_t)st.st_size;
-	if (*len == 0) {
+	if (st.st_size == 0) {
 		close(fd);
 		return TERN_E_TRUNCATED;
 	}
-	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		return TERN_E_IO;
-	*data = p;
+	*fd_out = fd;
 	return 0;
 }
 
@@ -496,8 +492,7 @@ static int cmd_install(int argc, char **argv)
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
-	const uint8_t *rel = NULL;
-	size_t len = 0;
+	int fd = -1;
 	int rc = simdev_open(s, argv[0]);
 	if (rc) {
 		free(s);
@@ -509,7 +504,7 @@ static int cmd_install(int argc, char **argv)
 			fail(rc, argv[0]);
 		goto out;
 	}
-	if ((rc = map_file(argv[1], &rel, &len))) {
+	if ((rc = open_release(argv[1], &fd))) {
 		fail(rc, argv[1]);
 		goto out;
 	}
@@ -521,7 +516,7 @@ static int cmd_install(int argc, char **argv)
 		       (unsigned long long)st.n_chunks);
 	if (cut_at)
 		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
-	rc = tern_sim_install_buffer(&s->dev, rel, len, 256 * 1024);
+	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE);
 	if (rc == 0 && activate)
 		rc = tern_agent_activate(&s->dev.agent);
 	if (s->dev.flash.powered_off) {
@@ -547,8 +542,8 @@ static int cmd_install(int argc, char **argv)
 	}
 	exit_code = 0;
 out:
-	if (rel)
-		munmap((void *)(uintptr_t)rel, len);
+	if (fd >= 0)
+		close(fd);
 	simdev_close(s);
 	free(s);
 	return exit_code;

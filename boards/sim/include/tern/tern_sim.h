@@ -156,4 +156,8 @@ int tern_sim_attach(struct tern_sim_device *d, const struct tern_boot_result *bo
 int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
 			    size_t piece);
 
+/* The same from an open file, mapped a window at a time (no copy, bounded memory),
+ * fed in @piece-byte parts (0: one window). */
+int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece);
+
 #endif
