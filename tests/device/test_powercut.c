@@ -504,7 +504,10 @@ static void test_random_operations(void **state)
 				break;
 			case 6:
 				memcpy(bad, r->bytes + r->payload_at[comp] + off, clen);
-				bad[rnd(&x) % clen] ^= (uint8_t)(1u << (rnd(&x) % 8));
+				{
+					size_t at = rnd(&x) % clen;
+					bad[at] ^= (uint8_t)(1u << (rnd(&x) % 8));
+				}
 				rc = tern_agent_feed(ag, comp, off, bad, clen);
 				break;
 			case 7: {
@@ -533,9 +536,11 @@ static void test_random_operations(void **state)
 					check_invariants(pc);
 				}
 				break;
-			case 11:
-				tern_sim_power_cut_at(&d->flash, 1 + rnd(&x) % 12, rnd(&x) % 2);
-				break;
+			case 11: {
+				uint64_t at = 1 + rnd(&x) % 12;
+				bool torn = rnd(&x) % 2;
+				tern_sim_power_cut_at(&d->flash, at, torn);
+			} break;
 			}
 			n_ops++;
 			if (!expected_rc(rc))
