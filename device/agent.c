@@ -431,12 +431,13 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	const struct tern_manifest *m = &ag->u.m;
 	if (!ag->cfg.board_id || !tern_manifest_has_board(m, ag->cfg.board_id))
 		return TERN_E_WRONG_BOARD;
-	if (m->security_counter < ag->bc.security_floor)
-		return TERN_E_BELOW_FLOOR;
 	if (m->sequence <= ag->bc.confirmed_sequence)
 		return TERN_E_OLD_SEQUENCE;
 	if ((rc = job_from_manifest(ag, &j)))
 		return rc;
+	for (unsigned i = 0; i < j.n_comp; i++)
+		if (j.security_counter < ag->bc.security_floor[j.comp[i].pair])
+			return TERN_E_BELOW_FLOOR;
 	if (ag->state == TERN_ST_DOWNLOADING) {
 		if (same_release(&j, &ag->job))
 			return 0; /* resume: the journal and markers stand */
@@ -896,7 +897,6 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 	if (ag->state != TERN_ST_TRIAL)
 		return TERN_E_STATE;
 	struct tern_bootctl bc = ag->bc;
-	uint32_t floor = bc.security_floor;
 	uint64_t seq = bc.event_sequence;
 	for (unsigned p = 0; p < TERN_N_PAIRS; p++) {
 		unsigned s = bc.trial_slot[p];
@@ -905,9 +905,10 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 		struct tern_slot_meta *m = &bc.slots[tern_slot_area((enum tern_pair)p, s)];
 		m->state = healthy ? TERN_SLOT_GOOD : TERN_SLOT_BAD;
 		if (healthy) {
+			/* The floor rises with the confirmation, in the same record write. */
 			bc.active[p] = (uint8_t)s;
-			if (m->security_counter > floor)
-				floor = m->security_counter;
+			if (m->security_counter > bc.security_floor[p])
+				bc.security_floor[p] = m->security_counter;
 		}
 		seq = m->sequence;
 		bc.trial_slot[p] = TERN_SLOT_NONE;
@@ -916,8 +917,6 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 	bc.attempts_left = 0;
 	bc.event_sequence = seq;
 	if (healthy) {
-		/* The floor rises with the confirmation, in the same record write. */
-		bc.security_floor = floor;
 		bc.confirmed_sequence = seq;
 		bc.last_event = TERN_EV_CONFIRMED;
 		bc.last_reason = 0;
@@ -969,7 +968,8 @@ void tern_agent_status(const struct tern_agent *ag, struct tern_status *st)
 	st->running_trial = ag->boot.trial && ag->bc.trial_pending;
 	st->trial_pending = ag->bc.trial_pending != 0;
 	st->attempts_left = ag->bc.attempts_left;
-	st->security_floor = ag->bc.security_floor;
+	st->security_floor = ag->bc.security_floor[TERN_PAIR_FW];
+	st->config_security_floor = ag->bc.security_floor[TERN_PAIR_CFG];
 	st->confirmed_sequence = ag->bc.confirmed_sequence;
 	memcpy(st->slots, ag->bc.slots, sizeof(st->slots));
 	if (ag->state == TERN_ST_DOWNLOADING) {

@@ -345,7 +345,7 @@ static void test_bootctl_torn_copy_falls_back(void **state)
 	uint8_t buf[TERN_BOOTCTL_REC_SIZE];
 	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
 	uint32_t seq = bc.seq;
-	bc.security_floor = 42;
+	bc.security_floor[TERN_PAIR_FW] = 42;
 	assert_int_equal(tern_bootctl_store(&t->dev->board, &bc, buf), 0);
 	assert_int_equal(bc.seq, seq + 1);
 	/* Garble the newest copy: the older one (floor 0) must win. */
@@ -358,7 +358,7 @@ static void test_bootctl_torn_copy_falls_back(void **state)
 	newest[20] ^= 0x01;
 	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
 	assert_int_equal(bc.seq, seq);
-	assert_int_equal(bc.security_floor, 0);
+	assert_int_equal(bc.security_floor[TERN_PAIR_FW], 0);
 }
 
 /* The running slot is never written or erased during an install, even a failed one. */
@@ -479,6 +479,119 @@ static void test_wrong_state(void **state)
 	free(rel);
 }
 
+/* Many devices in one process (the fleet simulator's case): no state is shared, so each
+ * device's power cut and install stay its own. */
+static void test_many_devices(void **state)
+{
+	struct simtest *t = *state;
+	enum { N = 100 };
+	struct tern_sim_device *devs = calloc(N, sizeof(*devs));
+	uint8_t **mems = calloc(N, sizeof(*mems));
+	assert_non_null(devs);
+	assert_non_null(mems);
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	uint8_t img[4096];
+	assert_int_equal(tern_sim_image_make(img, sizeof(img), TERN_SIM_HEALTHY, "1.0.0"), 0);
+	for (int i = 0; i < N; i++) {
+		struct tern_sim_flash f;
+		mems[i] = malloc(t->mem_len);
+		assert_non_null(mems[i]);
+		assert_int_equal(tern_sim_flash_open_mem(&f, &t->geo, mems[i], true), 0);
+		tern_sim_device_init(&devs[i], &f, &t->kr, TERN_SIM_BOARD_ID);
+		assert_int_equal(tern_sim_provision(&devs[i], img, sizeof(img), "1.0.0", SECTOR),
+				 0);
+		assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+	}
+	/* Every third device loses power in the middle of its install. */
+	for (int i = 0; i < N; i++)
+		if (i % 3 == 0)
+			tern_sim_power_cut_at(&devs[i].flash, 10, i % 2);
+	for (int i = 0; i < N; i++) {
+		int rc = tern_sim_install_buffer(&devs[i], rel, len, 1000);
+		assert_int_equal(rc, i % 3 == 0 ? TERN_E_POWER_CUT : 0);
+	}
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0) {
+			tern_sim_power_restore(&devs[i].flash);
+			assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+			assert_int_equal(devs[i].agent.state, TERN_ST_DOWNLOADING);
+			assert_int_equal(tern_sim_install_buffer(&devs[i], rel, len, 1000), 0);
+		}
+		assert_int_equal(tern_agent_activate(&devs[i].agent), 0);
+		assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+		assert_int_equal(devs[i].agent.state, TERN_ST_CONFIRMED);
+		assert_int_equal(devs[i].boot.slot[TERN_PAIR_FW], 1);
+		assert_int_equal(devs[i].flash.violations, 0);
+	}
+	for (int i = 0; i < N; i++)
+		free(mems[i]);
+	free(mems);
+	free(devs);
+	free(rel);
+}
+
+/* Security floors per slot pair: a firmware-only release that raises the floor must not
+ * strand the running config, nor a config-only release the running firmware. */
+static void test_floor_per_pair(void **state)
+{
+	struct simtest *t = *state;
+	uint8_t cfg[2000];
+	memset(cfg, 0x44, sizeof(cfg));
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, cfg,
+				       sizeof(cfg), &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(t->dev->agent.state, TERN_ST_CONFIRMED);
+	/* Firmware only, security counter 5. */
+	rel = simtest_release(t, NULL, "1.2.0", 3, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0); /* a normal boot after the confirm */
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.security_floor, 5);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 0); /* the config stays */
+	/* Config only, security counter 9: the firmware (counter 5) still boots. */
+	cfg[0] = 1;
+	struct relbuild rb = {
+	    .version = "1.2.1",
+	    .sequence = 4,
+	    .security_counter = 9,
+	    .board = "sim",
+	    .chunk_size = t->chunk_size,
+	    .comp = {{"config", TERN_KIND_CONFIG, cfg, sizeof(cfg)}},
+	    .n_comp = 1,
+	};
+	size_t cap = relbuild_size(&rb);
+	rel = malloc(cap);
+	len = relbuild_make(&t->signer, &rb, rel, cap, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 1);
+	assert_int_equal(st.security_floor, 5);
+	assert_int_equal(st.config_security_floor, 9);
+	/* A firmware release below the firmware floor is refused; 5 is fine though below 9. */
+	rel = simtest_release(t, NULL, "1.3.0", 5, 4, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), TERN_E_BELOW_FLOOR);
+	free(rel);
+	rel = simtest_release(t, NULL, "1.3.0", 5, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -508,6 +621,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bootloader_refuses_damaged_trial, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_rolls_back_with_firmware, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_floor_per_pair, setup, teardown),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -229,7 +229,8 @@ static void check_invariants(struct pc *pc)
 		}
 		const struct tern_slot_meta *m = &st.slots[tern_slot_area((enum tern_pair)p, s)];
 		check_slot_content(pc, (enum tern_pair)p, s, m);
-		assert_true(m->security_counter >= st.security_floor);
+		assert_true(m->security_counter >=
+			    (p == TERN_PAIR_FW ? st.security_floor : st.config_security_floor));
 		if (st.running_trial)
 			assert_true(m->state == TERN_SLOT_STAGED || m->state == TERN_SLOT_GOOD);
 		else

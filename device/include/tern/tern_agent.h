@@ -129,7 +129,8 @@ struct tern_status {
 	bool running_trial;
 	bool trial_pending;
 	unsigned attempts_left;
-	uint32_t security_floor;
+	uint32_t security_floor;	/* firmware pair */
+	uint32_t config_security_floor; /* config pair */
 	uint64_t confirmed_sequence;
 	struct tern_slot_meta slots[TERN_N_SLOTS];
 	uint8_t active[TERN_N_PAIRS];
