@@ -276,17 +276,32 @@ int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, u
 		}
 	}
 	res->trial = false;
+	bool switched = false;
 	for (int p = 0; p < TERN_N_PAIRS; p++) {
 		unsigned s = bc.active[p];
 		res->slot[p] = TERN_SLOT_NONE;
 		if (s == TERN_SLOT_NONE)
 			continue;
-		if (slot_bootable(b, &bc, (enum tern_pair)p, s, buf, buf_len))
+		if (slot_bootable(b, &bc, (enum tern_pair)p, s, buf, buf_len)) {
 			res->slot[p] = (uint8_t)s;
-		else if (slot_bootable(b, &bc, (enum tern_pair)p, s ^ 1u, buf, buf_len))
+		} else if (slot_bootable(b, &bc, (enum tern_pair)p, s ^ 1u, buf, buf_len)) {
+			/* The active slot is damaged: the other good one takes over for good,
+			 * so that updates go to the damaged slot and never to the running one. */
+			struct tern_slot_meta *m = &bc.slots[tern_slot_area((enum tern_pair)p, s)];
+			m->state = TERN_SLOT_BAD;
+			bc.event_sequence = m->sequence;
+			bc.active[p] = (uint8_t)(s ^ 1u);
 			res->slot[p] = (uint8_t)(s ^ 1u);
-		else if (p == TERN_PAIR_FW)
+			switched = true;
+		} else if (p == TERN_PAIR_FW) {
 			return TERN_E_NO_IMAGE;
+		}
+	}
+	if (switched) {
+		bc.last_event = TERN_EV_ROLLED_BACK;
+		bc.last_reason = TERN_E_DIGEST;
+		if ((rc = tern_bootctl_store(b, &bc, buf)))
+			return rc;
 	}
 	return 0;
 }

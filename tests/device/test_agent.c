@@ -592,6 +592,31 @@ static void test_floor_per_pair(void **state)
 	free(rel);
 }
 
+/* A damaged active slot: the bootloader boots the other good slot, records it, and the
+ * next update goes to the damaged slot, not the running one. */
+static void test_damaged_active_slot(void **state)
+{
+	struct simtest *t = *state;
+	assert_int_equal(install_boot(t, "1.1.0", 2, 0, TERN_SIM_HEALTHY), 0);
+	assert_int_equal(status(t).running[TERN_PAIR_FW], 1);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 3000] ^= 0x04;
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.active[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(install_boot(t, "1.2.0", 3, 0, TERN_SIM_HEALTHY), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1);
+	/* Both slots damaged: nothing may boot. */
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_A] + 100] ^= 0x04;
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 100] ^= 0x04;
+	assert_int_equal(tern_sim_boot(t->dev, 8), TERN_E_NO_IMAGE);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -623,6 +648,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_floor_per_pair, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_active_slot, setup, teardown),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
