@@ -64,8 +64,8 @@ static int flash_flush(struct tern_agent *ag, enum tern_area a)
 
 const char *tern_state_name(enum tern_state st)
 {
-	static const char *const names[] = {"idle",  "downloading", "verifying",   "staged",
-					    "trial", "confirmed",   "rolled-back", "failed"};
+	static const char names[][12] = {"idle",  "downloading", "verifying",	"staged",
+					 "trial", "confirmed",	 "rolled-back", "failed"};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
 

@@ -308,13 +308,13 @@ int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, u
 
 const char *tern_slot_state_name(unsigned state)
 {
-	static const char *const names[] = {"empty", "installing", "staged", "good", "bad"};
+	static const char names[][12] = {"empty", "installing", "staged", "good", "bad"};
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }
 
 const char *tern_event_name(unsigned ev)
 {
-	static const char *const names[] = {"none",	 "provisioned", "installing",  "staged",
-					    "activated", "confirmed",	"rolled-back", "failed"};
+	static const char names[][12] = {"none",      "provisioned", "installing",  "staged",
+					 "activated", "confirmed",   "rolled-back", "failed"};
 	return ev < sizeof(names) / sizeof(names[0]) ? names[ev] : "unknown";
 }
