@@ -816,8 +816,13 @@ static const struct command sim_commands[] = {
 
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
+			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
 	if (argc < 3 || strcmp(argv[1], "sim"))
-		return usage(argc >= 2 && !strcmp(argv[1], "--help") ? "help" : "unknown command");
+		return usage("unknown command");
 	for (size_t i = 0; i < sizeof(sim_commands) / sizeof(sim_commands[0]); i++)
 		if (!strcmp(argv[2], sim_commands[i].name))
 			return sim_commands[i].run(argc - 3, argv + 3);
