@@ -234,7 +234,7 @@ static int simdev_attach(struct simdev *s)
 	    (rc = read_small(path, text, sizeof(text), NULL)))
 		return rc;
 	if (!conf_get_u64(text, "fw", &fw) || !conf_get_u64(text, "cfg", &cfg) ||
-	    !conf_get_u64(text, "trial", &trial) || fw > 1 || cfg > 255)
+	    !conf_get_u64(text, "trial", &trial) || fw > 1 || (cfg > 1 && cfg != TERN_SLOT_NONE))
 		return TERN_E_MALFORMED;
 	conf_get_u64(text, "boots", &boots);
 	conf_get_u64(text, "powered", &powered);
@@ -632,11 +632,12 @@ static int cmd_reboot(int argc, char **argv)
 		exit_code = report_cut(s, cut_at, "boot");
 		goto out;
 	}
-	if (rc == 0)
-		rc = save_running(s);
-	if (rc == 0)
-		rc = tern_sim_flash_sync(&s->dev.flash);
 	if (rc) {
+		save_running(s); /* nothing runs: the device stays off */
+		fail(rc, argv[0]);
+		goto out;
+	}
+	if ((rc = save_running(s)) || (rc = tern_sim_flash_sync(&s->dev.flash))) {
 		fail(rc, argv[0]);
 		goto out;
 	}

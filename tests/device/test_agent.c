@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -617,6 +618,56 @@ static void test_damaged_active_slot(void **state)
 	assert_int_equal(tern_sim_boot(t->dev, 8), TERN_E_NO_IMAGE);
 }
 
+/* The record round-trips, and any single flipped bit or garbage is rejected. */
+static void test_bootctl_record_codec(void **state)
+{
+	(void)state;
+	struct tern_bootctl bc, back;
+	uint8_t rec[TERN_BOOTCTL_REC_SIZE];
+	memset(&bc, 0, sizeof(bc));
+	bc.seq = 77;
+	bc.active[0] = 1;
+	bc.active[1] = TERN_SLOT_NONE;
+	bc.trial_slot[0] = 0;
+	bc.trial_slot[1] = TERN_SLOT_NONE;
+	bc.trial_pending = 1;
+	bc.attempts_left = 2;
+	bc.last_event = TERN_EV_ACTIVATED;
+	bc.last_reason = TERN_E_HEALTH;
+	bc.event_sequence = 1234567890123ull;
+	bc.security_floor[0] = 7;
+	bc.security_floor[1] = 9;
+	bc.confirmed_sequence = 99;
+	for (int i = 0; i < TERN_N_SLOTS; i++) {
+		bc.slots[i].state = (uint8_t)(i + 1);
+		bc.slots[i].sequence = (uint64_t)i << 40;
+		bc.slots[i].size = 1000u + (unsigned)i;
+		bc.slots[i].chunk_size = 4096;
+		memset(bc.slots[i].index_digest, i, TERN_SHA256_LEN);
+		snprintf(bc.slots[i].version, sizeof(bc.slots[i].version), "v%d", i);
+	}
+	tern_bootctl_encode(&bc, rec);
+	assert_true(tern_bootctl_decode(&back, rec));
+	assert_memory_equal(&bc, &back, sizeof(bc));
+	for (size_t i = 0; i < sizeof(rec); i++) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			rec[i] ^= (uint8_t)(1u << bit);
+			assert_false(tern_bootctl_decode(&back, rec));
+			rec[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	uint32_t x = 12345;
+	for (int n = 0; n < 2000; n++) {
+		for (size_t i = 0; i < sizeof(rec); i++) {
+			x = x * 1103515245u + 12345u;
+			rec[i] = (uint8_t)(x >> 16);
+		}
+		assert_false(tern_bootctl_decode(&back, rec));
+	}
+	memset(rec, 0xff, sizeof(rec)); /* erased flash */
+	assert_false(tern_bootctl_decode(&back, rec));
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -649,6 +700,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_floor_per_pair, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_active_slot, setup, teardown),
+	    cmocka_unit_test(test_bootctl_record_codec),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
