@@ -110,6 +110,13 @@ fi
 "$TERND" sim reboot "$dev" >/dev/null
 expect "still bootable after refusals" "B 1.1.0" "$(json "$dev" 'd["running_slot"], d["running_version"]' | tr -d "(),'")"
 
+mk smallchunk ok 1.2.0 3 1 --chunk-size 1K
+refused "chunk smaller than a flash sector refused" "$dev" "$work/smallchunk.tern" chunk-geometry
+"$TERND" sim mkimage --health ok --size 2M --version 1.2.0 --out "$work/big.bin" >/dev/null
+"$TERN" release create --key "$work/k.key" --board sim --firmware "$work/big.bin" \
+	--version 1.2.0 --sequence 3 --security-counter 1 --out "$work/big.tern" >/dev/null
+refused "image larger than the slot refused" "$dev" "$work/big.tern" slot-too-small
+
 # Unhealthy release: trial boot, health check fails, back to the previous image.
 mk sick fail 1.3.0 4 1
 "$TERND" sim install "$dev" "$work/sick.tern" >/dev/null
