@@ -64,6 +64,15 @@ static const struct err_text err_texts[] = {
     [-TERN_E_USAGE] = {"usage", "bad command line; see --help"},
     [-TERN_E_FLASH] = {"flash", "flash write or erase failed"},
     [-TERN_E_POWER_CUT] = {"power-cut", "power was cut (simulated)"},
+    [-TERN_E_WRONG_DEVICE] = {"wrong-device", "the signed command is addressed to another "
+					      "device; it was ignored"},
+    [-TERN_E_OLD_GENERATION] =
+	{"old-generation", "the signed command is not newer than the last one this device "
+			   "accepted (a replay or a stale copy); deploy again to issue a new one"},
+    [-TERN_E_BROKER] = {"broker", "the MQTT broker is unreachable or refused the connection; "
+				  "check --broker, the credentials and the CA file"},
+    [-TERN_E_DB] = {"database", "the host database failed; check --db (or $TERN_DB) and that "
+				"its folder is writable"},
 };
 
 _Static_assert(sizeof(err_texts) / sizeof(err_texts[0]) == (size_t)-TERN_E__LAST,

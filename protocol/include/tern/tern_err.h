@@ -39,7 +39,11 @@ enum tern_err {
 	TERN_E_USAGE = -29,	     /* bad command line */
 	TERN_E_FLASH = -30,	     /* flash write, erase or read failed */
 	TERN_E_POWER_CUT = -31,	     /* simulated power cut (tests) */
-	TERN_E__LAST = -32
+	TERN_E_WRONG_DEVICE = -32,   /* signed command addressed to another device */
+	TERN_E_OLD_GENERATION = -33, /* command not newer than the last one accepted */
+	TERN_E_BROKER = -34,	     /* MQTT broker unreachable, refused or dropped us */
+	TERN_E_DB = -35,	     /* the host's database failed */
+	TERN_E__LAST = -36
 };
 
 /*
