@@ -226,11 +226,20 @@ int tern_desired_decode(struct tern_desired *d, const uint8_t *buf, size_t len)
 		if ((rc = read_key(&r, &key, &seen)))
 			break;
 		switch (key) {
-		case UINT64_MAX: break;
-		case TERN_DK_DEVICE: rc = read_id(&r, d->device_id, sizeof(d->device_id)); break;
-		case TERN_DK_GENERATION: rc = tern_cbor_read_uint(&r, &d->generation); break;
-		case TERN_DK_RELEASE: rc = read_id(&r, d->release_id, sizeof(d->release_id)); break;
-		case TERN_DK_SEQUENCE: rc = tern_cbor_read_uint(&r, &d->sequence); break;
+		case UINT64_MAX:
+			break;
+		case TERN_DK_DEVICE:
+			rc = read_id(&r, d->device_id, sizeof(d->device_id));
+			break;
+		case TERN_DK_GENERATION:
+			rc = tern_cbor_read_uint(&r, &d->generation);
+			break;
+		case TERN_DK_RELEASE:
+			rc = read_id(&r, d->release_id, sizeof(d->release_id));
+			break;
+		case TERN_DK_SEQUENCE:
+			rc = tern_cbor_read_uint(&r, &d->sequence);
+			break;
 		case TERN_DK_ACTION:
 			rc = read_enum(&r, TERN_ACTION__COUNT, &v);
 			d->action = (enum tern_action)v;
@@ -239,8 +248,11 @@ int tern_desired_decode(struct tern_desired *d, const uint8_t *buf, size_t len)
 			rc = read_enum(&r, TERN_ACTIVATE__COUNT, &v);
 			d->activate = (enum tern_activate_mode)v;
 			break;
-		case TERN_DK_ISSUED: rc = tern_cbor_read_uint(&r, &d->issued); break;
-		default: rc = tern_cbor_skip(&r);
+		case TERN_DK_ISSUED:
+			rc = tern_cbor_read_uint(&r, &d->issued);
+			break;
+		default:
+			rc = tern_cbor_skip(&r);
 		}
 	}
 	if (rc)
@@ -256,7 +268,8 @@ int tern_desired_decode(struct tern_desired *d, const uint8_t *buf, size_t len)
 }
 
 int tern_desired_open(struct tern_desired *d, const uint8_t *buf, size_t len,
-		      const struct tern_keyring *kr, const char *device_id, uint64_t last_generation)
+		      const struct tern_keyring *kr, const char *device_id,
+		      uint64_t last_generation)
 {
 	struct tern_sign1 s;
 	memset(d, 0, sizeof(*d));
@@ -375,14 +388,22 @@ static int read_slot(struct tern_cbor_reader *r, struct tern_slot_info *sl)
 		if ((rc = read_key(r, &key, &seen)))
 			break;
 		switch (key) {
-		case UINT64_MAX: break;
-		case TERN_SLK_RELEASE: rc = read_id(r, sl->release_id, sizeof(sl->release_id)); break;
+		case UINT64_MAX:
+			break;
+		case TERN_SLK_RELEASE:
+			rc = read_id(r, sl->release_id, sizeof(sl->release_id));
+			break;
 		case TERN_SLK_VERSION:
 			rc = tern_cbor_read_text_into(r, sl->version, sizeof(sl->version));
 			break;
-		case TERN_SLK_SEQUENCE: rc = tern_cbor_read_uint(r, &sl->sequence); break;
-		case TERN_SLK_GOOD: rc = read_bool(r, &sl->good); break;
-		default: rc = tern_cbor_skip(r);
+		case TERN_SLK_SEQUENCE:
+			rc = tern_cbor_read_uint(r, &sl->sequence);
+			break;
+		case TERN_SLK_GOOD:
+			rc = read_bool(r, &sl->good);
+			break;
+		default:
+			rc = tern_cbor_skip(r);
 		}
 	}
 	if (rc)
@@ -424,9 +445,14 @@ int tern_state_decode(struct tern_state_msg *s, const uint8_t *buf, size_t len)
 		if ((rc = read_key(&r, &key, &seen)))
 			break;
 		switch (key) {
-		case UINT64_MAX: break;
-		case TERN_SK_DEVICE: rc = read_id(&r, s->device_id, sizeof(s->device_id)); break;
-		case TERN_SK_BOARD: rc = read_id(&r, s->board, sizeof(s->board)); break;
+		case UINT64_MAX:
+			break;
+		case TERN_SK_DEVICE:
+			rc = read_id(&r, s->device_id, sizeof(s->device_id));
+			break;
+		case TERN_SK_BOARD:
+			rc = read_id(&r, s->board, sizeof(s->board));
+			break;
 		case TERN_SK_STATE:
 			rc = read_enum(&r, TERN_STATE__COUNT, &v);
 			s->state = (enum tern_dev_state)v;
@@ -435,19 +461,34 @@ int tern_state_decode(struct tern_state_msg *s, const uint8_t *buf, size_t len)
 			rc = read_enum(&r, TERN_SLOTS, &v);
 			s->active_slot = (uint32_t)v;
 			break;
-		case TERN_SK_SLOTS: rc = read_slots(&r, s); break;
-		case TERN_SK_TARGET: rc = read_id(&r, s->target, sizeof(s->target)); break;
-		case TERN_SK_DONE: rc = tern_cbor_read_uint(&r, &s->done); break;
-		case TERN_SK_TOTAL: rc = tern_cbor_read_uint(&r, &s->total); break;
+		case TERN_SK_SLOTS:
+			rc = read_slots(&r, s);
+			break;
+		case TERN_SK_TARGET:
+			rc = read_id(&r, s->target, sizeof(s->target));
+			break;
+		case TERN_SK_DONE:
+			rc = tern_cbor_read_uint(&r, &s->done);
+			break;
+		case TERN_SK_TOTAL:
+			rc = tern_cbor_read_uint(&r, &s->total);
+			break;
 		case TERN_SK_LAST_STATUS:
 			/* A newer peer may send a status this one does not know: keep it as ERROR. */
 			rc = tern_cbor_read_uint(&r, &v);
 			s->last_status = (uint16_t)(v < TERN_ST__COUNT ? v : TERN_ST_ERROR);
 			break;
-		case TERN_SK_GENERATION: rc = tern_cbor_read_uint(&r, &s->generation); break;
-		case TERN_SK_TIME: rc = tern_cbor_read_uint(&r, &s->time); break;
-		case TERN_SK_FLOOR: rc = read_u32(&r, &s->floor); break;
-		default: rc = tern_cbor_skip(&r);
+		case TERN_SK_GENERATION:
+			rc = tern_cbor_read_uint(&r, &s->generation);
+			break;
+		case TERN_SK_TIME:
+			rc = tern_cbor_read_uint(&r, &s->time);
+			break;
+		case TERN_SK_FLOOR:
+			rc = read_u32(&r, &s->floor);
+			break;
+		default:
+			rc = tern_cbor_skip(&r);
 		}
 	}
 	if (rc)
@@ -531,10 +572,17 @@ int tern_event_decode(struct tern_event_msg *e, const uint8_t *buf, size_t len)
 		if ((rc = read_key(&r, &key, &seen)))
 			break;
 		switch (key) {
-		case UINT64_MAX: break;
-		case TERN_EVK_DEVICE: rc = read_id(&r, e->device_id, sizeof(e->device_id)); break;
-		case TERN_EVK_SEQ: rc = tern_cbor_read_uint(&r, &e->seq); break;
-		case TERN_EVK_TIME: rc = tern_cbor_read_uint(&r, &e->time); break;
+		case UINT64_MAX:
+			break;
+		case TERN_EVK_DEVICE:
+			rc = read_id(&r, e->device_id, sizeof(e->device_id));
+			break;
+		case TERN_EVK_SEQ:
+			rc = tern_cbor_read_uint(&r, &e->seq);
+			break;
+		case TERN_EVK_TIME:
+			rc = tern_cbor_read_uint(&r, &e->time);
+			break;
 		case TERN_EVK_KIND:
 			rc = read_enum(&r, TERN_EV__COUNT, &v);
 			e->kind = (enum tern_event_kind)v;
@@ -547,7 +595,9 @@ int tern_event_decode(struct tern_event_msg *e, const uint8_t *buf, size_t len)
 			rc = read_enum(&r, TERN_STATE__COUNT, &v);
 			e->to = (enum tern_dev_state)v;
 			break;
-		case TERN_EVK_RELEASE: rc = read_id(&r, e->release_id, sizeof(e->release_id)); break;
+		case TERN_EVK_RELEASE:
+			rc = read_id(&r, e->release_id, sizeof(e->release_id));
+			break;
 		case TERN_EVK_STATUS:
 			rc = tern_cbor_read_uint(&r, &v);
 			e->status = (uint16_t)(v < TERN_ST__COUNT ? v : TERN_ST_ERROR);
@@ -555,8 +605,11 @@ int tern_event_decode(struct tern_event_msg *e, const uint8_t *buf, size_t len)
 		case TERN_EVK_DETAIL:
 			rc = tern_cbor_read_text_into(&r, e->detail, sizeof(e->detail));
 			break;
-		case TERN_EVK_GENERATION: rc = tern_cbor_read_uint(&r, &e->generation); break;
-		default: rc = tern_cbor_skip(&r);
+		case TERN_EVK_GENERATION:
+			rc = tern_cbor_read_uint(&r, &e->generation);
+			break;
+		default:
+			rc = tern_cbor_skip(&r);
 		}
 	}
 	if (rc)

@@ -136,8 +136,8 @@ size_t tern_topic_manifest(const char *prefix, const char *release, char *out, s
 	return tb_done(&b);
 }
 
-size_t tern_topic_index(const char *prefix, const char *release, const char *component,
-			char *out, size_t size)
+size_t tern_topic_index(const char *prefix, const char *release, const char *component, char *out,
+			size_t size)
 {
 	struct topic_buf b;
 	tb_init(&b, out, size, prefix);
@@ -291,7 +291,8 @@ int tern_topic_parse_chunk(const char *prefix, const char *release, const char *
 {
 	struct topic_cur c = {topic, len};
 	uint64_t w, n;
-	if (!tern_topic_prefix_valid(prefix) || !tern_topic_id_valid(release, TERN_RELEASE_ID_MAX) ||
+	if (!tern_topic_prefix_valid(prefix) ||
+	    !tern_topic_id_valid(release, TERN_RELEASE_ID_MAX) ||
 	    !tern_topic_id_valid(component, TERN_NAME_MAX))
 		return TERN_E_NOT_FOUND;
 	if (!cur_lit(&c, prefix) || !cur_lit(&c, "/rel") || !cur_id(&c, release) ||

@@ -42,8 +42,8 @@ static uint8_t *find(uint8_t *hay, size_t n, const void *needle, size_t m)
 static const char desired_hex[] = "a701656465762d310205036c73696d2d312e322e302d3132040c050006000"
 				  "71a6553f100";
 static const char state_hex[] =
-	"ab01656465762d31026373696d030504010582a0a4016c73696d2d312e322e302d31320265312e322e30030c04"
-	"f50703080a09000a050b1a6553f1010c02";
+    "ab01656465762d31026373696d030504010582a0a4016c73696d2d312e322e302d31320265312e322e30030c04"
+    "f50703080a09000a050b1a6553f1010c02";
 static const char event_hex[] = "a901656465762d310207031a6553f1020401050006000817097167656e6572"
 				"6174696f6e2034203c3d20350a04";
 
@@ -206,7 +206,7 @@ static void test_truncated_and_flipped(void **state)
 			struct tern_desired d;
 			struct tern_state_msg s;
 			struct tern_event_msg e;
-			int rc = which == 0 ? tern_desired_decode(&d, buf, len)
+			int rc = which == 0   ? tern_desired_decode(&d, buf, len)
 				 : which == 1 ? tern_state_decode(&s, buf, len)
 					      : tern_event_decode(&e, buf, len);
 			assert_true(rc < 0);
@@ -217,7 +217,7 @@ static void test_truncated_and_flipped(void **state)
 				struct tern_state_msg s;
 				struct tern_event_msg e;
 				buf[i] ^= (uint8_t)(1u << bit);
-				int rc = which == 0 ? tern_desired_decode(&d, buf, n)
+				int rc = which == 0   ? tern_desired_decode(&d, buf, n)
 					 : which == 1 ? tern_state_decode(&s, buf, n)
 						      : tern_event_decode(&e, buf, n);
 				assert_true(rc <= 0);
@@ -333,8 +333,10 @@ static void test_desired_replayed(void **state)
 	size_t n = tern_desired_sign(&k->a, &d, msg, sizeof(msg));
 	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", 4), 0);
 	/* Once generation 5 is accepted, the same message again is a replay. */
-	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", 5), TERN_E_OLD_GENERATION);
-	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", 6), TERN_E_OLD_GENERATION);
+	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", 5),
+			 TERN_E_OLD_GENERATION);
+	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", 6),
+			 TERN_E_OLD_GENERATION);
 	assert_int_equal(tern_desired_open(&got, msg, n, &k->kr, "dev-1", UINT64_MAX),
 			 TERN_E_OLD_GENERATION);
 }
@@ -368,21 +370,21 @@ static void test_desired_garbage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_desired_golden),
-		cmocka_unit_test(test_desired_invalid),
-		cmocka_unit_test(test_state_golden),
-		cmocka_unit_test(test_event_golden),
-		cmocka_unit_test(test_unknown_keys_skipped),
-		cmocka_unit_test(test_status_mapping),
-		cmocka_unit_test(test_truncated_and_flipped),
-		cmocka_unit_test(test_desired_signed_accepted),
-		cmocka_unit_test(test_desired_unknown_key),
-		cmocka_unit_test(test_desired_forged_kid),
-		cmocka_unit_test(test_desired_altered),
-		cmocka_unit_test(test_desired_misaddressed),
-		cmocka_unit_test(test_desired_replayed),
-		cmocka_unit_test(test_desired_needs_aad),
-		cmocka_unit_test(test_desired_garbage),
+	    cmocka_unit_test(test_desired_golden),
+	    cmocka_unit_test(test_desired_invalid),
+	    cmocka_unit_test(test_state_golden),
+	    cmocka_unit_test(test_event_golden),
+	    cmocka_unit_test(test_unknown_keys_skipped),
+	    cmocka_unit_test(test_status_mapping),
+	    cmocka_unit_test(test_truncated_and_flipped),
+	    cmocka_unit_test(test_desired_signed_accepted),
+	    cmocka_unit_test(test_desired_unknown_key),
+	    cmocka_unit_test(test_desired_forged_kid),
+	    cmocka_unit_test(test_desired_altered),
+	    cmocka_unit_test(test_desired_misaddressed),
+	    cmocka_unit_test(test_desired_replayed),
+	    cmocka_unit_test(test_desired_needs_aad),
+	    cmocka_unit_test(test_desired_garbage),
 	};
 	return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }

@@ -39,8 +39,9 @@ static void test_dev_topics(void **state)
 	static const char *want[] = {"tern/dev/d-1/desired", "tern/dev/d-1/state",
 				     "tern/dev/d-1/events", "tern/dev/d-1/online"};
 	for (int k = 0; k < TERN_DEV__COUNT; k++) {
-		assert_int_equal(tern_topic_dev("tern", "d-1", (enum tern_dev_topic)k, t, sizeof(t)),
-				 strlen(want[k]));
+		assert_int_equal(
+		    tern_topic_dev("tern", "d-1", (enum tern_dev_topic)k, t, sizeof(t)),
+		    strlen(want[k]));
 		assert_string_equal(t, want[k]);
 	}
 	assert_true(tern_topic_dev_filter("tern", TERN_DEV_STATE, t, sizeof(t)) > 0);
@@ -69,7 +70,8 @@ static void test_invalid_ids(void **state)
 	assert_true(tern_topic_dev("tern", long_id, TERN_DEV_STATE, t, sizeof(t)) > 0);
 	static const char *bad_prefix[] = {"", "/tern", "tern/", "a//b", "te+rn", "#", NULL};
 	for (size_t i = 0; i < sizeof(bad_prefix) / sizeof(bad_prefix[0]); i++)
-		assert_int_equal(tern_topic_dev(bad_prefix[i], "d", TERN_DEV_STATE, t, sizeof(t)), 0);
+		assert_int_equal(tern_topic_dev(bad_prefix[i], "d", TERN_DEV_STATE, t, sizeof(t)),
+				 0);
 	assert_true(tern_topic_prefix_valid("a/b.c/d_e-f"));
 }
 
@@ -106,18 +108,18 @@ static void test_parse_dev(void **state)
 	t = "a/b/dev/x/online";
 	assert_int_equal(tern_topic_parse_dev("a/b", t, strlen(t), id, sizeof(id), &kind), 0);
 	assert_int_equal(kind, TERN_DEV_ONLINE);
-	static const char *bad[] = {"tern/dev/x/statex", "tern/dev//state",   "tern/dev/x/state/",
-				    "tern/dev/x",	 "tern/devx/x/state", "other/dev/x/state",
-				    "tern/dev/a+b/state", "tern/rel/x/manifest", ""};
+	static const char *bad[] = {
+	    "tern/dev/x/statex",  "tern/dev//state",	 "tern/dev/x/state/",
+	    "tern/dev/x",	  "tern/devx/x/state",	 "other/dev/x/state",
+	    "tern/dev/a+b/state", "tern/rel/x/manifest", ""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(tern_topic_parse_dev("tern", bad[i], strlen(bad[i]), id, sizeof(id),
-						      &kind),
-				 TERN_E_NOT_FOUND);
+		assert_int_equal(
+		    tern_topic_parse_dev("tern", bad[i], strlen(bad[i]), id, sizeof(id), &kind),
+		    TERN_E_NOT_FOUND);
 	/* Not NUL-terminated: the length rules. */
 	t = "tern/dev/x/stateXYZ";
-	assert_int_equal(tern_topic_parse_dev("tern", t, strlen("tern/dev/x/state"), id, sizeof(id),
-					      &kind),
-			 0);
+	assert_int_equal(
+	    tern_topic_parse_dev("tern", t, strlen("tern/dev/x/state"), id, sizeof(id), &kind), 0);
 	assert_int_equal(kind, TERN_DEV_STATE);
 	char small[3];
 	t = "tern/dev/abc/state";
@@ -138,23 +140,29 @@ static void test_parse_chunk_roundtrip(void **state)
 		assert_int_equal(got, chunks[i]);
 	}
 	uint64_t c;
-	static const char *bad[] = {"tern/rel/rel-1/fw/0/64", "tern/rel/rel-1/fw/1/63",
-				    "tern/rel/rel-1/fw/00/0", "tern/rel/rel-1/fw/0/01",
-				    "tern/rel/rel-2/fw/0/0",  "tern/rel/rel-1/cfg/0/0",
-				    "tern/rel/rel-1/fw/0/+",  "tern/rel/rel-1/fw/0/0/1",
-				    "tern/rel/rel-1/fw/0/",   "tern/rel/rel-1/fw/index",
+	static const char *bad[] = {"tern/rel/rel-1/fw/0/64",
+				    "tern/rel/rel-1/fw/1/63",
+				    "tern/rel/rel-1/fw/00/0",
+				    "tern/rel/rel-1/fw/0/01",
+				    "tern/rel/rel-2/fw/0/0",
+				    "tern/rel/rel-1/cfg/0/0",
+				    "tern/rel/rel-1/fw/0/+",
+				    "tern/rel/rel-1/fw/0/0/1",
+				    "tern/rel/rel-1/fw/0/",
+				    "tern/rel/rel-1/fw/index",
 				    "tern/rel/rel-1/fw/0/99999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(tern_topic_parse_chunk("tern", "rel-1", "fw", bad[i], strlen(bad[i]), &c),
-				 TERN_E_NOT_FOUND);
+		assert_int_equal(
+		    tern_topic_parse_chunk("tern", "rel-1", "fw", bad[i], strlen(bad[i]), &c),
+		    TERN_E_NOT_FOUND);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_release_topics),	cmocka_unit_test(test_dev_topics),
-		cmocka_unit_test(test_invalid_ids),	cmocka_unit_test(test_bounds),
-		cmocka_unit_test(test_parse_dev),	cmocka_unit_test(test_parse_chunk_roundtrip),
+	    cmocka_unit_test(test_release_topics), cmocka_unit_test(test_dev_topics),
+	    cmocka_unit_test(test_invalid_ids),	   cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_parse_dev),	   cmocka_unit_test(test_parse_chunk_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,12 +28,12 @@
  */
 #define TERN_DESIRED_AAD "tern-desired-v1"
 
-#define TERN_DESIRED_MAX	 256 /* encoded desired-state payload (bytes) */
-#define TERN_SIGNED_DESIRED_MAX	 (TERN_DESIRED_MAX + 128)
-#define TERN_STATE_MAX		 512 /* encoded device state (bytes) */
-#define TERN_EVENT_MAX		 384 /* encoded event (bytes) */
-#define TERN_EVENT_DETAIL_MAX	 96  /* event detail text (bytes) */
-#define TERN_SLOTS		 2   /* A and B */
+#define TERN_DESIRED_MAX	256 /* encoded desired-state payload (bytes) */
+#define TERN_SIGNED_DESIRED_MAX (TERN_DESIRED_MAX + 128)
+#define TERN_STATE_MAX		512 /* encoded device state (bytes) */
+#define TERN_EVENT_MAX		384 /* encoded event (bytes) */
+#define TERN_EVENT_DETAIL_MAX	96  /* event detail text (bytes) */
+#define TERN_SLOTS		2   /* A and B */
 
 /* ---- Wire status: stable numbers, never internal codes. Append only. */
 enum tern_status {
@@ -158,18 +158,18 @@ enum tern_dev_state {
 const char *tern_dev_state_name(uint64_t state);
 
 enum tern_state_key {
-	TERN_SK_DEVICE = 1,	  /* text, required */
-	TERN_SK_BOARD = 2,	  /* text, required */
-	TERN_SK_STATE = 3,	  /* uint enum tern_dev_state, required */
-	TERN_SK_ACTIVE_SLOT = 4,  /* uint 0 (A) or 1 (B), required */
-	TERN_SK_SLOTS = 5,	  /* array of TERN_SLOTS slot maps, required */
-	TERN_SK_TARGET = 6,	  /* text: release being worked on, optional */
-	TERN_SK_DONE = 7,	  /* uint: chunks verified so far */
-	TERN_SK_TOTAL = 8,	  /* uint: chunks in the target release */
-	TERN_SK_LAST_STATUS = 9,  /* uint enum tern_status of the last failure */
-	TERN_SK_GENERATION = 10,  /* uint: last desired generation accepted */
-	TERN_SK_TIME = 11,	  /* uint: device clock, seconds */
-	TERN_SK_FLOOR = 12,	  /* uint: security counter floor */
+	TERN_SK_DEVICE = 1,	 /* text, required */
+	TERN_SK_BOARD = 2,	 /* text, required */
+	TERN_SK_STATE = 3,	 /* uint enum tern_dev_state, required */
+	TERN_SK_ACTIVE_SLOT = 4, /* uint 0 (A) or 1 (B), required */
+	TERN_SK_SLOTS = 5,	 /* array of TERN_SLOTS slot maps, required */
+	TERN_SK_TARGET = 6,	 /* text: release being worked on, optional */
+	TERN_SK_DONE = 7,	 /* uint: chunks verified so far */
+	TERN_SK_TOTAL = 8,	 /* uint: chunks in the target release */
+	TERN_SK_LAST_STATUS = 9, /* uint enum tern_status of the last failure */
+	TERN_SK_GENERATION = 10, /* uint: last desired generation accepted */
+	TERN_SK_TIME = 11,	 /* uint: device clock, seconds */
+	TERN_SK_FLOOR = 12,	 /* uint: security counter floor */
 };
 
 /* Slot map keys; an empty slot is an empty map. */
@@ -215,15 +215,15 @@ enum tern_event_kind {
 const char *tern_event_kind_name(uint64_t kind);
 
 enum tern_event_key {
-	TERN_EVK_DEVICE = 1,/* text, required */
-	TERN_EVK_SEQ = 2,	/* uint: per-device event counter, required */
-	TERN_EVK_TIME = 3,	/* uint, required */
-	TERN_EVK_KIND = 4,	/* uint enum tern_event_kind, required */
-	TERN_EVK_FROM = 5,	/* uint enum tern_dev_state, required */
-	TERN_EVK_TO = 6,	/* uint enum tern_dev_state, required */
-	TERN_EVK_RELEASE = 7,	/* text, optional */
-	TERN_EVK_STATUS = 8,	/* uint enum tern_status, required */
-	TERN_EVK_DETAIL = 9,	/* text, optional */
+	TERN_EVK_DEVICE = 1,	  /* text, required */
+	TERN_EVK_SEQ = 2,	  /* uint: per-device event counter, required */
+	TERN_EVK_TIME = 3,	  /* uint, required */
+	TERN_EVK_KIND = 4,	  /* uint enum tern_event_kind, required */
+	TERN_EVK_FROM = 5,	  /* uint enum tern_dev_state, required */
+	TERN_EVK_TO = 6,	  /* uint enum tern_dev_state, required */
+	TERN_EVK_RELEASE = 7,	  /* text, optional */
+	TERN_EVK_STATUS = 8,	  /* uint enum tern_status, required */
+	TERN_EVK_DETAIL = 9,	  /* text, optional */
 	TERN_EVK_GENERATION = 10, /* uint: the desired generation concerned, optional */
 };
 

@@ -52,8 +52,8 @@ const char *tern_dev_topic_name(enum tern_dev_topic kind);
  * holds an empty string when @size > 0).
  */
 size_t tern_topic_manifest(const char *prefix, const char *release, char *out, size_t size);
-size_t tern_topic_index(const char *prefix, const char *release, const char *component,
-			char *out, size_t size);
+size_t tern_topic_index(const char *prefix, const char *release, const char *component, char *out,
+			size_t size);
 size_t tern_topic_chunk(const char *prefix, const char *release, const char *component,
 			uint64_t chunk, char *out, size_t size);
 /* PREFIX/rel/RELEASE/COMPONENT/W/+ : every chunk of window @window. */
@@ -62,8 +62,7 @@ size_t tern_topic_window_filter(const char *prefix, const char *release, const c
 size_t tern_topic_dev(const char *prefix, const char *device_id, enum tern_dev_topic kind,
 		      char *out, size_t size);
 /* PREFIX/dev/+/KIND : that topic of every device (the host's subscriptions). */
-size_t tern_topic_dev_filter(const char *prefix, enum tern_dev_topic kind, char *out,
-			     size_t size);
+size_t tern_topic_dev_filter(const char *prefix, enum tern_dev_topic kind, char *out, size_t size);
 
 /*
  * Parses a device topic under @prefix: copies the device id into @id (NUL-terminated,
