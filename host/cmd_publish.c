@@ -36,7 +36,8 @@ struct publish_args {
 	struct broker_opts bo;
 };
 
-/* Test hook: exit as if killed after this many windows ($TERN_TEST_PUBLISH_EXIT_AFTER). */
+/* Test hook: exit as if killed once this many windows are recorded
+ * ($TERN_TEST_PUBLISH_EXIT_AFTER). */
 static uint64_t crash_after(void)
 {
 	const char *s = getenv("TERN_TEST_PUBLISH_EXIT_AFTER");
@@ -70,7 +71,29 @@ static int check_release(struct release_file *rf, const struct publish_args *a)
 	return 0;
 }
 
-/* Publishes one component's chunks from window @first on; records each finished window. */
+/* Records in the database every window of the component the broker has acknowledged. */
+static int record_acked(struct mqtt *mq, struct db *db, const char *sha,
+			const struct broker_opts *bo, const char *component, uint64_t first,
+			unsigned long long base, uint64_t n_windows, uint64_t *recorded)
+{
+	unsigned long long acked = mqtt_acked(mq);
+	uint64_t chunks = acked > base ? acked - base : 0;
+	uint64_t done = first + chunks / TERN_WINDOW_CHUNKS;
+	if (done > n_windows)
+		done = n_windows;
+	if (done <= *recorded)
+		return 0;
+	*recorded = done;
+	return db_progress_set(db, sha, broker_opt(bo, BF_BROKER), broker_opt(bo, BF_PREFIX),
+			       component, done);
+}
+
+/*
+ * Publishes one component's chunks from window @first on, keeping the pipeline full:
+ * a window is recorded as done once the broker has acknowledged all of it (PUBACKs come
+ * in order), without stopping to wait for it - waiting for each window would stall on
+ * brokers that leave Nagle's algorithm on for their small PUBACKs.
+ */
 static int publish_chunks(struct mqtt *mq, struct db *db, struct release_file *rf, size_t ci,
 			  const char *sha, const struct broker_opts *bo, uint64_t first,
 			  uint64_t *windows_run, uint8_t *buf)
@@ -80,31 +103,35 @@ static int publish_chunks(struct mqtt *mq, struct db *db, struct release_file *r
 	const struct comp_layout *l = &rf->layout[ci];
 	uint64_t n_chunks = tern_chunk_count(c->size, m->chunk_size);
 	uint64_t n_windows = (n_chunks + TERN_WINDOW_CHUNKS - 1) / TERN_WINDOW_CHUNKS;
-	uint64_t limit = crash_after();
+	uint64_t limit = crash_after(), recorded = first;
+	unsigned long long base = mqtt_issued(mq);
 	char topic[TERN_TOPIC_MAX];
 	int rc;
-	for (uint64_t w = first; w < n_windows; w++) {
-		uint64_t end = (w + 1) * TERN_WINDOW_CHUNKS;
-		for (uint64_t i = w * TERN_WINDOW_CHUNKS; i < end && i < n_chunks; i++) {
-			uint32_t len = tern_chunk_len(c->size, m->chunk_size, i);
-			if ((rc = host_pread_full(rf->fd, buf, len,
-						  l->bytes_off + i * m->chunk_size)))
-				return host_fail(rf->head.manifest.release_id, rc), rc;
-			if (!tern_topic_chunk(broker_opt(bo, BF_PREFIX), m->release_id, c->name, i,
-					      topic, sizeof(topic)))
-				return TERN_E_TOO_LARGE;
-			if ((rc = mqtt_publish(mq, topic, buf, len, true)))
-				return host_fail("publish", rc), rc;
-		}
-		/* The window counts as done only once the broker acknowledged all of it. */
-		if ((rc = mqtt_flush(mq)))
+	for (uint64_t i = first * TERN_WINDOW_CHUNKS; i < n_chunks; i++) {
+		uint32_t len = tern_chunk_len(c->size, m->chunk_size, i);
+		if ((rc = host_pread_full(rf->fd, buf, len, l->bytes_off + i * m->chunk_size)))
+			return host_fail(rf->head.manifest.release_id, rc), rc;
+		if (!tern_topic_chunk(broker_opt(bo, BF_PREFIX), m->release_id, c->name, i, topic,
+				      sizeof(topic)))
+			return TERN_E_TOO_LARGE;
+		if ((rc = mqtt_publish(mq, topic, buf, len, true)))
 			return host_fail("publish", rc), rc;
-		if ((rc = db_progress_set(db, sha, broker_opt(bo, BF_BROKER),
-					  broker_opt(bo, BF_PREFIX), c->name, w + 1)))
+		if ((i + 1) % TERN_WINDOW_CHUNKS == 0 &&
+		    (rc =
+			 record_acked(mq, db, sha, bo, c->name, first, base, n_windows, &recorded)))
 			return rc;
-		if (++*windows_run == limit)
+		/* Test hook: die like a killed process once this many windows are recorded. */
+		if (*windows_run + (recorded - first) >= limit)
 			_exit(3);
 	}
+	if ((rc = mqtt_flush(mq)))
+		return host_fail("publish", rc), rc;
+	recorded = recorded > first ? recorded : first;
+	if (n_windows > recorded &&
+	    (rc = db_progress_set(db, sha, broker_opt(bo, BF_BROKER), broker_opt(bo, BF_PREFIX),
+				  c->name, n_windows)))
+		return rc;
+	*windows_run += n_windows - first;
 	return 0;
 }
 

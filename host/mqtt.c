@@ -22,7 +22,8 @@ struct mqtt {
 	char op_err[160];
 	unsigned inflight;
 	unsigned long long acked;
-	int pub_rc; /* first publish failure, sticky */
+	unsigned long long issued; /* publishes handed to paho */
+	int pub_rc;		   /* first publish failure, sticky */
 	bool lost;
 	mqtt_msg_fn on_msg;
 	void *ctx;
@@ -263,8 +264,10 @@ int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t 
 		return TERN_E_TOO_LARGE;
 	pthread_mutex_lock(&m->lock);
 	int rc = wait_window(m, MQTT_WINDOW);
-	if (!rc)
+	if (!rc) {
 		m->inflight++;
+		m->issued++;
+	}
 	pthread_mutex_unlock(&m->lock);
 	if (rc)
 		return rc;
@@ -280,6 +283,7 @@ int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t 
 	if (MQTTAsync_sendMessage(m->client, topic, &msg, &ro) != MQTTASYNC_SUCCESS) {
 		pthread_mutex_lock(&m->lock);
 		m->inflight--;
+		m->issued--;
 		pthread_mutex_unlock(&m->lock);
 		return TERN_E_BROKER;
 	}
@@ -298,6 +302,14 @@ unsigned long long mqtt_acked(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->lock);
 	unsigned long long n = m->acked;
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+unsigned long long mqtt_issued(struct mqtt *m)
+{
+	pthread_mutex_lock(&m->lock);
+	unsigned long long n = m->issued;
 	pthread_mutex_unlock(&m->lock);
 	return n;
 }

@@ -50,8 +50,14 @@ int mqtt_publish(struct mqtt *m, const char *topic, const void *payload, size_t 
 /* Waits until every publish is acknowledged. Returns 0 or TERN_E_BROKER. */
 int mqtt_flush(struct mqtt *m);
 
-/* PUBACKs received so far. */
+/*
+ * PUBACKs received so far, and publishes handed to paho so far. A broker acknowledges
+ * QoS 1 publishes in the order it received them (MQTT 3.1.1 section 4.6), so when
+ * mqtt_acked() reaches the value mqtt_issued() had after a publish, that publish and
+ * every one before it are acknowledged.
+ */
 unsigned long long mqtt_acked(struct mqtt *m);
+unsigned long long mqtt_issued(struct mqtt *m);
 
 /* Subscribes to @filter at QoS 1 and waits for the SUBACK. 0 or TERN_E_BROKER. */
 int mqtt_subscribe(struct mqtt *m, const char *filter);
