@@ -155,6 +155,9 @@ for _ in $(seq 1 50); do
 	[ "$(grep -c offline watch.txt)" -ge 2 ] && break
 	sleep 0.1
 done
+expect_ok "deploy while watch records (WAL: no lock-out)" "$TERN" deploy sim-1.1.0-2 \
+	--key signing.key --device sim-7 --broker "$URL"
+expect_ok "devices while watch records" "$TERN" devices --json
 kill -TERM "$watch_pid"
 wait "$watch_pid"
 check "watch stops on SIGTERM, exit 0" [ $? -eq 0 ]
