@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const names[BF__COUNT] = {"broker", "username", "password", "cafile",
 					     "cert",   "cert_key", "prefix",   "db"};
@@ -190,6 +191,16 @@ int broker_opts_finish(struct broker_opts *o, bool need_broker)
 	if (!o->v[BF_CERT] != !o->v[BF_KEY]) {
 		fprintf(stderr, "tern: give --cert and --cert-key together\n");
 		return TERN_E_USAGE;
+	}
+	static const enum broker_field files[] = {BF_CAFILE, BF_CERT, BF_KEY};
+	static const char *const flags[] = {"--cafile", "--cert", "--cert-key"};
+	for (size_t i = 0; i < 3; i++) {
+		const char *file = o->v[files[i]];
+		if (file && access(file, R_OK)) {
+			fprintf(stderr, "tern: %s %s: %s\n", flags[i], file,
+				tern_strerror(errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO));
+			return TERN_E_USAGE;
+		}
 	}
 	return 0;
 }

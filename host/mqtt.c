@@ -19,7 +19,9 @@ struct mqtt {
 	/* Guarded by lock. */
 	bool op_done; /* connect or subscribe finished */
 	int op_rc;    /* its result: 0 or TERN_E_BROKER */
-	char op_err[160];
+	char op_err[240];
+	char tls_err[160]; /* first OpenSSL error paho reported */
+	bool tls;
 	unsigned inflight;
 	unsigned long long acked;
 	unsigned long long issued; /* publishes handed to paho */
@@ -84,7 +86,40 @@ static const char *connect_reason(const MQTTAsync_failureData *resp)
 
 static void on_connect_fail(void *ctx, MQTTAsync_failureData *resp)
 {
-	finish_op(ctx, TERN_E_BROKER, connect_reason(resp));
+	struct mqtt *m = ctx;
+	char why[200];
+	pthread_mutex_lock(&m->lock);
+	bool refused = resp && resp->code >= 1 && resp->code <= 5; /* a CONNACK code */
+	if (m->tls_err[0])
+		snprintf(why, sizeof(why), "TLS: %s", m->tls_err);
+	else if (m->tls && !refused)
+		snprintf(why, sizeof(why),
+			 "%s (is the broker running? with TLS: is --cafile the CA that signed the "
+			 "broker's certificate, and does that certificate name this host?)",
+			 connect_reason(resp));
+	else
+		snprintf(why, sizeof(why), "%s", connect_reason(resp));
+	pthread_mutex_unlock(&m->lock);
+	finish_op(ctx, TERN_E_BROKER, why);
+}
+
+/* OpenSSL's reason for a failed handshake, e.g. "certificate verify failed". */
+static int on_ssl_error(const char *str, size_t len, void *ctx)
+{
+	struct mqtt *m = ctx;
+	pthread_mutex_lock(&m->lock);
+	if (!m->tls_err[0]) {
+		/* "error:0A000086:SSL routines::certificate verify failed" -> the last part */
+		const char *end = str + len, *p = str;
+		for (const char *q = str; q < end; q++)
+			if (*q == ':')
+				p = q + 1;
+		while (end > p && (end[-1] == '\n' || end[-1] == '\r'))
+			end--;
+		snprintf(m->tls_err, sizeof(m->tls_err), "%.*s", (int)(end - p), p);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 static void on_sub_ok(void *ctx, MQTTAsync_successData *resp)
@@ -205,12 +240,15 @@ int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *cli
 	cn.onSuccess = on_connect_ok;
 	cn.onFailure = on_connect_fail;
 	cn.context = m;
+	m->tls = o->tls;
 	if (o->tls) {
 		ssl.trustStore = broker_opt(o, BF_CAFILE);
 		ssl.keyStore = broker_opt(o, BF_CERT);
 		ssl.privateKey = broker_opt(o, BF_KEY);
 		ssl.enableServerCertAuth = 1;
 		ssl.verify = 1;
+		ssl.ssl_error_cb = on_ssl_error;
+		ssl.ssl_error_context = m;
 		cn.ssl = &ssl;
 	}
 	if (will) {

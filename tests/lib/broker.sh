@@ -5,6 +5,7 @@
 #                                TLS with a CA and server certificate made here, one
 #                                password per user, scripts/mosquitto/acl.template
 #                                (the first user is the operator, the others devices)
+#   broker_client_cert NAME DIR  a client certificate and key signed by the broker's CA
 #   broker_stop                  stops the broker started last, by its PID
 #
 # Both fill the config from scripts/mosquitto/mosquitto.conf.template (the limits tern
@@ -111,6 +112,18 @@ broker_make_certs() {
 		return 1
 	}
 	rm -f "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
+}
+
+# broker_client_cert NAME OUTDIR: OUTDIR/NAME.crt and OUTDIR/NAME.key, signed by the
+# CA of the TLS broker started last (for clients that present a certificate).
+broker_client_cert() {
+	local name=$1 out=$2
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$out/$name.key" -out "$out/$name.csr" -subj "/CN=$name" >/dev/null 2>&1 &&
+		openssl x509 -req -in "$out/$name.csr" -CA "$BROKER_DIR/ca.crt" \
+			-CAkey "$BROKER_DIR/ca.key" -CAcreateserial -CAserial "$out/ca.srl" \
+			-out "$out/$name.crt" -days 2 >/dev/null 2>&1 &&
+		rm -f "$out/$name.csr" "$out/ca.srl"
 }
 
 broker_start_tls() {

@@ -57,6 +57,12 @@ check "operator deploys to dev-1 and dev-2" "$TERN" deploy sim-1.0-1 --key signi
 check "without the CA file the broker's certificate is refused" grep -q "broker $URL:" err.txt
 "$TERN" publish r.tern --broker "$URL" --cafile "$BROKER_CA" --username operator --password nope >out.txt 2>err.txt
 check "a wrong password is refused" grep -qi "refused" err.txt
+broker_client_cert operator "$work"
+check "a client certificate and key are presented (--cert, --cert-key)" "$TERN" deploy sim-1.0-1 \
+	--key signing.key --device dev-1 "${OP[@]}" --cert operator.crt --cert-key operator.key
+"$TERN" deploy sim-1.0-1 --key signing.key --device dev-1 "${OP[@]}" --cert nope.crt \
+	--cert-key operator.key >out.txt 2>err.txt
+check "a missing client certificate fails with one line" [ "$(wc -l <err.txt)" -eq 1 ]
 check "plain mqtt:// to the TLS port fails" bash -c "! '$TERN' deploy sim-1.0-1 --key signing.key --device dev-1 --broker mqtt://127.0.0.1:$BROKER_PORT 2>/dev/null"
 
 # Reading: releases and its own desired state only.

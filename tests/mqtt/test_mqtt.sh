@@ -91,6 +91,10 @@ expect_fail "a release signed by another key is refused with --pubkey" "not trus
 expect_fail "no broker" "no broker" "$TERN" publish big.tern
 expect_fail "bad broker URL" "not valid" "$TERN" publish big.tern --broker http://x
 expect_fail "unreachable broker" "broker mqtt://127.0.0.1:1: " "$TERN" publish big.tern --broker mqtt://127.0.0.1:1
+expect_fail "client certificate without TLS" "need an mqtts" "$TERN" publish big.tern --broker "$URL" \
+	--cert c.crt --cert-key c.key
+expect_fail "client certificate without its key" "together" "$TERN" publish big.tern \
+	--broker mqtts://127.0.0.1 --cert c.crt
 expect_fail "bad prefix" "prefix" "$TERN" publish big.tern --broker "$URL" --prefix 'a/+'
 
 # --- an interrupted publish continues where the broker stopped acknowledging
