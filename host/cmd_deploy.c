@@ -245,7 +245,8 @@ int cmd_deploy(int argc, char **argv)
 	if (db_commit(db))
 		goto out;
 	snprintf(client_id, sizeof(client_id), "tern-deploy-%ld", (long)getpid());
-	if (mqtt_connect(&mq, &a.bo, client_id, NULL, NULL, NULL))
+	struct mqtt_params mp = {.client_id = client_id};
+	if (mqtt_connect(&mq, &a.bo, &mp))
 		goto out;
 	for (size_t i = 0; i < a.n_devices; i++) {
 		if (!tern_topic_dev(broker_opt(&a.bo, BF_PREFIX), a.devices[i], TERN_DEV_DESIRED,

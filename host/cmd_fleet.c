@@ -26,11 +26,14 @@ static const char devices_help[] =
     "progress, online, last seen, last error. --json prints an array of objects.\n";
 
 static const char watch_help[] =
-    "usage: tern watch [--duration SECONDS] [--quiet] --broker URL\n"
+    "usage: tern watch [--duration SECONDS] [--quiet] [--client-id ID] --broker URL\n"
     "\n"
     "Subscribes to every device's state, events and online topics, records all of it in\n"
     "the host database (the inventory and the audit trail) and prints a line per\n"
     "message. Runs until interrupted (Ctrl-C, SIGTERM) or for --duration seconds.\n"
+    "The broker keeps the session of client id ID (default tern-watch): events sent\n"
+    "while no watch runs are delivered to the next one, and a dropped connection is\n"
+    "made again by itself. Give each concurrent watch its own --client-id.\n"
     "\n" BROKER_HELP;
 
 static void json_str_or_null(const char *s)
@@ -299,6 +302,7 @@ int cmd_watch(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"duration", required_argument, NULL, 'd'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"client-id", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
@@ -307,6 +311,7 @@ int cmd_watch(int argc, char **argv)
 				 .cond = PTHREAD_COND_INITIALIZER};
 	struct broker_opts bo = {0};
 	uint64_t duration = 0;
+	const char *client_id = "tern-watch";
 	int c, rc, status = 1;
 	struct db *db = NULL;
 	struct mqtt *mq = NULL;
@@ -318,6 +323,8 @@ int cmd_watch(int argc, char **argv)
 				return host_usage("watch", "--duration takes seconds (1 or more)");
 		} else if (c == 'q') {
 			w.quiet = true;
+		} else if (c == 'c') {
+			client_id = optarg;
 		} else if (c == 'h') {
 			fputs(watch_help, stdout);
 			return 0;
@@ -341,9 +348,10 @@ int cmd_watch(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (db_open(&db, broker_opt(&bo, BF_DB)))
 		goto out;
-	char client_id[64], filter[TERN_TOPIC_MAX];
-	snprintf(client_id, sizeof(client_id), "tern-watch-%ld", (long)getpid());
-	if (mqtt_connect(&mq, &bo, client_id, NULL, on_message, &w))
+	char filter[TERN_TOPIC_MAX];
+	struct mqtt_params mp = {
+	    .client_id = client_id, .on_msg = on_message, .ctx = &w, .keep_session = true};
+	if (mqtt_connect(&mq, &bo, &mp))
 		goto out;
 	static const enum tern_dev_topic kinds[] = {TERN_DEV_STATE, TERN_DEV_EVENTS,
 						    TERN_DEV_ONLINE};
@@ -377,11 +385,14 @@ int cmd_watch(int argc, char **argv)
 			rc = TERN_E_NOMEM;
 		else if (list)
 			rc = drain(&w, db, list);
-		if (!rc && mqtt_lost(mq)) {
-			fprintf(stderr, "tern: broker %s: connection lost\n",
+		bool lost, back;
+		mqtt_status(mq, &lost, &back);
+		if (lost)
+			fprintf(stderr, "tern: broker %s: connection lost; reconnecting\n",
 				broker_opt(&bo, BF_BROKER));
-			rc = TERN_E_BROKER;
-		}
+		if (back)
+			fprintf(stderr, "tern: broker %s: connected again\n",
+				broker_opt(&bo, BF_BROKER));
 	}
 	/* Stop delivery, then record whatever arrived meanwhile. */
 	mqtt_close(mq);

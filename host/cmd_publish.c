@@ -222,7 +222,8 @@ int cmd_publish(int argc, char **argv)
 	if (db_release_put(db, &rec) || (a.force && db_progress_clear(db, sha, broker, prefix)))
 		goto out_db;
 	snprintf(client_id, sizeof(client_id), "tern-publish-%ld", (long)getpid());
-	if (mqtt_connect(&mq, &a.bo, client_id, NULL, NULL, NULL))
+	struct mqtt_params mp = {.client_id = client_id};
+	if (mqtt_connect(&mq, &a.bo, &mp))
 		goto out_db;
 	buf = malloc(m->chunk_size);
 	if (!buf) {

@@ -26,7 +26,12 @@ struct mqtt {
 	unsigned long long acked;
 	unsigned long long issued; /* publishes handed to paho */
 	int pub_rc;		   /* first publish failure, sticky */
-	bool lost;
+	bool lost;		   /* not connected now */
+	bool lost_news;		   /* dropped since the last mqtt_status() */
+	bool back_news;		   /* reconnected since the last mqtt_status() */
+	bool keep_session;
+	char *filters[MQTT_MAX_FILTERS];
+	size_t n_filters;
 	mqtt_msg_fn on_msg;
 	void *ctx;
 	char uri[300];
@@ -165,8 +170,27 @@ static void on_lost(void *ctx, char *cause)
 	struct mqtt *m = ctx;
 	pthread_mutex_lock(&m->lock);
 	m->lost = true;
+	m->lost_news = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+}
+
+/* After paho reconnected by itself: subscribe again (the broker may have lost the
+ * session, e.g. restarted without persistence); nothing waits for these SUBACKs. */
+static void on_connected(void *ctx, char *cause)
+{
+	(void)cause;
+	struct mqtt *m = ctx;
+	pthread_mutex_lock(&m->lock);
+	bool was_lost = m->lost;
+	m->lost = false;
+	if (was_lost)
+		m->back_news = true;
+	pthread_mutex_unlock(&m->lock);
+	if (!was_lost)
+		return; /* the first connect: mqtt_subscribe() does it */
+	for (size_t i = 0; i < m->n_filters; i++)
+		MQTTAsync_subscribe(m->client, m->filters[i], 1, NULL);
 }
 
 static int on_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
@@ -201,9 +225,12 @@ static int wait_op(struct mqtt *m)
 	return rc;
 }
 
-int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *client_id,
-		 const struct mqtt_will *will, mqtt_msg_fn on_msg, void *ctx)
+int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p)
 {
+	const char *client_id = p->client_id;
+	const struct mqtt_will *will = p->will;
+	mqtt_msg_fn on_msg = p->on_msg;
+	void *ctx = p->ctx;
 	struct mqtt *m = calloc(1, sizeof(*m));
 	if (!m)
 		return TERN_E_NOMEM;
@@ -211,6 +238,7 @@ int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *cli
 	pthread_cond_init(&m->cond, NULL);
 	m->on_msg = on_msg;
 	m->ctx = ctx;
+	m->keep_session = p->keep_session;
 	snprintf(m->uri, sizeof(m->uri), "%s", o->uri);
 
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
@@ -232,7 +260,14 @@ int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *cli
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
 	cn.keepAliveInterval = 30;
-	cn.cleansession = 1;
+	cn.cleansession = p->keep_session ? 0 : 1;
+	if (p->keep_session) {
+		cn.automaticReconnect = 1;
+		cn.minRetryInterval = 1;
+		cn.maxRetryInterval = 30;
+		if (prc == MQTTASYNC_SUCCESS)
+			prc = MQTTAsync_setConnected(m->client, m, on_connected);
+	}
 	cn.connectTimeout = MQTT_TIMEOUT_MS / 1000 - 5; /* paho gives up before we do */
 	cn.maxInflight = MQTT_WINDOW * 2;
 	cn.username = broker_opt(o, BF_USERNAME);
@@ -273,6 +308,12 @@ int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *cli
 
 int mqtt_subscribe(struct mqtt *m, const char *filter)
 {
+	if (m->n_filters == MQTT_MAX_FILTERS)
+		return TERN_E_TOO_LARGE;
+	m->filters[m->n_filters] = strdup(filter);
+	if (!m->filters[m->n_filters])
+		return TERN_E_NOMEM;
+	m->n_filters++;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	ro.onSuccess = on_sub_ok;
 	ro.onFailure = on_sub_fail;
@@ -352,12 +393,15 @@ unsigned long long mqtt_issued(struct mqtt *m)
 	return n;
 }
 
-bool mqtt_lost(struct mqtt *m)
+bool mqtt_status(struct mqtt *m, bool *lost, bool *back)
 {
 	pthread_mutex_lock(&m->lock);
-	bool lost = m->lost;
+	*lost = m->lost_news;
+	*back = m->back_news;
+	m->lost_news = m->back_news = false;
+	bool connected = !m->lost;
 	pthread_mutex_unlock(&m->lock);
-	return lost;
+	return connected;
 }
 
 void mqtt_close(struct mqtt *m)
@@ -376,6 +420,8 @@ void mqtt_close(struct mqtt *m)
 		}
 		MQTTAsync_destroy(&m->client);
 	}
+	for (size_t i = 0; i < m->n_filters; i++)
+		free(m->filters[i]);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 	free(m);

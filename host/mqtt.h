@@ -13,8 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MQTT_WINDOW	16    /* un-acknowledged QoS 1 publishes at most */
-#define MQTT_TIMEOUT_MS 15000 /* connect, subscribe, one PUBACK */
+#define MQTT_WINDOW	 16    /* un-acknowledged QoS 1 publishes at most */
+#define MQTT_TIMEOUT_MS	 15000 /* connect, subscribe, one PUBACK */
+#define MQTT_MAX_FILTERS 8     /* subscriptions kept for subscribing again */
 
 struct mqtt;
 
@@ -31,14 +32,27 @@ struct mqtt_will {
 	const char *payload;
 };
 
+struct mqtt_params {
+	const char *client_id;
+	const struct mqtt_will *will; /* optional */
+	mqtt_msg_fn on_msg;	      /* optional: NULL for a publish-only client */
+	void *ctx;
+	/*
+	 * Keep the session: clean session off, so the broker keeps our subscriptions and
+	 * queues QoS 1 messages while we are away (even between runs, under the same
+	 * client id), and reconnect by ourselves when the connection drops, subscribing
+	 * again in case the broker lost the session.
+	 */
+	bool keep_session;
+};
+
 /*
- * Connects to the broker in @o (URL, credentials, TLS files) as @client_id (MQTT 3.1.1,
- * clean session). @on_msg may be NULL for a publish-only client. On success *@out is
- * the caller's to close with mqtt_close(). On failure prints one line naming the
- * broker and the reason and returns TERN_E_BROKER or TERN_E_NOMEM.
+ * Connects to the broker in @o (URL, credentials, TLS files) as described by @p
+ * (MQTT 3.1.1). On success *@out is the caller's to close with mqtt_close(). On failure
+ * prints one line naming the broker and the reason and returns TERN_E_BROKER or
+ * TERN_E_NOMEM.
  */
-int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const char *client_id,
-		 const struct mqtt_will *will, mqtt_msg_fn on_msg, void *ctx);
+int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p);
 
 /*
  * Publishes @len bytes at QoS 1, retained or not, waiting first while MQTT_WINDOW
@@ -62,8 +76,12 @@ unsigned long long mqtt_issued(struct mqtt *m);
 /* Subscribes to @filter at QoS 1 and waits for the SUBACK. 0 or TERN_E_BROKER. */
 int mqtt_subscribe(struct mqtt *m, const char *filter);
 
-/* True once the connection has been lost. */
-bool mqtt_lost(struct mqtt *m);
+/*
+ * Connection state changes since the last call: sets @lost when the connection dropped,
+ * @back when it came back (keep_session clients reconnect by themselves). Returns true
+ * while connected.
+ */
+bool mqtt_status(struct mqtt *m, bool *lost, bool *back);
 
 /* Disconnects (waiting briefly for in-flight work) and frees @m; NULL is fine. */
 void mqtt_close(struct mqtt *m);

@@ -6,6 +6,7 @@
 #                                password per user, scripts/mosquitto/acl.template
 #                                (the first user is the operator, the others devices)
 #   broker_client_cert NAME DIR  a client certificate and key signed by the broker's CA
+#   broker_restart               stops it and starts it again on the same port
 #   broker_stop                  stops the broker started last, by its PID
 #
 # Both fill the config from scripts/mosquitto/mosquitto.conf.template (the limits tern
@@ -145,6 +146,15 @@ broker_start_tls() {
 		"$BROKER_LIB_ROOT/scripts/mosquitto/acl.template" >"$dir/acl"
 	BROKER_CA=$dir/ca.crt
 	broker_run tls "$dir"
+}
+
+# broker_restart: stops the broker and starts it again on the same port and config
+# (without persistence it comes back empty: no retained messages, no sessions).
+broker_restart() {
+	broker_stop
+	mosquitto -c "$BROKER_DIR/mosquitto.conf" >>"$BROKER_LOG" 2>&1 &
+	BROKER_PID=$!
+	broker_wait_port "$BROKER_PORT" "$BROKER_PID"
 }
 
 broker_stop() {

@@ -204,6 +204,13 @@ expect_ok "deploy --all reaches every device in the database" "$TERN" deploy sim
 check "... sim-7 and sim-8 (and dev-1, dev-2 are not devices that reported)" \
 	[ "$(grep -c '^deployed' out.txt)" -eq 2 ]
 
+# --- the watch session outlives the process and the connection
+expect_ok "fake device sim-9 sends events while no watch runs" $TOOL device "$URL" tern sim-9 sim
+expect_ok "the next watch gets them (the broker kept its session)" \
+	"$TERN" watch --duration 1 --quiet --broker "$URL"
+check "... sim-9's events are in the audit trail" \
+	[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='sim-9' and kind in ('transition','refused')")" -eq 2 ]
+
 # --- options from the environment and the config file; the flag wins
 TERN_BROKER=$URL "$TERN" deploy sim-1.1.0-2 --key signing.key --device env-1 >out.txt 2>err.txt
 check "broker from \$TERN_BROKER" grep -q "to env-1" out.txt
@@ -225,5 +232,22 @@ expect_fail "an unknown config key is named" "line 1: unknown key 'brokr'" \
 for cmd in publish deploy devices watch; do
 	if "$TERN" $cmd --help | grep -q "^usage: tern $cmd"; then ok "help: $cmd"; else bad "help: $cmd"; fi
 done
+
+# --- the broker restarts under a running watch (last: the broker comes back empty)
+"$TERN" watch --duration 30 --broker "$URL" --client-id watch-restart >watch2.txt 2>watch2.err &
+watch_pid=$!
+for _ in $(seq 1 50); do grep -q watching watch2.err && break; sleep 0.1; done
+broker_restart
+check "broker restarted on port $BROKER_PORT" kill -0 "$BROKER_PID"
+for _ in $(seq 1 100); do grep -q "connected again" watch2.err && break; sleep 0.1; done
+check "watch says the connection dropped" grep -q "connection lost; reconnecting" watch2.err
+check "watch reconnects by itself" grep -q "connected again" watch2.err
+expect_ok "fake device sim-10 after the restart" $TOOL device "$URL" tern sim-10 sim
+for _ in $(seq 1 50); do grep -q "sim-10 offline" watch2.txt && break; sleep 0.1; done
+kill -TERM "$watch_pid"
+wait "$watch_pid"
+watch_pid=""
+check "watch subscribed again and recorded sim-10" \
+	[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='sim-10' and kind in ('transition','refused')")" -eq 2 ]
 
 finish
