@@ -10,6 +10,9 @@
   mqtt_tool.py device URL PREFIX ID BOARD [--die]
       a fake device: last will "offline", publishes online, a state and events,
       then disconnects cleanly (offline) or dies (--die: the broker sends the will)
+  mqtt_tool.py verify-desired FILE PUBKEY.pem
+      verifies a desired state as any RFC 9052 implementation would (cryptography's
+      ECDSA over the Sig_structure with external AAD "tern-desired-v1") and prints it
   mqtt_tool.py try URL USER PASS pub|sub TOPIC   (TLS options from $MQTT_CAFILE)
       pub: publishes and exits 0; sub: exit 0 if a retained message arrives in 1 s
 Common options come from the environment: MQTT_CAFILE, MQTT_USER, MQTT_PASS.
@@ -202,6 +205,27 @@ def try_access(url, user, password, op, topic):
     return 0 if box else 1
 
 
+def verify_desired(path, pub_path):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    msg = cbor2.loads(open(path, "rb").read())
+    assert isinstance(msg, cbor2.CBORTag) and msg.tag == 18, "not a tagged COSE_Sign1"
+    protected, unprotected, payload, sig = msg.value
+    assert cbor2.loads(protected) == {1: -7}, "alg is not ES256"
+    to_sign = cbor2.dumps(["Signature1", protected, b"tern-desired-v1", payload])
+    key = serialization.load_pem_public_key(open(pub_path, "rb").read())
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        key.verify(der, to_sign, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        print("bad signature")
+        return 1
+    print("verified: %r" % cbor2.loads(payload))
+    return 0
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "read-release":
@@ -217,6 +241,8 @@ def main(argv):
         return 0
     if cmd == "device":
         return fake_device(argv[2], argv[3], argv[4], argv[5], "--die" in argv[6:])
+    if cmd == "verify-desired":
+        return verify_desired(argv[2], argv[3])
     if cmd == "try":
         return try_access(argv[2], argv[3], argv[4], argv[5], argv[6])
     raise SystemExit(__doc__)

@@ -121,6 +121,9 @@ expect_ok "fetch dev-1's retained desired state" $TOOL get "$URL" tern/dev/dev-1
 expect_ok "dev-1 accepts it" "$CHECK" d1.bin signing.pub dev-1 0
 check "... generation 1, release and sequence from the manifest" \
 	grep -q "accepted dev-1 generation 1 release sim-1.1.0-2 sequence 2 action install activate now" out.txt
+expect_ok "an independent COSE implementation verifies it (Python cryptography, AAD)" \
+	$TOOL verify-desired d1.bin signing.pub
+check "... and reads the payload" grep -q "verified: {1: 'dev-1', 2: 1, 3: 'sim-1.1.0-2', 4: 2, 5: 0, 6: 0, 7: " out.txt
 "$CHECK" d1.bin signing.pub dev-2 0 >out.txt
 check "dev-2 refuses dev-1's desired state (misaddressed)" grep -q "refused: wrong-device" out.txt
 "$CHECK" d1.bin signing.pub dev-1 1 >out.txt
