@@ -77,7 +77,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	" ON CONFLICT DO UPDATE SET windows_done=?5, updated_at=strftime('%s','now')",
     [S_PROGRESS_CLEAR] = "DELETE FROM publish_progress WHERE manifest_sha256=?1 AND broker=?2"
 			 " AND prefix=?3",
-    [S_GEN_LAST] = "SELECT max(generation) FROM desired WHERE device_id=?1",
+    [S_GEN_LAST] =
+	"SELECT max(coalesce((SELECT max(generation) FROM desired WHERE device_id=?1), 0),"
+	" coalesce((SELECT generation FROM devices WHERE id=?1), 0))",
     [S_DESIRED_PUT] = "INSERT INTO desired(device_id, generation, release_id, sequence, action,"
 		      " activate, issued_at, message) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_DEVICE_IDS] = "SELECT id FROM devices ORDER BY id",

@@ -56,7 +56,12 @@ int db_progress_set(struct db *db, const char *manifest_sha256, const char *brok
 int db_progress_clear(struct db *db, const char *manifest_sha256, const char *broker,
 		      const char *prefix);
 
-/* The last generation issued to @device_id (0 when none). Call inside db_begin(). */
+/*
+ * The last generation issued to @device_id: the highest recorded in `desired`, or the
+ * one the device last reported accepting if that is higher (a lost or restored database
+ * must not issue numbers the device would refuse as replays). 0 when none. Call inside
+ * db_begin().
+ */
 int db_generation_last(struct db *db, const char *device_id, uint64_t *generation);
 /* Records a signed desired state as issued. */
 int db_desired_put(struct db *db, const struct tern_desired *d, const uint8_t *signed_msg,

@@ -108,7 +108,7 @@ def start_broker(work):
     text = open(os.path.join(ROOT, "scripts", "mosquitto", "mosquitto.conf.template")).read()
     lines = []
     for ln in text.replace("@PORT@", str(port)).replace("@BIND@", "127.0.0.1") \
-            .replace("@CONF_DIR@", conf_dir).replace("@PERSISTENCE@", "false").splitlines():
+            .replace("@CONF_DIR@", conf_dir).replace("@PERSISTENCE@", "false").replace("@DATA_DIR@", conf_dir).splitlines():
         if ln.split(" ")[0] in ("password_file", "acl_file", "cafile", "certfile", "keyfile",
                                 "tls_version"):
             continue

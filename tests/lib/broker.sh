@@ -55,7 +55,7 @@ broker_share_dir() {
 broker_config() {
 	local variant=$1 dir=$2 port=$3
 	local sed_args=(-e "s|@PORT@|$port|" -e "s|@BIND@|127.0.0.1|" -e "s|@CONF_DIR@|$dir|g"
-		-e "s|@PERSISTENCE@|false|")
+		-e "s|@PERSISTENCE@|false|" -e "s|@DATA_DIR@|$dir|")
 	if [ "$variant" = plain ]; then
 		sed_args+=(-e '/^\(password_file\|acl_file\|cafile\|certfile\|keyfile\|tls_version\) /d'
 			-e 's/^allow_anonymous false/allow_anonymous true/')

@@ -7,7 +7,7 @@
       chunk index and every chunk against the file's own bytes and index
   mqtt_tool.py absent URL TOPIC       exit 0 when nothing is retained on TOPIC
   mqtt_tool.py get URL TOPIC OUT      saves the retained message on TOPIC to OUT
-  mqtt_tool.py device URL PREFIX ID BOARD [--die]
+  mqtt_tool.py device URL PREFIX ID BOARD [--die] [--generation N]
       a fake device: last will "offline", publishes online, a state and events,
       then disconnects cleanly (offline) or dies (--die: the broker sends the will)
   mqtt_tool.py verify-desired FILE PUBKEY.pem
@@ -143,7 +143,7 @@ def get_retained(url, topic, timeout=2.0):
     return box[0] if box else None
 
 
-def fake_device(url, prefix, dev, board, die):
+def fake_device(url, prefix, dev, board, die, generation=1):
     c, host, port = client(url, client_id="fake-" + dev)
     base = "%s/dev/%s" % (prefix, dev)
     c.will_set(base + "/online", b"offline", qos=1, retain=True)
@@ -161,7 +161,7 @@ def fake_device(url, prefix, dev, board, die):
                                         9: "generation 1 <= 1", 10: 1}), False),
         (base + "/events", b"\xff not cbor", False),
         (base + "/state", cbor2.dumps({1: dev, 2: board, 3: 7, 4: 1, 5: [slot_a, slot_b],
-                                       6: "sim-1.1.0-2", 7: 5, 8: 10, 9: 10, 10: 1, 11: now,
+                                       6: "sim-1.1.0-2", 7: 5, 8: 10, 9: 10, 10: generation, 11: now,
                                        12: 1}), True),
     ]
     infos = [c.publish(t, p, qos=1, retain=r) for t, p, r in msgs]
@@ -240,7 +240,9 @@ def main(argv):
         open(argv[4], "wb").write(data)
         return 0
     if cmd == "device":
-        return fake_device(argv[2], argv[3], argv[4], argv[5], "--die" in argv[6:])
+        rest = argv[6:]
+        gen = int(rest[rest.index("--generation") + 1]) if "--generation" in rest else 1
+        return fake_device(argv[2], argv[3], argv[4], argv[5], "--die" in rest, gen)
     if cmd == "verify-desired":
         return verify_desired(argv[2], argv[3])
     if cmd == "try":

@@ -164,6 +164,7 @@ for _ in $(seq 1 50); do
 done
 expect_ok "deploy while watch records (WAL: no lock-out)" "$TERN" deploy sim-1.1.0-2 \
 	--key signing.key --device sim-7 --broker "$URL"
+check "... generation 2: sim-7 reported it had accepted 1" grep -q "to sim-7: .* generation 2" out.txt
 expect_ok "devices while watch records" "$TERN" devices --json
 kill -TERM "$watch_pid"
 wait "$watch_pid"
@@ -206,6 +207,7 @@ expect_ok "deploy --all reaches every device in the database" "$TERN" deploy sim
 	--key signing.key --all --broker "$URL"
 check "... sim-7 and sim-8 (and dev-1, dev-2 are not devices that reported)" \
 	[ "$(grep -c '^deployed' out.txt)" -eq 2 ]
+check "... sim-7: generation 3 (after 2, deployed while watch ran)" grep -q "to sim-7: .* generation 3" out.txt
 
 # --- the watch session outlives the process and the connection
 expect_ok "fake device sim-9 sends events while no watch runs" $TOOL device "$URL" tern sim-9 sim
@@ -213,6 +215,22 @@ expect_ok "the next watch gets them (the broker kept its session)" \
 	"$TERN" watch --duration 1 --quiet --broker "$URL"
 check "... sim-9's events are in the audit trail" \
 	[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='sim-9' and kind in ('transition','refused')")" -eq 2 ]
+
+# --- a device that accepted more than the database knows (database lost or restored)
+"$TERN" watch --duration 30 --quiet --broker "$URL" --client-id watch-gen >/dev/null 2>watch3.err &
+watch_pid=$!
+for _ in $(seq 1 50); do grep -q watching watch3.err && break; sleep 0.1; done
+$TOOL device "$URL" tern sim-11 sim --generation 41 >/dev/null
+for _ in $(seq 1 50); do
+	[ "$(sqlite3 "$TERN_DB" "select generation from devices where id='sim-11'")" = 41 ] && break
+	sleep 0.1
+done
+kill -TERM "$watch_pid"
+wait "$watch_pid"
+watch_pid=""
+expect_ok "deploy to a device that reported generation 41" "$TERN" deploy sim-1.1.0-2 \
+	--key signing.key --device sim-11 --broker "$URL"
+check "... issues 42, not 1" grep -q "to sim-11: install, activate now, generation 42" out.txt
 
 # --- options from the environment and the config file; the flag wins
 TERN_BROKER=$URL "$TERN" deploy sim-1.1.0-2 --key signing.key --device env-1 >out.txt 2>err.txt
