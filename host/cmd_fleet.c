@@ -201,72 +201,114 @@ static void stamp(char *out, size_t size)
 		snprintf(out, size, "-");
 }
 
+/* What a handler gets: the message, the device id from its topic, the clock. */
+struct incoming {
+	struct watch *w;
+	struct db *db;
+	const char *id; /* from the topic, which the broker's ACL guards */
+	const uint8_t *payload;
+	size_t len;
+	uint64_t now;
+	const char *ts; /* for the printed line */
+};
+
+/*
+ * A handler decodes and records one kind of message and prints its line. Returns 0,
+ * TERN_E_DB (stop: the database failed), or another code: the message is refused and
+ * recorded as malformed.
+ */
+typedef int (*record_fn)(const struct incoming *in, bool *db_failed);
+
+static int record_state(const struct incoming *in, bool *db_failed)
+{
+	struct tern_state_msg s;
+	int rc = tern_state_decode(&s, in->payload, in->len);
+	if (!rc && strcmp(s.device_id, in->id))
+		rc = TERN_E_WRONG_DEVICE;
+	if (rc)
+		return rc;
+	if ((rc = db_record_state(in->db, &s, in->payload, in->len, in->now))) {
+		*db_failed = true;
+		return rc;
+	}
+	const struct tern_slot_info *sl = &s.slots[s.active_slot];
+	if (!in->w->quiet)
+		printf("%s %s state %s, slot %c: %s %s%s%s%s%s\n", in->ts, in->id,
+		       tern_dev_state_name(s.state), s.active_slot ? 'B' : 'A',
+		       or_dash(sl->release_id), or_dash(sl->version),
+		       s.target[0] ? ", target " : "", s.target,
+		       s.last_status ? ", last error " : "",
+		       s.last_status ? tern_status_name(s.last_status) : "");
+	return 0;
+}
+
+static int record_event(const struct incoming *in, bool *db_failed)
+{
+	struct tern_event_msg e;
+	int rc = tern_event_decode(&e, in->payload, in->len);
+	if (!rc && strcmp(e.device_id, in->id))
+		rc = TERN_E_WRONG_DEVICE;
+	if (rc)
+		return rc;
+	if ((rc = db_record_event(in->db, &e, in->payload, in->len, in->now))) {
+		*db_failed = true;
+		return rc;
+	}
+	if (!in->w->quiet)
+		printf("%s %s event %s %s -> %s%s%s%s%s%s%s\n", in->ts, in->id,
+		       tern_event_kind_name(e.kind), tern_dev_state_name(e.from),
+		       tern_dev_state_name(e.to), e.release_id[0] ? " release " : "", e.release_id,
+		       e.status ? " status " : "", e.status ? tern_status_name(e.status) : "",
+		       e.detail[0] ? ": " : "", e.detail);
+	return 0;
+}
+
+static bool payload_is(const struct incoming *in, const char *text)
+{
+	return in->len == strlen(text) && !memcmp(in->payload, text, in->len);
+}
+
+static int record_online(const struct incoming *in, bool *db_failed)
+{
+	bool online = payload_is(in, TERN_ONLINE_PAYLOAD);
+	if (!online && !payload_is(in, TERN_OFFLINE_PAYLOAD))
+		return TERN_E_MALFORMED;
+	int rc = db_record_online(in->db, in->id, online, in->now);
+	if (rc) {
+		*db_failed = true;
+		return rc;
+	}
+	if (!in->w->quiet)
+		printf("%s %s %s\n", in->ts, in->id, online ? "online" : "offline");
+	return 0;
+}
+
+/* Device topic -> handler. Desired states are the host's own: not recorded here. */
+static const record_fn handlers[TERN_DEV__COUNT] = {
+    [TERN_DEV_STATE] = record_state,
+    [TERN_DEV_EVENTS] = record_event,
+    [TERN_DEV_ONLINE] = record_online,
+};
+
 /* Decodes and records one message; prints its line. Returns 0 or TERN_E_DB. */
 static int record_one(struct watch *w, struct db *db, const struct queued *q, uint64_t now)
 {
 	char id[TERN_DEVICE_ID_MAX + 1], ts[16];
 	enum tern_dev_topic kind;
-	int rc;
 	if (tern_topic_parse_dev(w->prefix, q->topic, q->topic_len, id, sizeof(id), &kind))
 		return 0; /* not ours */
-	if (q->len == 0)
-		return 0; /* a cleared retained message */
+	if (q->len == 0 || !handlers[kind])
+		return 0; /* a cleared retained message, or not a device report */
 	stamp(ts, sizeof(ts));
-	if (kind == TERN_DEV_STATE) {
-		struct tern_state_msg s;
-		rc = tern_state_decode(&s, q->payload, q->len);
-		if (!rc && strcmp(s.device_id, id))
-			rc =
-			    TERN_E_WRONG_DEVICE; /* the topic, guarded by the ACL, names the device */
-		if (rc)
-			goto bad;
-		if ((rc = db_record_state(db, &s, q->payload, q->len, now)))
-			return rc;
-		const struct tern_slot_info *sl = &s.slots[s.active_slot];
-		if (!w->quiet)
-			printf("%s %s state %s, slot %c: %s %s%s%s%s%s\n", ts, id,
-			       tern_dev_state_name(s.state), s.active_slot ? 'B' : 'A',
-			       or_dash(sl->release_id), or_dash(sl->version),
-			       s.target[0] ? ", target " : "", s.target,
-			       s.last_status ? ", last error " : "",
-			       s.last_status ? tern_status_name(s.last_status) : "");
-	} else if (kind == TERN_DEV_EVENTS) {
-		struct tern_event_msg e;
-		rc = tern_event_decode(&e, q->payload, q->len);
-		if (!rc && strcmp(e.device_id, id))
-			rc = TERN_E_WRONG_DEVICE;
-		if (rc)
-			goto bad;
-		if ((rc = db_record_event(db, &e, q->payload, q->len, now)))
-			return rc;
-		if (!w->quiet)
-			printf("%s %s event %s %s -> %s%s%s%s%s%s%s\n", ts, id,
-			       tern_event_kind_name(e.kind), tern_dev_state_name(e.from),
-			       tern_dev_state_name(e.to), e.release_id[0] ? " release " : "",
-			       e.release_id, e.status ? " status " : "",
-			       e.status ? tern_status_name(e.status) : "", e.detail[0] ? ": " : "",
-			       e.detail);
-	} else if (kind == TERN_DEV_ONLINE) {
-		bool online = q->len == strlen(TERN_ONLINE_PAYLOAD) &&
-			      !memcmp(q->payload, TERN_ONLINE_PAYLOAD, q->len);
-		bool offline = q->len == strlen(TERN_OFFLINE_PAYLOAD) &&
-			       !memcmp(q->payload, TERN_OFFLINE_PAYLOAD, q->len);
-		if (!online && !offline) {
-			rc = TERN_E_MALFORMED;
-			goto bad;
-		}
-		if ((rc = db_record_online(db, id, online, now)))
-			return rc;
-		if (!w->quiet)
-			printf("%s %s %s\n", ts, id, online ? "online" : "offline");
-	}
+	struct incoming in = {w, db, id, q->payload, q->len, now, ts};
+	bool db_failed = false;
+	int rc = handlers[kind](&in, &db_failed);
 	w->n_recorded++;
-	return 0; /* desired states are the host's own: not recorded here */
-bad:
+	if (!rc || db_failed)
+		return rc;
 	if (!w->quiet)
 		printf("%s %s refused a %s message: %s\n", ts, id, tern_dev_topic_name(kind),
 		       tern_errname(rc));
-	w->n_recorded++;
 	return db_record_bad(db, id, tern_dev_topic_name(kind), rc, q->payload, q->len, now);
 }
 
