@@ -35,6 +35,9 @@ static const char schema[] =
     " to_state TEXT, release_id TEXT, status TEXT, detail TEXT, generation INTEGER,"
     " payload BLOB);"
     "CREATE INDEX IF NOT EXISTS events_by_device ON events(device_id, seq);"
+    /* QoS 1 is at least once: a device's event redelivered after a reconnect is one row. */
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events(device_id, device_seq, device_time,"
+    " kind);"
     "CREATE TABLE IF NOT EXISTS desired("
     " device_id TEXT NOT NULL, generation INTEGER NOT NULL, release_id TEXT NOT NULL,"
     " sequence INTEGER NOT NULL, action TEXT NOT NULL, activate TEXT NOT NULL,"
@@ -91,9 +94,10 @@ static const char *const stmt_sql[S__COUNT] = {
 	" state_cbor=?13 WHERE id=?1",
     [S_STATE_HISTORY] = "INSERT INTO device_states(device_id, received_at, state, payload)"
 			" VALUES(?1, ?2, ?3, ?4)",
-    [S_EVENT_PUT] = "INSERT INTO events(device_id, received_at, kind, device_seq, device_time,"
-		    " from_state, to_state, release_id, status, detail, generation, payload)"
-		    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [S_EVENT_PUT] =
+	"INSERT OR IGNORE INTO events(device_id, received_at, kind, device_seq, device_time,"
+	" from_state, to_state, release_id, status, detail, generation, payload)"
+	" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_ONLINE_UPDATE] = "UPDATE devices SET online=?2 WHERE id=?1",
     [S_DEVICES] = "SELECT id, board, version, release_id, state, target, last_status,"
 		  " active_slot, done, total, generation, last_seen, online FROM devices"

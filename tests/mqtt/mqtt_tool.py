@@ -160,6 +160,9 @@ def fake_device(url, prefix, dev, board, die, generation=1):
         (base + "/events", cbor2.dumps({1: dev, 2: 2, 3: now, 4: 1, 5: 1, 6: 1, 8: 23,
                                         9: "generation 1 <= 1", 10: 1}), False),
         (base + "/events", b"\xff not cbor", False),
+        # the first event again, as a broker redelivers after a reconnect (QoS 1)
+        (base + "/events", cbor2.dumps({1: dev, 2: 1, 3: now, 4: 0, 5: 0, 6: 1, 7: "sim-1.1.0-2",
+                                        8: 0}), False),
         (base + "/state", cbor2.dumps({1: dev, 2: board, 3: 7, 4: 1, 5: [slot_a, slot_b],
                                        6: "sim-1.1.0-2", 7: 5, 8: 10, 9: 10, 10: generation, 11: now,
                                        12: 1}), True),
