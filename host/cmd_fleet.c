@@ -406,7 +406,7 @@ int cmd_watch(int argc, char **argv)
 		broker_opt(&bo, BF_BROKER));
 	double end = duration ? now_s() + (double)duration : 0;
 	rc = 0;
-	while (!stop_signal && !rc && !(end && now_s() >= end)) {
+	while (!stop_signal && !rc && !(end > 0 && now_s() >= end)) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 100 * 1000 * 1000;
