@@ -46,7 +46,11 @@ enum tern_err {
 	TERN_E_CANCELED = -36,	     /* update canceled before it was staged */
 	TERN_E_NO_BOOTCTL = -37,     /* no valid boot control record */
 	TERN_E_NO_IMAGE = -38,	     /* no slot holds a bootable verified image */
-	TERN_E__LAST = -39
+	TERN_E_WRONG_DEVICE = -39,   /* signed command addressed to another device */
+	TERN_E_OLD_GENERATION = -40, /* command not newer than the last one accepted */
+	TERN_E_BROKER = -41,	     /* MQTT broker unreachable, refused or dropped us */
+	TERN_E_DB = -42,	     /* the host's database failed */
+	TERN_E__LAST = -43
 };
 
 /*
