@@ -35,5 +35,13 @@ int cmd_publish(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_rollout_create(int argc, char **argv);
+int cmd_rollout_run(int argc, char **argv);
+int cmd_rollout_status(int argc, char **argv);
+int cmd_rollout_pause(int argc, char **argv);
+int cmd_rollout_resume(int argc, char **argv);
+int cmd_rollout_approve(int argc, char **argv);
+int cmd_rollout_abort(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -27,6 +27,14 @@ static const struct command commands[] = {
     {"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
     {"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
     {"watch", NULL, cmd_watch, "record device states and events as they come"},
+    {"rollout", "create", cmd_rollout_create, "plan a staged rollout: waves, bake, gates"},
+    {"rollout", "run", cmd_rollout_run, "drive a rollout (safe to stop and run again)"},
+    {"rollout", "status", cmd_rollout_status, "where rollouts stand, wave by wave"},
+    {"rollout", "pause", cmd_rollout_pause, "stop deploying new waves"},
+    {"rollout", "resume", cmd_rollout_resume, "continue a paused rollout"},
+    {"rollout", "approve", cmd_rollout_approve, "start the next wave (--approve-each-wave)"},
+    {"rollout", "abort", cmd_rollout_abort, "stop for good; --revert sends devices back"},
+    {"report", NULL, cmd_report, "the deployment record of a rollout (md or html)"},
 };
 
 int host_fail(const char *what, int rc)
