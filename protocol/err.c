@@ -80,6 +80,16 @@ static const struct err_text err_texts[] = {
 			    "no valid boot control record on the device; re-provision it"},
     [-TERN_E_NO_IMAGE] = {"no-bootable-image",
 			  "no slot holds a complete verified image the device may boot"},
+    [-TERN_E_BOOTENV] = {"bootloader-env",
+			 "the bootloader's environment is missing, damaged or unreadable; create "
+			 "it (fw_setenv -f, grub-editenv create) or fix the boot settings"},
+    [-TERN_E_BOOT_FAILED] = {"boot-failed",
+			     "the confirmed image stopped booting (its attempts ran out); the "
+			     "bootloader went back to the other slot"},
+    [-TERN_E_MOUNTED] = {"slot-mounted", "the slot to be written is mounted; unmount it first"},
+    [-TERN_E_RUNNING_SLOT] = {"running-slot-unknown",
+			      "cannot tell which slot runs (kernel command line slot marker and "
+			      "root= missing or disagreeing); nothing was written"},
 };
 
 _Static_assert(sizeof(err_texts) / sizeof(err_texts[0]) == (size_t)-TERN_E__LAST,
