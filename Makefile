@@ -49,6 +49,7 @@ all: deps
 include protocol/module.mk
 include device/module.mk
 include boards/sim/module.mk
+include boards/linux/module.mk
 include host/module.mk
 include tests/module.mk
 

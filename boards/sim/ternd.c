@@ -706,7 +706,7 @@ static const struct command sim_commands[] = {
     {"reboot", cmd_reboot}, {"status", cmd_status},   {"mkimage", cmd_mkimage},
 };
 
-int main(int argc, char **argv)
+int tern_sim_main(int argc, char **argv)
 {
 	if (argc < 3 || strcmp(argv[1], "sim"))
 		return usage(argc >= 2 && !strcmp(argv[1], "--help") ? "help" : "unknown command");

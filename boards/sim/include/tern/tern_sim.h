@@ -151,4 +151,7 @@ int tern_sim_attach(struct tern_sim_device *d, const struct tern_boot_result *bo
 int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
 			    size_t piece);
 
+/* `ternd sim ...` (argv[1] is "sim"): the sim board's command line. Returns the exit code. */
+int tern_sim_main(int argc, char **argv);
+
 #endif
