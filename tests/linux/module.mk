@@ -8,4 +8,4 @@ $(BUILD)/tests/ternd-envtool: $(BUILD)/obj/tests/linux/envtool.o $(LINUX_LIB) $(
 
 CHECK_BUILDS += $(BUILD)/tests/ternd-envtool
 SCRIPT_TESTS += tests/linux/test_bootenv.sh
-SCRIPT_TESTS += tests/linux/test_config.sh tests/linux/test_cycle.sh
+SCRIPT_TESTS += tests/linux/test_config.sh tests/linux/test_cycle.sh tests/linux/test_install.sh
