@@ -446,20 +446,26 @@ static bool load_boot(struct tern_linux *lx, const char *boot_id, unsigned fw)
 	lx->boot.slot[TERN_PAIR_FW] = (uint8_t)fw;
 	lx->boot.slot[TERN_PAIR_CFG] = (uint8_t)v[1];
 	lx->boot.trial = v[2] != 0;
+	const char *note = strstr(text, "\nnote=");
+	if (note) {
+		note += 6;
+		snprintf(lx->note.text, sizeof(lx->note.text), "%.*s", (int)strcspn(note, "\n"),
+			 note);
+	}
 	return true;
 }
 
 static int save_boot(struct tern_linux *lx, const char *boot_id)
 {
-	char path[TERN_LINUX_PATH_MAX + 32], text[256];
+	char path[TERN_LINUX_PATH_MAX + 32], text[512];
 	if (!boot_id[0])
 		return 0;
 	int rc = state_path(lx, "boot", path, sizeof(path));
 	if (rc)
 		return rc;
-	int n = snprintf(text, sizeof(text), "boot_id=%s\nfw=%u\ncfg=%u\ntrial=%u\n", boot_id,
-			 lx->boot.slot[TERN_PAIR_FW], lx->boot.slot[TERN_PAIR_CFG],
-			 lx->boot.trial ? 1u : 0u);
+	int n = snprintf(text, sizeof(text), "boot_id=%s\nfw=%u\ncfg=%u\ntrial=%u\nnote=%s\n",
+			 boot_id, lx->boot.slot[TERN_PAIR_FW], lx->boot.slot[TERN_PAIR_CFG],
+			 lx->boot.trial ? 1u : 0u, lx->note.text);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return TERN_E_TOO_LARGE;
 	return tern_linux_replace_file(path, text, (size_t)n);
@@ -577,9 +583,10 @@ static int reconcile(struct tern_linux *lx, unsigned fw, char *err, size_t err_s
 	if (bc.trial_pending && t <= 1) {
 		if (fw == t) {
 			res->trial = true;
-			bc.attempts_left = (uint8_t)v.left[t];
 			snprintf(note->text, sizeof(note->text),
 				 "trial boot of slot %c, %u attempts left", 'A' + t, v.left[t]);
+			dirty = bc.attempts_left != v.left[t]; /* for status */
+			bc.attempts_left = (uint8_t)(v.left[t] > 255 ? 255 : v.left[t]);
 		} else if (v.primary == t) {
 			trial_fell_back(&bc, TERN_E_TRIAL_BOOT);
 			dirty = true;
@@ -701,6 +708,10 @@ int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, 
 	}
 	if ((rc = tern_agent_start(&lx->agent, &lx->boot)))
 		return err_line(err, err_size, rc, "agent: %s", tern_strerror(rc));
+	/* Outside a trial only a good slot may stay running (e.g. a power cut between a
+	 * rollback's record write and its bootloader write started the bad slot again). */
+	const struct tern_slot_meta *m = &lx->agent.bc.slots[tern_slot_area(TERN_PAIR_FW, fw)];
+	lx->note.reboot_needed = !lx->boot.trial && m->state != TERN_SLOT_GOOD;
 	return 0;
 }
 

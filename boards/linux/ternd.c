@@ -78,9 +78,11 @@ static char slot_letter(unsigned s)
 	return s <= 1 ? (char)('A' + s) : '-';
 }
 
+/* What this boot is (a trial, a fallback the bootloader made...), decided at its first
+ * command and kept for the others. */
 static void print_note(const struct tern_linux *lx)
 {
-	if (lx->note.new_boot && lx->note.text[0])
+	if (lx->note.text[0])
 		printf("ternd: %s\n", lx->note.text);
 }
 
@@ -250,6 +252,10 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 	printf("device:         %s (board %s)\n", lx->cfg.device_id[0] ? lx->cfg.device_id : "-",
 	       lx->cfg.board_id);
 	printf("state:          %s\n", tern_state_name(st->state));
+	if (lx->note.text[0])
+		printf("this boot:      %s\n", lx->note.text);
+	if (lx->note.reboot_needed)
+		printf("reboot needed:  the running slot is not good; `ternd run` reboots\n");
 	printf("running:        slot %c, version %s (sequence %llu)%s\n", slot_letter(fw),
 	       run->version, (unsigned long long)run->sequence,
 	       st->running_trial ? " on trial" : "");
@@ -300,6 +306,7 @@ static int cmd_check(struct opts *o)
 	struct tern_linux *lx = device_open(o->config);
 	if (!lx)
 		return 1;
+	print_note(lx);
 	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
 	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),
 	       lx->cfg.bootloader == TERN_BOOT_UBOOT  ? "uboot"
@@ -482,8 +489,6 @@ static int cmd_status(struct opts *o)
 	struct tern_linux *lx = device_open(o->config);
 	if (!lx)
 		return 1;
-	if (!json)
-		print_note(lx);
 	struct tern_status st;
 	tern_agent_status(&lx->agent, &st);
 	if (json)

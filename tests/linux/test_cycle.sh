@@ -38,6 +38,7 @@ rel r5 5.0.0 5 --security-counter 1
 rel r6 6.0.0 6 --security-counter 1
 rel r7 7.0.0 7 --security-counter 1
 rel old 4.5.0 4 --security-counter 1
+rel r8 8.0.0 8 --security-counter 1
 "$B/tern" release create --key "$work/k.key" --board other-board --version 9.0.0 --sequence 9 \
 	--firmware "$work/r2.bin" --out "$work/wrong-board.tern" >/dev/null
 "$B/tern" release create --key "$work/other.key" --board example --version 9.0.0 --sequence 9 \
@@ -179,6 +180,26 @@ cycle() {
 	boot
 	$T run >/dev/null
 	same "$kind: then the trial runs and is confirmed" "confirmed B 7.0.0" "$(j 'd["state"], d["running_slot"], d["running_version"]')"
+
+	# A power cut between a rollback's record write and its bootloader write: the bad
+	# slot boots once more; ternd (started as systemd does: check, then run) reboots.
+	$T install "$work/r8.tern" >/dev/null
+	echo "no network" >"$d/health-fail"
+	boot
+	mkdir -p "$d/env-saved"
+	cp "$d"/uboot-env.* "$d"/grubenv "$d/env-saved/" 2>/dev/null
+	$T run >/dev/null
+	cp "$d"/env-saved/* "$d/"
+	boot
+	same "$kind: the rolled-back slot booted again" "A" "$(sed -n 's/.*tern.slot=\(.\).*/\1/p' "$d/cmdline")"
+	out=$($T check 2>&1)
+	case "$out" in *"A runs but is bad"*) ok "$kind: check names the bad slot that runs" ;; *) bad "$kind: check names the bad slot" "$out" ;; esac
+	out=$($T run 2>&1)
+	case "$out" in *"rebooting: the running slot is not good"*) ok "$kind: run reboots out of it" ;; *) bad "$kind: run reboots out of it" "$out" ;; esac
+	same "$kind: back on B, rollback reported" "B rolled-back health-check-failed 7.0.0" \
+		"$(j 'd["running_slot"], d["state"], d["last_reason"], d["running_version"]')"
+	same "$kind: A not bootable" "B A/0/3" "$(vars)"
+	rm -f "$d/health-fail"
 
 	# The running slot must be known, and the signs must agree
 	echo "root=/dev/tern-example-a tern.slot=B" >"$d/cmdline"
