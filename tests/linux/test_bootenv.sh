@@ -66,6 +66,28 @@ truncate -s 100 $newer
 same "truncated newer copy: tern reads the older" "3" "$("$ENVTOOL" uboot redund.config get BOOT_A_LEFT 2>&1)"
 truncate -s 16K $newer
 
+# A torn store, as a power cut leaves it: the first N bytes of the new copy landed over
+# the old copy, the rest is still the old bytes. For every N both readers agree, and
+# read the previous environment until the new copy is whole (its remaining bytes may
+# equal the old ones: then it is whole early), never anything else.
+torn_ok=0
+torn_bad=""
+for n in 0 1 4 5 6 20 64 200 4096 16383 16384; do
+	"$ENVTOOL" uboot redund.config set TORN before
+	cp env.0 old.0
+	cp env.1 old.1
+	"$ENVTOOL" uboot redund.config set TORN after
+	if cmp -s env.0 old.0; then target=1; else target=0; fi
+	{ head -c $n env.$target; tail -c +$((n + 1)) old.$target; } >torn.bin
+	want=before
+	cmp -s torn.bin env.$target && want=after # the rest was the same bytes already
+	cp torn.bin env.$target
+	a=$(fw_printenv -c redund.config -n TORN 2>/dev/null)
+	b=$("$ENVTOOL" uboot redund.config get TORN 2>/dev/null)
+	if [ "$a" = "$b" ] && [ "$a" = "$want" ]; then torn_ok=$((torn_ok + 1)); else torn_bad="$torn_bad n=$n:fw_printenv=$a,tern=$b"; fi
+done
+if [ -z "$torn_bad" ]; then ok "torn store cut at 11 points: both read the same, previous until complete"; else bad "torn stores" "$torn_bad"; fi
+
 # --- U-Boot, both copies in one file at offsets
 printf 'both.env 0x0 0x2000\nboth.env 0x2000 0x2000\n' >offsets.config
 truncate -s 16K both.env
