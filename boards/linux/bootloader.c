@@ -115,23 +115,32 @@ int tern_bootloader_read(struct tern_bootloader_ctx *bl, struct tern_bootvars *v
 	return 0;
 }
 
+/*
+ * Script calls in an order that is safe to cut anywhere: slots turn bad first, then good,
+ * then the primary changes. A new primary is thus good before it is first, and a slot
+ * about to be written is bad before the other one is first.
+ */
 static int script_write(struct tern_bootloader_ctx *bl, const struct tern_bootvars *want,
 			const struct tern_bootvars *cur)
 {
 	char args[48];
 	int rc;
+	for (int pass = 0; pass < 2; pass++) {
+		bool good = pass == 1;
+		for (int s = 0; s < 2; s++) {
+			if ((want->left[s] > 0) != good)
+				continue;
+			/* Setting the primary good again is the script's "mark good". */
+			if (good == (cur->left[s] > 0) && !(good && s == want->primary))
+				continue;
+			snprintf(args, sizeof(args), "set-state %c %s", slot_letter[s],
+				 good ? "good" : "bad");
+			if ((rc = script_call(bl, args, NULL, 0)))
+				return rc;
+		}
+	}
 	if (want->primary != cur->primary && want->primary <= 1) {
 		snprintf(args, sizeof(args), "set-primary %c", slot_letter[want->primary]);
-		if ((rc = script_call(bl, args, NULL, 0)))
-			return rc;
-	}
-	for (int s = 0; s < 2; s++) {
-		bool good = want->left[s] > 0;
-		/* The primary's good state is set again: that is the script's "mark good". */
-		if (good == (cur->left[s] > 0) && !(good && s == want->primary))
-			continue;
-		snprintf(args, sizeof(args), "set-state %c %s", slot_letter[s],
-			 good ? "good" : "bad");
 		if ((rc = script_call(bl, args, NULL, 0)))
 			return rc;
 	}
