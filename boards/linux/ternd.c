@@ -448,7 +448,8 @@ static int cmd_install(struct opts *o)
 	struct tern_linux *lx = device_open(o->config);
 	if (!lx)
 		return 1;
-	print_note(lx);
+	if (lx->note.new_boot)
+		print_note(lx);
 	int rc = tern_linux_install_file(lx, rel);
 	if (rc == 0 && activate && !lx->agent.bc.trial_pending)
 		rc = tern_agent_activate(&lx->agent);
@@ -506,7 +507,8 @@ static int cmd_mark(struct opts *o, bool good)
 	struct tern_linux *lx = device_open(o->config);
 	if (!lx)
 		return 1;
-	print_note(lx);
+	if (lx->note.new_boot)
+		print_note(lx);
 	int rc = 0;
 	if (lx->agent.state == TERN_ST_TRIAL) {
 		rc = end_trial(lx, good);
