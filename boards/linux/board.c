@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -658,13 +659,14 @@ static int reconcile(struct tern_linux *lx, unsigned fw, char *err, size_t err_s
 	return 0;
 }
 
-int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, char *err,
-		    size_t err_size)
+int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, unsigned flags,
+		    char *err, size_t err_size)
 {
 	memset(lx, 0, sizeof(*lx));
 	lx->cfg = *cfg;
 	for (int a = 0; a < TERN_AREA__COUNT; a++)
 		lx->fd[a] = -1;
+	lx->lock_fd = -1;
 	lx->board.ops = &linux_ops;
 	lx->board.ctx = lx;
 	for (int p = 0; p < TERN_N_PAIRS; p++)
@@ -680,12 +682,26 @@ int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, 
 	if (mkdir(lx->cfg.state_dir, 0700) != 0 && errno != EEXIST)
 		return err_line(err, err_size, TERN_E_IO, "%s: cannot create the state folder: %s",
 				lx->cfg.state_dir, strerror(errno));
+	/* One ternd at a time per device: the lock is held until tern_linux_close(). */
+	char lock[TERN_LINUX_PATH_MAX + 32];
+	if (state_path(lx, "lock", lock, sizeof(lock)))
+		return err_line(err, err_size, TERN_E_TOO_LARGE, "%s: path too long",
+				lx->cfg.state_dir);
+	lx->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lx->lock_fd < 0)
+		return err_line(err, err_size, TERN_E_IO, "%s: %s", lock, strerror(errno));
+	bool locked = flock(lx->lock_fd, LOCK_EX | LOCK_NB) == 0;
+	if (!locked && !(flags & TERN_LINUX_READ_ONLY))
+		return err_line(err, err_size, TERN_E_BUSY,
+				"%s: another ternd is working on this device; try again when it "
+				"is done",
+				lx->cfg.state_dir);
 	if ((rc = open_state(lx, TERN_AREA_BOOTCTL, "bootctl", 2 * BOOTCTL_SECTOR, BOOTCTL_SECTOR,
 			     err, err_size)) ||
 	    (rc = open_state(lx, TERN_AREA_JOURNAL, "journal", journal_size(lx),
 			     lx->cfg.sector_size, err, err_size)))
 		return rc;
-	unsigned fw;
+	unsigned fw = 0;
 	if ((rc = running_slot(lx, &fw, err, err_size)))
 		return rc;
 	char boot_id[128];
@@ -698,6 +714,12 @@ int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, 
 	};
 	tern_agent_init(&lx->agent, &acfg);
 	if (!load_boot(lx, boot_id, fw)) {
+		/* A reader without the lock (status while `run` checks health) only reads;
+		 * the first command of a boot must hold the lock. */
+		if (!locked)
+			return err_line(err, err_size, TERN_E_BUSY,
+					"%s: another ternd is starting this boot; try again",
+					lx->cfg.state_dir);
 		if ((rc = reconcile(lx, fw, err, err_size)))
 			return rc;
 		if ((rc = tern_linux_sync_bootloader(lx)))
@@ -720,6 +742,8 @@ void tern_linux_close(struct tern_linux *lx)
 	for (int a = 0; a < TERN_AREA__COUNT; a++)
 		if (lx->fd[a] >= 0)
 			close(lx->fd[a]);
+	if (lx->lock_fd >= 0)
+		close(lx->lock_fd); /* releases the lock */
 	tern_bootloader_close(&lx->bl);
 }
 

@@ -117,7 +117,9 @@ int tern_linux_run_command(const char *cmd, const char *dir, unsigned timeout_s,
 	if (res->timed_out) {
 		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
-		keep_tail(res->output, sizeof(res->output), &len, "\n(timed out)\n", 13);
+		if (len && res->output[len - 1] != '\n')
+			keep_tail(res->output, sizeof(res->output), &len, "\n", 1);
+		keep_tail(res->output, sizeof(res->output), &len, "(timed out)", 11);
 	} else {
 		/* Output closed: the command has ended (or closed its output; then wait for it
 		 * up to the deadline). */

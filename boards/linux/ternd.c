@@ -41,7 +41,7 @@ static int fail(int rc, const char *what)
 }
 
 /* Loads the config and opens the device; prints the one-line reason on failure. */
-static struct tern_linux *device_open(const char *config)
+static struct tern_linux *device_open(const char *config, unsigned flags)
 {
 	char err[512];
 	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
@@ -54,7 +54,7 @@ static struct tern_linux *device_open(const char *config)
 		fprintf(stderr, "ternd: %s\n", err);
 		goto out_free;
 	}
-	if (tern_linux_open(lx, cfg, err, sizeof(err))) {
+	if (tern_linux_open(lx, cfg, flags, err, sizeof(err))) {
 		fprintf(stderr, "ternd: %s\n", err);
 		tern_linux_close(lx);
 		goto out_free;
@@ -303,7 +303,7 @@ static int cmd_check(struct opts *o)
 {
 	if (o->argc != 0)
 		return usage("check takes no arguments");
-	struct tern_linux *lx = device_open(o->config);
+	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
 	print_note(lx);
@@ -364,7 +364,7 @@ static int cmd_run(struct opts *o)
 {
 	if (o->argc != 0)
 		return usage("run takes no arguments");
-	struct tern_linux *lx = device_open(o->config);
+	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
 	int ret = 0, rc;
@@ -445,7 +445,7 @@ static int cmd_install(struct opts *o)
 		return usage("install needs RELEASE");
 	if (access(rel, R_OK) != 0)
 		return fail(TERN_E_NOT_FOUND, rel);
-	struct tern_linux *lx = device_open(o->config);
+	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
 	if (lx->note.new_boot)
@@ -487,7 +487,7 @@ static int cmd_status(struct opts *o)
 		else
 			return usage("status: unknown argument");
 	}
-	struct tern_linux *lx = device_open(o->config);
+	struct tern_linux *lx = device_open(o->config, TERN_LINUX_READ_ONLY);
 	if (!lx)
 		return 1;
 	struct tern_status st;
@@ -504,7 +504,7 @@ static int cmd_mark(struct opts *o, bool good)
 {
 	if (o->argc != 0)
 		return usage("mark-good and mark-bad take no arguments");
-	struct tern_linux *lx = device_open(o->config);
+	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
 	if (lx->note.new_boot)

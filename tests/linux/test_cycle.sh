@@ -234,6 +234,11 @@ SCRIPT
 	same "$kind: A not bootable" "B A/0/3" "$(vars)"
 	rm -f "$d/health-fail"
 
+	# One ternd at a time: while another holds the device's lock, a second one refuses.
+	out=$(flock "$d/state/lock" $T install "$work/r8.tern" 2>&1)
+	case "$out" in *"another ternd is working on this device"*) ok "$kind: a second ternd refuses while one works" ;; *) bad "$kind: lock" "$out" ;; esac
+	if flock "$d/state/lock" $T status --json >/dev/null; then ok "$kind: status still reads meanwhile (e.g. from a health check)"; else bad "$kind: status under the lock"; fi
+
 	# The running slot must be known, and the signs must agree
 	echo "root=/dev/tern-example-a tern.slot=B" >"$d/cmdline"
 	cat /proc/sys/kernel/random/uuid >"$d/boot_id"

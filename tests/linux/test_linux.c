@@ -264,7 +264,7 @@ static void test_board_cycle(void **state)
 	path(p, sizeof(p), "t.conf");
 	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
 	assert_int_equal(boot(c, 1), 0);
-	assert_int_equal(tern_linux_open(lx, c, err, sizeof(err)), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
 	assert_int_equal(lx->agent.bc.last_event, TERN_EV_PROVISIONED);
 
 	/* A release of 100 KiB + 1 with 4 KiB chunks. */
@@ -290,14 +290,14 @@ static void test_board_cycle(void **state)
 	tern_linux_close(lx);
 
 	assert_int_equal(boot(c, 2), 1); /* the trial */
-	assert_int_equal(tern_linux_open(lx, c, err, sizeof(err)), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
 	assert_int_equal(lx->agent.state, TERN_ST_TRIAL);
 	assert_int_equal(tern_agent_health(&lx->agent, true), 0);
 	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
 	tern_linux_close(lx);
 
 	assert_int_equal(boot(c, 3), 1);
-	assert_int_equal(tern_linux_open(lx, c, err, sizeof(err)), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
 	assert_int_equal(lx->agent.state, TERN_ST_CONFIRMED);
 	struct tern_bootvars bv;
 	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);

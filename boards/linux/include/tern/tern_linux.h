@@ -132,22 +132,28 @@ struct tern_linux {
 	struct tern_boot_result boot;
 	struct tern_linux_boot_note note;
 	int fd[TERN_AREA__COUNT];
+	int lock_fd; /* STATE/lock, flock()ed while open */
 	struct tern_area_info info[TERN_AREA__COUNT];
 	bool disarmed[2]; /* firmware slot made unbootable before this process wrote it */
 	bool mount_checked[TERN_N_SLOTS]; /* slot found not mounted before the first write */
 	uint8_t scratch[TERN_BOOTCTL_REC_SIZE];
 };
 
+/* tern_linux_open() flags: the caller only reads (status), so it may go on without the
+ * device's lock while another ternd holds it, once this boot has been reconciled. */
+#define TERN_LINUX_READ_ONLY 1u
+
 /*
  * Opens the device described by @cfg (copied): slots, state files (created on first
- * use), keyring, bootloader. Finds the running slot (cmdline marker and root=,
- * cross-checked), and once per boot (boot id) reconciles the boot control record with
- * what the bootloader did; then starts the agent. A device with no record yet is
- * provisioned: the running slot good, with the factory version. @err gets one line.
- * The caller frees with tern_linux_close().
+ * use), keyring, bootloader. Takes the device's lock (STATE/lock; TERN_E_BUSY when
+ * another ternd holds it, unless TERN_LINUX_READ_ONLY). Finds the running slot
+ * (cmdline marker and root=, cross-checked), and once per boot (boot id) reconciles the
+ * boot control record with what the bootloader did; then starts the agent. A device
+ * with no record yet is provisioned: the running slot good, with the factory version.
+ * @err gets one line. The caller frees with tern_linux_close() (also after a failure).
  */
-int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, char *err,
-		    size_t err_size);
+int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, unsigned flags,
+		    char *err, size_t err_size);
 void tern_linux_close(struct tern_linux *lx);
 
 /*
