@@ -132,12 +132,21 @@ static bool parse_num(const char *s, uint64_t *out)
 int tern_uboot_loc_parse(struct tern_uboot_loc *loc, const char *config_path, char *err,
 			 size_t err_size)
 {
-	memset(loc, 0, sizeof(*loc));
 	FILE *f = fopen(config_path, "r");
 	if (!f) {
+		memset(loc, 0, sizeof(*loc));
 		snprintf(err, err_size, "%s: cannot open: %s", config_path, strerror(errno));
 		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
 	}
+	int rc = tern_uboot_loc_read(loc, config_path, f, err, err_size);
+	fclose(f);
+	return rc;
+}
+
+int tern_uboot_loc_read(struct tern_uboot_loc *loc, const char *config_path, FILE *f, char *err,
+			size_t err_size)
+{
+	memset(loc, 0, sizeof(*loc));
 	char line[4096 + 256];
 	unsigned lineno = 0;
 	int rc = 0;
@@ -184,7 +193,6 @@ int tern_uboot_loc_parse(struct tern_uboot_loc *loc, const char *config_path, ch
 		loc->off[i] = off;
 		loc->size[i] = size;
 	}
-	fclose(f);
 	if (rc == 0 && loc->n_copies == 0) {
 		snprintf(err, err_size, "%s:%u: no environment location (PATH OFFSET SIZE)",
 			 config_path, lineno);
@@ -256,6 +264,26 @@ static int uboot_read(const struct tern_uboot_loc *loc, uint8_t *img, uint8_t *o
 	return 0;
 }
 
+int tern_uboot_env_parse(const void *data_area, size_t len, struct tern_envvars *v)
+{
+	const char *data = data_area;
+	size_t pos = 0;
+	int rc;
+	tern_envvars_free(v);
+	while (pos < len && data[pos]) {
+		const char *e = data + pos;
+		const char *nul = memchr(e, '\0', len - pos);
+		if (!nul)
+			return TERN_E_MALFORMED; /* runs past the end */
+		const char *eq = memchr(e, '=', (size_t)(nul - e));
+		if (eq && eq != e &&
+		    (rc = append(v, e, (size_t)(eq - e), eq + 1, (size_t)(nul - eq - 1))))
+			return rc;
+		pos = (size_t)(nul - data) + 1;
+	}
+	return 0;
+}
+
 int tern_uboot_env_load(const struct tern_uboot_loc *loc, struct tern_envvars *v)
 {
 	size_t size = (size_t)loc->size[0], hdr = loc->n_copies == 2 ? 5 : 4;
@@ -271,22 +299,7 @@ int tern_uboot_env_load(const struct tern_uboot_loc *loc, struct tern_envvars *v
 		rc = TERN_E_NO_BOOTCTL;
 		goto out;
 	}
-	tern_envvars_free(v);
-	const char *data = (const char *)img + hdr;
-	size_t dlen = size - hdr, pos = 0;
-	while (pos < dlen && data[pos]) {
-		const char *e = data + pos;
-		const char *nul = memchr(e, '\0', dlen - pos);
-		if (!nul) {
-			rc = TERN_E_MALFORMED;
-			goto out;
-		}
-		const char *eq = memchr(e, '=', (size_t)(nul - e));
-		if (eq && eq != e &&
-		    (rc = append(v, e, (size_t)(eq - e), eq + 1, (size_t)(nul - eq - 1))))
-			goto out;
-		pos = (size_t)(nul - data) + 1;
-	}
+	rc = tern_uboot_env_parse(img + hdr, size - hdr, v);
 out:
 	free(img);
 	return rc;
@@ -331,61 +344,69 @@ out:
 
 static const char grub_header[] = "# GRUB Environment Block\n";
 
-int tern_grubenv_load(const char *path, struct tern_envvars *v)
+int tern_grubenv_parse(const void *block, size_t len, struct tern_envvars *v)
 {
-	char blk[TERN_GRUBENV_SIZE + 1];
-	int rc = read_at(path, 0, blk, TERN_GRUBENV_SIZE);
-	if (rc)
-		return rc == TERN_E_TRUNCATED ? TERN_E_MALFORMED : rc;
-	blk[TERN_GRUBENV_SIZE] = '\0';
+	const char *blk = block, *end = blk + len;
 	size_t hlen = sizeof(grub_header) - 1;
-	if (memcmp(blk, grub_header, hlen))
+	int rc;
+	if (len != TERN_GRUBENV_SIZE || memcmp(blk, grub_header, hlen))
 		return TERN_E_MALFORMED;
 	tern_envvars_free(v);
 	char value[TERN_GRUBENV_SIZE];
-	for (size_t pos = hlen; pos < TERN_GRUBENV_SIZE;) {
-		char *line = blk + pos;
-		if (*line == '#') { /* padding (or a comment line) */
-			char *nl = strchr(line, '\n');
+	for (const char *line = blk + hlen; line < end;) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		if (*line == '#') { /* padding, or a comment line */
 			if (!nl)
 				break;
-			pos = (size_t)(nl - blk) + 1;
+			line = nl + 1;
 			continue;
 		}
-		char *eq = strchr(line, '=');
-		char *nl = strchr(line, '\n');
-		if (!eq || !nl || eq > nl)
+		const char *eq = nl ? memchr(line, '=', (size_t)(nl - line)) : NULL;
+		if (!eq || memchr(line, '\0', (size_t)(eq - line)))
 			return TERN_E_MALFORMED;
 		/* The value ends at the first newline not escaped by a backslash. */
 		size_t n = 0;
-		char *p = eq + 1;
-		for (; p < blk + TERN_GRUBENV_SIZE && *p != '\n'; p++) {
-			if (*p == '\\' && p + 1 < blk + TERN_GRUBENV_SIZE)
+		const char *p = eq + 1;
+		for (; p < end && *p != '\n'; p++) {
+			if (*p == '\\' && p + 1 < end)
 				p++;
+			if (*p == '\0')
+				return TERN_E_MALFORMED;
 			value[n++] = *p;
 		}
-		if (p >= blk + TERN_GRUBENV_SIZE)
+		if (p >= end)
 			return TERN_E_MALFORMED;
-		if ((rc = append(v, line, (size_t)(eq - line), value, n)))
+		if (eq > line && (rc = append(v, line, (size_t)(eq - line), value, n)))
 			return rc;
-		pos = (size_t)(p - blk) + 1;
+		line = p + 1;
 	}
 	return 0;
 }
 
-int tern_grubenv_store(const char *path, const struct tern_envvars *v)
+int tern_grubenv_load(const char *path, struct tern_envvars *v)
 {
 	char blk[TERN_GRUBENV_SIZE];
+	int rc = read_at(path, 0, blk, TERN_GRUBENV_SIZE);
+	if (rc)
+		return rc == TERN_E_TRUNCATED ? TERN_E_MALFORMED : rc;
+	return tern_grubenv_parse(blk, sizeof(blk), v);
+}
+
+int tern_grubenv_format(const struct tern_envvars *v, const void *old, void *block)
+{
+	char *blk = block;
+	const char *prev = old;
 	size_t pos = sizeof(grub_header) - 1;
-	/* Keep the comment lines that follow the header in the block there now (Debian's
+	/* Keep the comment lines that follow the header in the old block (Debian's
 	 * grub-editenv writes a warning line), so tern changes only the variables. */
-	if (read_at(path, 0, blk, TERN_GRUBENV_SIZE) == 0 && !memcmp(blk, grub_header, pos)) {
-		while (pos < TERN_GRUBENV_SIZE && blk[pos] == '#') {
-			char *nl = memchr(blk + pos, '\n', TERN_GRUBENV_SIZE - pos);
+	if (prev && !memcmp(prev, grub_header, pos)) {
+		while (pos < TERN_GRUBENV_SIZE && prev[pos] == '#') {
+			const char *nl = memchr(prev + pos, '\n', TERN_GRUBENV_SIZE - pos);
 			if (!nl)
 				break;
-			pos = (size_t)(nl - blk) + 1;
+			pos = (size_t)(nl - prev) + 1;
 		}
+		memmove(blk, prev, pos);
 	} else {
 		memcpy(blk, grub_header, pos);
 	}
@@ -405,5 +426,13 @@ int tern_grubenv_store(const char *path, const struct tern_envvars *v)
 		e += elen + 1;
 	}
 	memset(blk + pos, '#', TERN_GRUBENV_SIZE - pos);
-	return tern_linux_replace_file(path, blk, TERN_GRUBENV_SIZE);
+	return 0;
+}
+
+int tern_grubenv_store(const char *path, const struct tern_envvars *v)
+{
+	char old[TERN_GRUBENV_SIZE], blk[TERN_GRUBENV_SIZE];
+	bool have_old = read_at(path, 0, old, sizeof(old)) == 0;
+	int rc = tern_grubenv_format(v, have_old ? old : NULL, blk);
+	return rc ? rc : tern_linux_replace_file(path, blk, sizeof(blk));
 }

@@ -201,7 +201,24 @@ static const char *check_complete(const struct tern_linux_config *c, char *why, 
 	return NULL;
 }
 
+static int config_read(struct tern_linux_config *c, const char *path, FILE *f, char *err,
+		       size_t err_size);
+
 int tern_linux_config_load(struct tern_linux_config *c, const char *path, char *err,
+			   size_t err_size)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		defaults(c);
+		snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	}
+	int rc = tern_linux_config_read(c, path, f, err, err_size);
+	fclose(f);
+	return rc;
+}
+
+int tern_linux_config_read(struct tern_linux_config *c, const char *path, FILE *f, char *err,
 			   size_t err_size)
 {
 	defaults(c);
@@ -213,11 +230,13 @@ int tern_linux_config_load(struct tern_linux_config *c, const char *path, char *
 	const char *slash = strrchr(path, '/');
 	snprintf(c->dir, sizeof(c->dir), "%.*s", slash ? (int)(slash - path + (slash == path)) : 1,
 		 slash ? path : ".");
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
-		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
-	}
+	return config_read(c, path, f, err, err_size);
+}
+
+/* Reads the lines of @f into @c (defaults and path already set). */
+static int config_read(struct tern_linux_config *c, const char *path, FILE *f, char *err,
+		       size_t err_size)
+{
 	char line[8192], section[32] = "";
 	bool seen[N_KEYS] = {false};
 	unsigned lineno = 0;
@@ -287,7 +306,6 @@ int tern_linux_config_load(struct tern_linux_config *c, const char *path, char *
 		}
 	}
 	bool read_error = ferror(f) != 0;
-	fclose(f);
 	if (!why && read_error) {
 		snprintf(err, err_size, "%s: read error", path);
 		return TERN_E_IO;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Variables in read order: "NAME=value\0" entries back to back in a heap buffer. */
 struct tern_envvars {
@@ -54,6 +55,14 @@ struct tern_uboot_loc {
 int tern_uboot_loc_parse(struct tern_uboot_loc *loc, const char *config_path, char *err,
 			 size_t err_size);
 
+/* The same from an open file @f (named @config_path in errors; not closed). */
+int tern_uboot_loc_read(struct tern_uboot_loc *loc, const char *config_path, FILE *f, char *err,
+			size_t err_size);
+
+/* Parses a copy's data area (@len bytes after CRC and flag) into @v (emptied first).
+ * TERN_E_MALFORMED when a variable runs past the end. No CRC check: see load. */
+int tern_uboot_env_parse(const void *data_area, size_t len, struct tern_envvars *v);
+
 /*
  * Reads the current environment into @v (emptied first). Returns 0, TERN_E_NO_BOOTCTL
  * when no copy has a good CRC, TERN_E_MALFORMED for a copy too small or with a
@@ -70,8 +79,17 @@ int tern_uboot_env_store(const struct tern_uboot_loc *loc, const struct tern_env
 
 #define TERN_GRUBENV_SIZE 1024u
 
-/* Reads a GRUB environment block into @v. TERN_E_MALFORMED when the header is wrong. */
+/* Parses a GRUB environment block of exactly TERN_GRUBENV_SIZE bytes into @v (emptied
+ * first). TERN_E_MALFORMED for a wrong header, a line without '=', a NUL byte, or a
+ * variable that runs past the block. */
+int tern_grubenv_parse(const void *block, size_t len, struct tern_envvars *v);
+
+/* Reads a GRUB environment block file into @v (as tern_grubenv_parse). */
 int tern_grubenv_load(const char *path, struct tern_envvars *v);
+
+/* Writes @v as a block into @block (TERN_GRUBENV_SIZE bytes), keeping the comment lines
+ * after the header of @old (a block, or NULL). TERN_E_TOO_LARGE when it does not fit. */
+int tern_grubenv_format(const struct tern_envvars *v, const void *old, void *block);
 
 /* Writes @v as a GRUB environment block (new file, fsync, rename, fsync of the folder).
  * TERN_E_TOO_LARGE when the variables do not fit in 1024 bytes. */

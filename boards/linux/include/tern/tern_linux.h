@@ -81,6 +81,10 @@ struct tern_linux_config {
 int tern_linux_config_load(struct tern_linux_config *cfg, const char *path, char *err,
 			   size_t err_size);
 
+/* The same from an open file @f, named @path (paths resolve against its folder). */
+int tern_linux_config_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
+			   size_t err_size);
+
 /* --- the bootloader's variables, seen the same way for every backend --- */
 
 #define TERN_BOOT_LEFT_MAX 9 /* GRUB's snippet counts down from at most 9 */
