@@ -107,8 +107,14 @@ SCRIPT
 		"$($T status --json | $PY -c "import json,sys; print(' '.join(sorted(set('$sim_keys'.split()) - set(json.load(sys.stdin)))))")"
 	same "$kind: B not bootable while empty" "A B/3/0" "$(vars)"
 
+	# ternd killed in the middle of writing the slot (the file size limit stops it at
+	# 100 KiB into slot B): the slot is not bootable, and installing again resumes.
+	{ (ulimit -f 100; exec $T install "$work/r2.tern") >/dev/null 2>&1; } 2>/dev/null
+	same "$kind: killed mid-install: downloading, part verified, B not bootable" "downloading True A B/3/0" \
+		"$(j 'd["state"], 0 < d["progress"]["verified"] < d["progress"]["chunks"]') $(vars)"
+
 	# 2.0.0 (firmware + config): install, reboot, trial, health passes -> confirmed
-	if $T install "$work/r2.tern" >/dev/null; then ok "$kind: install 2.0.0"; else bad "$kind: install 2.0.0"; fi
+	if $T install "$work/r2.tern" >/dev/null; then ok "$kind: install 2.0.0 (resumed)"; else bad "$kind: install 2.0.0 (resumed)"; fi
 	same "$kind: activation arms B with the release's attempts" "B A/3/3" "$(vars)"
 	if cmp -s -n "$(stat -c %s "$work/r2.bin")" "$work/r2.bin" "$d/slots/firmware-b.img" &&
 		cmp -s -n 10000 "$work/cfg.bin" "$d/slots/config-b.img"; then

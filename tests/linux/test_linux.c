@@ -266,6 +266,21 @@ static void test_board_cycle(void **state)
 	assert_int_equal(boot(c, 1), 0);
 	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
 	assert_int_equal(lx->agent.bc.last_event, TERN_EV_PROVISIONED);
+	/* The board never writes the running slot, and makes the other unbootable first. */
+	const struct tern_board_ops *ops = lx->board.ops;
+	struct tern_bootvars bv;
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_A, 0, "x", 1), TERN_E_STATE);
+	assert_int_equal(ops->erase(lx->board.ctx, TERN_AREA_FW_A, 0, 4096), TERN_E_STATE);
+	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	bv.left[1] = 3; /* as if B were a good fallback */
+	assert_int_equal(tern_bootloader_write(&lx->bl, &bv, NULL), 0);
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_B, 0, "x", 1), 0);
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	assert_int_equal(bv.primary, 0);
+	assert_int_equal(bv.left[1], 0);
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_B, 256 * 1024, "x", 1),
+			 TERN_E_FLASH);
 
 	/* A release of 100 KiB + 1 with 4 KiB chunks. */
 	static uint8_t img[100 * 1024 + 1];
@@ -299,7 +314,6 @@ static void test_board_cycle(void **state)
 	assert_int_equal(boot(c, 3), 1);
 	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
 	assert_int_equal(lx->agent.state, TERN_ST_CONFIRMED);
-	struct tern_bootvars bv;
 	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
 	assert_int_equal(bv.primary, 1);
 	assert_int_equal(bv.left[1], 3);
