@@ -23,6 +23,7 @@ static const char usage_text[] =
     "  ternd [--config FILE] run               after boot: trial, health check, confirm or roll "
     "back\n"
     "  ternd [--config FILE] install RELEASE [--no-activate]\n"
+    "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
     "  ternd sim ...                           a simulated device (ternd sim --help)\n"
@@ -478,6 +479,24 @@ static int cmd_install(struct opts *o)
 	return 0;
 }
 
+static int cmd_activate(struct opts *o)
+{
+	if (o->argc != 0)
+		return usage("activate takes no arguments");
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	if (lx->note.new_boot)
+		print_note(lx);
+	int rc = tern_agent_activate(&lx->agent);
+	if (rc == 0)
+		rc = tern_linux_sync_bootloader(lx);
+	if (rc == 0)
+		printf("activated: the next reboot runs the staged release on trial\n");
+	device_close(lx);
+	return rc ? fail(rc, "activate") : 0;
+}
+
 static int cmd_status(struct opts *o)
 {
 	bool json = false;
@@ -544,9 +563,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"check", cmd_check},	  {"run", cmd_run},
-    {"install", cmd_install},	  {"status", cmd_status},
-    {"mark-good", cmd_mark_good}, {"mark-bad", cmd_mark_bad},
+    {"activate", cmd_activate}, {"check", cmd_check},	{"run", cmd_run},
+    {"install", cmd_install},	{"status", cmd_status}, {"mark-good", cmd_mark_good},
+    {"mark-bad", cmd_mark_bad},
 };
 
 int main(int argc, char **argv)
