@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BOOTCTL_SECTOR 512u
@@ -131,15 +132,68 @@ static int op_area_info(void *ctx, enum tern_area a, struct tern_area_info *info
 	return 0;
 }
 
+/*
+ * Group commit. The core flushes a slot after every verified chunk and then writes the
+ * chunk's journal marker; what it needs is that no marker reaches the disk before the
+ * data it vouches for. One fdatasync per chunk gives that but costs a device cache
+ * flush per chunk. Instead a slot's flush only marks it unsynced, and small journal
+ * writes made meanwhile (the markers) wait in RAM; reads of the journal see them. Any
+ * other state write, a full queue, an old queue, or closing commits: fdatasync of the
+ * unsynced slots first, then the waiting writes. A crash loses at most the waiting
+ * markers, and their chunks are fetched again.
+ */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int commit(struct tern_linux *lx)
+{
+	for (int a = TERN_AREA_FW_A; a <= TERN_AREA_CFG_B; a++) {
+		if (!lx->unsynced[a])
+			continue;
+		if (fdatasync(lx->fd[a]) != 0)
+			return TERN_E_FLASH;
+		lx->unsynced[a] = false;
+	}
+	for (unsigned i = 0; i < lx->n_pending; i++) {
+		const struct tern_linux_pending *p = &lx->pending[i];
+		if (tern_linux_pwrite_all(lx->fd[TERN_AREA_JOURNAL], p->data, p->len, p->off))
+			return TERN_E_FLASH;
+	}
+	lx->n_pending = 0;
+	return 0;
+}
+
+static bool any_unsynced(const struct tern_linux *lx)
+{
+	for (int a = TERN_AREA_FW_A; a <= TERN_AREA_CFG_B; a++)
+		if (lx->unsynced[a])
+			return true;
+	return false;
+}
+
 static int op_read(void *ctx, enum tern_area a, uint64_t off, void *buf, size_t len)
 {
 	struct tern_linux *lx = ctx;
 	if (lx->fd[a] < 0 || off > lx->info[a].size || len > lx->info[a].size - off)
 		return TERN_E_FLASH;
 	int rc = tern_linux_pread_all(lx->fd[a], buf, len, off);
-	if (rc == TERN_E_TRUNCATED) /* a state file shorter than its area reads erased */
+	if (rc)
 		return TERN_E_FLASH;
-	return rc ? TERN_E_FLASH : 0;
+	if (a != TERN_AREA_JOURNAL)
+		return 0;
+	for (unsigned i = 0; i < lx->n_pending; i++) { /* in order: later writes win */
+		const struct tern_linux_pending *p = &lx->pending[i];
+		uint64_t lo = p->off > off ? p->off : off;
+		uint64_t hi = p->off + p->len < off + len ? p->off + p->len : off + len;
+		if (lo < hi)
+			memcpy((uint8_t *)buf + (lo - off), p->data + (lo - p->off),
+			       (size_t)(hi - lo));
+	}
+	return 0;
 }
 
 /*
@@ -182,6 +236,22 @@ static int op_write(void *ctx, enum tern_area a, uint64_t off, const void *buf, 
 	int rc = before_slot_write(lx, a);
 	if (rc)
 		return rc;
+	if (is_slot(a)) {
+		lx->unsynced[a] = true;
+	} else if (a == TERN_AREA_JOURNAL && len <= TERN_WRITE_ALIGN_MAX && any_unsynced(lx)) {
+		if (lx->n_pending == 0)
+			lx->pending_since_ms = now_ms();
+		struct tern_linux_pending *p = &lx->pending[lx->n_pending++];
+		p->off = off;
+		p->len = (uint8_t)len;
+		memcpy(p->data, buf, len);
+		if (lx->n_pending == TERN_LINUX_PENDING_MAX ||
+		    now_ms() - lx->pending_since_ms > TERN_LINUX_PENDING_MS)
+			return commit(lx);
+		return 0;
+	} else if ((rc = commit(lx))) {
+		return rc;
+	}
 	return tern_linux_pwrite_all(lx->fd[a], buf, len, off) ? TERN_E_FLASH : 0;
 }
 
@@ -193,7 +263,7 @@ static int op_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 	if (lx->fd[a] < 0 || off > lx->info[a].size || len > lx->info[a].size - off)
 		return TERN_E_FLASH;
 	int rc = before_slot_write(lx, a);
-	if (rc || is_slot(a))
+	if (rc || is_slot(a) || (rc = commit(lx)))
 		return rc;
 	uint8_t *ff = malloc(ERASE_BUF);
 	if (!ff)
@@ -212,6 +282,11 @@ static int op_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 static int op_flush(void *ctx, enum tern_area a)
 {
 	struct tern_linux *lx = ctx;
+	if (is_slot(a))
+		return 0; /* deferred: committed before anything that depends on it */
+	int rc = commit(lx);
+	if (rc)
+		return rc;
 	return fdatasync(lx->fd[a]) == 0 ? 0 : TERN_E_FLASH;
 }
 
@@ -739,6 +814,8 @@ int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, 
 
 void tern_linux_close(struct tern_linux *lx)
 {
+	if (commit(lx) == 0 && lx->fd[TERN_AREA_JOURNAL] >= 0)
+		fdatasync(lx->fd[TERN_AREA_JOURNAL]); /* best effort: lost markers cost a refetch */
 	for (int a = 0; a < TERN_AREA__COUNT; a++)
 		if (lx->fd[a] >= 0)
 			close(lx->fd[a]);

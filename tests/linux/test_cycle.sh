@@ -24,14 +24,15 @@ same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; 
 "$B/tern" key generate --out "$work/other.key" >/dev/null || exit 1
 # rel NAME VERSION SEQ [args]: a release with a fresh random firmware image
 rel() {
-	local name=$1 ver=$2 seq=$3
+	local name=$1 ver=$2 seq=$3 size=$((200000 + $3 * 1000))
 	shift 3
-	head -c $((200000 + seq * 1000)) /dev/urandom >"$work/$name.bin"
+	[ "$name" = r2 ] && size=1500000 # long enough to be killed in the middle
+	head -c $size /dev/urandom >"$work/$name.bin"
 	"$B/tern" release create --key "$work/k.key" --board example --version "$ver" \
 		--sequence "$seq" --firmware "$work/$name.bin" --out "$work/$name.tern" "$@" >/dev/null
 }
 head -c 10000 /dev/urandom >"$work/cfg.bin"
-rel r2 2.0.0 2 --config "$work/cfg.bin"
+rel r2 2.0.0 2 --config "$work/cfg.bin" --chunk-size 4K
 rel r3 3.0.0 3
 rel r4 4.0.0 4
 rel r5 5.0.0 5 --security-counter 1
@@ -108,8 +109,9 @@ SCRIPT
 	same "$kind: B not bootable while empty" "A B/3/0" "$(vars)"
 
 	# ternd killed in the middle of writing the slot (the file size limit stops it at
-	# 100 KiB into slot B): the slot is not bootable, and installing again resumes.
-	{ (ulimit -f 100; exec $T install "$work/r2.tern") >/dev/null 2>&1; } 2>/dev/null
+	# 1200 KiB into slot B, after the first group of 256 chunk markers was committed):
+	# the slot is not bootable, and installing again resumes.
+	{ (ulimit -f 1200; exec $T install "$work/r2.tern") >/dev/null 2>&1; } 2>/dev/null
 	same "$kind: killed mid-install: downloading, part verified, B not bootable" "downloading True A B/3/0" \
 		"$(j 'd["state"], 0 < d["progress"]["verified"] < d["progress"]["chunks"]') $(vars)"
 

@@ -127,6 +127,16 @@ struct tern_linux_boot_note {
 	char text[256];
 };
 
+/* A small journal write (a chunk marker) waiting for its slot's fdatasync (board.c). */
+struct tern_linux_pending {
+	uint64_t off;
+	uint8_t len;
+	uint8_t data[TERN_WRITE_ALIGN_MAX];
+};
+
+#define TERN_LINUX_PENDING_MAX 256  /* markers per fdatasync of a slot, at most */
+#define TERN_LINUX_PENDING_MS  2000 /* and no older than this */
+
 struct tern_linux {
 	struct tern_linux_config cfg;
 	struct tern_board board;
@@ -140,6 +150,10 @@ struct tern_linux {
 	struct tern_area_info info[TERN_AREA__COUNT];
 	bool disarmed[2]; /* firmware slot made unbootable before this process wrote it */
 	bool mount_checked[TERN_N_SLOTS]; /* slot found not mounted before the first write */
+	bool unsynced[TERN_N_SLOTS];	  /* written since its last fdatasync */
+	struct tern_linux_pending pending[TERN_LINUX_PENDING_MAX];
+	unsigned n_pending;
+	int64_t pending_since_ms;
 	uint8_t scratch[TERN_BOOTCTL_REC_SIZE];
 };
 
