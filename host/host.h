@@ -31,5 +31,9 @@ int cmd_key_generate(int argc, char **argv);
 int cmd_release_create(int argc, char **argv);
 int cmd_release_inspect(int argc, char **argv);
 int cmd_release_verify(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 #endif

@@ -13,16 +13,20 @@
 
 struct command {
 	const char *group;
-	const char *name;
+	const char *name; /* NULL: a command of one word */
 	int (*run)(int argc, char **argv);
 	const char *summary;
 };
 
 static const struct command commands[] = {
-    {"key", "generate", cmd_key_generate, "make a signing key pair"},
-    {"release", "create", cmd_release_create, "make a signed release"},
-    {"release", "inspect", cmd_release_inspect, "show what a release holds"},
-    {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+	{"key", "generate", cmd_key_generate, "make a signing key pair"},
+	{"release", "create", cmd_release_create, "make a signed release"},
+	{"release", "inspect", cmd_release_inspect, "show what a release holds"},
+	{"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+	{"publish", NULL, cmd_publish, "put a release into the MQTT broker (retained, resumable)"},
+	{"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
+	{"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
+	{"watch", NULL, cmd_watch, "record device states and events as they come"},
 };
 
 int host_fail(const char *what, int rc)
@@ -45,8 +49,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: tern COMMAND [ARGS]   (tern COMMAND --help for details)\n\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  tern %-8s %-9s %s\n", commands[i].group, commands[i].name,
-			commands[i].summary);
+		fprintf(f, "  tern %-8s %-9s %s\n", commands[i].group,
+			commands[i].name ? commands[i].name : "", commands[i].summary);
 }
 
 int main(int argc, char **argv)
@@ -65,6 +69,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], commands[i].group))
 			continue;
 		group_known = true;
+		/* A command without a sub-command takes its arguments right after its name. */
+		if (!commands[i].name)
+			return commands[i].run(argc - 1, argv + 1);
 		if (argc >= 3 && !strcmp(argv[2], commands[i].name))
 			return commands[i].run(argc - 2, argv + 2);
 	}

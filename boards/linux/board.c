@@ -557,7 +557,8 @@ static unsigned clamp_left(unsigned n)
 static bool slot_good(const struct tern_bootctl *bc, unsigned slot)
 {
 	const struct tern_slot_meta *m = &bc->slots[tern_slot_area(TERN_PAIR_FW, slot)];
-	return m->state == TERN_SLOT_GOOD && m->security_counter >= bc->security_floor;
+	return m->state == TERN_SLOT_GOOD &&
+	       m->security_counter >= bc->security_floor[TERN_PAIR_FW];
 }
 
 /* What the bootloader's variables should say for record @bc, given what they say now. */

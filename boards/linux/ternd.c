@@ -192,7 +192,9 @@ static void print_status_json(const struct tern_linux *lx, const struct tern_sta
 {
 	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
-	printf("{\"state\": \"%s\", \"running_slot\": \"%s\", \"running_version\": ",
+	/* "powered" is the sim's; a device that answers is powered. */
+	printf("{\"state\": \"%s\", \"powered\": true, \"running_slot\": \"%s\", "
+	       "\"running_version\": ",
 	       tern_state_name(st->state), slot_names[fw & 1u]);
 	json_str(run->version);
 	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
@@ -216,12 +218,14 @@ static void print_status_json(const struct tern_linux *lx, const struct tern_sta
 		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
 		json_slot(&st->slots[i]);
 	}
-	printf("}, \"security_floor\": %u, \"confirmed_sequence\": %llu, \"trial_pending\": %s, "
+	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
+	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
 	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
 	       "\"last_reason\": ",
-	       st->security_floor, (unsigned long long)st->confirmed_sequence,
-	       st->trial_pending ? "true" : "false", st->attempts_left,
-	       tern_event_name(st->last_event), (unsigned long long)st->event_sequence);
+	       st->security_floor, st->config_security_floor,
+	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
+	       st->attempts_left, tern_event_name(st->last_event),
+	       (unsigned long long)st->event_sequence);
 	if (st->reason) {
 		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
 		json_str(tern_strerror(st->reason));
@@ -271,7 +275,7 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 			       tern_slot_state_name(m->state), m->version,
 			       (unsigned long long)m->sequence, m->security_counter);
 	}
-	printf("security floor: %u\n", st->security_floor);
+	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
 	if (st->trial_pending)
 		printf("trial:          pending, %u attempts left\n", st->attempts_left);
 	if (st->state == TERN_ST_DOWNLOADING)

@@ -46,11 +46,15 @@ enum tern_err {
 	TERN_E_CANCELED = -36,	     /* update canceled before it was staged */
 	TERN_E_NO_BOOTCTL = -37,     /* no valid boot control record */
 	TERN_E_NO_IMAGE = -38,	     /* no slot holds a bootable verified image */
-	TERN_E_BOOTENV = -39,	     /* bootloader environment missing or unreadable */
-	TERN_E_BOOT_FAILED = -40,    /* the confirmed image stopped booting; bootloader fell back */
-	TERN_E_MOUNTED = -41,	     /* a slot to be written is mounted */
-	TERN_E_RUNNING_SLOT = -42,   /* cannot tell which slot runs, or the signs disagree */
-	TERN_E__LAST = -43
+	TERN_E_WRONG_DEVICE = -39,   /* signed command addressed to another device */
+	TERN_E_OLD_GENERATION = -40, /* command not newer than the last one accepted */
+	TERN_E_BROKER = -41,	     /* MQTT broker unreachable, refused or dropped us */
+	TERN_E_DB = -42,	     /* the host's database failed */
+	TERN_E_BOOTENV = -43,	     /* bootloader environment missing or unreadable */
+	TERN_E_BOOT_FAILED = -44,    /* the confirmed image stopped booting; bootloader fell back */
+	TERN_E_MOUNTED = -45,	     /* a slot to be written is mounted */
+	TERN_E_RUNNING_SLOT = -46,   /* cannot tell which slot runs, or the signs disagree */
+	TERN_E__LAST = -47
 };
 
 /*
