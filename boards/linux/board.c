@@ -827,72 +827,121 @@ void tern_linux_close(struct tern_linux *lx)
 
 /* --- install from a file --- */
 
-/* Feeds one byte string of @len bytes at @pos in @piece-sized parts. */
-static int feed_part(struct tern_linux *lx, unsigned comp, bool index, const uint8_t *rel,
-		     size_t rel_len, size_t *pos, uint64_t len)
+/*
+ * The release file is read through a mapped window (RELEASE_WINDOW bytes, moved as
+ * needed), so a release of any size installs with bounded memory and address space
+ * (32-bit devices) and no copy: the core writes slots straight from the mapping.
+ */
+#define RELEASE_WINDOW (8u * 1024 * 1024)
+
+struct release_file {
+	int fd;
+	uint64_t size;
+	const uint8_t *win;
+	uint64_t win_off;
+	size_t win_len;
+};
+
+static void release_unmap(struct release_file *rf)
+{
+	if (rf->win)
+		munmap((void *)(uintptr_t)rf->win, rf->win_len);
+	rf->win = NULL;
+}
+
+/* Points @p at @want bytes at @pos (fewer at the end of the file: @got). @want is at most
+ * RELEASE_WINDOW. */
+static int release_at(struct release_file *rf, uint64_t pos, size_t want, const uint8_t **p,
+		      size_t *got)
+{
+	*got = 0;
+	if (pos >= rf->size)
+		return 0;
+	if (want > rf->size - pos)
+		want = (size_t)(rf->size - pos);
+	if (!rf->win || pos < rf->win_off || pos + want > rf->win_off + rf->win_len) {
+		release_unmap(rf);
+		uint64_t start = pos - pos % RELEASE_WINDOW; /* page aligned */
+		uint64_t len = rf->size - start;
+		if (len > 2ull * RELEASE_WINDOW)
+			len = 2ull * RELEASE_WINDOW;
+		void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, rf->fd, (off_t)start);
+		if (m == MAP_FAILED)
+			return TERN_E_IO;
+		rf->win = m;
+		rf->win_off = start;
+		rf->win_len = (size_t)len;
+	}
+	*p = rf->win + (pos - rf->win_off);
+	*got = want;
+	return 0;
+}
+
+/* Feeds the byte string of @len bytes at *@pos (its head first) to the agent. */
+static int feed_part(struct tern_linux *lx, struct release_file *rf, unsigned comp, bool index,
+		     uint64_t *pos, uint64_t len)
 {
 	const size_t piece = 1024 * 1024;
-	size_t head;
-	int rc = tern_release_expect_bstr(rel + *pos, rel_len - *pos, len, &head);
-	if (rc)
+	const uint8_t *p;
+	size_t got, head;
+	int rc = release_at(rf, *pos, 9, &p, &got);
+	if (rc || (rc = tern_release_expect_bstr(p, got, len, &head)))
 		return rc;
 	*pos += head;
-	if (len > rel_len - *pos)
-		return TERN_E_TRUNCATED;
 	for (uint64_t off = 0; off < len;) {
-		size_t n = len - off < piece ? (size_t)(len - off) : piece;
-		rc = index ? tern_agent_feed_index(&lx->agent, comp, off, rel + *pos + off, n)
-			   : tern_agent_feed(&lx->agent, comp, off, rel + *pos + off, n);
+		size_t want = len - off < piece ? (size_t)(len - off) : piece;
+		if ((rc = release_at(rf, *pos + off, want, &p, &got)))
+			return rc;
+		if (got == 0)
+			return TERN_E_TRUNCATED;
+		rc = index ? tern_agent_feed_index(&lx->agent, comp, off, p, got)
+			   : tern_agent_feed(&lx->agent, comp, off, p, got);
 		if (rc)
 			return rc;
-		off += n;
+		off += got;
 	}
-	*pos += (size_t)len;
+	*pos += len;
 	return 0;
 }
 
 int tern_linux_install_file(struct tern_linux *lx, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	struct release_file rf = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
+	if (rf.fd < 0)
 		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return TERN_E_IO;
-	}
-	size_t len = (size_t)st.st_size;
-	if (len == 0) {
-		close(fd);
-		return TERN_E_TRUNCATED;
-	}
-	const uint8_t *rel = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (rel == MAP_FAILED)
-		return TERN_E_IO;
+	int rc = 0;
+	if (fstat(rf.fd, &st) != 0 || !S_ISREG(st.st_mode))
+		rc = TERN_E_IO;
+	else if (st.st_size == 0)
+		rc = TERN_E_TRUNCATED;
+	rf.size = (uint64_t)st.st_size;
 	struct tern_release_head rh;
-	int rc = tern_release_parse_unverified(&rh, rel, len);
+	const uint8_t *p;
+	size_t got;
+	if (rc == 0 && (rc = release_at(&rf, 0, TERN_SIGNED_MANIFEST_MAX, &p, &got)) == 0)
+		rc = tern_release_parse_unverified(&rh, p, got);
 	/* A mounted target refuses the release before the offer changes anything. */
-	for (unsigned p = 0; p < TERN_N_PAIRS && rc == 0; p++) {
-		unsigned active = lx->agent.bc.active[p];
-		enum tern_area a = tern_slot_area((enum tern_pair)p, active <= 1 ? active ^ 1u : 0);
+	for (unsigned pr = 0; pr < TERN_N_PAIRS && rc == 0; pr++) {
+		unsigned active = lx->agent.bc.active[pr];
+		enum tern_area a =
+		    tern_slot_area((enum tern_pair)pr, active <= 1 ? active ^ 1u : 0);
 		if (lx->fd[a] >= 0 && (rc = check_not_mounted(lx, a)) == 0)
 			lx->mount_checked[a] = true;
 	}
 	if (rc == 0)
-		rc = tern_agent_offer(&lx->agent, rel, rh.head_len);
+		rc = tern_agent_offer(&lx->agent, p, rh.head_len);
 	if (rc || lx->agent.state == TERN_ST_STAGED)
 		goto out; /* refused (nothing written), or staged already */
-	size_t pos = rh.head_len;
-	const struct tern_manifest *m = &rh.manifest;
+	uint64_t pos = rh.head_len;
+	const struct tern_manifest *m = &rh.manifest; /* sizes only: its notes are not used */
 	for (unsigned i = 0; i < m->n_components && rc == 0; i++) {
 		const struct tern_component *c = &m->components[i];
-		rc =
-		    feed_part(lx, i, true, rel, len, &pos, tern_index_size(c->size, m->chunk_size));
+		rc = feed_part(lx, &rf, i, true, &pos, tern_index_size(c->size, m->chunk_size));
 		if (rc == 0)
-			rc = feed_part(lx, i, false, rel, len, &pos, c->size);
+			rc = feed_part(lx, &rf, i, false, &pos, c->size);
 	}
-	if (rc == 0 && pos != len)
+	if (rc == 0 && pos != rf.size)
 		rc = TERN_E_TRAILING;
 	if (rc == 0)
 		rc = tern_agent_finish(&lx->agent);
@@ -901,6 +950,7 @@ int tern_linux_install_file(struct tern_linux *lx, const char *path)
 		(void)crc; /* the first error is the one to report */
 	}
 out:
-	munmap((void *)(uintptr_t)rel, len);
+	release_unmap(&rf);
+	close(rf.fd);
 	return rc;
 }
