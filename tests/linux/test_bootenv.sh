@@ -6,6 +6,7 @@
 set -u
 BUILD=${BUILD:-build}
 ENVTOOL=$(cd "$BUILD" && pwd)/tests/ternd-envtool
+SRC=$(pwd)
 work=$(mktemp -d /tmp/tern-bootenv.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
@@ -17,7 +18,18 @@ bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
 
 for tool in fw_printenv fw_setenv grub-editenv; do
-	command -v $tool >/dev/null || { bad "$tool installed (scripts/install-deps.sh)"; echo "$pass passed, $fail failed"; exit 1; }
+	command -v $tool >/dev/null || { bad "$tool installed (scripts/install-deps.sh)"; # The grub.cfg snippet of docs/porting.md is valid GRUB script.
+if command -v grub-script-check >/dev/null; then
+	sed -n '/^### GRUB (grub.cfg)/,/^### Anything else/p' "$SRC/docs/porting.md" |
+		sed -n '/^```$/,/^```$/p' | sed '1d;$d' >snippet.cfg
+	if [ -s snippet.cfg ] && grub-script-check snippet.cfg; then
+		ok "grub: the porting guide's grub.cfg snippet passes grub-script-check"
+	else
+		bad "grub: porting guide snippet" "$(grub-script-check snippet.cfg 2>&1 | tail -2)"
+	fi
+fi
+
+echo "$pass passed, $fail failed"; exit 1; }
 done
 
 printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\nbootcmd=run tern_boot\nbootargs=console=ttyS0 quiet\n' >defaults
@@ -149,6 +161,17 @@ else
 fi
 printf 'not a grub env' >bad.env
 if "$ENVTOOL" grub bad.env list >/dev/null 2>&1; then bad "grub: bad header refused"; else ok "grub: bad header refused"; fi
+
+# The grub.cfg snippet of docs/porting.md is valid GRUB script.
+if command -v grub-script-check >/dev/null; then
+	sed -n '/^### GRUB (grub.cfg)/,/^### Anything else/p' "$SRC/docs/porting.md" |
+		sed -n '/^```$/,/^```$/p' | sed '1d;$d' >snippet.cfg
+	if [ -s snippet.cfg ] && grub-script-check snippet.cfg; then
+		ok "grub: the porting guide's grub.cfg snippet passes grub-script-check"
+	else
+		bad "grub: porting guide snippet" "$(grub-script-check snippet.cfg 2>&1 | tail -2)"
+	fi
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
