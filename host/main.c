@@ -19,14 +19,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"key", "generate", cmd_key_generate, "make a signing key pair"},
-	{"release", "create", cmd_release_create, "make a signed release"},
-	{"release", "inspect", cmd_release_inspect, "show what a release holds"},
-	{"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
-	{"publish", NULL, cmd_publish, "put a release into the MQTT broker (retained, resumable)"},
-	{"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
-	{"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
-	{"watch", NULL, cmd_watch, "record device states and events as they come"},
+    {"key", "generate", cmd_key_generate, "make a signing key pair"},
+    {"release", "create", cmd_release_create, "make a signed release"},
+    {"release", "inspect", cmd_release_inspect, "show what a release holds"},
+    {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+    {"publish", NULL, cmd_publish, "put a release into the MQTT broker (retained, resumable)"},
+    {"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
+    {"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
+    {"watch", NULL, cmd_watch, "record device states and events as they come"},
 };
 
 int host_fail(const char *what, int rc)
