@@ -498,7 +498,7 @@ static bool load_boot(struct tern_linux *lx, const char *boot_id, unsigned fw)
 {
 	char path[TERN_LINUX_PATH_MAX + 32], text[512], saved[128] = "";
 	unsigned long v[3];
-	if (!boot_id[0] || state_path(lx, "boot", path, sizeof(path)) ||
+	if (state_path(lx, "boot", path, sizeof(path)) ||
 	    read_text(path, text, sizeof(text)))
 		return false;
 	const char *names[3] = {"fw=", "cfg=", "trial="};
@@ -534,8 +534,6 @@ static bool load_boot(struct tern_linux *lx, const char *boot_id, unsigned fw)
 static int save_boot(struct tern_linux *lx, const char *boot_id)
 {
 	char path[TERN_LINUX_PATH_MAX + 32], text[512];
-	if (!boot_id[0])
-		return 0;
 	int rc = state_path(lx, "boot", path, sizeof(path));
 	if (rc)
 		return rc;
@@ -782,6 +780,9 @@ int tern_linux_open(struct tern_linux *lx, const struct tern_linux_config *cfg, 
 		return rc;
 	char boot_id[128];
 	read_boot_id(lx, boot_id, sizeof(boot_id));
+	if (!boot_id[0]) /* without it every command would count as a new boot */
+		return err_line(err, err_size, TERN_E_IO, "%s: cannot read the boot id",
+				lx->cfg.boot_id);
 	struct tern_agent_config acfg = {
 	    .board = &lx->board,
 	    .keyring = &lx->keyring,

@@ -120,6 +120,7 @@ refused "slot file missing" "a.img: cannot open slot" "$good"
 truncate -s 1M a.img b.img
 refused "no cmdline" "cmdline: cannot read it" "$good"
 echo "root=/dev/sda2 tern.slot=A" >cmdline
+refused "no boot id" "boot_id: cannot read the boot id" "$good"
 echo "boot-1" >boot_id
 refused "grubenv missing" "bootloader: the bootloader's environment is missing" "$good"
 grub-editenv grubenv create
