@@ -498,8 +498,7 @@ static bool load_boot(struct tern_linux *lx, const char *boot_id, unsigned fw)
 {
 	char path[TERN_LINUX_PATH_MAX + 32], text[512], saved[128] = "";
 	unsigned long v[3];
-	if (state_path(lx, "boot", path, sizeof(path)) ||
-	    read_text(path, text, sizeof(text)))
+	if (state_path(lx, "boot", path, sizeof(path)) || read_text(path, text, sizeof(text)))
 		return false;
 	const char *names[3] = {"fw=", "cfg=", "trial="};
 	for (int i = 0; i < 3; i++) {
