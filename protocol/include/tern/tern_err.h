@@ -39,7 +39,14 @@ enum tern_err {
 	TERN_E_USAGE = -29,	     /* bad command line */
 	TERN_E_FLASH = -30,	     /* flash write, erase or read failed */
 	TERN_E_POWER_CUT = -31,	     /* simulated power cut (tests) */
-	TERN_E__LAST = -32
+	TERN_E_CRC = -32,	     /* a frame's CRC does not match its bytes */
+	TERN_E_USB = -33,	     /* a USB transfer failed (unplugged, stalled, reset) */
+	TERN_E_NO_ACCESS = -34,	     /* a device is present but may not be opened */
+	TERN_E_AMBIGUOUS = -35,	     /* several devices match and none was chosen */
+	TERN_E_TIMEOUT = -36,	     /* the device did not answer in time */
+	TERN_E_DEVICE = -37,	     /* the device refused with a status this tern does not know */
+	TERN_E_NO_DEVICE = -38,	     /* no matching device is connected */
+	TERN_E__LAST = -39
 };
 
 /*

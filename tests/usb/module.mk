@@ -1,0 +1,20 @@
+# USB: the frame protocol (cmocka, golden bytes) and `tern usb` against emulated devices
+# (umockdev, tests/usb/test_usb.sh through scripts/usb-emu).
+UNIT_TESTS += test_frame
+
+$(BUILD)/tests/test_frame: $(BUILD)/obj/tests/usb/test_frame.o $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $< -o $@ $(TEST_LIBS)
+
+# libFuzzer on the frame decoders: `make fuzz-frame [FUZZ_SECONDS=60]`.
+FUZZ_SECONDS ?= 30
+FUZZ_FRAME_BIN := build/fuzz/fuzz_frame
+.PHONY: fuzz-frame
+$(FUZZ_FRAME_BIN): tests/fuzz/fuzz_frame.c protocol/frame.c protocol/cbor.c protocol/err.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 $(WARN) -Iprotocol/include \
+		-fsanitize=fuzzer,address,undefined $^ -o $@ $(PKG_LIBS)
+fuzz-frame: deps $(FUZZ_FRAME_BIN)
+	@mkdir -p build/fuzz/corpus-frame
+	$(FUZZ_FRAME_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/corpus-frame
+fuzz: fuzz-frame
