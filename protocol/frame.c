@@ -107,7 +107,7 @@ const char *tern_frame_status_name(uint64_t status)
 
 const char *tern_frame_state_name(uint64_t state)
 {
-	static const char *names[] = {"idle",	"downloading", "verifying",   "staged",
+	static const char *names[] = {"idle",  "downloading", "verifying",   "staged",
 				      "trial", "confirmed",   "rolled-back", "failed"};
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }

@@ -18,3 +18,18 @@ fuzz-frame: deps $(FUZZ_FRAME_BIN)
 	@mkdir -p build/fuzz/corpus-frame
 	$(FUZZ_FRAME_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=70000 build/fuzz/corpus-frame
 fuzz: fuzz-frame
+
+# The USB emulator (umockdev + glib, its own flags for their headers): build/tern-usb-emu,
+# run through scripts/usb-emu. The device side is the portable transport device/usbdev.c.
+EMU_PKGS := umockdev-1.0 glib-2.0 gobject-2.0
+EMU_BIN := $(BUILD)/tern-usb-emu
+EMU_OBJ := $(BUILD)/obj/tests/usb/emu/usb_emu.o $(BUILD)/obj/tests/usb/emu/emu_backend.o \
+	$(BUILD)/obj/device/usbdev.o
+$(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS += $(shell pkg-config --cflags $(EMU_PKGS) 2>/dev/null)
+$(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS := $(filter-out -std=c11,$(ALL_CFLAGS)) -std=gnu11
+
+$(EMU_BIN): $(EMU_OBJ) $(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) $(EMU_OBJ) -o $@ $(PROTO_LIB) $(PROTO_LIBS) \
+		$(shell pkg-config --libs $(EMU_PKGS) 2>/dev/null) -lpthread
+
+all: $(EMU_BIN)

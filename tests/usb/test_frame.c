@@ -14,9 +14,8 @@
 #include <string.h>
 
 /* HELLO {1: 1}, seq 1. */
-static const uint8_t golden_hello[] = {0x54, 0x6e, 0x01, 0x00, 0x01, 0x00, 0x00,
-				       0x00, 0x03, 0x00, 0x00, 0x00, 0x47, 0x72,
-				       0x26, 0x0f, 0xa1, 0x01, 0x01};
+static const uint8_t golden_hello[] = {0x54, 0x6e, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x03, 0x00,
+				       0x00, 0x00, 0x47, 0x72, 0x26, 0x0f, 0xa1, 0x01, 0x01};
 
 /* INFO reply to it: {1: 1, 2: "sim", 3: "TERN0001", 5: "1.0.0", 6: 0, 7: 0, 8: 65536, 9: 1} */
 static const uint8_t golden_info[] = {
@@ -252,8 +251,7 @@ static void test_absurd_lengths_and_headers(void **state)
 	assert_int_equal(tern_frame_decode(h, sizeof(h), &f, &used), TERN_E_TOO_LARGE);
 	/* Wrong magic, decided from the first byte. */
 	assert_int_equal(tern_frame_decode((const uint8_t *)"X", 1, &f, &used), TERN_E_MALFORMED);
-	assert_int_equal(tern_frame_decode((const uint8_t *)"TX", 2, &f, &used),
-			 TERN_E_MALFORMED);
+	assert_int_equal(tern_frame_decode((const uint8_t *)"TX", 2, &f, &used), TERN_E_MALFORMED);
 	/* Unknown flag bits. */
 	memcpy(h, golden_hello, sizeof(h));
 	h[3] = 0x80;
@@ -359,8 +357,8 @@ static void test_bodies_roundtrip(void **state)
 	/* PROVISION */
 	uint8_t key[TERN_P256_POINT_LEN];
 	memset(key, 4, sizeof(key));
-	struct tern_msg_provision p = {.n_keys = 1, .config = (const uint8_t *)"a=b\n",
-				       .config_len = 4};
+	struct tern_msg_provision p = {
+	    .n_keys = 1, .config = (const uint8_t *)"a=b\n", .config_len = 4};
 	memcpy(p.device_id, "dev-1", 6);
 	p.keys[0] = key;
 	struct tern_msg_provision pb;

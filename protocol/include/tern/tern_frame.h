@@ -22,18 +22,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TERN_FRAME_MAGIC0	'T'
-#define TERN_FRAME_MAGIC1	'n'
-#define TERN_FRAME_PROTO	1	   /* protocol version carried in HELLO and INFO */
-#define TERN_FRAME_HDR_LEN	16	   /* bytes */
-#define TERN_FRAME_CRC_SPAN	12	   /* header bytes covered by the CRC */
-#define TERN_FRAME_DATA_MAX	(64u * 1024u) /* payload bytes in one DATA frame */
-#define TERN_FRAME_BODY_MAX	(TERN_FRAME_DATA_MAX + 64u) /* any body, bytes */
-#define TERN_FRAME_MAX		(TERN_FRAME_HDR_LEN + TERN_FRAME_BODY_MAX)
-#define TERN_FRAME_TEXT_MAX	96 /* ERROR detail text (bytes) */
-#define TERN_FRAME_SERIAL_MAX	32 /* USB serial number (bytes) */
+#define TERN_FRAME_MAGIC0	 'T'
+#define TERN_FRAME_MAGIC1	 'n'
+#define TERN_FRAME_PROTO	 1	       /* protocol version carried in HELLO and INFO */
+#define TERN_FRAME_HDR_LEN	 16	       /* bytes */
+#define TERN_FRAME_CRC_SPAN	 12	       /* header bytes covered by the CRC */
+#define TERN_FRAME_DATA_MAX	 (64u * 1024u) /* payload bytes in one DATA frame */
+#define TERN_FRAME_BODY_MAX	 (TERN_FRAME_DATA_MAX + 64u) /* any body, bytes */
+#define TERN_FRAME_MAX		 (TERN_FRAME_HDR_LEN + TERN_FRAME_BODY_MAX)
+#define TERN_FRAME_TEXT_MAX	 96 /* ERROR detail text (bytes) */
+#define TERN_FRAME_SERIAL_MAX	 32 /* USB serial number (bytes) */
 #define TERN_FRAME_DEVICE_ID_MAX 64
-#define TERN_FRAME_CONFIG_MAX	4096 /* PROVISION configuration (bytes) */
+#define TERN_FRAME_CONFIG_MAX	 4096 /* PROVISION configuration (bytes) */
 
 /* Header flags. Bits not defined here must be zero (a frame with them is refused). */
 #define TERN_FRAME_F_REPLY 0x01u /* device -> host answer to the request with this seq */
@@ -116,9 +116,9 @@ enum tern_frame_status {
 	TERN_FS_FLASH = 20,
 	TERN_FS_POWER_CUT = 21,
 	/* 22..63: reserved for the shared enum (MQTT path). */
-	TERN_FS_CRC = 64,	  /* the request frame's CRC did not match: send it again */
+	TERN_FS_CRC = 64,	   /* the request frame's CRC did not match: send it again */
 	TERN_FS_UNKNOWN_TYPE = 65, /* the device does not handle this message type */
-	TERN_FS_PROVISIONED = 66, /* already provisioned; a signed request is needed */
+	TERN_FS_PROVISIONED = 66,  /* already provisioned; a signed request is needed */
 	TERN_FS__END
 };
 
@@ -227,15 +227,15 @@ int tern_msg_hello_decode(const uint8_t *buf, size_t len, uint32_t *proto);
 
 /* INFO keys. */
 enum tern_info_key {
-	TERN_IK_PROTO = 1,	/* uint, required */
-	TERN_IK_BOARD = 2,	/* text, required */
-	TERN_IK_SERIAL = 3,	/* text, required */
-	TERN_IK_DEVICE_ID = 4,	/* text, "" or absent when not provisioned */
-	TERN_IK_VERSION = 5,	/* text: version running, required */
-	TERN_IK_SLOT = 6,	/* uint: active slot 0 (A) or 1 (B), required */
-	TERN_IK_STATE = 7,	/* uint enum tern_frame_dev_state, required */
-	TERN_IK_MAX_DATA = 8,	/* uint: largest DATA payload the device takes */
-	TERN_IK_SEQUENCE = 9,	/* uint: sequence number of the running release */
+	TERN_IK_PROTO = 1,     /* uint, required */
+	TERN_IK_BOARD = 2,     /* text, required */
+	TERN_IK_SERIAL = 3,    /* text, required */
+	TERN_IK_DEVICE_ID = 4, /* text, "" or absent when not provisioned */
+	TERN_IK_VERSION = 5,   /* text: version running, required */
+	TERN_IK_SLOT = 6,      /* uint: active slot 0 (A) or 1 (B), required */
+	TERN_IK_STATE = 7,     /* uint enum tern_frame_dev_state, required */
+	TERN_IK_MAX_DATA = 8,  /* uint: largest DATA payload the device takes */
+	TERN_IK_SEQUENCE = 9,  /* uint: sequence number of the running release */
 };
 
 struct tern_msg_info {
@@ -285,11 +285,11 @@ int tern_msg_offer_decode(const uint8_t *buf, size_t len, const uint8_t **manife
 enum tern_data_kind { TERN_DATA_PAYLOAD = 0, TERN_DATA_INDEX = 1 };
 
 struct tern_msg_data {
-	uint32_t comp;	   /* component number in the manifest */
-	uint32_t kind;	   /* enum tern_data_kind */
-	uint64_t offset;   /* into the component's payload or chunk index */
+	uint32_t comp;	      /* component number in the manifest */
+	uint32_t kind;	      /* enum tern_data_kind */
+	uint64_t offset;      /* into the component's payload or chunk index */
 	const uint8_t *bytes; /* borrowed */
-	size_t len;	   /* at most TERN_FRAME_DATA_MAX */
+	size_t len;	      /* at most TERN_FRAME_DATA_MAX */
 };
 
 size_t tern_msg_data_encode(const struct tern_msg_data *m, uint8_t *buf, size_t size);
@@ -340,8 +340,8 @@ int tern_msg_provision_decode(const uint8_t *buf, size_t len, struct tern_msg_pr
  * @body, sets @reply_type and returns the body length, or returns a negative TERN_E*
  * code (the dispatcher then answers ERROR with the mapped wire status).
  */
-typedef int (*tern_frame_handler_fn)(void *ctx, const struct tern_frame *req,
-				     uint8_t *reply_type, uint8_t *body, size_t room);
+typedef int (*tern_frame_handler_fn)(void *ctx, const struct tern_frame *req, uint8_t *reply_type,
+				     uint8_t *body, size_t room);
 
 struct tern_frame_handler {
 	uint8_t type;
