@@ -31,5 +31,8 @@ int cmd_key_generate(int argc, char **argv);
 int cmd_release_create(int argc, char **argv);
 int cmd_release_inspect(int argc, char **argv);
 int cmd_release_verify(int argc, char **argv);
+int cmd_usb_list(int argc, char **argv);
+int cmd_usb_status(int argc, char **argv);
+int cmd_usb_reboot(int argc, char **argv);
 
 #endif

@@ -23,6 +23,9 @@ static const struct command commands[] = {
     {"release", "create", cmd_release_create, "make a signed release"},
     {"release", "inspect", cmd_release_inspect, "show what a release holds"},
     {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+    {"usb", "list", cmd_usb_list, "every tern device on USB: port, serial, board, version, state"},
+    {"usb", "status", cmd_usb_status, "one USB device's state (--serial S)"},
+    {"usb", "reboot", cmd_usb_reboot, "reboot a USB device and wait until it is back"},
 };
 
 int host_fail(const char *what, int rc)

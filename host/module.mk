@@ -1,9 +1,17 @@
 # tern: the operator's host tool.
 HOST_SRC := host/main.c host/host_util.c host/keys.c host/chunks.c host/release_file.c \
-	host/cmd_release.c
+	host/cmd_release.c host/usb.c host/cmd_usb.c
+USB_CFLAGS := $(shell pkg-config --cflags libusb-1.0 2>/dev/null)
+USB_LIBS := $(shell pkg-config --libs libusb-1.0 2>/dev/null)
+$(BUILD)/obj/host/%.o: ALL_CFLAGS += $(USB_CFLAGS)
 TERN_BIN := $(BUILD)/tern
 
 $(TERN_BIN): $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_SIGN_LIB) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) -lpthread
+	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) $(USB_LIBS) -lpthread
 
 all: $(TERN_BIN)
+
+# `make install`: the tool, and the udev rule that lets users open tern USB devices.
+install: $(TERN_BIN)
+	install -D -m 755 $(TERN_BIN) $(DESTDIR)$(PREFIX)/bin/tern
+	install -D -m 644 scripts/udev/70-tern.rules $(DESTDIR)/etc/udev/rules.d/70-tern.rules

@@ -33,3 +33,4 @@ $(EMU_BIN): $(EMU_OBJ) $(PROTO_LIB)
 		$(shell pkg-config --libs $(EMU_PKGS) 2>/dev/null) -lpthread
 
 all: $(EMU_BIN)
+SCRIPT_TESTS += tests/usb/test_usb.sh
