@@ -107,8 +107,8 @@ static int on_done(void *ctx, const struct tern_frame *req, uint8_t *reply_type,
 	return simple(d->ops->done, d->be, req, reply_type, body, room);
 }
 
-static int on_activate(void *ctx, const struct tern_frame *req, uint8_t *reply_type,
-		       uint8_t *body, size_t room)
+static int on_activate(void *ctx, const struct tern_frame *req, uint8_t *reply_type, uint8_t *body,
+		       size_t room)
 {
 	struct tern_usbdev *d = ctx;
 	return simple(d->ops->activate, d->be, req, reply_type, body, room);
@@ -137,8 +137,8 @@ static int on_reboot(void *ctx, const struct tern_frame *req, uint8_t *reply_typ
 	return ack(NULL, reply_type, body, room);
 }
 
-static int on_provision(void *ctx, const struct tern_frame *req, uint8_t *reply_type,
-			uint8_t *body, size_t room)
+static int on_provision(void *ctx, const struct tern_frame *req, uint8_t *reply_type, uint8_t *body,
+			size_t room)
 {
 	struct tern_usbdev *d = ctx;
 	struct tern_msg_provision p;
@@ -152,10 +152,10 @@ static int on_provision(void *ctx, const struct tern_frame *req, uint8_t *reply_
 }
 
 static const struct tern_frame_handler handlers[] = {
-    {TERN_MSG_HELLO, on_hello},	     {TERN_MSG_STATE, on_state},
-    {TERN_MSG_OFFER, on_offer},	     {TERN_MSG_DATA, on_data},
-    {TERN_MSG_DONE, on_done},	     {TERN_MSG_ACTIVATE, on_activate},
-    {TERN_MSG_CONFIRM, on_confirm},  {TERN_MSG_REBOOT, on_reboot},
+    {TERN_MSG_HELLO, on_hello},		{TERN_MSG_STATE, on_state},
+    {TERN_MSG_OFFER, on_offer},		{TERN_MSG_DATA, on_data},
+    {TERN_MSG_DONE, on_done},		{TERN_MSG_ACTIVATE, on_activate},
+    {TERN_MSG_CONFIRM, on_confirm},	{TERN_MSG_REBOOT, on_reboot},
     {TERN_MSG_PROVISION, on_provision},
 };
 

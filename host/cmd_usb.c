@@ -119,8 +119,9 @@ static int select_device(const char *what, struct libusb_context *ctx, const str
 	if (rc)
 		return host_fail(what, rc);
 	if (n_all == 0) {
-		fprintf(stderr, "tern %s: no tern device found (USB %04x:%04x); check the cable, "
-				"the port and that the board is powered\n",
+		fprintf(stderr,
+			"tern %s: no tern device found (USB %04x:%04x); check the cable, "
+			"the port and that the board is powered\n",
 			what, m->vid, m->pid);
 		return 1;
 	}
@@ -137,8 +138,9 @@ static int select_device(const char *what, struct libusb_context *ctx, const str
 		for (size_t i = 0; i < n_all; i++)
 			blocked = blocked || all[i].open_rc == TERN_E_NO_ACCESS;
 		if (blocked)
-			fprintf(stderr, "tern %s: no device with serial %s among those this user may "
-					"open (%s); %s\n",
+			fprintf(stderr,
+				"tern %s: no device with serial %s among those this user may "
+				"open (%s); %s\n",
 				what, m->serial, names, UDEV_HINT);
 		else
 			fprintf(stderr, "tern %s: no tern device with serial %s (connected: %s)\n",
@@ -147,15 +149,17 @@ static int select_device(const char *what, struct libusb_context *ctx, const str
 		return 1;
 	}
 	if (n > 1) {
-		fprintf(stderr, "tern %s: several tern devices are connected (%s); choose one with "
-				"--serial\n",
+		fprintf(stderr,
+			"tern %s: several tern devices are connected (%s); choose one with "
+			"--serial\n",
 			what, names);
 		usb_found_free(all, n_all);
 		return 1;
 	}
 	if (pick->open_rc == TERN_E_NO_ACCESS) {
-		fprintf(stderr, "tern %s: the device at USB port %s is connected but this user may "
-				"not open it; %s\n",
+		fprintf(stderr,
+			"tern %s: the device at USB port %s is connected but this user may "
+			"not open it; %s\n",
 			what, pick->port, UDEV_HINT);
 		usb_found_free(all, n_all);
 		return 1;
@@ -178,8 +182,9 @@ static int open_link(const char *what, struct usb_link *l, struct libusb_context
 {
 	int rc = usb_link_open(l, ctx, f);
 	if (rc == TERN_E_BUSY) {
-		fprintf(stderr, "tern %s: device %s is busy: another program (another tern?) has "
-				"it open; close it and retry\n",
+		fprintf(stderr,
+			"tern %s: device %s is busy: another program (another tern?) has "
+			"it open; close it and retry\n",
 			what, f->serial);
 		return 1;
 	}
@@ -239,8 +244,9 @@ int cmd_usb_list(int argc, char **argv)
 	if (n == 0) {
 		if (o.json)
 			printf("[]\n");
-		fprintf(stderr, "tern usb list: no tern device found (USB %04x:%04x); check the "
-				"cable, the port and that the board is powered\n",
+		fprintf(stderr,
+			"tern usb list: no tern device found (USB %04x:%04x); check the "
+			"cable, the port and that the board is powered\n",
 			m.vid, m.pid);
 		status = 1;
 		goto out_exit;
@@ -273,9 +279,11 @@ int cmd_usb_list(int argc, char **argv)
 				json_kv(stdout, "board", r->info.board, true);
 				json_kv(stdout, "device_id", r->info.device_id, true);
 				json_kv(stdout, "version", r->info.version, true);
-				printf("\"sequence\": %llu, ", (unsigned long long)r->info.sequence);
+				printf("\"sequence\": %llu, ",
+				       (unsigned long long)r->info.sequence);
 				json_kv(stdout, "slot", slot_name(r->info.slot), true);
-				json_kv(stdout, "state", tern_frame_state_name(r->info.state), false);
+				json_kv(stdout, "state", tern_frame_state_name(r->info.state),
+					false);
 			}
 			printf("}");
 		}
@@ -471,8 +479,9 @@ int cmd_usb_reboot(int argc, char **argv)
 	again.serial = f.serial;
 	rc = wait_back(ctx, &again, f.address, o.wait_s, &back);
 	if (rc) {
-		fprintf(stderr, "tern usb reboot: %s did not come back within %u s; check the "
-				"board, then 'tern usb list'\n",
+		fprintf(stderr,
+			"tern usb reboot: %s did not come back within %u s; check the "
+			"board, then 'tern usb list'\n",
 			f.serial, o.wait_s);
 		status = 1;
 		goto out_free;
@@ -484,8 +493,9 @@ int cmd_usb_reboot(int argc, char **argv)
 		usb_link_close(&l);
 	}
 	if (rc) {
-		fprintf(stderr, "tern usb reboot: %s came back at USB port %s but does not answer: "
-				"%s\n",
+		fprintf(stderr,
+			"tern usb reboot: %s came back at USB port %s but does not answer: "
+			"%s\n",
 			f.serial, back.port, tern_strerror(rc));
 		status = 1;
 	} else {

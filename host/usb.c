@@ -15,10 +15,10 @@ struct usb_req {
 	uint8_t *buf; /* the whole frame, kept until answered (resends) */
 	size_t len;
 	uint32_t seq;
-	bool busy;	/* slot taken */
-	bool out_busy;	/* the OUT transfer is with libusb */
-	bool answered;	/* the callback ran */
-	bool resend;	/* send again when the OUT transfer is back */
+	bool busy;     /* slot taken */
+	bool out_busy; /* the OUT transfer is with libusb */
+	bool answered; /* the callback ran */
+	bool resend;   /* send again when the OUT transfer is back */
 	unsigned retries;
 	uint64_t deadline_ms;
 	usb_reply_fn cb;
@@ -178,10 +178,9 @@ int usb_scan(struct libusb_context *ctx, const struct usb_match *m, struct usb_f
 		if (rc) {
 			f.open_rc = map_libusb(rc);
 		} else {
-			if (dd.iSerialNumber &&
-			    libusb_get_string_descriptor_ascii(h, dd.iSerialNumber,
-							       (unsigned char *)f.serial,
-							       (int)sizeof(f.serial)) < 0)
+			if (dd.iSerialNumber && libusb_get_string_descriptor_ascii(
+						    h, dd.iSerialNumber, (unsigned char *)f.serial,
+						    (int)sizeof(f.serial)) < 0)
 				f.serial[0] = '\0';
 			libusb_close(h);
 		}
@@ -258,7 +257,7 @@ static void LIBUSB_CALL out_cb(struct libusb_transfer *t)
 	if (t->status != LIBUSB_TRANSFER_COMPLETED) {
 		if (t->status != LIBUSB_TRANSFER_CANCELLED)
 			link_fail(l, t->status == LIBUSB_TRANSFER_TIMED_OUT ? TERN_E_TIMEOUT
-									     : TERN_E_USB);
+									    : TERN_E_USB);
 		req_release_if_done(r);
 		return;
 	}
@@ -334,7 +333,7 @@ static void LIBUSB_CALL in_cb(struct libusb_transfer *t)
 		l->n_in_busy--;
 		if (t->status != LIBUSB_TRANSFER_CANCELLED)
 			link_fail(l, t->status == LIBUSB_TRANSFER_TIMED_OUT ? TERN_E_TIMEOUT
-									     : TERN_E_USB);
+									    : TERN_E_USB);
 		return;
 	}
 	if (t->actual_length > 0 &&
@@ -548,8 +547,8 @@ static void call_cb(void *ud, int rc, const struct tern_frame *f)
 	c->len = f->body_len;
 }
 
-int usb_link_call(struct usb_link *l, uint8_t type, const uint8_t *body, size_t len,
-		  uint8_t want, uint8_t *reply, size_t size, size_t *reply_len, uint32_t *status)
+int usb_link_call(struct usb_link *l, uint8_t type, const uint8_t *body, size_t len, uint8_t want,
+		  uint8_t *reply, size_t size, size_t *reply_len, uint32_t *status)
 {
 	struct call_ctx c = {false, 0, 0, reply, size, 0, TERN_FS_OK};
 	int rc = usb_link_send(l, type, body, len, call_cb, &c);

@@ -73,7 +73,7 @@ struct usb_link {
 	int iface;
 	uint8_t ep_out, ep_in;
 	uint32_t next_seq;
-	int error;	/* first fatal error (device gone, transfer failed): the link is dead */
+	int error;     /* first fatal error (device gone, transfer failed): the link is dead */
 	size_t n_busy; /* requests in flight */
 	size_t n_in_busy;
 	struct usb_req *reqs; /* USB_WINDOW slots */
@@ -109,8 +109,8 @@ int usb_link_drain(struct usb_link *l);
  * @size bytes; @reply_len set). An ERROR reply becomes its mapped TERN_E* code (the
  * status in @status when not NULL). Returns 0 when the reply has type @want.
  */
-int usb_link_call(struct usb_link *l, uint8_t type, const uint8_t *body, size_t len,
-		  uint8_t want, uint8_t *reply, size_t size, size_t *reply_len, uint32_t *status);
+int usb_link_call(struct usb_link *l, uint8_t type, const uint8_t *body, size_t len, uint8_t want,
+		  uint8_t *reply, size_t size, size_t *reply_len, uint32_t *status);
 
 /* HELLO -> INFO. */
 int usb_link_hello(struct usb_link *l, struct tern_msg_info *info);

@@ -47,9 +47,9 @@ struct tern_usbdev_ops {
 };
 
 struct tern_usbdev_stats {
-	uint64_t frames;    /* requests answered */
+	uint64_t frames;     /* requests answered */
 	uint64_t crc_errors; /* damaged requests (answered ERROR/crc) */
-	uint64_t dropped;   /* bytes dropped while resynchronising */
+	uint64_t dropped;    /* bytes dropped while resynchronising */
 };
 
 struct tern_usbdev {

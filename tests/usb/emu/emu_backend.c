@@ -42,8 +42,9 @@ static int save(const struct emu_backend *b)
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return TERN_E_IO;
-	fprintf(f, "serial=%s\nboard=%s\ndevice_id=%s\nversion=%s\nsequence=%llu\nslot=%u\n"
-		   "state=%s\nboots=%llu\n",
+	fprintf(f,
+		"serial=%s\nboard=%s\ndevice_id=%s\nversion=%s\nsequence=%llu\nslot=%u\n"
+		"state=%s\nboots=%llu\n",
 		b->serial, b->board, b->device_id, b->version, (unsigned long long)b->sequence,
 		b->slot, tern_frame_state_name(b->state), (unsigned long long)b->boots);
 	if (fclose(f) || rename(tmp, path))

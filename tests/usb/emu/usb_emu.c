@@ -54,10 +54,10 @@ struct emu;
 
 /* One submitted URB, from SUBMITURB to REAPURB. */
 struct emu_urb {
-	UMockdevIoctlData *data;    /* the client's struct usbdevfs_urb (a ref) */
+	UMockdevIoctlData *data;     /* the client's struct usbdevfs_urb (a ref) */
 	UMockdevIoctlClient *client; /* who submitted it (borrowed; compared only) */
-	struct usbdevfs_urb *urb;   /* points into data->data */
-	uint8_t *buf;		    /* local copy of the URB's buffer, or NULL */
+	struct usbdevfs_urb *urb;    /* points into data->data */
+	uint8_t *buf;		     /* local copy of the URB's buffer, or NULL */
 	size_t len;
 };
 
@@ -67,12 +67,12 @@ struct emu_dev {
 	unsigned devnum;
 	unsigned generation; /* bumped by every re-enumeration */
 	char serial[TERN_FRAME_SERIAL_MAX + 1];
-	char syspath[64];   /* /sys/devices/usb1/1-N */
-	char devnode[64];   /* /dev/bus/usb/001/NNN */
+	char syspath[64]; /* /sys/devices/usb1/1-N */
+	char devnode[64]; /* /dev/bus/usb/001/NNN */
 	bool present;
-	bool reboot_pending; /* REBOOT acknowledged and sent: main thread re-enumerates */
-	unsigned n_out, n_in;  /* bulk transfers carried, for --corrupt-out/--corrupt-in */
-	bool held_elsewhere; /* --claimed: another program has the interface (tests "busy") */
+	bool reboot_pending;  /* REBOOT acknowledged and sent: main thread re-enumerates */
+	unsigned n_out, n_in; /* bulk transfers carried, for --corrupt-out/--corrupt-in */
+	bool held_elsewhere;  /* --claimed: another program has the interface (tests "busy") */
 	UMockdevIoctlClient *claimed_by;
 	GPtrArray *handlers; /* every UMockdevIoctlBase this device ever had */
 	GQueue parked_in, parked_out, done;
@@ -119,8 +119,8 @@ static void vlog(struct emu *e, const char *fmt, ...)
 
 static size_t device_descriptor(const struct emu *e, uint8_t *d)
 {
-	static const uint8_t tmpl[18] = {18,   1, 0x00, 0x02, 0, 0, 0, 64, 0, 0,
-					 0, 0, 0x00, 0x01, 1, 2, 3, 1};
+	static const uint8_t tmpl[18] = {18, 1, 0x00, 0x02, 0,	  0, 0, 64, 0,
+					 0,  0, 0,    0x00, 0x01, 1, 2, 3,  1};
 	memcpy(d, tmpl, sizeof(tmpl));
 	d[8] = (uint8_t)e->vid;
 	d[9] = (uint8_t)(e->vid >> 8);
@@ -131,15 +131,14 @@ static size_t device_descriptor(const struct emu *e, uint8_t *d)
 
 /* Configuration 1: one vendor interface (class 0xff), bulk OUT and bulk IN, 512 bytes. */
 static const uint8_t config_descriptor[32] = {
-    9, 2, 32, 0, 1, 1, 0, 0x80, 50,		 /* configuration */
-    9, 4, 0,  0, 2, 0xff, 0, 0, 0,		 /* interface 0: vendor, 2 endpoints */
-    7, 5, EP_OUT, 2, 0x00, 0x02, 0,		 /* bulk OUT */
-    7, 5, EP_IN,  2, 0x00, 0x02, 0,		 /* bulk IN */
+    9, 2, 32,	  0, 1,	   1,	 0, 0x80, 50, /* configuration */
+    9, 4, 0,	  0, 2,	   0xff, 0, 0,	  0,  /* interface 0: vendor, 2 endpoints */
+    7, 5, EP_OUT, 2, 0x00, 0x02, 0,	      /* bulk OUT */
+    7, 5, EP_IN,  2, 0x00, 0x02, 0,	      /* bulk IN */
 };
 
 /* String descriptor @index in UTF-16LE; 0 = the language list. Returns its length. */
-static size_t string_descriptor(const struct emu_dev *d, unsigned index, uint8_t *out,
-				size_t size)
+static size_t string_descriptor(const struct emu_dev *d, unsigned index, uint8_t *out, size_t size)
 {
 	const char *s;
 	if (index == 0) {
@@ -355,8 +354,7 @@ static void reap(struct emu_dev *d, UMockdevIoctlClient *client, bool gone)
 	urb_free(u);
 }
 
-static bool discard_from(GQueue *q, struct emu_dev *d, UMockdevIoctlClient *client,
-			 gulong addr)
+static bool discard_from(GQueue *q, struct emu_dev *d, UMockdevIoctlClient *client, gulong addr)
 {
 	for (GList *l = q->head; l; l = l->next) {
 		struct emu_urb *u = l->data;
@@ -411,10 +409,10 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 			umockdev_ioctl_client_complete(client, -1, EFAULT);
 			break;
 		}
-		*(guint32 *)caps->data = USBDEVFS_CAP_BULK_SCATTER_GATHER |
-					 USBDEVFS_CAP_BULK_CONTINUATION |
-					 USBDEVFS_CAP_NO_PACKET_SIZE_LIM | USBDEVFS_CAP_ZERO_PACKET |
-					 USBDEVFS_CAP_REAP_AFTER_DISCONNECT;
+		*(guint32 *)caps->data =
+		    USBDEVFS_CAP_BULK_SCATTER_GATHER | USBDEVFS_CAP_BULK_CONTINUATION |
+		    USBDEVFS_CAP_NO_PACKET_SIZE_LIM | USBDEVFS_CAP_ZERO_PACKET |
+		    USBDEVFS_CAP_REAP_AFTER_DISCONNECT;
 		umockdev_ioctl_client_complete(client, 0, 0);
 		break;
 	}
@@ -644,9 +642,11 @@ static void on_signal(int sig)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid HEX] "
-			"[--pid HEX] [--boot-ms MS] [--claimed SERIAL] [--corrupt-out N] [--corrupt-in N] [--verbose] -- COMMAND "
-			"[ARGS...]\n");
+	fprintf(stderr,
+		"usage: tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid HEX] "
+		"[--pid HEX] [--boot-ms MS] [--claimed SERIAL] [--corrupt-out N] [--corrupt-in N] "
+		"[--verbose] -- COMMAND "
+		"[ARGS...]\n");
 	return 2;
 }
 
