@@ -64,6 +64,22 @@ static const struct err_text err_texts[] = {
     [-TERN_E_USAGE] = {"usage", "bad command line; see --help"},
     [-TERN_E_FLASH] = {"flash", "flash write or erase failed"},
     [-TERN_E_POWER_CUT] = {"power-cut", "power was cut (simulated)"},
+    [-TERN_E_OFFSET] = {"bad-offset", "payload bytes at an unexpected offset; resume from the "
+				      "offset the device reports"},
+    [-TERN_E_GEOMETRY] = {"chunk-geometry",
+			  "the release's chunk size is not a multiple of this "
+			  "device's flash sector; rebuild it with a larger chunk size"},
+    [-TERN_E_HEALTH] = {"health-check-failed",
+			"the new image failed its health check; the device went back to the "
+			"previous one"},
+    [-TERN_E_TRIAL_BOOT] = {"trial-boot-failed",
+			    "the new image never started the agent (crash or hang) within its "
+			    "trial attempts; the device went back to the previous one"},
+    [-TERN_E_CANCELED] = {"canceled", "the update was canceled before it was staged"},
+    [-TERN_E_NO_BOOTCTL] = {"no-boot-control",
+			    "no valid boot control record on the device; re-provision it"},
+    [-TERN_E_NO_IMAGE] = {"no-bootable-image",
+			  "no slot holds a complete verified image the device may boot"},
     [-TERN_E_CRC] = {"crc", "a frame was damaged in transfer (CRC mismatch); retry, and try "
 			    "another cable or port if it repeats"},
     [-TERN_E_USB] = {"usb", "the USB transfer failed: the device was unplugged or reset; plug "

@@ -39,14 +39,21 @@ enum tern_err {
 	TERN_E_USAGE = -29,	     /* bad command line */
 	TERN_E_FLASH = -30,	     /* flash write, erase or read failed */
 	TERN_E_POWER_CUT = -31,	     /* simulated power cut (tests) */
-	TERN_E_CRC = -32,	     /* a frame's CRC does not match its bytes */
-	TERN_E_USB = -33,	     /* a USB transfer failed (unplugged, stalled, reset) */
-	TERN_E_NO_ACCESS = -34,	     /* a device is present but may not be opened */
-	TERN_E_AMBIGUOUS = -35,	     /* several devices match and none was chosen */
-	TERN_E_TIMEOUT = -36,	     /* the device did not answer in time */
-	TERN_E_DEVICE = -37,	     /* the device refused with a status this tern does not know */
-	TERN_E_NO_DEVICE = -38,	     /* no matching device is connected */
-	TERN_E__LAST = -39
+	TERN_E_OFFSET = -32,	     /* payload bytes at an offset the device does not expect */
+	TERN_E_GEOMETRY = -33,	     /* release chunk size does not fit the device's flash */
+	TERN_E_HEALTH = -34,	     /* trial image failed its health check */
+	TERN_E_TRIAL_BOOT = -35,     /* trial image never reached the agent (crash or hang) */
+	TERN_E_CANCELED = -36,	     /* update canceled before it was staged */
+	TERN_E_NO_BOOTCTL = -37,     /* no valid boot control record */
+	TERN_E_NO_IMAGE = -38,	     /* no slot holds a bootable verified image */
+	TERN_E_CRC = -39,	     /* a frame's CRC does not match its bytes */
+	TERN_E_USB = -40,	     /* a USB transfer failed (unplugged, stalled, reset) */
+	TERN_E_NO_ACCESS = -41,	     /* a device is present but may not be opened */
+	TERN_E_AMBIGUOUS = -42,	     /* several devices match and none was chosen */
+	TERN_E_TIMEOUT = -43,	     /* the device did not answer in time */
+	TERN_E_DEVICE = -44,	     /* the device refused with a status this tern does not know */
+	TERN_E_NO_DEVICE = -45,	     /* no matching device is connected */
+	TERN_E__LAST = -46
 };
 
 /*

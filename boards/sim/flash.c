@@ -1,0 +1,316 @@
+/* Simulated flash with real rules and power cuts, in memory or in a file. */
+#include "tern/tern_sim.h"
+
+#include "tern/tern_err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uint64_t round_up(uint64_t v, uint64_t unit)
+{
+	return (v + unit - 1) / unit * unit;
+}
+
+void tern_sim_geometry_default(struct tern_sim_geometry *g, uint64_t slot_size)
+{
+	memset(g, 0, sizeof(*g));
+	g->sector_size = 4096;
+	g->write_align = 8;
+	g->slot_size = round_up(slot_size, g->sector_size);
+	g->cfg_slot_size = 64 * 1024;
+}
+
+/* Journal big enough for both slots cut into one chunk per sector. */
+static uint64_t journal_default(const struct tern_sim_geometry *g)
+{
+	uint64_t n = g->slot_size / g->sector_size + g->cfg_slot_size / g->sector_size;
+	return 4ull * g->sector_size + round_up(n * g->write_align + 4u * g->write_align,
+						g->sector_size) +
+	       round_up((g->slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size) +
+	       round_up((g->cfg_slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size);
+}
+
+static int layout(struct tern_sim_flash *f, const struct tern_sim_geometry *g)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	f->geo = *g;
+	struct tern_sim_geometry *geo = &f->geo;
+	uint32_t s = geo->sector_size, a = geo->write_align;
+	if (s < TERN_BOOTCTL_REC_SIZE || (s & (s - 1)) || a == 0 || a > TERN_WRITE_ALIGN_MAX ||
+	    (a & (a - 1)) || geo->slot_size == 0)
+		return TERN_E_INVAL;
+	geo->slot_size = round_up(geo->slot_size, s);
+	geo->cfg_slot_size = round_up(geo->cfg_slot_size ? geo->cfg_slot_size : s, s);
+	if (geo->journal_size == 0)
+		geo->journal_size = journal_default(geo);
+	geo->journal_size = round_up(geo->journal_size, s);
+	uint64_t sizes[TERN_AREA__COUNT] = {geo->slot_size,	geo->slot_size,
+					    geo->cfg_slot_size, geo->cfg_slot_size,
+					    2ull * s,		geo->journal_size};
+	uint64_t off = 0;
+	for (int i = 0; i < TERN_AREA__COUNT; i++) {
+		f->area_off[i] = off;
+		f->area_size[i] = sizes[i];
+		off += sizes[i];
+	}
+	f->total = off;
+	return 0;
+}
+
+static int raw_fill(struct tern_sim_flash *f, uint64_t off, uint64_t len, bool garbage);
+
+uint64_t tern_sim_flash_size(const struct tern_sim_geometry *g)
+{
+	struct tern_sim_flash f;
+	return layout(&f, g) ? 0 : f.total;
+}
+
+int tern_sim_flash_open_mem(struct tern_sim_flash *f, const struct tern_sim_geometry *g,
+			    uint8_t *mem, bool erase)
+{
+	int rc = layout(f, g);
+	if (rc)
+		return rc;
+	f->mem = mem;
+	if (erase)
+		memset(mem, 0xff, f->total);
+	return 0;
+}
+
+int tern_sim_flash_open_file(struct tern_sim_flash *f, const struct tern_sim_geometry *g,
+			     const char *path, bool create)
+{
+	int rc = layout(f, g);
+	if (rc)
+		return rc;
+	int fd = open(path, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0644);
+	if (fd < 0)
+		return errno == EEXIST ? TERN_E_EXISTS : errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		goto out_io;
+	f->fd = fd;
+	if (create) {
+		if (raw_fill(f, 0, f->total, false))
+			goto out_io;
+	} else if ((uint64_t)st.st_size != f->total) {
+		close(fd);
+		f->fd = -1;
+		return TERN_E_MALFORMED;
+	}
+	return 0;
+out_io:
+	close(fd);
+	f->fd = -1;
+	return TERN_E_IO;
+}
+
+int tern_sim_flash_sync(struct tern_sim_flash *f)
+{
+	return f->fd >= 0 && fdatasync(f->fd) != 0 ? TERN_E_IO : 0;
+}
+
+void tern_sim_flash_close(struct tern_sim_flash *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+}
+
+void tern_sim_power_cut_at(struct tern_sim_flash *f, uint64_t n, bool torn)
+{
+	f->cut_at = n ? f->n_ops + n : 0;
+	f->torn = torn;
+	f->rng = (uint32_t)(n * 2654435761u) | 1u;
+}
+
+void tern_sim_power_restore(struct tern_sim_flash *f)
+{
+	f->powered_off = false;
+	f->cut_at = 0;
+}
+
+static uint32_t rng_next(struct tern_sim_flash *f)
+{
+	uint32_t x = f->rng;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return f->rng = x;
+}
+
+static int raw_read(struct tern_sim_flash *f, uint64_t off, void *buf, size_t len)
+{
+	if (f->mem) {
+		memcpy(buf, f->mem + off, len);
+		return 0;
+	}
+	return pread(f->fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : TERN_E_IO;
+}
+
+static int raw_write(struct tern_sim_flash *f, uint64_t off, const void *buf, size_t len)
+{
+	if (f->mem) {
+		memcpy(f->mem + off, buf, len);
+		return 0;
+	}
+	return pwrite(f->fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : TERN_E_IO;
+}
+
+static int raw_fill(struct tern_sim_flash *f, uint64_t off, uint64_t len, bool garbage)
+{
+	uint8_t tmp[4096];
+	while (len) {
+		size_t n = len < sizeof(tmp) ? (size_t)len : sizeof(tmp);
+		if (garbage)
+			for (size_t i = 0; i < n; i++)
+				tmp[i] = (uint8_t)rng_next(f);
+		else
+			memset(tmp, 0xff, n);
+		int rc = raw_write(f, off, tmp, n);
+		if (rc)
+			return rc;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int violation(struct tern_sim_flash *f, const char *what, enum tern_area a, uint64_t off,
+		     uint64_t len)
+{
+	f->violations++;
+	snprintf(f->last_violation, sizeof(f->last_violation),
+		 "%s: area %d offset %llu length %llu", what, (int)a, (unsigned long long)off,
+		 (unsigned long long)len);
+	return TERN_E_FLASH;
+}
+
+/* Checks the area and range; TERN_E_INVAL for a range outside the area. */
+static int range_ok(struct tern_sim_flash *f, enum tern_area a, uint64_t off, uint64_t len)
+{
+	if ((unsigned)a >= TERN_AREA__COUNT || off > f->area_size[a] || len > f->area_size[a] - off)
+		return violation(f, "out of range", a, off, len);
+	return 0;
+}
+
+/* Counts an operation; true when power fails during this one. */
+static bool op_cut(struct tern_sim_flash *f)
+{
+	f->n_ops++;
+	if (f->cut_at && f->n_ops == f->cut_at) {
+		f->powered_off = true;
+		return true;
+	}
+	return false;
+}
+
+static int sim_area_info(void *ctx, enum tern_area a, struct tern_area_info *info)
+{
+	struct tern_sim_flash *f = ctx;
+	if ((unsigned)a >= TERN_AREA__COUNT)
+		return TERN_E_INVAL;
+	info->size = f->area_size[a];
+	info->sector_size = f->geo.sector_size;
+	info->write_align = f->geo.write_align;
+	return 0;
+}
+
+static int sim_read(void *ctx, enum tern_area a, uint64_t off, void *buf, size_t len)
+{
+	struct tern_sim_flash *f = ctx;
+	if (f->powered_off)
+		return TERN_E_POWER_CUT;
+	int rc = range_ok(f, a, off, len);
+	return rc ? rc : raw_read(f, f->area_off[a] + off, buf, len);
+}
+
+static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf, size_t len)
+{
+	struct tern_sim_flash *f = ctx;
+	if (f->powered_off)
+		return TERN_E_POWER_CUT;
+	int rc = range_ok(f, a, off, len);
+	if (rc)
+		return rc;
+	if (off % f->geo.write_align || len % f->geo.write_align)
+		return violation(f, "misaligned write", a, off, len);
+	uint64_t base = f->area_off[a] + off;
+	uint8_t tmp[4096];
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done < sizeof(tmp) ? (size_t)(len - done) : sizeof(tmp);
+		if ((rc = raw_read(f, base + done, tmp, n)))
+			return rc;
+		for (size_t i = 0; i < n; i++)
+			if (tmp[i] != 0xff)
+				return violation(f, "write to unerased flash", a, off + done + i, 1);
+		done += n;
+	}
+	if (op_cut(f)) {
+		if (!f->torn)
+			return TERN_E_POWER_CUT;
+		/* Torn: some whole units made it, the next one is garbage. */
+		size_t units = len / f->geo.write_align;
+		size_t ok = (size_t)(rng_next(f) % units) * f->geo.write_align;
+		if ((rc = raw_write(f, base, buf, ok)) ||
+		    (rc = raw_fill(f, base + ok, f->geo.write_align, true)))
+			return rc;
+		return TERN_E_POWER_CUT;
+	}
+	return raw_write(f, base, buf, len);
+}
+
+static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
+{
+	struct tern_sim_flash *f = ctx;
+	if (f->powered_off)
+		return TERN_E_POWER_CUT;
+	int rc = range_ok(f, a, off, len);
+	if (rc)
+		return rc;
+	if (off % f->geo.sector_size || len % f->geo.sector_size)
+		return violation(f, "misaligned erase", a, off, len);
+	uint64_t base = f->area_off[a] + off;
+	if (op_cut(f)) {
+		if (!f->torn)
+			return TERN_E_POWER_CUT;
+		/* Torn: the first sectors were erased, the next one holds garbage. */
+		uint64_t sectors = len / f->geo.sector_size;
+		uint64_t ok = (rng_next(f) % sectors) * f->geo.sector_size;
+		if ((rc = raw_fill(f, base, ok, false)) ||
+		    (rc = raw_fill(f, base + ok, f->geo.sector_size, true)))
+			return rc;
+		return TERN_E_POWER_CUT;
+	}
+	return raw_fill(f, base, len, false);
+}
+
+static int sim_flush(void *ctx, enum tern_area a)
+{
+	struct tern_sim_flash *f = ctx;
+	(void)a;
+	if (f->powered_off)
+		return TERN_E_POWER_CUT;
+	if (f->sync_on_flush && f->fd >= 0 && fdatasync(f->fd) != 0)
+		return TERN_E_IO;
+	return 0;
+}
+
+static const struct tern_board_ops sim_ops = {
+    .area_info = sim_area_info,
+    .read = sim_read,
+    .write = sim_write,
+    .erase = sim_erase,
+    .flush = sim_flush,
+};
+
+void tern_sim_flash_board(struct tern_sim_flash *f, struct tern_board *b)
+{
+	b->ops = &sim_ops;
+	b->ctx = f;
+}

@@ -1,0 +1,717 @@
+/*
+ * ternd: the device agent. `ternd sim ...` runs a simulated device kept in a folder:
+ *   DEVDIR/device.conf   board id and flash geometry
+ *   DEVDIR/keyring-N.pub trusted public keys (PEM)
+ *   DEVDIR/flash.img     the whole flash (slots, boot control, install journal)
+ *   DEVDIR/running       what the bootloader started last (the device's RAM)
+ */
+#include "tern/tern_sim.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_release.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_BOOTS 16
+
+static const char usage_text[] =
+    "usage:\n"
+    "  ternd sim init DEVDIR --keyring signing.pub [--board sim] [--slot-size 8M]\n"
+    "                 [--version 1.0.0] [--image-size 64K]\n"
+    "  ternd sim install DEVDIR RELEASE.tern [--no-activate]\n"
+    "  ternd sim activate DEVDIR\n"
+    "  ternd sim reboot DEVDIR\n"
+    "  ternd sim status DEVDIR [--json]\n"
+    "  ternd sim mkimage --health ok|fail|crash [--size 1M] [--version V] --out FILE\n";
+
+static int fail(int rc, const char *what)
+{
+	if (what)
+		fprintf(stderr, "ternd: %s: %s (%s)\n", what, tern_strerror(rc), tern_errname(rc));
+	else
+		fprintf(stderr, "ternd: %s (%s)\n", tern_strerror(rc), tern_errname(rc));
+	return 1;
+}
+
+static int usage(const char *why)
+{
+	fprintf(stderr, "ternd: %s\n%s", why, usage_text);
+	return 2;
+}
+
+/* Parses "123", "64K", "8M", "1G" (binary units). */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	uint64_t mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024ull * 1024 * 1024;
+	else if (*end != '\0')
+		return false;
+	if (mul != 1 && end[1] != '\0')
+		return false;
+	if (v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+static int path_join(char *out, size_t size, const char *dir, const char *name)
+{
+	int n = snprintf(out, size, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= size ? TERN_E_TOO_LARGE : 0;
+}
+
+/* Reads a whole small file into @buf (NUL-terminated). */
+static int read_small(const char *path, char *buf, size_t size, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	size_t n = fread(buf, 1, size - 1, f);
+	int rc = ferror(f) ? TERN_E_IO : !feof(f) ? TERN_E_TOO_LARGE : 0;
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return rc;
+}
+
+static int write_small(const char *path, const char *text)
+{
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return TERN_E_TOO_LARGE;
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return TERN_E_IO;
+	bool ok = fputs(text, f) >= 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0)
+		return TERN_E_IO;
+	return 0;
+}
+
+/* Looks up "key=value" in @text; copies the value into @out. */
+static bool conf_get(const char *text, const char *key, char *out, size_t size)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
+		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
+			size_t vlen = llen - klen - 1;
+			if (vlen >= size)
+				return false;
+			memcpy(out, line + klen + 1, vlen);
+			out[vlen] = '\0';
+			return true;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
+{
+	char buf[32];
+	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
+}
+
+/* A sim device opened from its folder. */
+struct simdev {
+	char dir[2048];
+	struct tern_sim_geometry geo;
+	struct tern_sim_device dev;
+};
+
+static int load_keyring(const char *dir, struct tern_keyring *kr)
+{
+	memset(kr, 0, sizeof(*kr));
+	for (int i = 0; i < TERN_KEYRING_MAX; i++) {
+		char name[32], path[2100], pem[4096];
+		size_t len;
+		snprintf(name, sizeof(name), "keyring-%d.pub", i);
+		if (path_join(path, sizeof(path), dir, name))
+			return TERN_E_TOO_LARGE;
+		int rc = read_small(path, pem, sizeof(pem), &len);
+		if (rc == TERN_E_NOT_FOUND)
+			break;
+		if (rc)
+			return rc;
+		struct tern_pubkey pk;
+		if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)) ||
+		    (rc = tern_keyring_add(kr, &pk)))
+			return rc;
+	}
+	return kr->n_keys ? 0 : TERN_E_KEY;
+}
+
+static int save_running(const struct simdev *s)
+{
+	char path[2100], text[128];
+	if (path_join(path, sizeof(path), s->dir, "running"))
+		return TERN_E_TOO_LARGE;
+	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\n",
+		 s->dev.boot.slot[TERN_PAIR_FW], s->dev.boot.slot[TERN_PAIR_CFG],
+		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots);
+	return write_small(path, text);
+}
+
+/* Opens DEVDIR: config, keyring, flash. The agent is attached by the caller. */
+static int simdev_open(struct simdev *s, const char *dir)
+{
+	char path[2100], conf[1024], board[TERN_NAME_MAX + 1];
+	uint64_t v[5];
+	int rc;
+	struct stat st;
+	memset(s, 0, sizeof(*s));
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "ternd: %s: no such device folder (run 'ternd sim init' first)\n",
+			dir);
+		return TERN_E_NOT_FOUND;
+	}
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
+	    (rc = read_small(path, conf, sizeof(conf), NULL)))
+		return rc;
+	if (!conf_get(conf, "board", board, sizeof(board)) ||
+	    !conf_get_u64(conf, "slot_size", &v[0]) || !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
+	    !conf_get_u64(conf, "journal_size", &v[2]) ||
+	    !conf_get_u64(conf, "sector_size", &v[3]) || !conf_get_u64(conf, "write_align", &v[4]) ||
+	    v[3] > UINT32_MAX || v[4] > UINT32_MAX)
+		return TERN_E_MALFORMED;
+	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
+	struct tern_keyring kr;
+	if ((rc = load_keyring(dir, &kr)))
+		return rc;
+	struct tern_sim_flash f;
+	if ((rc = path_join(path, sizeof(path), dir, "flash.img")) ||
+	    (rc = tern_sim_flash_open_file(&f, &s->geo, path, false)))
+		return rc;
+	tern_sim_device_init(&s->dev, &f, &kr, board);
+	return 0;
+}
+
+/* Attaches the agent to what runs now (the "running" file). */
+static int simdev_attach(struct simdev *s)
+{
+	char path[2100], text[256];
+	uint64_t fw, cfg, trial, boots = 0;
+	int rc;
+	if ((rc = path_join(path, sizeof(path), s->dir, "running")) ||
+	    (rc = read_small(path, text, sizeof(text), NULL)))
+		return rc;
+	if (!conf_get_u64(text, "fw", &fw) || !conf_get_u64(text, "cfg", &cfg) ||
+	    !conf_get_u64(text, "trial", &trial) || fw > 1 || cfg > 255)
+		return TERN_E_MALFORMED;
+	conf_get_u64(text, "boots", &boots);
+	struct tern_boot_result b = {{(uint8_t)fw, (uint8_t)cfg}, trial != 0};
+	s->dev.n_boots = (unsigned)boots;
+	return tern_sim_attach(&s->dev, &b);
+}
+
+static void simdev_close(struct simdev *s)
+{
+	tern_sim_flash_close(&s->dev.flash);
+}
+
+static void print_line(void *arg, const char *line)
+{
+	(void)arg;
+	printf("%s\n", line);
+}
+
+/* --- mkimage --- */
+
+static int cmd_mkimage(int argc, char **argv)
+{
+	const char *out = NULL, *version = "1.0.0", *health_s = NULL;
+	uint64_t size = 1024 * 1024;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--health") && i + 1 < argc)
+			health_s = argv[++i];
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+			if (!parse_size(argv[++i], &size))
+				return usage("--size wants a size such as 1M or 65536");
+		} else if (!strcmp(argv[i], "--version") && i + 1 < argc)
+			version = argv[++i];
+		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else
+			return usage("mkimage: unknown argument");
+	}
+	if (!out || !health_s)
+		return usage("mkimage needs --health and --out");
+	enum tern_sim_health h;
+	if (!strcmp(health_s, "ok"))
+		h = TERN_SIM_HEALTHY;
+	else if (!strcmp(health_s, "fail"))
+		h = TERN_SIM_UNHEALTHY;
+	else if (!strcmp(health_s, "crash"))
+		h = TERN_SIM_CRASH;
+	else
+		return usage("--health is ok, fail or crash");
+	if (size < TERN_SIM_IMAGE_HDR_LEN || size > (1ull << 32))
+		return usage("--size must be between 64 bytes and 4G");
+	if (strlen(version) == 0 || strlen(version) > TERN_VERSION_MAX)
+		return usage("--version must be 1 to 32 characters");
+	uint8_t *img = malloc(size);
+	if (!img)
+		return fail(TERN_E_NOMEM, NULL);
+	int rc = tern_sim_image_make(img, size, h, version);
+	FILE *f = rc ? NULL : fopen(out, "wb");
+	if (!rc && !f)
+		rc = TERN_E_IO;
+	if (f) {
+		bool ok = fwrite(img, 1, size, f) == size;
+		if (fclose(f) != 0 || !ok)
+			rc = TERN_E_IO;
+	}
+	free(img);
+	if (rc)
+		return fail(rc, out);
+	printf("wrote %s: sim image %s, %llu bytes, health %s\n", out, version,
+	       (unsigned long long)size, health_s);
+	return 0;
+}
+
+/* --- init --- */
+
+static int copy_key(const char *src, const char *dir, int n)
+{
+	char pem[4096], path[2100], name[32];
+	size_t len;
+	int rc = read_small(src, pem, sizeof(pem), &len);
+	if (rc)
+		return rc;
+	struct tern_pubkey pk;
+	if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)))
+		return rc;
+	snprintf(name, sizeof(name), "keyring-%d.pub", n);
+	if ((rc = path_join(path, sizeof(path), dir, name)))
+		return rc;
+	return write_small(path, pem);
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	if (argc < 1 || argv[0][0] == '-')
+		return usage("init needs DEVDIR");
+	const char *dir = argv[0], *board = TERN_SIM_BOARD_ID, *version = "1.0.0";
+	const char *keys[TERN_KEYRING_MAX];
+	int n_keys = 0;
+	uint64_t slot = 8ull * 1024 * 1024, image = 64 * 1024;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--keyring") && i + 1 < argc) {
+			if (n_keys == TERN_KEYRING_MAX)
+				return usage("too many --keyring");
+			keys[n_keys++] = argv[++i];
+		} else if (!strcmp(argv[i], "--board") && i + 1 < argc)
+			board = argv[++i];
+		else if (!strcmp(argv[i], "--version") && i + 1 < argc)
+			version = argv[++i];
+		else if (!strcmp(argv[i], "--slot-size") && i + 1 < argc) {
+			if (!parse_size(argv[++i], &slot) || slot < 8192 || slot > (1ull << 34))
+				return usage("--slot-size wants a size such as 8M");
+		} else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) {
+			if (!parse_size(argv[++i], &image))
+				return usage("--image-size wants a size such as 64K");
+		} else
+			return usage("init: unknown argument");
+	}
+	if (n_keys == 0)
+		return usage("init needs --keyring signing.pub");
+	if (strlen(board) == 0 || strlen(board) > TERN_NAME_MAX)
+		return usage("--board must be 1 to 32 characters");
+	if (strlen(version) == 0 || strlen(version) > TERN_VERSION_MAX)
+		return usage("--version must be 1 to 32 characters");
+	if (image > slot)
+		image = slot;
+	if (image < TERN_SIM_IMAGE_HDR_LEN)
+		return usage("--image-size is too small");
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return fail(TERN_E_IO, dir);
+	char path[2100], conf[512];
+	if (path_join(path, sizeof(path), dir, "flash.img") == 0 && access(path, F_OK) == 0) {
+		fprintf(stderr, "ternd: %s: a device is already there; remove the folder first\n",
+			dir);
+		return 1;
+	}
+	int rc;
+	for (int i = 0; i < n_keys; i++)
+		if ((rc = copy_key(keys[i], dir, i)))
+			return fail(rc, keys[i]);
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(TERN_E_NOMEM, NULL);
+	tern_sim_geometry_default(&s->geo, slot);
+	struct tern_sim_flash f;
+	uint8_t *img = NULL;
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	if ((rc = tern_sim_flash_open_file(&f, &s->geo, path, true)))
+		goto out;
+	s->geo = f.geo; /* with defaults applied */
+	snprintf(conf, sizeof(conf),
+		 "board=%s\nslot_size=%llu\ncfg_slot_size=%llu\njournal_size=%llu\n"
+		 "sector_size=%u\nwrite_align=%u\n",
+		 board, (unsigned long long)s->geo.slot_size,
+		 (unsigned long long)s->geo.cfg_slot_size, (unsigned long long)s->geo.journal_size,
+		 s->geo.sector_size, s->geo.write_align);
+	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
+	    (rc = write_small(path, conf)))
+		goto out_close;
+	struct tern_keyring kr;
+	if ((rc = load_keyring(dir, &kr)))
+		goto out_close;
+	tern_sim_device_init(&s->dev, &f, &kr, board);
+	img = malloc(image);
+	if (!img) {
+		rc = TERN_E_NOMEM;
+		goto out_close;
+	}
+	if ((rc = tern_sim_image_make(img, image, TERN_SIM_HEALTHY, version)) ||
+	    (rc = tern_sim_provision(&s->dev, img, image, version, TERN_CHUNK_DEFAULT)))
+		goto out_close;
+	s->dev.log = print_line;
+	if ((rc = tern_sim_boot(&s->dev, MAX_BOOTS)) || (rc = save_running(s)) ||
+	    (rc = tern_sim_flash_sync(&s->dev.flash)))
+		goto out_close;
+	printf("initialized %s: board %s, slots of %llu bytes, slot A runs %s\n", dir, board,
+	       (unsigned long long)s->geo.slot_size, version);
+out_close:
+	tern_sim_flash_close(&s->dev.flash);
+out:
+	free(img);
+	free(s);
+	return rc ? fail(rc, dir) : 0;
+}
+
+/* --- install, activate, reboot --- */
+
+static int map_file(const char *path, const uint8_t **data, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return TERN_E_IO;
+	}
+	*len = (size_t)st.st_size;
+	if (*len == 0) {
+		close(fd);
+		return TERN_E_TRUNCATED;
+	}
+	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return TERN_E_IO;
+	*data = p;
+	return 0;
+}
+
+static int cmd_install(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage("install needs DEVDIR and RELEASE");
+	bool activate = true;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--no-activate"))
+			activate = false;
+		else
+			return usage("install: unknown argument");
+	}
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(TERN_E_NOMEM, NULL);
+	const uint8_t *rel = NULL;
+	size_t len = 0;
+	int rc = simdev_open(s, argv[0]);
+	if (rc) {
+		free(s);
+		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
+	}
+	if ((rc = simdev_attach(s)))
+		goto out;
+	if ((rc = map_file(argv[1], &rel, &len))) {
+		fail(rc, argv[1]);
+		goto out_quiet;
+	}
+	rc = tern_sim_install_buffer(&s->dev, rel, len, 256 * 1024);
+	if (rc == 0 && activate)
+		rc = tern_agent_activate(&s->dev.agent);
+	int sync_rc = tern_sim_flash_sync(&s->dev.flash);
+	if (rc == 0)
+		rc = sync_rc;
+	if (rc) {
+		fprintf(stderr, "ternd: refused %s: %s (%s)\n", argv[1], tern_strerror(rc),
+			tern_errname(rc));
+		goto out_quiet;
+	}
+	struct tern_status st;
+	tern_agent_status(&s->dev.agent, &st);
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		if (st.slots[i].state != TERN_SLOT_STAGED)
+			continue;
+		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
+		       'A' + (int)(i & 1u),
+		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
+	}
+	goto out_quiet;
+out:
+	if (rc)
+		fail(rc, argv[0]);
+out_quiet:
+	if (rel)
+		munmap((void *)(uintptr_t)rel, len);
+	simdev_close(s);
+	free(s);
+	return rc ? 1 : 0;
+}
+
+static int cmd_activate(int argc, char **argv)
+{
+	if (argc != 1)
+		return usage("activate needs DEVDIR");
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(TERN_E_NOMEM, NULL);
+	int rc = simdev_open(s, argv[0]);
+	if (rc == 0 && (rc = simdev_attach(s)) == 0)
+		rc = tern_agent_activate(&s->dev.agent);
+	if (rc == 0)
+		printf("activated: the next reboot runs the staged release on trial\n");
+	simdev_close(s);
+	free(s);
+	return rc ? fail(rc, argv[0]) : 0;
+}
+
+static int cmd_reboot(int argc, char **argv)
+{
+	if (argc != 1)
+		return usage("reboot needs DEVDIR");
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(TERN_E_NOMEM, NULL);
+	int rc = simdev_open(s, argv[0]);
+	if (rc) {
+		free(s);
+		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
+	}
+	/* The boot count lives in the running file. */
+	if (simdev_attach(s) != 0)
+		s->dev.n_boots = 0;
+	s->dev.log = print_line;
+	rc = tern_sim_boot(&s->dev, MAX_BOOTS);
+	if (rc == 0)
+		rc = save_running(s);
+	if (rc == 0)
+		rc = tern_sim_flash_sync(&s->dev.flash);
+	if (rc == 0) {
+		struct tern_status st;
+		tern_agent_status(&s->dev.agent, &st);
+		const struct tern_slot_meta *m =
+		    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
+		printf("running slot %c, version %s; state %s%s%s\n",
+		       'A' + st.running[TERN_PAIR_FW], m->version, tern_state_name(st.state),
+		       st.reason ? ": " : "", st.reason ? tern_strerror(st.reason) : "");
+	}
+	simdev_close(s);
+	free(s);
+	return rc ? fail(rc, argv[0]) : 0;
+}
+
+/* --- status --- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
+
+static void json_slot(const struct tern_slot_meta *m)
+{
+	char dg[2 * TERN_SHA256_LEN + 1];
+	bool filled = m->state != TERN_SLOT_EMPTY;
+	hex(m->index_digest, TERN_SHA256_LEN, dg);
+	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
+	if (filled)
+		json_str(m->version);
+	else
+		printf("null");
+	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
+	       (unsigned long long)m->sequence, m->security_counter,
+	       (unsigned long long)m->size);
+	if (filled)
+		printf("\"%s\"}", dg);
+	else
+		printf("null}");
+}
+
+static void print_status_json(const struct tern_status *st)
+{
+	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
+	printf("{\"state\": \"%s\", \"running_slot\": \"%s\", \"running_version\": ",
+	       tern_state_name(st->state), slot_names[fw & 1u]);
+	json_str(run->version);
+	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
+	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
+	if (cfg <= 1) {
+		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
+		char dg[2 * TERN_SHA256_LEN + 1];
+		hex(c->index_digest, TERN_SHA256_LEN, dg);
+		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
+		json_str(c->version);
+		printf(", \"digest\": \"%s\"}", dg);
+	} else {
+		printf("null");
+	}
+	printf(", \"slots\": {");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
+		json_slot(&st->slots[i]);
+	}
+	printf("}, \"security_floor\": %u, \"confirmed_sequence\": %llu, \"trial_pending\": %s, "
+	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
+	       "\"last_reason\": ",
+	       st->security_floor, (unsigned long long)st->confirmed_sequence,
+	       st->trial_pending ? "true" : "false", st->attempts_left,
+	       tern_event_name(st->last_event), (unsigned long long)st->event_sequence);
+	if (st->reason) {
+		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
+		json_str(tern_strerror(st->reason));
+	} else {
+		printf("null, \"last_reason_text\": null");
+	}
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf(", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
+		       st->job_version, (unsigned long long)st->n_chunks,
+		       (unsigned long long)st->n_verified);
+	printf("}\n");
+}
+
+static void print_status_text(const struct tern_status *st)
+{
+	unsigned fw = st->running[TERN_PAIR_FW];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
+	printf("state:          %s\n", tern_state_name(st->state));
+	printf("running:        slot %s, version %s (sequence %llu)%s\n", slot_names[fw & 1u],
+	       run->version, (unsigned long long)run->sequence,
+	       st->running_trial ? " on trial" : "");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		const struct tern_slot_meta *m = &st->slots[i];
+		if (m->state == TERN_SLOT_EMPTY)
+			printf("slot %-9s empty\n", slot_names[i]);
+		else
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n", slot_names[i],
+			       tern_slot_state_name(m->state), m->version,
+			       (unsigned long long)m->sequence, m->security_counter);
+	}
+	printf("security floor: %u\n", st->security_floor);
+	if (st->trial_pending)
+		printf("trial:          pending, %u attempts left\n", st->attempts_left);
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf("download:       %s, %llu of %llu chunks verified\n", st->job_version,
+		       (unsigned long long)st->n_verified, (unsigned long long)st->n_chunks);
+	printf("last event:     %s", tern_event_name(st->last_event));
+	if (st->reason)
+		printf(": %s (%s)", tern_strerror(st->reason), tern_errname(st->reason));
+	printf("\n");
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	if (argc < 1 || argc > 2 || (argc == 2 && strcmp(argv[1], "--json")))
+		return usage("status needs DEVDIR [--json]");
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(TERN_E_NOMEM, NULL);
+	int rc = simdev_open(s, argv[0]);
+	if (rc) {
+		free(s);
+		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
+	}
+	if ((rc = simdev_attach(s)) == 0) {
+		struct tern_status st;
+		tern_agent_status(&s->dev.agent, &st);
+		if (argc == 2)
+			print_status_json(&st);
+		else
+			print_status_text(&st);
+	}
+	simdev_close(s);
+	free(s);
+	return rc ? fail(rc, argv[0]) : 0;
+}
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+};
+
+static const struct command sim_commands[] = {
+    {"init", cmd_init},	      {"install", cmd_install}, {"activate", cmd_activate},
+    {"reboot", cmd_reboot}, {"status", cmd_status},   {"mkimage", cmd_mkimage},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 3 || strcmp(argv[1], "sim"))
+		return usage(argc >= 2 && !strcmp(argv[1], "--help") ? "help" : "unknown command");
+	for (size_t i = 0; i < sizeof(sim_commands) / sizeof(sim_commands[0]); i++)
+		if (!strcmp(argv[2], sim_commands[i].name))
+			return sim_commands[i].run(argc - 3, argv + 3);
+	return usage("unknown sim command");
+}

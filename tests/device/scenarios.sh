@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Scenario tests through the `ternd sim` commands: good release confirmed, unhealthy
+# release rolled back, crashing release rolled back after its attempts, and refusals
+# (downgrade, wrong board, replay, corrupt, truncated, unknown key) that leave the device
+# unchanged and bootable. Prints "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+TERND=$BUILD/ternd
+MKREL=$BUILD/tests/ternd-mkrelease
+PY=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+
+# json DEV EXPR: evaluates a Python expression on the status document `d`.
+json() {
+	"$TERND" sim status "$1" --json | "$PY" -c "import json,sys; d=json.load(sys.stdin); print($2)"
+}
+
+# expect NAME WANT GOT
+expect() {
+	if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (want '$2', got '$3')"; fi
+}
+
+# refused NAME DEV RELEASE REASON: install fails with one line naming REASON, and the
+# device's status is unchanged.
+refused() {
+	local before after out rc
+	before=$("$TERND" sim status "$2" --json)
+	out=$("$TERND" sim install "$2" "$3" 2>&1)
+	rc=$?
+	after=$("$TERND" sim status "$2" --json)
+	if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] &&
+		printf '%s' "$out" | grep -q "($4)" && [ "$before" = "$after" ]; then
+		ok "$1"
+	else
+		bad "$1 (exit $rc, output: $out)"
+	fi
+}
+
+"$MKREL" genkey "$work/k.pem" "$work/k.pub" || exit 1
+"$MKREL" genkey "$work/other.pem" "$work/other.pub" || exit 1
+dev=$work/dev
+mk() { # mk NAME HEALTH VERSION SEQ SEC [extra mkrelease args]
+	local name=$1 health=$2 ver=$3 seq=$4 sec=$5
+	shift 5
+	"$TERND" sim mkimage --health "$health" --size 100K --version "$ver" \
+		--out "$work/$name.bin" >/dev/null &&
+		"$MKREL" make --key "$work/k.pem" --fw "$work/$name.bin" --version "$ver" \
+			--sequence "$seq" --security "$sec" --out "$work/$name.tern" "$@"
+}
+
+if "$TERND" sim init "$dev" --keyring "$work/k.pub" --slot-size 1M --version 1.0.0 >/dev/null; then
+	ok "init"
+else
+	bad "init"
+fi
+expect "factory state" "idle A 1.0.0 0" "$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["security_floor"]' | tr -d "(),'")"
+
+# Good release: staged, then confirmed on reboot; the floor rises.
+mk good ok 1.1.0 2 1
+"$TERND" sim install "$dev" "$work/good.tern" >/dev/null
+expect "good release staged" "staged True" "$(json "$dev" 'd["state"], d["trial_pending"]' | tr -d "(),'")"
+"$TERND" sim reboot "$dev" >/dev/null
+expect "good release confirmed" "confirmed B 1.1.0 1 good" \
+	"$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["security_floor"], d["slots"]["B"]["state"]' | tr -d "(),'")"
+"$TERND" sim reboot "$dev" >/dev/null
+expect "normal reboot keeps it" "confirmed B 0" "$(json "$dev" 'd["state"], d["running_slot"], d["attempts_left"]' | tr -d "(),'")"
+
+# Refusals: the device stays as it is.
+refused "replay of the confirmed release refused" "$dev" "$work/good.tern" not-newer
+mk old ok 1.0.5 1 1
+refused "downgrade refused" "$dev" "$work/old.tern" not-newer
+mk wrongboard ok 1.2.0 3 1 --board other-board
+refused "wrong board refused" "$dev" "$work/wrongboard.tern" wrong-board
+mk lowsec ok 1.2.0 3 0
+refused "security counter below the floor refused" "$dev" "$work/lowsec.tern" below-floor
+"$TERND" sim mkimage --health ok --size 100K --version 1.2.0 --out "$work/other.bin" >/dev/null
+"$MKREL" make --key "$work/other.pem" --fw "$work/other.bin" --version 1.2.0 --sequence 3 \
+	--security 1 --out "$work/otherkey.tern"
+refused "unknown key refused" "$dev" "$work/otherkey.tern" unknown-key
+mk corrupt ok 1.2.0 3 1
+size=$(stat -c %s "$work/corrupt.tern")
+printf '\x00' | dd of="$work/corrupt.tern" bs=1 seek=$((size - 5000)) conv=notrunc 2>/dev/null
+out=$("$TERND" sim install "$dev" "$work/corrupt.tern" 2>&1)
+rc=$?
+if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "(digest-mismatch)"; then
+	ok "corrupt payload refused"
+else
+	bad "corrupt payload refused (exit $rc: $out)"
+fi
+expect "after a corrupt payload: still running 1.1.0" "failed B 1.1.0 digest-mismatch" \
+	"$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["last_reason"]' | tr -d "(),'")"
+mk trunc ok 1.2.0 3 1
+head -c $((size / 2)) "$work/trunc.tern" >"$work/trunc2.tern"
+out=$("$TERND" sim install "$dev" "$work/trunc2.tern" 2>&1)
+if [ $? -ne 0 ] && printf '%s' "$out" | grep -q "(truncated)"; then
+	ok "truncated release refused"
+else
+	bad "truncated release refused ($out)"
+fi
+"$TERND" sim reboot "$dev" >/dev/null
+expect "still bootable after refusals" "B 1.1.0" "$(json "$dev" 'd["running_slot"], d["running_version"]' | tr -d "(),'")"
+
+# Unhealthy release: trial boot, health check fails, back to the previous image.
+mk sick fail 1.3.0 4 1
+"$TERND" sim install "$dev" "$work/sick.tern" >/dev/null
+"$TERND" sim reboot "$dev" >"$work/reboot.log"
+expect "unhealthy release rolled back with reason" "rolled-back B 1.1.0 health-check-failed bad" \
+	"$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["last_reason"], d["slots"]["A"]["state"]' | tr -d "(),'")"
+
+# Crashing release: every trial boot crashes; the bootloader falls back when they run out.
+mk crash crash 1.4.0 5 1 --attempts 2
+"$TERND" sim install "$dev" "$work/crash.tern" >/dev/null
+"$TERND" sim reboot "$dev" >"$work/reboot.log"
+expect "crashing release rolled back after its attempts" "rolled-back B 1.1.0 trial-boot-failed" \
+	"$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["last_reason"]' | tr -d "(),'")"
+expect "two crashed trial boots" "2" "$(grep -c 'crashed' "$work/reboot.log")"
+
+# A release with a config component: the running config is reported.
+printf 'mode=fast\nlevel=3\n' >"$work/app.conf"
+"$TERND" sim mkimage --health ok --size 100K --version 1.5.0 --out "$work/cfg.bin" >/dev/null
+"$MKREL" make --key "$work/k.pem" --fw "$work/cfg.bin" --config "$work/app.conf" \
+	--version 1.5.0 --sequence 6 --security 2 --out "$work/cfg.tern"
+"$TERND" sim install "$dev" "$work/cfg.tern" >/dev/null && "$TERND" sim reboot "$dev" >/dev/null
+expect "config component confirmed" "confirmed 1.5.0 config-A 1.5.0 2" \
+	"$(json "$dev" 'd["state"], d["running_version"], d["running_config"]["slot"], d["running_config"]["version"], d["security_floor"]' | tr -d "(),'")"
+
+# Staged without activation waits; activate arms it.
+mk later ok 1.6.0 7 2
+"$TERND" sim install "$dev" "$work/later.tern" --no-activate >/dev/null
+"$TERND" sim reboot "$dev" >/dev/null
+expect "staged release waits for activate" "staged 1.5.0" "$(json "$dev" 'd["state"], d["running_version"]' | tr -d "(),'")"
+"$TERND" sim activate "$dev" >/dev/null && "$TERND" sim reboot "$dev" >/dev/null
+expect "activated release confirmed" "confirmed 1.6.0" "$(json "$dev" 'd["state"], d["running_version"]' | tr -d "(),'")"
+
+# Bad command lines: one line, non-zero.
+out=$("$TERND" sim status "$work/nope" 2>&1)
+if [ $? -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]; then ok "missing device folder"; else bad "missing device folder ($out)"; fi
+out=$("$TERND" sim install "$dev" "$work/missing.tern" 2>&1)
+if [ $? -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]; then ok "missing release file"; else bad "missing release file ($out)"; fi
+if ! "$TERND" sim mkimage --health maybe --out "$work/x.bin" >/dev/null 2>&1; then ok "mkimage refuses a bad --health"; else bad "mkimage refuses a bad --health"; fi
+printf 'not a release at all' >"$work/junk.tern"
+refused "junk file refused" "$dev" "$work/junk.tern" not-a-release
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,390 @@
+/* The device agent's state machine on a memory-backed sim board. */
+#include "simtest.h"
+
+#include "tern/tern_agent.h"
+#include "tern/tern_err.h"
+#include "tern/tern_release.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLOT   (64 * 1024)
+#define SECTOR 4096
+#define IMG    (20 * 1024 + 100) /* six chunks, the last one short */
+
+static int setup(void **state)
+{
+	struct simtest *t = calloc(1, sizeof(*t));
+	if (!t || simtest_setup(t, SLOT, SECTOR, 8 * 1024))
+		return -1;
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct simtest *t = *state;
+	simtest_teardown(t);
+	free(t);
+	return 0;
+}
+
+static struct tern_status status(struct simtest *t)
+{
+	struct tern_status st;
+	tern_agent_status(&t->dev->agent, &st);
+	return st;
+}
+
+/* Installs and activates a release, then boots; returns the install's result. */
+static int install_boot(struct simtest *t, const char *ver, uint64_t seq, uint32_t sc,
+			enum tern_sim_health h)
+{
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, ver, seq, sc, h, IMG, NULL, 0, &len, NULL);
+	assert_non_null(rel);
+	int rc = tern_sim_install_buffer(t->dev, rel, len, 1000);
+	free(rel);
+	if (rc)
+		return rc;
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	return 0;
+}
+
+static void test_factory_state(void **state)
+{
+	struct simtest *t = *state;
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_IDLE);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_string_equal(st.slots[TERN_AREA_FW_A].version, "1.0.0");
+	assert_int_equal(st.slots[TERN_AREA_FW_A].state, TERN_SLOT_GOOD);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_good_release_confirmed(void **state)
+{
+	struct simtest *t = *state;
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 3, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 777), 0);
+	free(rel);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_STAGED);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_STAGED);
+	assert_int_equal(st.security_floor, 0);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_GOOD);
+	assert_int_equal(st.slots[TERN_AREA_FW_A].state, TERN_SLOT_GOOD);
+	assert_int_equal(st.security_floor, 3);
+	assert_int_equal(st.confirmed_sequence, 2);
+	/* A normal reboot consumes nothing and runs the confirmed image. */
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_unhealthy_rolled_back(void **state)
+{
+	struct simtest *t = *state;
+	assert_int_equal(install_boot(t, "1.1.0", 2, 1, TERN_SIM_UNHEALTHY), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_HEALTH);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+	assert_int_equal(st.security_floor, 0);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_crash_rolled_back_after_attempts(void **state)
+{
+	struct simtest *t = *state;
+	unsigned boots = t->dev->n_boots;
+	assert_int_equal(install_boot(t, "1.1.0", 2, 1, TERN_SIM_CRASH), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_TRIAL_BOOT);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+	/* Three trial boots (the default policy), then the old image. */
+	assert_int_equal(t->dev->n_boots - boots, 4);
+}
+
+/* Runs @rel's offer and checks it is refused with @want and flash is unchanged. */
+static void expect_refusal(struct simtest *t, const uint8_t *rel, size_t len, int want)
+{
+	uint8_t *before = malloc(t->mem_len);
+	assert_non_null(before);
+	memcpy(before, t->mem, t->mem_len);
+	uint64_t ops = t->dev->flash.n_ops;
+	enum tern_state st = t->dev->agent.state;
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), want);
+	assert_int_equal(t->dev->flash.n_ops, ops);
+	assert_memory_equal(before, t->mem, t->mem_len);
+	assert_int_equal(t->dev->agent.state, st);
+	free(before);
+}
+
+static void test_refusals(void **state)
+{
+	struct simtest *t = *state;
+	size_t len;
+	uint8_t *rel;
+	assert_int_equal(install_boot(t, "2.0.0", 10, 5, TERN_SIM_HEALTHY), 0);
+
+	rel = simtest_release_ex(t, NULL, "other-board", "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG,
+				 NULL, 0, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_WRONG_BOARD);
+	free(rel);
+
+	rel = simtest_release(t, NULL, "2.1.0", 11, 4, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_BELOW_FLOOR);
+	free(rel);
+
+	rel = simtest_release(t, NULL, "2.0.0", 10, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_OLD_SEQUENCE); /* replay of the confirmed release */
+	free(rel);
+
+	rel = simtest_release(t, NULL, "1.9.0", 9, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_OLD_SEQUENCE); /* downgrade */
+	free(rel);
+
+	struct tern_signer other;
+	assert_int_equal(tern_signer_generate(&other), 0);
+	rel =
+	    simtest_release(t, &other, "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_UNKNOWN_KEY);
+	free(rel);
+	tern_signer_free(&other);
+
+	size_t head;
+	rel = simtest_release(t, NULL, "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	rel[head - 5] ^= 0x40; /* inside the signature */
+	expect_refusal(t, rel, len, TERN_E_BAD_SIGNATURE);
+	free(rel);
+
+	rel = simtest_release(t, NULL, "2.1.0", 11, 5, TERN_SIM_HEALTHY, SLOT + 1, NULL, 0, &len,
+			      NULL);
+	expect_refusal(t, rel, len, TERN_E_SLOT_TOO_SMALL);
+	free(rel);
+
+	t->chunk_size = 1024; /* smaller than a 4 KiB sector */
+	rel = simtest_release(t, NULL, "2.1.0", 11, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_refusal(t, rel, len, TERN_E_GEOMETRY);
+	free(rel);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_busy_while_downloading(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head, len2, head2;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	uint8_t *rel2 =
+	    simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len2, &head2);
+	struct tern_agent *ag = &t->dev->agent;
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	assert_int_equal(tern_agent_offer(ag, rel2, head2), TERN_E_BUSY);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0); /* same release: resume */
+	assert_int_equal(tern_agent_finish(ag), TERN_E_TRUNCATED);
+	assert_int_equal(tern_agent_cancel(ag, 0), 0);
+	assert_int_equal(ag->state, TERN_ST_FAILED);
+	assert_int_equal(tern_agent_offer(ag, rel2, head2), 0);
+	free(rel);
+	free(rel2);
+}
+
+/* Feeds the index of component 0 of @rel (single-component, starting at @head). */
+static size_t feed_index(struct tern_agent *ag, const uint8_t *rel, size_t head, size_t ilen)
+{
+	size_t hl;
+	assert_int_equal(tern_release_expect_bstr(rel + head, 16, ilen, &hl), 0);
+	assert_int_equal(tern_agent_feed_index(ag, 0, 0, rel + head + hl, ilen), 0);
+	size_t pos = head + hl + ilen;
+	assert_int_equal(tern_release_expect_bstr(rel + pos, 16, IMG, &hl), 0);
+	return pos + hl; /* payload start */
+}
+
+static void test_bad_chunk_refused_alone_and_resume(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	uint32_t cs = t->chunk_size;
+	size_t ilen = (size_t)tern_index_size(IMG, cs);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	/* Payload before its index is verified: not yet. */
+	assert_int_equal(tern_agent_feed(ag, 0, 0, rel, 16), TERN_E_STATE);
+	size_t p = feed_index(ag, rel, head, ilen);
+	const uint8_t *pay = rel + p;
+	/* Chunk 0 good, chunk 1 corrupted. */
+	assert_int_equal(tern_agent_feed(ag, 0, 0, pay, cs), 0);
+	uint8_t *bad = malloc(cs);
+	memcpy(bad, pay + cs, cs);
+	bad[100] ^= 1;
+	assert_int_equal(tern_agent_feed(ag, 0, cs, bad, cs), TERN_E_DIGEST);
+	free(bad);
+	unsigned comp;
+	bool is_index;
+	uint64_t off;
+	assert_int_equal(tern_agent_next_needed(ag, &comp, &is_index, &off), 0);
+	assert_false(is_index);
+	assert_int_equal(off, cs);
+	/* Mid-chunk bytes that start nothing are refused. */
+	assert_int_equal(tern_agent_feed(ag, 0, cs + 10, pay + cs + 10, 10), TERN_E_OFFSET);
+	/* Chunk 1 again, then 2, then half of 3. */
+	assert_int_equal(tern_agent_feed(ag, 0, cs, pay + cs, 2 * cs + cs / 2), 0);
+	/* Power cycle: a new agent resumes from the markers. */
+	simtest_reinit(t);
+	ag = &t->dev->agent;
+	assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	struct tern_status st = status(t);
+	assert_int_equal(st.n_verified, 3);
+	assert_int_equal(st.n_chunks, 6);
+	assert_int_equal(tern_agent_next_needed(ag, &comp, &is_index, &off), 0);
+	assert_int_equal(off, 3 * cs);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	/* Resending everything is fine: verified chunks are skipped. */
+	assert_int_equal(tern_agent_feed(ag, 0, 0, pay, IMG), 0);
+	assert_int_equal(tern_agent_finish(ag), 0);
+	assert_int_equal(ag->state, TERN_ST_STAGED);
+	assert_int_equal(t->dev->flash.violations, 0);
+	free(rel);
+}
+
+static void test_bad_index_refused(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	size_t ilen = (size_t)tern_index_size(IMG, t->chunk_size), hl;
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	assert_int_equal(tern_release_expect_bstr(rel + head, 16, ilen, &hl), 0);
+	uint8_t *idx = malloc(ilen);
+	memcpy(idx, rel + head + hl, ilen);
+	idx[40] ^= 0x80;
+	assert_int_equal(tern_agent_feed_index(ag, 0, 0, idx, ilen), TERN_E_DIGEST);
+	assert_int_equal(tern_agent_feed_index(ag, 0, 0, rel + head + hl, ilen), 0);
+	assert_true(ag->job.comp[0].index_done);
+	free(idx);
+	free(rel);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_config_component(void **state)
+{
+	struct simtest *t = *state;
+	uint8_t cfg[5000];
+	for (size_t i = 0; i < sizeof(cfg); i++)
+		cfg[i] = (uint8_t)(i * 7);
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, cfg,
+				       sizeof(cfg), &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 0);
+	assert_int_equal(st.active[TERN_PAIR_CFG], 0);
+	assert_int_equal(st.slots[TERN_AREA_CFG_A].state, TERN_SLOT_GOOD);
+	assert_int_equal(st.slots[TERN_AREA_CFG_A].size, sizeof(cfg));
+	/* A config-only release goes to the other config slot; the firmware stays. */
+	cfg[0] ^= 1;
+	struct relbuild rb = {
+	    .version = "1.1.1",
+	    .sequence = 3,
+	    .security_counter = 1,
+	    .board = "sim",
+	    .chunk_size = t->chunk_size,
+	    .comp = {{"config", TERN_KIND_CONFIG, cfg, sizeof(cfg)}},
+	    .n_comp = 1,
+	};
+	size_t cap = relbuild_size(&rb);
+	rel = malloc(cap);
+	len = relbuild_make(&t->signer, &rb, rel, cap, NULL);
+	assert_true(len > 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096), 0);
+	free(rel);
+	st = status(t);
+	assert_int_equal(st.slots[TERN_AREA_CFG_B].state, TERN_SLOT_STAGED);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 1);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1); /* firmware unchanged */
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+static void test_bootctl_torn_copy_falls_back(void **state)
+{
+	struct simtest *t = *state;
+	struct tern_bootctl bc;
+	uint8_t buf[TERN_BOOTCTL_REC_SIZE];
+	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
+	uint32_t seq = bc.seq;
+	bc.security_floor = 42;
+	assert_int_equal(tern_bootctl_store(&t->dev->board, &bc, buf), 0);
+	assert_int_equal(bc.seq, seq + 1);
+	/* Garble the newest copy: the older one (floor 0) must win. */
+	uint64_t sector = t->geo.sector_size;
+	struct tern_bootctl c0, c1;
+	uint8_t *base = t->mem + t->dev->flash.area_off[TERN_AREA_BOOTCTL];
+	bool v0 = tern_bootctl_decode(&c0, base), v1 = tern_bootctl_decode(&c1, base + sector);
+	assert_true(v0 && v1);
+	uint8_t *newest = c0.seq == seq + 1 ? base : base + sector;
+	newest[20] ^= 0x01;
+	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
+	assert_int_equal(bc.seq, seq);
+	assert_int_equal(bc.security_floor, 0);
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(tern_state_name(TERN_ST_ROLLED_BACK), "rolled-back");
+	assert_string_equal(tern_event_name(TERN_EV_CONFIRMED), "confirmed");
+	assert_string_equal(tern_errname(TERN_E_HEALTH), "health-check-failed");
+	assert_int_equal(tern_crc32(0, "123456789", 9), 0xcbf43926u);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_factory_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_good_release_confirmed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unhealthy_rolled_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_rolled_back_after_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_while_downloading, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_chunk_refused_alone_and_resume, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_index_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_component, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bootctl_torn_copy_falls_back, setup, teardown),
+	    cmocka_unit_test(test_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

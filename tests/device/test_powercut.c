@@ -1,0 +1,352 @@
+/*
+ * Power-cut replay (MCUboot sim style): a scenario of three releases - a good one with a
+ * config component (confirmed), an unhealthy one (rolled back by the agent) and one that
+ * crashes (rolled back by the bootloader when its attempts run out) - is run once to
+ * count every flash write and erase, then replayed from the same start with power cut
+ * at operation N for every N: clean cuts (the operation does not happen) and torn ones
+ * (some of its write units land, the next is garbage; an erase leaves a garbled sector).
+ * After each cut the device reboots and the driver carries on (resume, offer again,
+ * activate, boot). After every boot it checks: the running image is complete and its
+ * digest matches a signed manifest (or the factory image); the reported state agrees
+ * with the slots; nothing below the security floor runs; the floor only rises with a
+ * confirmation. Each release must end as its expected outcome.
+ */
+#include "simtest.h"
+
+#include "tern/tern_err.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SECTOR	 1024
+#define SLOT	 (8 * 1024)
+#define IMG	 (5 * 1024 + 100) /* six chunks, the last one short */
+#define CFG_LEN	 1500		  /* two chunks */
+#define PIECE	 128		  /* transport piece: several writes per chunk */
+#define N_REL	 3
+#define MAX_STEP 40
+
+struct rel {
+	uint8_t *bytes;
+	size_t len;
+	uint64_t sequence;
+	uint32_t security;
+	enum tern_event outcome;
+	int reason; /* expected reason (0: any) */
+};
+
+struct pc {
+	struct simtest t;
+	struct rel rel[N_REL];
+	uint8_t known[8][TERN_SHA256_LEN]; /* digests a running slot may have */
+	unsigned n_known;
+	uint8_t *mem0;		     /* flash at the start of the scenario */
+	struct tern_sim_device dev0; /* device at the start */
+	uint32_t max_floor;
+	/* Figures. */
+	uint64_t n_resumed, n_reoffered, n_boots_checked;
+};
+
+static void add_known(struct pc *pc, const uint8_t *data, size_t len)
+{
+	uint8_t d[TERN_SHA256_LEN];
+	struct tern_sha256 h;
+	tern_sha256_init(&h);
+	for (size_t off = 0; off < len; off += pc->t.chunk_size) {
+		size_t n = len - off < pc->t.chunk_size ? len - off : pc->t.chunk_size;
+		tern_sha256(data + off, n, d);
+		tern_sha256_update(&h, d, sizeof(d));
+	}
+	tern_sha256_final(&h, pc->known[pc->n_known++]);
+}
+
+static int setup(void **state)
+{
+	struct pc *pc = calloc(1, sizeof(*pc));
+	if (!pc || simtest_setup(&pc->t, SLOT, SECTOR, 2 * 1024))
+		return -1;
+	uint8_t img[IMG], cfg[CFG_LEN];
+	for (size_t i = 0; i < CFG_LEN; i++)
+		cfg[i] = (uint8_t)(i * 13 + 1);
+	/* The factory image is known too. */
+	uint8_t factory[2 * 1024];
+	tern_sim_image_make(factory, sizeof(factory), TERN_SIM_HEALTHY, "1.0.0");
+	add_known(pc, factory, sizeof(factory));
+	static const struct {
+		const char *version;
+		enum tern_sim_health health;
+		bool cfg;
+		uint32_t attempts;
+		enum tern_event outcome;
+		int reason;
+	} spec[N_REL] = {
+	    {"2.0.0", TERN_SIM_HEALTHY, true, 3, TERN_EV_CONFIRMED, 0},
+	    {"3.0.0", TERN_SIM_UNHEALTHY, false, 3, TERN_EV_ROLLED_BACK, 0},
+	    {"4.0.0", TERN_SIM_CRASH, false, 2, TERN_EV_ROLLED_BACK, TERN_E_TRIAL_BOOT},
+	};
+	for (int i = 0; i < N_REL; i++) {
+		struct rel *r = &pc->rel[i];
+		r->sequence = 2 + (uint64_t)i;
+		r->security = i == 0 ? 1 : 2;
+		r->outcome = spec[i].outcome;
+		r->reason = spec[i].reason;
+		r->bytes = simtest_release_ex(
+		    &pc->t, NULL, "sim", spec[i].version, r->sequence, r->security, spec[i].health,
+		    IMG, spec[i].cfg ? cfg : NULL, CFG_LEN, spec[i].attempts, &r->len, NULL);
+		if (!r->bytes)
+			return -1;
+		tern_sim_image_make(img, IMG, spec[i].health, spec[i].version);
+		add_known(pc, img, IMG);
+		if (spec[i].cfg)
+			add_known(pc, cfg, CFG_LEN);
+	}
+	pc->mem0 = malloc(pc->t.mem_len);
+	if (!pc->mem0)
+		return -1;
+	memcpy(pc->mem0, pc->t.mem, pc->t.mem_len);
+	pc->dev0 = *pc->t.dev;
+	*state = pc;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct pc *pc = *state;
+	for (int i = 0; i < N_REL; i++)
+		free(pc->rel[i].bytes);
+	free(pc->mem0);
+	simtest_teardown(&pc->t);
+	free(pc);
+	return 0;
+}
+
+static void restore(struct pc *pc)
+{
+	memcpy(pc->t.mem, pc->mem0, pc->t.mem_len);
+	*pc->t.dev = pc->dev0;
+	pc->max_floor = 0;
+}
+
+/* The running slot's bytes hash to its meta's digest, which is one we signed. */
+static void check_slot_content(struct pc *pc, enum tern_pair pair, unsigned slot,
+			       const struct tern_slot_meta *m)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	const uint8_t *base = pc->t.mem + d->flash.area_off[tern_slot_area(pair, slot)];
+	uint8_t dg[TERN_SHA256_LEN], chunk[TERN_SHA256_LEN];
+	struct tern_sha256 h;
+	assert_true(m->size > 0 && m->size <= d->flash.area_size[tern_slot_area(pair, slot)]);
+	tern_sha256_init(&h);
+	for (uint64_t off = 0; off < m->size; off += m->chunk_size) {
+		uint64_t n = m->size - off < m->chunk_size ? m->size - off : m->chunk_size;
+		tern_sha256(base + off, (size_t)n, chunk);
+		tern_sha256_update(&h, chunk, sizeof(chunk));
+	}
+	tern_sha256_final(&h, dg);
+	assert_memory_equal(dg, m->index_digest, TERN_SHA256_LEN);
+	bool known = false;
+	for (unsigned i = 0; i < pc->n_known; i++)
+		known = known || !memcmp(dg, pc->known[i], TERN_SHA256_LEN);
+	assert_true(known);
+	if (pair == TERN_PAIR_FW) {
+		struct tern_sim_image img;
+		assert_true(tern_sim_image_parse(base, TERN_SIM_IMAGE_HDR_LEN, &img));
+		assert_string_equal(img.version, m->version);
+	}
+}
+
+/* Everything that must hold whenever the device runs. */
+static void check_invariants(struct pc *pc)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	struct tern_status st;
+	assert_true(d->running);
+	assert_int_equal(d->flash.violations, 0);
+	tern_agent_status(&d->agent, &st);
+	pc->n_boots_checked++;
+	for (unsigned p = 0; p < TERN_N_PAIRS; p++) {
+		unsigned s = st.running[p];
+		if (s == TERN_SLOT_NONE) {
+			assert_int_equal(p, TERN_PAIR_CFG);
+			continue;
+		}
+		const struct tern_slot_meta *m = &st.slots[tern_slot_area((enum tern_pair)p, s)];
+		check_slot_content(pc, (enum tern_pair)p, s, m);
+		assert_true(m->security_counter >= st.security_floor);
+		if (st.running_trial)
+			assert_true(m->state == TERN_SLOT_STAGED || m->state == TERN_SLOT_GOOD);
+		else
+			assert_int_equal(m->state, TERN_SLOT_GOOD);
+	}
+	/* The floor never falls, and rises only with a confirmation. */
+	assert_true(st.security_floor >= pc->max_floor);
+	pc->max_floor = st.security_floor;
+	if (st.security_floor > 0)
+		assert_true(st.confirmed_sequence >= 2);
+	unsigned n_installing = 0, n_staged = 0;
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		n_installing += st.slots[i].state == TERN_SLOT_INSTALLING;
+		n_staged += st.slots[i].state == TERN_SLOT_STAGED;
+	}
+	switch (st.state) {
+	case TERN_ST_DOWNLOADING:
+		assert_true(n_installing > 0);
+		break;
+	case TERN_ST_STAGED:
+		assert_true(n_staged > 0);
+		break;
+	case TERN_ST_CONFIRMED:
+		assert_int_equal(st.last_event, TERN_EV_CONFIRMED);
+		assert_int_equal(st.event_sequence, st.confirmed_sequence);
+		assert_int_equal(st.running[TERN_PAIR_FW], st.active[TERN_PAIR_FW]);
+		break;
+	case TERN_ST_ROLLED_BACK: {
+		assert_int_equal(st.last_event, TERN_EV_ROLLED_BACK);
+		assert_true(st.reason == TERN_E_HEALTH || st.reason == TERN_E_TRIAL_BOOT);
+		bool bad = false;
+		for (unsigned i = 0; i < TERN_N_SLOTS; i++)
+			bad = bad || (st.slots[i].state == TERN_SLOT_BAD &&
+				      st.slots[i].sequence == st.event_sequence);
+		assert_true(bad);
+		assert_int_equal(st.running[TERN_PAIR_FW], st.active[TERN_PAIR_FW]);
+		break;
+	}
+	case TERN_ST_TRIAL:
+	case TERN_ST_VERIFYING:
+		fail_msg("state %s after a completed boot", tern_state_name(st.state));
+		break;
+	default:
+		break;
+	}
+	/* No slot being written or staged is the one running. */
+	for (unsigned p = 0; p < TERN_N_PAIRS; p++) {
+		unsigned s = st.running[p];
+		if (s != TERN_SLOT_NONE && !st.running_trial)
+			assert_true(st.slots[tern_slot_area((enum tern_pair)p, s)].state ==
+				    TERN_SLOT_GOOD);
+	}
+}
+
+static bool outcome_reached(const struct tern_sim_device *d, const struct rel *r)
+{
+	const struct tern_bootctl *bc = &d->agent.bc;
+	return d->running && !bc->trial_pending && bc->event_sequence == r->sequence &&
+	       (bc->last_event == TERN_EV_CONFIRMED || bc->last_event == TERN_EV_ROLLED_BACK ||
+		bc->last_event == TERN_EV_FAILED);
+}
+
+/* One move towards the release's outcome; returns 0 or an error (a power cut). */
+static int step(struct pc *pc, const struct rel *r)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	struct tern_agent *ag = &d->agent;
+	switch (ag->state) {
+	case TERN_ST_STAGED:
+		if (ag->bc.trial_pending)
+			return tern_sim_boot(d, 16);
+		return tern_agent_activate(ag);
+	case TERN_ST_TRIAL:
+		return tern_sim_boot(d, 16);
+	case TERN_ST_DOWNLOADING:
+		if (ag->job.comp[0].n_verified > 0)
+			pc->n_resumed++;
+		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE);
+	default:
+		if (ag->bc.event_sequence == r->sequence)
+			pc->n_reoffered++;
+		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE);
+	}
+}
+
+/* Runs the whole scenario; a power cut (armed by the caller) is survived by rebooting.
+ * Returns the number of flash operations. */
+static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	uint64_t ops0 = d->flash.n_ops;
+	*cut_happened = false;
+	for (int i = 0; i < N_REL; i++) {
+		const struct rel *r = &pc->rel[i];
+		int n = 0;
+		while (!outcome_reached(d, r)) {
+			assert_true(++n < MAX_STEP);
+			int rc = step(pc, r);
+			if (d->flash.powered_off) {
+				*cut_happened = true;
+				tern_sim_power_restore(&d->flash);
+				assert_int_equal(tern_sim_boot(d, 16), 0);
+				check_invariants(pc);
+				continue;
+			}
+			if (rc != 0)
+				fail_msg("release %d: %s in state %s", i, tern_errname(rc),
+					 tern_state_name(d->agent.state));
+			if (d->running && d->agent.state != TERN_ST_DOWNLOADING)
+				check_invariants(pc);
+		}
+		const struct tern_bootctl *bc = &d->agent.bc;
+		assert_int_equal(bc->last_event, r->outcome);
+		if (r->reason)
+			assert_int_equal(bc->last_reason, r->reason);
+		check_invariants(pc);
+	}
+	/* The end state: 2.0.0 runs, confirmed, floor 1, with its config. */
+	struct tern_status st;
+	tern_agent_status(&d->agent, &st);
+	const struct tern_slot_meta *m =
+	    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
+	assert_string_equal(m->version, "2.0.0");
+	assert_int_equal(st.security_floor, 1);
+	assert_int_equal(st.confirmed_sequence, 2);
+	assert_true(st.running[TERN_PAIR_CFG] != TERN_SLOT_NONE);
+	return d->flash.n_ops - ops0;
+}
+
+static void replay(struct pc *pc, bool torn)
+{
+	bool cut;
+	restore(pc);
+	uint64_t total = run_scenario(pc, &cut);
+	assert_false(cut);
+	uint64_t checked = 0;
+	pc->n_resumed = pc->n_reoffered = pc->n_boots_checked = 0;
+	for (uint64_t n = 1; n <= total; n++) {
+		restore(pc);
+		tern_sim_power_cut_at(&pc->t.dev->flash, n, torn);
+		run_scenario(pc, &cut);
+		if (!cut)
+			fail_msg("cut at %llu of %llu never happened", (unsigned long long)n,
+				 (unsigned long long)total);
+		checked++;
+	}
+	printf("power-cut (%s): %llu flash operations in the scenario, %llu cut points checked, "
+	       "%llu boots checked, %llu resumed downloads, %llu offers repeated\n",
+	       torn ? "torn writes" : "clean cuts", (unsigned long long)total,
+	       (unsigned long long)checked, (unsigned long long)pc->n_boots_checked,
+	       (unsigned long long)pc->n_resumed, (unsigned long long)pc->n_reoffered);
+}
+
+static void test_powercut_clean(void **state)
+{
+	replay(*state, false);
+}
+
+static void test_powercut_torn(void **state)
+{
+	replay(*state, true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_powercut_clean, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_powercut_torn, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
