@@ -75,6 +75,13 @@ static const struct status_map status_table[] = {
     {TERN_E_CRC, TERN_FS_CRC, "crc"},
     {TERN_E_DEVICE, TERN_FS_UNKNOWN_TYPE, "unknown-type"},
     {TERN_E_EXISTS, TERN_FS_PROVISIONED, "provisioned"},
+    {TERN_E_OFFSET, TERN_FS_OFFSET, "bad-offset"},
+    {TERN_E_GEOMETRY, TERN_FS_GEOMETRY, "chunk-geometry"},
+    {TERN_E_HEALTH, TERN_FS_HEALTH, "health-check-failed"},
+    {TERN_E_TRIAL_BOOT, TERN_FS_TRIAL_BOOT, "trial-boot-failed"},
+    {TERN_E_CANCELED, TERN_FS_CANCELED, "canceled"},
+    {TERN_E_NO_BOOTCTL, TERN_FS_NO_BOOTCTL, "no-boot-control"},
+    {TERN_E_NO_IMAGE, TERN_FS_NO_IMAGE, "no-image"},
 };
 
 #define N_STATUS (sizeof(status_table) / sizeof(status_table[0]))

@@ -1,6 +1,6 @@
 # The simulated board (file- or memory-backed flash, boot simulator) and ternd.
 ALL_CFLAGS += -Iboards/sim/include
-SIM_SRC := boards/sim/flash.c boards/sim/device.c
+SIM_SRC := boards/sim/flash.c boards/sim/device.c boards/sim/usb.c
 SIM_LIB := $(BUILD)/libternsim.a
 TERND_OBJS := $(BUILD)/obj/boards/sim/ternd.o
 

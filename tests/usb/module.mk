@@ -24,13 +24,13 @@ fuzz: fuzz-frame
 EMU_PKGS := umockdev-1.0 glib-2.0 gobject-2.0
 EMU_BIN := $(BUILD)/tern-usb-emu
 EMU_OBJ := $(BUILD)/obj/tests/usb/emu/usb_emu.o $(BUILD)/obj/tests/usb/emu/emu_backend.o \
-	$(BUILD)/obj/device/usbdev.o
+	$(BUILD)/obj/tests/usb/emu/emu_sim.o
 $(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS += $(shell pkg-config --cflags $(EMU_PKGS) 2>/dev/null)
 $(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS := $(filter-out -std=c11,$(ALL_CFLAGS)) -std=gnu11
 
-$(EMU_BIN): $(EMU_OBJ) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $(EMU_OBJ) -o $@ $(PROTO_LIB) $(PROTO_LIBS) \
+$(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) $(EMU_OBJ) -o $@ $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB) $(PROTO_LIBS) \
 		$(shell pkg-config --libs $(EMU_PKGS) 2>/dev/null) -lpthread
 
-all: $(EMU_BIN)
+all: $(EMU_BIN) $(BUILD)/ternd
 SCRIPT_TESTS += tests/usb/test_usb.sh

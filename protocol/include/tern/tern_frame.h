@@ -89,8 +89,9 @@ const char *tern_frame_type_name(uint8_t type);
 
 /*
  * Wire status in ERROR frames: stable numbers, append only, never internal codes.
- * 0..63 have the numbers of the MQTT path's status enum (tern_status in tern_msg.h, on
- * the mqtt branch) so the two can become one; 64 and up are USB-specific.
+ * 0..21 have the numbers of the MQTT path's status enum (tern_status in tern_msg.h, on
+ * the mqtt branch) so the two can become one; 22..63 are left to that enum; 64 and up
+ * are defined here (USB-specific, then the agent's outcomes).
  */
 enum tern_frame_status {
 	TERN_FS_OK = 0,
@@ -119,6 +120,14 @@ enum tern_frame_status {
 	TERN_FS_CRC = 64,	   /* the request frame's CRC did not match: send it again */
 	TERN_FS_UNKNOWN_TYPE = 65, /* the device does not handle this message type */
 	TERN_FS_PROVISIONED = 66,  /* already provisioned; a signed request is needed */
+	/* The agent's outcomes (the MQTT enum did not have them yet when these were added). */
+	TERN_FS_OFFSET = 67,	 /* bytes at an offset the device does not expect */
+	TERN_FS_GEOMETRY = 68,	 /* chunk size does not fit the device's flash */
+	TERN_FS_HEALTH = 69,	 /* the trial image failed its health check */
+	TERN_FS_TRIAL_BOOT = 70, /* the trial image never reached the agent */
+	TERN_FS_CANCELED = 71,	 /* the update was canceled before it was staged */
+	TERN_FS_NO_BOOTCTL = 72, /* no valid boot control record */
+	TERN_FS_NO_IMAGE = 73,	 /* no slot holds a bootable verified image */
 	TERN_FS__END
 };
 

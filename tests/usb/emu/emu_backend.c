@@ -160,3 +160,30 @@ const struct tern_usbdev_ops emu_backend_ops = {
     .info = be_info,
     .state = be_state,
 };
+
+static int kind_open(void *be, const char *root, const char *serial, const char *keyring)
+{
+	(void)keyring;
+	return emu_backend_open(be, root, serial);
+}
+
+static int kind_boot(void *be, bool first)
+{
+	(void)first;
+	return emu_backend_boot(be);
+}
+
+static void kind_close(void *be)
+{
+	(void)be;
+}
+
+const struct emu_kind emu_kind_file = {
+    .name = "file",
+    .size = sizeof(struct emu_backend),
+    .open = kind_open,
+    .boot = kind_boot,
+    .close = kind_close,
+    .set_log = NULL,
+    .ops = &emu_backend_ops,
+};

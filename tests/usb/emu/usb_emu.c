@@ -8,14 +8,17 @@
  * --claimed SERIAL makes that device's interface held by "another program" (tests the
  * busy error); --boot-ms is how long a rebooting device stays off the bus;
  * --corrupt-out N / --corrupt-in N flip a bit in each device's Nth bulk OUT / IN transfer
- * (tests that damaged frames are detected and sent again).
+ * (tests that damaged frames are detected and sent again); --unplug-after N pulls the
+ * plug of each device at its Nth bulk OUT transfer and plugs it back in after --boot-ms
+ * (power lost: the device boots again), once.
  *
  * A umockdev testbed holds a root hub and the devices (sysfs attributes and the binary
  * descriptors exactly as the kernel exposes them); an ioctl handler on each device node
  * acts as usbfs, so the unmodified COMMAND (run as a child with libumockdev-preload and
  * UMOCKDEV_DIR) talks to them through plain libusb. Behind the bus each device is the
- * portable USB transport (struct tern_usbdev, device/usbdev.c) over a backend: here the
- * interim file backend (emu_backend.c); the sim board's agent plugs in the same way.
+ * portable USB transport (struct tern_usbdev, device/usbdev.c) over a backend
+ * (emu_backend.h): the agent core on the sim board (--keyring, or --backend sim; kept in
+ * DIR/<serial>/ as `ternd sim` keeps it), or identity only (--backend file).
  *
  * Threads: umockdev answers ioctls on its worker thread; the main thread starts the
  * child, waits for it and re-enumerates rebooting devices. One mutex guards every
@@ -76,7 +79,9 @@ struct emu_dev {
 	UMockdevIoctlClient *claimed_by;
 	GPtrArray *handlers; /* every UMockdevIoctlBase this device ever had */
 	GQueue parked_in, parked_out, done;
-	struct emu_backend be;
+	const struct emu_kind *kind;
+	void *be; /* the kind's context */
+	unsigned n_plugs;
 	struct tern_usbdev usb;
 };
 
@@ -94,8 +99,11 @@ struct emu {
 	unsigned next_devnum;
 	unsigned boot_ms;
 	unsigned corrupt_out, corrupt_in; /* damage the Nth bulk OUT / IN transfer (0: none) */
+	unsigned unplug_after;		  /* pull the plug after the Nth bulk OUT (0: never) */
 	bool verbose;
 	const char *dir;
+	const char *keyring;
+	const struct emu_kind *kind;
 	struct emu_dev *devs[MAX_DEVICES];
 	GPtrArray *conns;
 };
@@ -193,6 +201,16 @@ static void urb_finish(struct emu_dev *d, struct emu_urb *u, int status, size_t 
 	g_queue_push_tail(&d->done, u);
 }
 
+/* Fails every parked URB (the device went away). Lock held. */
+static void fail_parked(struct emu_dev *d, int status)
+{
+	struct emu_urb *u;
+	while ((u = g_queue_pop_head(&d->parked_in)))
+		urb_finish(d, u, status, 0);
+	while ((u = g_queue_pop_head(&d->parked_out)))
+		urb_finish(d, u, status, 0);
+}
+
 /* Moves reply bytes into parked IN URBs, and parked OUT bytes into the device, while
  * either makes progress. Called with the lock held. */
 static void pump(struct emu_dev *d)
@@ -213,7 +231,16 @@ static void pump(struct emu_dev *d)
 			if (u->len > tern_usbdev_out_room(&d->usb))
 				break;
 			g_queue_pop_head(&d->parked_out);
-			if (++d->n_out == d->emu->corrupt_out && u->len > TERN_FRAME_HDR_LEN) {
+			++d->n_out;
+			if (d->n_out == d->emu->unplug_after) {
+				/* Unplugged mid-transfer: this URB and what follows never arrive. */
+				urb_finish(d, u, -EPROTO, 0);
+				d->reboot_pending = true;
+				d->present = false;
+				fail_parked(d, -ENODEV);
+				return;
+			}
+			if (d->n_out == d->emu->corrupt_out && u->len > TERN_FRAME_HDR_LEN) {
 				/* Damage what the device sees, not the host's buffer. */
 				uint8_t *copy = g_memdup2(u->buf, u->len);
 				copy[u->len - 1] ^= 0x01;
@@ -378,16 +405,6 @@ static void discard(struct emu_dev *d, UMockdevIoctlClient *client)
 		umockdev_ioctl_client_complete(client, -1, EINVAL);
 }
 
-/* Fails every parked URB (the device went away). Lock held. */
-static void fail_parked(struct emu_dev *d, int status)
-{
-	struct emu_urb *u;
-	while ((u = g_queue_pop_head(&d->parked_in)))
-		urb_finish(d, u, status, 0);
-	while ((u = g_queue_pop_head(&d->parked_out)))
-		urb_finish(d, u, status, 0);
-}
-
 static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client, gpointer ud)
 {
 	struct emu_conn *c = ud;
@@ -454,7 +471,7 @@ static gboolean on_ioctl(UMockdevIoctlBase *handler, UMockdevIoctlClient *client
 	case USBDEVFS_RESET:
 		if (!gone) {
 			fail_parked(d, -ENODEV);
-			tern_usbdev_init(&d->usb, &emu_backend_ops, &d->be);
+			tern_usbdev_init(&d->usb, d->kind->ops, d->be);
 		}
 		umockdev_ioctl_client_complete(client, gone ? -1 : 0, gone ? ENODEV : 0);
 		break;
@@ -545,8 +562,15 @@ static bool plug(struct emu_dev *d)
 	d->generation++;
 	snprintf(d->syspath, sizeof(d->syspath), "/sys/devices/usb1/1-%u", d->index);
 	snprintf(d->devnode, sizeof(d->devnode), "/dev/bus/usb/001/%03u", d->devnum);
-	tern_usbdev_init(&d->usb, &emu_backend_ops, &d->be);
-	emu_backend_boot(&d->be);
+	tern_usbdev_init(&d->usb, d->kind->ops, d->be);
+	int brc = d->kind->boot(d->be, d->n_plugs++ == 0);
+	if (brc) {
+		/* A device whose boot fails never shows up on the bus. */
+		pthread_mutex_unlock(&e->lock);
+		fprintf(stderr, "tern-usb-emu: %s: boot failed: %s\n", d->serial,
+			tern_strerror(brc));
+		return false;
+	}
 	struct emu_conn *c = g_new0(struct emu_conn, 1);
 	c->dev = d;
 	c->generation = d->generation;
@@ -635,6 +659,12 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return 0;
 }
 
+static void dev_log(void *arg, const char *line)
+{
+	struct emu_dev *d = arg;
+	vlog(d->emu, "%s: %s", d->serial, line);
+}
+
 static void on_signal(int sig)
 {
 	got_signal = sig;
@@ -644,8 +674,9 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid HEX] "
-		"[--pid HEX] [--boot-ms MS] [--claimed SERIAL] [--corrupt-out N] [--corrupt-in N] "
-		"[--verbose] -- COMMAND "
+		"[--pid HEX] [--boot-ms MS] [--backend sim|file] [--claimed SERIAL] [--corrupt-out "
+		"N] [--corrupt-in N] "
+		"[--unplug-after N] [--verbose] -- COMMAND "
 		"[ARGS...]\n");
 	return 2;
 }
@@ -686,8 +717,7 @@ int main(int argc, char **argv)
 	e.n_devices = 1;
 	e.boot_ms = 100;
 	e.next_devnum = 2;
-	const char *keyring = NULL;
-	const char *claimed = NULL;
+	const char *claimed = NULL, *backend = NULL;
 	int i;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -714,11 +744,18 @@ int main(int argc, char **argv)
 			if (!parse_uint(v, 10, 1000000, &e.corrupt_in))
 				return usage();
 			i++;
+		} else if (!strcmp(a, "--unplug-after")) {
+			if (!parse_uint(v, 10, 1000000, &e.unplug_after))
+				return usage();
+			i++;
 		} else if (!strcmp(a, "--claimed")) {
 			claimed = v;
 			i++;
 		} else if (!strcmp(a, "--keyring")) {
-			keyring = v;
+			e.keyring = v;
+			i++;
+		} else if (!strcmp(a, "--backend")) {
+			backend = v;
 			i++;
 		} else if (!strcmp(a, "--vid")) {
 			if (!parse_uint(v, 16, 0xffff, &e.vid))
@@ -739,7 +776,13 @@ int main(int argc, char **argv)
 	if (i >= argc)
 		return usage();
 	char **cmd = argv + i;
-	(void)keyring; /* used by the agent backend (sim board); the interim one verifies nothing */
+	/* The agent on the sim board when there are keys to trust; else identity only. */
+	if (backend ? !strcmp(backend, "sim") : e.keyring != NULL)
+		e.kind = &emu_kind_sim;
+	else if (!backend || !strcmp(backend, "file"))
+		e.kind = &emu_kind_file;
+	else
+		return usage();
 
 	ensure_preload(argv);
 
@@ -785,7 +828,16 @@ int main(int argc, char **argv)
 		g_queue_init(&d->parked_in);
 		g_queue_init(&d->parked_out);
 		g_queue_init(&d->done);
-		int rc = emu_backend_open(&d->be, e.dir, d->serial);
+		d->kind = e.kind;
+		d->be = g_malloc0(e.kind->size);
+		int rc = e.kind->open(d->be, e.dir, d->serial, e.keyring);
+		if (!rc && e.verbose && e.kind->set_log)
+			e.kind->set_log(d->be, dev_log, d);
+		if (rc == TERN_E_KEY && !e.keyring) {
+			fprintf(stderr, "tern-usb-emu: %s/%s: a new sim device needs --keyring\n",
+				e.dir, d->serial);
+			goto out;
+		}
 		if (rc) {
 			fprintf(stderr, "tern-usb-emu: %s/%s: %s\n", e.dir, d->serial,
 				tern_strerror(rc));
@@ -866,6 +918,10 @@ out:
 		free_queue(&d->parked_out);
 		free_queue(&d->done);
 		g_ptr_array_unref(d->handlers);
+		if (d->be) {
+			d->kind->close(d->be);
+			g_free(d->be);
+		}
 		g_free(d);
 	}
 	g_ptr_array_unref(e.conns);
