@@ -1,6 +1,7 @@
 /* tern usb list|status|reboot: tern devices on USB, through the transfer engine in usb.c. */
 #include "host.h"
 #include "host_util.h"
+#include "release_file.h"
 #include "usb.h"
 
 #include "tern/tern_err.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_FOUND 64
 #define UDEV_HINT                                                                                  \
@@ -21,13 +23,28 @@ struct usb_opts {
 	const char *vid, *pid;
 	bool json;
 	bool no_wait;
+	bool no_reboot;
+	bool wait_confirm;
 	unsigned wait_s;
+	const char *release; /* flash: the release file */
 };
 
 static void print_help(const char *cmd)
 {
-	printf("usage: tern usb %s [--serial S] [--vid HEX] [--pid HEX]%s\n", cmd,
-	       !strcmp(cmd, "reboot") ? " [--no-wait] [--wait SECONDS]" : " [--json]");
+	bool flash = !strcmp(cmd, "flash");
+	printf("usage: tern usb %s%s [--serial S] [--vid HEX] [--pid HEX]%s\n", cmd,
+	       flash ? " RELEASE.tern" : "",
+	       flash			? " [--no-reboot] [--wait-confirm] [--wait SECONDS]"
+	       : !strcmp(cmd, "reboot") ? " [--no-wait] [--wait SECONDS]"
+					: " [--json]");
+	if (flash)
+		printf(
+		    "  sends the release to the device, which verifies and installs it in its "
+		    "inactive slot;\n  then activates it and reboots the device into a trial "
+		    "and reports whether it\n  confirmed or rolled back\n"
+		    "  --no-reboot   stage and activate only: the trial starts at the next boot\n"
+		    "  --wait-confirm after the reboot, wait until the trial is confirmed or "
+		    "rolled back\n");
 	printf("  --serial S   the device with this USB serial number (see 'tern usb list')\n"
 	       "  --vid, --pid USB ids of tern devices (default %04x:%04x, or TERN_USB_VID and "
 	       "TERN_USB_PID)\n",
@@ -35,6 +52,10 @@ static void print_help(const char *cmd)
 	if (!strcmp(cmd, "reboot"))
 		printf("  --no-wait    do not wait for the device to come back\n"
 		       "  --wait S     how long to wait for it (default 20 s)\n");
+	else if (flash)
+		printf(
+		    "  --wait S     how long to wait for the device after its reboot (default 20 "
+		    "s)\n");
 	else
 		printf("  --json       machine-readable output\n");
 }
@@ -51,10 +72,16 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			print_help(cmd);
 			return 0;
-		} else if (!strcmp(a, "--json") && strcmp(cmd, "reboot")) {
+		} else if (!strcmp(a, "--json") && strcmp(cmd, "reboot") && strcmp(cmd, "flash")) {
 			o->json = true;
 		} else if (!strcmp(a, "--no-wait") && !strcmp(cmd, "reboot")) {
 			o->no_wait = true;
+		} else if (!strcmp(a, "--no-reboot") && !strcmp(cmd, "flash")) {
+			o->no_reboot = true;
+		} else if (!strcmp(a, "--wait-confirm") && !strcmp(cmd, "flash")) {
+			o->wait_confirm = true;
+		} else if (a[0] != '-' && !strcmp(cmd, "flash") && !o->release) {
+			o->release = a;
 		} else if (!strcmp(a, "--serial") && v && strcmp(cmd, "list")) {
 			o->serial = v;
 			i++;
@@ -64,7 +91,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 		} else if (!strcmp(a, "--pid") && v) {
 			o->pid = v;
 			i++;
-		} else if (!strcmp(a, "--wait") && v && !strcmp(cmd, "reboot")) {
+		} else if (!strcmp(a, "--wait") && v &&
+			   (!strcmp(cmd, "reboot") || !strcmp(cmd, "flash"))) {
 			uint64_t s;
 			if (host_parse_u64(v, 3600, &s))
 				return host_usage(what, "--wait takes seconds");
@@ -509,5 +537,370 @@ out_free:
 	usb_found_free(&f, 1);
 out_exit:
 	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb flash */
+
+#define FLASH_PIECE (16u * 1024u) /* payload bytes per DATA frame */
+#define PIECE_RING  (2 * USB_WINDOW)
+
+struct flash_ctx;
+
+/* One DATA request in flight: how many payload bytes it carries. */
+struct piece {
+	struct flash_ctx *fc;
+	size_t len;
+};
+
+struct flash_ctx {
+	uint64_t total; /* payload bytes to send in this run */
+	uint64_t sent;
+	uint64_t acked;
+	int rc;		 /* first refusal or failure */
+	uint32_t status; /* its wire status, when the device refused */
+	struct piece ring[PIECE_RING];
+	size_t n_sent;
+	bool tty;
+	struct timespec t0;
+	double last_print;
+	const char *serial;
+};
+
+static void on_data_reply(void *ud, int rc, const struct tern_frame *f)
+{
+	struct piece *p = ud;
+	struct flash_ctx *fc = p->fc;
+	if (!rc && f->type == TERN_MSG_ERROR) {
+		struct tern_msg_error e;
+		rc = tern_msg_error_decode(f->body, f->body_len, &e);
+		if (!rc) {
+			fc->status = e.status;
+			rc = tern_frame_status_to_err(e.status);
+		}
+	} else if (!rc && f->type != TERN_MSG_ACK) {
+		rc = TERN_E_MALFORMED;
+	}
+	if (rc) {
+		if (!fc->rc)
+			fc->rc = rc;
+		return;
+	}
+	fc->acked += p->len;
+}
+
+static void progress(struct flash_ctx *fc, bool last)
+{
+	double t = elapsed_s(&fc->t0);
+	if (!fc->tty || (!last && t - fc->last_print < 0.1))
+		return;
+	fc->last_print = t;
+	char a[32], b[32];
+	double rate = t > 0 ? (double)fc->acked / t : 0;
+	double left = rate > 0 ? (double)(fc->total - fc->acked) / rate : 0;
+	fprintf(stderr, "\r%s: %s of %s (%3.0f%%), %.1f MiB/s, %d:%02d left   ", fc->serial,
+		host_human_size(fc->acked, a, sizeof(a)), host_human_size(fc->total, b, sizeof(b)),
+		fc->total ? 100.0 * (double)fc->acked / (double)fc->total : 100.0,
+		rate / (1024.0 * 1024.0), (int)left / 60, (int)left % 60);
+	if (last)
+		fputc('\n', stderr);
+}
+
+/* Sends bytes [@off, @end) of one component's index or payload, read from the file. */
+static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t comp, uint32_t kind,
+		     uint64_t file_off, uint64_t off, uint64_t end, size_t piece)
+{
+	static uint8_t buf[TERN_FRAME_DATA_MAX];
+	static uint8_t body[TERN_FRAME_BODY_MAX];
+	while (off < end && !fc->rc) {
+		size_t n = end - off < piece ? (size_t)(end - off) : piece;
+		int rc = host_pread_full(fd, buf, n, file_off + off);
+		if (rc)
+			return rc;
+		struct tern_msg_data d = {comp, kind, off, buf, n};
+		size_t blen = tern_msg_data_encode(&d, body, sizeof(body));
+		if (!blen)
+			return TERN_E_INVAL;
+		struct piece *p = &fc->ring[fc->n_sent++ % PIECE_RING];
+		p->fc = fc;
+		p->len = n;
+		rc = usb_link_send(l, TERN_MSG_DATA, body, blen, on_data_reply, p);
+		if (rc)
+			return rc;
+		fc->sent += n;
+		off += n;
+		progress(fc, false);
+	}
+	return fc->rc;
+}
+
+/* Payload bytes from the device's resume point @next to the end of the release. */
+static uint64_t bytes_from(const struct release_file *rf, const struct tern_msg_ack *next)
+{
+	uint64_t total = 0;
+	for (size_t c = next->comp; c < rf->head.manifest.n_components; c++) {
+		const struct comp_layout *cl = &rf->layout[c];
+		uint64_t idx_from = 0, pay_from = 0;
+		if (c == next->comp && next->kind == TERN_DATA_INDEX)
+			idx_from = next->offset;
+		if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
+			idx_from = cl->index_len;
+			pay_from = next->offset;
+		}
+		total += (cl->index_len - (idx_from < cl->index_len ? idx_from : cl->index_len)) +
+			 (cl->bytes_len - (pay_from < cl->bytes_len ? pay_from : cl->bytes_len));
+	}
+	return total;
+}
+
+/* Empty-bodied request (DONE, ACTIVATE, REBOOT, CONFIRM) answered by ACK. */
+static int simple_call(struct usb_link *l, uint8_t type, uint32_t *status)
+{
+	uint8_t body[4], reply[64];
+	size_t blen = tern_msg_empty_encode(body, sizeof(body));
+	return usb_link_call(l, type, body, blen, TERN_MSG_ACK, reply, sizeof(reply), NULL, status);
+}
+
+static int get_state(struct usb_link *l, struct tern_msg_state *st)
+{
+	uint8_t body[4], reply[512];
+	size_t rlen = 0;
+	size_t blen = tern_msg_empty_encode(body, sizeof(body));
+	int rc = usb_link_call(l, TERN_MSG_STATE, body, blen, TERN_MSG_STATE, reply, sizeof(reply),
+			       &rlen, NULL);
+	return rc ? rc : tern_msg_state_decode(reply, rlen, st);
+}
+
+static void boards_list(const struct tern_manifest *m, char *out, size_t size)
+{
+	size_t k = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < m->n_boards && k < size; i++) {
+		int w = snprintf(out + k, size - k, "%s%s", i ? ", " : "", m->boards[i]);
+		if (w < 0)
+			break;
+		k += (size_t)w;
+	}
+}
+
+/* After the reboot: finds the device again and reports how its trial ended. */
+static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
+			 const struct usb_found *f, const struct usb_opts *o, const char *version)
+{
+	struct usb_found back;
+	struct usb_link l;
+	struct tern_msg_state st;
+	struct timespec t0;
+	struct usb_match again = *m;
+	again.serial = f->serial;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = wait_back(ctx, &again, f->address, o->wait_s, &back);
+	if (rc) {
+		fprintf(stderr,
+			"tern usb flash: %s did not come back within %u s after its reboot; "
+			"check the board, then 'tern usb status --serial %s'\n",
+			f->serial, o->wait_s, f->serial);
+		return 1;
+	}
+	for (;;) {
+		rc = usb_link_open(&l, ctx, &back);
+		if (!rc) {
+			rc = get_state(&l, &st);
+			usb_link_close(&l);
+		}
+		if (rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
+		    elapsed_s(&t0) > (double)o->wait_s)
+			break;
+		struct timespec nap = {0, 200 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	int status = 1;
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s came back but does not answer: %s\n", f->serial,
+			tern_strerror(rc));
+	} else if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
+		printf("%s runs %s in slot %s: confirmed\n", f->serial, st.version,
+		       slot_name(st.slot));
+		status = 0;
+	} else if (st.state == TERN_DS_TRIAL) {
+		printf(
+		    "%s runs %s in slot %s on trial (not confirmed yet; see 'tern usb status')\n",
+		    f->serial, st.version, slot_name(st.slot));
+		status = 0;
+	} else if (st.state == TERN_DS_ROLLED_BACK) {
+		fprintf(stderr, "tern usb flash: %s rolled back to %s in slot %s: %s\n", f->serial,
+			st.version, slot_name(st.slot),
+			tern_strerror(tern_frame_status_to_err(st.last_status)));
+	} else {
+		fprintf(stderr, "tern usb flash: %s runs %s in slot %s, state %s; expected %s\n",
+			f->serial, st.version, slot_name(st.slot), tern_frame_state_name(st.state),
+			version);
+	}
+	usb_found_free(&back, 1);
+	return status;
+}
+
+int cmd_usb_flash(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_info info;
+	static struct release_file rf;
+	static uint8_t body[TERN_FRAME_BODY_MAX];
+	uint8_t reply[256];
+	size_t rlen = 0;
+	uint32_t wstatus = TERN_FS_OK;
+	char what[96];
+	int status = parse_opts("flash", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (!o.release)
+		return host_usage("usb flash", "which release? tern usb flash RELEASE.tern");
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb flash", "--vid and --pid take hex USB ids such as 1209");
+	/* The release is checked before any device is touched (the device verifies it). */
+	int rc = release_file_open(&rf, o.release, NULL);
+	if (!rc) {
+		rc = release_file_layout(&rf);
+		if (rc)
+			release_file_close(&rf);
+	}
+	if (rc) {
+		snprintf(what, sizeof(what), "usb flash: %s", o.release);
+		return host_fail(what, rc);
+	}
+	const struct tern_manifest *man = &rf.head.manifest;
+	if (usb_start("usb flash", &ctx)) {
+		release_file_close(&rf);
+		return 1;
+	}
+	status = select_device("usb flash", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb flash", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	status = 1;
+	snprintf(what, sizeof(what), "usb flash: %s", f.serial);
+	rc = usb_link_hello(&l, &info);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_close;
+	}
+	if (!tern_manifest_has_board(man, info.board)) {
+		char boards[160];
+		boards_list(man, boards, sizeof(boards));
+		fprintf(stderr,
+			"tern usb flash: %s is for board %s, but %s is a '%s' board; "
+			"nothing was sent\n",
+			o.release, boards, f.serial, info.board);
+		goto out_close;
+	}
+	/* OFFER: the device verifies the signed manifest and says where to start. */
+	struct tern_msg_ack next;
+	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, body, sizeof(body));
+	rc = blen ? usb_link_call(&l, TERN_MSG_OFFER, body, blen, TERN_MSG_ACK, reply,
+				  sizeof(reply), &rlen, &wstatus)
+		  : TERN_E_TOO_LARGE;
+	if (!rc)
+		rc = tern_msg_ack_decode(reply, rlen, &next);
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused %s %s: %s\n", f.serial, man->version,
+			o.release, tern_strerror(rc));
+		goto out_close;
+	}
+	struct flash_ctx fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.tty = isatty(STDERR_FILENO);
+	fc.serial = f.serial;
+	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
+	uint64_t all = 0;
+	for (size_t c = 0; c < man->n_components; c++)
+		all += rf.layout[c].index_len + rf.layout[c].bytes_len;
+	if (next.has_next) {
+		fc.total = bytes_from(&rf, &next);
+		char a[32];
+		if (fc.total < all)
+			printf("%s: resuming: %s of the release are on the device already\n",
+			       f.serial, host_human_size(all - fc.total, a, sizeof(a)));
+		size_t piece = info.max_data < FLASH_PIECE ? info.max_data : FLASH_PIECE;
+		for (size_t c = next.comp; c < man->n_components && !rc; c++) {
+			const struct comp_layout *cl = &rf.layout[c];
+			uint64_t idx_from = 0, pay_from = 0;
+			if (c == next.comp && next.kind == TERN_DATA_INDEX)
+				idx_from = next.offset;
+			if (c == next.comp && next.kind == TERN_DATA_PAYLOAD) {
+				idx_from = cl->index_len;
+				pay_from = next.offset;
+			}
+			rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
+				       idx_from, cl->index_len, piece);
+			if (!rc)
+				rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_PAYLOAD,
+					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+		}
+		if (!rc)
+			rc = usb_link_drain(&l);
+		if (!rc)
+			rc = fc.rc;
+		progress(&fc, true);
+	}
+	if (!rc)
+		rc = simple_call(&l, TERN_MSG_DONE, &wstatus);
+	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: %s was unplugged or stopped answering after %s of "
+			"%s; plug it back in and run the same command again: it resumes "
+			"where it stopped\n",
+			f.serial, host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)));
+		goto out_close;
+	}
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", f.serial,
+			tern_strerror(rc));
+		goto out_close;
+	}
+	double secs = elapsed_s(&fc.t0);
+	if (fc.total) {
+		char a[32];
+		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
+		       "byte\n",
+		       f.serial, host_human_size(fc.total, a, sizeof(a)), secs,
+		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
+		       (double)l.bytes_out / (double)fc.total);
+	}
+	rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_close;
+	}
+	if (o.no_reboot) {
+		printf("%s: %s staged and activated; it starts on trial at the next boot\n",
+		       f.serial, man->version);
+		status = 0;
+		goto out_close;
+	}
+	rc = simple_call(&l, TERN_MSG_REBOOT, &wstatus);
+	usb_link_close(&l);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_free;
+	}
+	printf("%s: %s staged; rebooting into its trial\n", f.serial, man->version);
+	fflush(stdout);
+	status = flash_outcome(ctx, &m, &f, &o, man->version);
+	goto out_free;
+out_close:
+	usb_link_close(&l);
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+	release_file_close(&rf);
 	return status;
 }

@@ -34,5 +34,6 @@ int cmd_release_verify(int argc, char **argv);
 int cmd_usb_list(int argc, char **argv);
 int cmd_usb_status(int argc, char **argv);
 int cmd_usb_reboot(int argc, char **argv);
+int cmd_usb_flash(int argc, char **argv);
 
 #endif

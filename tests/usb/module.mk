@@ -34,3 +34,4 @@ $(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
 
 all: $(EMU_BIN) $(BUILD)/ternd
 SCRIPT_TESTS += tests/usb/test_usb.sh
+SCRIPT_TESTS += tests/usb/test_usb_flash.sh
