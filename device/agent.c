@@ -16,13 +16,13 @@
  * is any value other than erased flash: a marker write is only started once what it
  * vouches for is written and verified, so even a torn marker means "done".
  */
-#define JREC_MAGIC     0x4c4e4a54u /* "TJNL" */
-#define JREC_FORMAT    1u
-#define JREC_SIZE      256u
+#define JREC_MAGIC  0x4c4e4a54u /* "TJNL" */
+#define JREC_FORMAT 1u
+#define JREC_SIZE   256u
 #define JREC_COMP_SIZE (1u + 1u + 8u + TERN_SHA256_LEN)
 _Static_assert(4 + 4 + 8 + 4 + 4 + 4 + 4 + TERN_RELEASE_ID_MAX + 1 + TERN_VERSION_MAX + 1 +
-		       TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 4 <=
-		   JREC_SIZE,
+			   TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 4 <=
+		       JREC_SIZE,
 	       "journal record fits");
 _Static_assert(sizeof(struct tern_manifest) <= TERN_AGENT_WBUF, "manifest scratch fits");
 
@@ -41,7 +41,8 @@ static void *bctx(const struct tern_agent *ag)
 	return ag->cfg.board->ctx;
 }
 
-static int flash_read(struct tern_agent *ag, enum tern_area a, uint64_t off, void *buf, size_t len)
+static int flash_read(struct tern_agent *ag, enum tern_area a, uint64_t off, void *buf,
+		      size_t len)
 {
 	return ops(ag)->read(bctx(ag), a, off, buf, len);
 }
@@ -176,7 +177,8 @@ static int marker_write(struct tern_agent *ag, uint64_t off)
 {
 	uint8_t m[TERN_WRITE_ALIGN_MAX];
 	memset(m, 0, sizeof(m));
-	return flash_write(ag, TERN_AREA_JOURNAL, off, m, ag->areas[TERN_AREA_JOURNAL].write_align);
+	return flash_write(ag, TERN_AREA_JOURNAL, off, m,
+			   ag->areas[TERN_AREA_JOURNAL].write_align);
 }
 
 /* Counts verified chunks of every component from the markers on flash. */
@@ -444,12 +446,11 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	/* Accepted. First the record: target slots installing, stale staged slots empty. */
 	struct tern_bootctl bc = ag->bc;
 	for (unsigned s = 0; s < TERN_N_SLOTS; s++)
-		if (bc.slots[s].state == TERN_SLOT_STAGED ||
-		    bc.slots[s].state == TERN_SLOT_INSTALLING)
+		if (bc.slots[s].state == TERN_SLOT_STAGED || bc.slots[s].state == TERN_SLOT_INSTALLING)
 			bc.slots[s].state = TERN_SLOT_EMPTY;
 	for (unsigned i = 0; i < j.n_comp; i++) {
-		struct tern_slot_meta *sm_ =
-		    &bc.slots[tern_slot_area((enum tern_pair)j.comp[i].pair, j.comp[i].slot)];
+		struct tern_slot_meta *sm_ = &bc.slots[tern_slot_area(
+		    (enum tern_pair)j.comp[i].pair, j.comp[i].slot)];
 		memset(sm_, 0, sizeof(*sm_));
 		sm_->state = TERN_SLOT_INSTALLING;
 		sm_->trial_attempts = (uint8_t)j.trial_attempts;
@@ -528,8 +529,7 @@ static int stream_write(struct tern_agent *ag, const uint8_t *buf, size_t len)
 		buf += n;
 		len -= n;
 		if (ag->wlen == TERN_AGENT_WBUF) {
-			if ((rc =
-				 flash_write(ag, area, base + ag->s_flushed, ag->u.wbuf, ag->wlen)))
+			if ((rc = flash_write(ag, area, base + ag->s_flushed, ag->u.wbuf, ag->wlen)))
 				return rc;
 			ag->s_flushed += ag->wlen;
 			ag->wlen = 0;
@@ -689,7 +689,8 @@ static int chunk_complete(struct tern_agent *ag)
 	return 0;
 }
 
-int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const void *buf, size_t len)
+int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const void *buf,
+		    size_t len)
 {
 	int rc = check_downloading(ag, comp);
 	if (rc)
@@ -756,8 +757,7 @@ int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index
 		if (c->first_missing < c->n_chunks) {
 			*is_index = false;
 			*off = c->first_missing * ag->job.chunk_size;
-			if (streaming && ag->sk == TERN_STREAM_CHUNK &&
-			    ag->s_chunk == c->first_missing)
+			if (streaming && ag->sk == TERN_STREAM_CHUNK && ag->s_chunk == c->first_missing)
 				*off += ag->s_pos;
 			return 0;
 		}

@@ -133,7 +133,7 @@ static int bootctl_load(const struct tern_board *b, struct tern_bootctl *bc, uin
 	if (!valid[0] && !valid[1])
 		return TERN_E_NO_BOOTCTL;
 	/* Sequence numbers compare modulo 2^32 so they may wrap. */
-	unsigned pick = !valid[0]   ? 1
+	unsigned pick = !valid[0] ? 1
 			: !valid[1] ? 0
 				    : ((int32_t)(copy[1].seq - copy[0].seq) > 0 ? 1 : 0);
 	*bc = copy[pick];
@@ -220,7 +220,8 @@ static bool slot_bootable(const struct tern_board *b, const struct tern_bootctl 
 
 /* Ends a trial that used up its attempts or does not verify: the trial slots are marked
  * bad and the event recorded, in one record write. */
-static int fall_back(const struct tern_board *b, struct tern_bootctl *bc, int reason, uint8_t *buf)
+static int fall_back(const struct tern_board *b, struct tern_bootctl *bc, int reason,
+		     uint8_t *buf)
 {
 	for (int p = 0; p < TERN_N_PAIRS; p++) {
 		if (bc->trial_slot[p] != TERN_SLOT_NONE)
@@ -266,8 +267,9 @@ int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, u
 			if ((rc = tern_bootctl_store(b, &bc, buf)))
 				return rc;
 			for (int p = 0; p < TERN_N_PAIRS; p++)
-				res->slot[p] = bc.trial_slot[p] != TERN_SLOT_NONE ? bc.trial_slot[p]
-										  : bc.active[p];
+				res->slot[p] = bc.trial_slot[p] != TERN_SLOT_NONE
+						   ? bc.trial_slot[p]
+						   : bc.active[p];
 			res->trial = true;
 			return 0;
 		}
@@ -296,7 +298,8 @@ const char *tern_slot_state_name(unsigned state)
 
 const char *tern_event_name(unsigned ev)
 {
-	static const char *const names[] = {"none",	 "provisioned", "installing",  "staged",
-					    "activated", "confirmed",	"rolled-back", "failed"};
+	static const char *const names[] = {"none",	 "provisioned", "installing",
+					    "staged",	 "activated",	"confirmed",
+					    "rolled-back", "failed"};
 	return ev < sizeof(names) / sizeof(names[0]) ? names[ev] : "unknown";
 }

@@ -78,7 +78,7 @@ const char *tern_sim_health_name(enum tern_sim_health h)
 }
 
 static void logf_(struct tern_sim_device *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3)));
 
 static void logf_(struct tern_sim_device *d, const char *fmt, ...)
 {
@@ -239,7 +239,8 @@ static int feed_part(struct tern_sim_device *d, unsigned comp, bool index, const
 	return 0;
 }
 
-int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len, size_t piece)
+int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
+			    size_t piece)
 {
 	struct tern_release_head rh;
 	int rc = tern_release_parse_unverified(&rh, rel, len);

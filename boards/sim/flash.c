@@ -28,8 +28,8 @@ void tern_sim_geometry_default(struct tern_sim_geometry *g, uint64_t slot_size)
 static uint64_t journal_default(const struct tern_sim_geometry *g)
 {
 	uint64_t n = g->slot_size / g->sector_size + g->cfg_slot_size / g->sector_size;
-	return 4ull * g->sector_size +
-	       round_up(n * g->write_align + 4u * g->write_align, g->sector_size) +
+	return 4ull * g->sector_size + round_up(n * g->write_align + 4u * g->write_align,
+						g->sector_size) +
 	       round_up((g->slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size) +
 	       round_up((g->cfg_slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size);
 }
@@ -49,8 +49,9 @@ static int layout(struct tern_sim_flash *f, const struct tern_sim_geometry *g)
 	if (geo->journal_size == 0)
 		geo->journal_size = journal_default(geo);
 	geo->journal_size = round_up(geo->journal_size, s);
-	uint64_t sizes[TERN_AREA__COUNT] = {geo->slot_size,	geo->slot_size, geo->cfg_slot_size,
-					    geo->cfg_slot_size, 2ull * s,	geo->journal_size};
+	uint64_t sizes[TERN_AREA__COUNT] = {geo->slot_size,	geo->slot_size,
+					    geo->cfg_slot_size, geo->cfg_slot_size,
+					    2ull * s,		geo->journal_size};
 	uint64_t off = 0;
 	for (int i = 0; i < TERN_AREA__COUNT; i++) {
 		f->area_off[i] = off;
@@ -89,9 +90,7 @@ int tern_sim_flash_open_file(struct tern_sim_flash *f, const struct tern_sim_geo
 		return rc;
 	int fd = open(path, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0644);
 	if (fd < 0)
-		return errno == EEXIST	 ? TERN_E_EXISTS
-		       : errno == ENOENT ? TERN_E_NOT_FOUND
-					 : TERN_E_IO;
+		return errno == EEXIST ? TERN_E_EXISTS : errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		goto out_io;
@@ -249,8 +248,7 @@ static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf,
 			return rc;
 		for (size_t i = 0; i < n; i++)
 			if (tmp[i] != 0xff)
-				return violation(f, "write to unerased flash", a, off + done + i,
-						 1);
+				return violation(f, "write to unerased flash", a, off + done + i, 1);
 		done += n;
 	}
 	if (op_cut(f)) {

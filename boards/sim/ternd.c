@@ -203,11 +203,10 @@ static int simdev_open(struct simdev *s, const char *dir)
 	    (rc = read_small(path, conf, sizeof(conf), NULL)))
 		return rc;
 	if (!conf_get(conf, "board", board, sizeof(board)) ||
-	    !conf_get_u64(conf, "slot_size", &v[0]) ||
-	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
+	    !conf_get_u64(conf, "slot_size", &v[0]) || !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
 	    !conf_get_u64(conf, "journal_size", &v[2]) ||
-	    !conf_get_u64(conf, "sector_size", &v[3]) ||
-	    !conf_get_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
+	    !conf_get_u64(conf, "sector_size", &v[3]) || !conf_get_u64(conf, "write_align", &v[4]) ||
+	    v[3] > UINT32_MAX || v[4] > UINT32_MAX)
 		return TERN_E_MALFORMED;
 	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
 	struct tern_keyring kr;
@@ -592,7 +591,8 @@ static void json_slot(const struct tern_slot_meta *m)
 	else
 		printf("null");
 	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
-	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
+	       (unsigned long long)m->sequence, m->security_counter,
+	       (unsigned long long)m->size);
 	if (filled)
 		printf("\"%s\"}", dg);
 	else
@@ -636,10 +636,9 @@ static void print_status_json(const struct tern_status *st)
 		printf("null, \"last_reason_text\": null");
 	}
 	if (st->state == TERN_ST_DOWNLOADING)
-		printf(
-		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
-		    st->job_version, (unsigned long long)st->n_chunks,
-		    (unsigned long long)st->n_verified);
+		printf(", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
+		       st->job_version, (unsigned long long)st->n_chunks,
+		       (unsigned long long)st->n_verified);
 	printf("}\n");
 }
 
@@ -703,7 +702,7 @@ struct command {
 };
 
 static const struct command sim_commands[] = {
-    {"init", cmd_init},	    {"install", cmd_install}, {"activate", cmd_activate},
+    {"init", cmd_init},	      {"install", cmd_install}, {"activate", cmd_activate},
     {"reboot", cmd_reboot}, {"status", cmd_status},   {"mkimage", cmd_mkimage},
 };
 

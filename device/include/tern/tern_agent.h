@@ -47,8 +47,8 @@ enum tern_state {
 struct tern_agent_config {
 	const struct tern_board *board; /* borrowed; must outlive the agent */
 	const struct tern_keyring *keyring;
-	const char *board_id;  /* compared with the manifest's boards */
-	bool verify_on_finish; /* re-hash the written slots before STAGED */
+	const char *board_id;	/* compared with the manifest's boards */
+	bool verify_on_finish;	/* re-hash the written slots before STAGED */
 };
 
 /* One component of the release being installed (RAM copy of the journal's facts). */
@@ -81,7 +81,11 @@ struct tern_job {
 };
 
 /* What is being streamed right now: a component's index, or one chunk. */
-enum tern_stream_kind { TERN_STREAM_NONE, TERN_STREAM_INDEX, TERN_STREAM_CHUNK };
+enum tern_stream_kind {
+	TERN_STREAM_NONE,
+	TERN_STREAM_INDEX,
+	TERN_STREAM_CHUNK
+};
 
 struct tern_agent {
 	struct tern_agent_config cfg;

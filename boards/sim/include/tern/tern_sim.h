@@ -33,8 +33,8 @@ struct tern_sim_flash {
 	uint64_t area_off[TERN_AREA__COUNT];
 	uint64_t area_size[TERN_AREA__COUNT];
 	uint64_t total;
-	uint8_t *mem;	    /* memory-backed: the caller's buffer of @total bytes */
-	int fd;		    /* file-backed: the open file, else -1 */
+	uint8_t *mem; /* memory-backed: the caller's buffer of @total bytes */
+	int fd;	      /* file-backed: the open file, else -1 */
 	bool sync_on_flush; /* fdatasync at every board flush (else only tern_sim_flash_sync) */
 	/* Power: every write and erase counts; at operation cut_at power fails. */
 	uint64_t n_ops;
