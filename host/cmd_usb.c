@@ -56,7 +56,7 @@ static void print_help(const char *cmd)
 		printf(
 		    "  --wait S     how long to wait for the device after its reboot (default 20 "
 		    "s)\n");
-	else
+	else if (strcmp(cmd, "confirm"))
 		printf("  --json       machine-readable output\n");
 }
 
@@ -72,7 +72,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			print_help(cmd);
 			return 0;
-		} else if (!strcmp(a, "--json") && strcmp(cmd, "reboot") && strcmp(cmd, "flash")) {
+		} else if (!strcmp(a, "--json") &&
+			   (!strcmp(cmd, "list") || !strcmp(cmd, "status"))) {
 			o->json = true;
 		} else if (!strcmp(a, "--no-wait") && !strcmp(cmd, "reboot")) {
 			o->no_wait = true;
@@ -902,5 +903,48 @@ out_free:
 out_exit:
 	libusb_exit(ctx);
 	release_file_close(&rf);
+	return status;
+}
+
+/* ---- tern usb confirm */
+
+int cmd_usb_confirm(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_state st;
+	int status = parse_opts("confirm", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb confirm", "--vid and --pid take hex USB ids such as 1209");
+	if (usb_start("usb confirm", &ctx))
+		return 1;
+	status = select_device("usb confirm", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb confirm", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	int rc = simple_call(&l, TERN_MSG_CONFIRM, NULL);
+	if (!rc)
+		rc = get_state(&l, &st);
+	usb_link_close(&l);
+	if (rc) {
+		fprintf(stderr, "tern usb confirm: %s: %s%s\n", f.serial, tern_strerror(rc),
+			rc == TERN_E_STATE ? " (only a release on trial can be confirmed)" : "");
+		status = 1;
+		goto out_free;
+	}
+	printf("%s runs %s in slot %s: %s\n", f.serial, st.version, slot_name(st.slot),
+	       tern_frame_state_name(st.state));
+	status = 0;
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
 	return status;
 }

@@ -35,5 +35,6 @@ int cmd_usb_list(int argc, char **argv);
 int cmd_usb_status(int argc, char **argv);
 int cmd_usb_reboot(int argc, char **argv);
 int cmd_usb_flash(int argc, char **argv);
+int cmd_usb_confirm(int argc, char **argv);
 
 #endif

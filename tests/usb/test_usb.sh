@@ -135,6 +135,12 @@ done
 "$EMU" --verbose --corrupt-out 1 -- "$TERN" usb status >out.txt 2>err.txt
 check "the device counted the damaged frame" grep -q "EMU00001: 2 frames, 1 damaged" err.txt
 
+# --- valgrind: no memory errors, no leaks (umockdev's own buffer traffic suppressed)
+VG=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
+	--suppressions="$ROOT/tests/usb/umockdev.supp")
+emu_ok "valgrind: list, two devices" --devices 2 -- "${VG[@]}" "$TERN" usb list --json
+emu_ok "valgrind: reboot and re-enumeration" --devices 1 -- "${VG[@]}" "$TERN" usb reboot
+
 # --- exit status, and nothing left behind
 "$EMU" --devices 1 -- sh -c 'exit 7' >/dev/null 2>&1
 check "usb-emu exits with the command's status" [ $? = 7 ]

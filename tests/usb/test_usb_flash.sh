@@ -110,6 +110,18 @@ check "before the reboot: staged, 1.0.0 runs" grep -q "^state:   staged" out.txt
 check "after the reboot: confirmed" grep -q "^state:   confirmed" out.txt
 check "after the reboot: 1.4.0 runs" grep -q "^running: 1.4.0 (sequence 4) in slot B" out.txt
 
+# --- confirm: only a trial can be confirmed (the sim decides its trials at boot)
+run "confirm with nothing on trial: refused" 1 "${KR[@]}" --dir devs -- "$TERN" usb confirm
+check "confirm refusal, in words" grep -q "only a release on trial can be confirmed" err.txt
+for c in list status flash reboot confirm; do
+	if "$TERN" usb $c --help | grep -q "^usage: tern usb $c"; then ok "help: usb $c"; else bad "help: usb $c"; fi
+done
+
+# --- valgrind over a whole flash (umockdev's own buffer traffic suppressed)
+run "valgrind: flash" 0 "${KR[@]}" --dir vg -- valgrind -q --error-exitcode=9 --leak-check=full \
+	--errors-for-leak-kinds=definite --suppressions="$ROOT/tests/usb/umockdev.supp" \
+	"$TERN" usb flash ok.tern
+
 check "no umockdev or emulator folders left" [ -z "$(ls -A "$TMPDIR")" ]
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
