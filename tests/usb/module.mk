@@ -35,3 +35,17 @@ $(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
 all: $(EMU_BIN) $(BUILD)/ternd
 SCRIPT_TESTS += tests/usb/test_usb.sh
 SCRIPT_TESTS += tests/usb/test_usb_flash.sh
+
+# libFuzzer on the device side of the transport: `make fuzz-usbdev [FUZZ_SECONDS=60]`.
+FUZZ_USBDEV_BIN := build/fuzz/fuzz_usbdev
+.PHONY: fuzz-usbdev
+$(FUZZ_USBDEV_BIN): tests/fuzz/fuzz_usbdev.c device/usbdev.c protocol/frame.c protocol/cbor.c \
+		protocol/err.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 $(WARN) -Iprotocol/include \
+		-Idevice/include -fsanitize=fuzzer,address,undefined $^ -o $@ $(PKG_LIBS)
+fuzz-usbdev: deps $(FUZZ_USBDEV_BIN)
+	@mkdir -p build/fuzz/corpus-usbdev
+	$(FUZZ_USBDEV_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=140000 build/fuzz/corpus-usbdev \
+		tests/fuzz/seeds-usbdev
+fuzz: fuzz-usbdev

@@ -91,7 +91,11 @@ check "EMU00002 updated" [ "$(status_of two/EMU00002 | field 'd["running_version
 check "EMU00001 untouched" [ "$(status_of two/EMU00001 | field 'd["running_version"]')" = 1.0.0 ]
 
 # --- unplugged mid-transfer, plugged back, rerun: resumes
-run "unplug then rerun" 0 "${KR[@]}" --dir unplug --unplug-after 20 -- sh -c \
+# A random point inside the data frames (HELLO, OFFER and the index come first; 1 MiB is
+# 64 frames); printed so a failure can be replayed.
+cut=$((8 + RANDOM % 53))
+echo "     (unplugged at bulk OUT transfer $cut)"
+run "unplug at transfer $cut, then rerun" 0 "${KR[@]}" --dir unplug --unplug-after $cut -- sh -c \
 	"'$TERN' usb flash ok.tern 2>first.err; echo first=\$?; sleep 0.3; '$TERN' usb flash ok.tern"
 check "first run: unplugged, told to rerun" grep -q "was unplugged or stopped answering after .* run the same command again: it resumes" first.err
 check "first run failed" grep -qx "first=1" out.txt
