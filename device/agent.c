@@ -16,13 +16,13 @@
  * is any value other than erased flash: a marker write is only started once what it
  * vouches for is written and verified, so even a torn marker means "done".
  */
-#define JREC_MAGIC  0x4c4e4a54u /* "TJNL" */
-#define JREC_FORMAT 1u
-#define JREC_SIZE   256u
+#define JREC_MAGIC     0x4c4e4a54u /* "TJNL" */
+#define JREC_FORMAT    1u
+#define JREC_SIZE      256u
 #define JREC_COMP_SIZE (1u + 1u + 8u + TERN_SHA256_LEN)
 _Static_assert(4 + 4 + 8 + 4 + 4 + 4 + 4 + TERN_RELEASE_ID_MAX + 1 + TERN_VERSION_MAX + 1 +
-			   TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 4 <=
-		       JREC_SIZE,
+		       TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 4 <=
+		   JREC_SIZE,
 	       "journal record fits");
 _Static_assert(sizeof(struct tern_manifest) <= TERN_AGENT_WBUF, "manifest scratch fits");
 
@@ -41,8 +41,7 @@ static void *bctx(const struct tern_agent *ag)
 	return ag->cfg.board->ctx;
 }
 
-static int flash_read(struct tern_agent *ag, enum tern_area a, uint64_t off, void *buf,
-		      size_t len)
+static int flash_read(struct tern_agent *ag, enum tern_area a, uint64_t off, void *buf, size_t len)
 {
 	return ops(ag)->read(bctx(ag), a, off, buf, len);
 }
@@ -65,8 +64,8 @@ static int flash_flush(struct tern_agent *ag, enum tern_area a)
 
 const char *tern_state_name(enum tern_state st)
 {
-	static const char *const names[] = {"idle",  "downloading", "verifying",   "staged",
-					    "trial", "confirmed",   "rolled-back", "failed"};
+	static const char names[][12] = {"idle",  "downloading", "verifying",	"staged",
+					 "trial", "confirmed",	 "rolled-back", "failed"};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
 }
 
@@ -177,8 +176,7 @@ static int marker_write(struct tern_agent *ag, uint64_t off)
 {
 	uint8_t m[TERN_WRITE_ALIGN_MAX];
 	memset(m, 0, sizeof(m));
-	return flash_write(ag, TERN_AREA_JOURNAL, off, m,
-			   ag->areas[TERN_AREA_JOURNAL].write_align);
+	return flash_write(ag, TERN_AREA_JOURNAL, off, m, ag->areas[TERN_AREA_JOURNAL].write_align);
 }
 
 /* Counts verified chunks of every component from the markers on flash. */
@@ -192,14 +190,17 @@ static int job_scan_markers(struct tern_agent *ag)
 			return rc;
 		c->n_verified = 0;
 		c->first_missing = c->n_chunks;
+		c->end_marked = 0;
 		for (uint64_t k = 0; k < c->n_chunks; k++) {
 			bool set;
 			if ((rc = marker_read(ag, c->marker_off + k * a, &set)))
 				return rc;
-			if (set)
+			if (set) {
 				c->n_verified++;
-			else if (c->first_missing == c->n_chunks)
+				c->end_marked = k + 1;
+			} else if (c->first_missing == c->n_chunks) {
 				c->first_missing = k;
+			}
 		}
 	}
 	return 0;
@@ -277,6 +278,7 @@ int tern_agent_start(struct tern_agent *ag, const struct tern_boot_result *boot)
 	int rc;
 	ag->boot = *boot;
 	ag->sk = TERN_STREAM_NONE;
+	ag->idx_n = 0;
 	ag->wlen = 0;
 	ag->reboot_needed = false;
 	memset(&ag->job, 0, sizeof(ag->job));
@@ -429,12 +431,13 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	const struct tern_manifest *m = &ag->u.m;
 	if (!ag->cfg.board_id || !tern_manifest_has_board(m, ag->cfg.board_id))
 		return TERN_E_WRONG_BOARD;
-	if (m->security_counter < ag->bc.security_floor)
-		return TERN_E_BELOW_FLOOR;
 	if (m->sequence <= ag->bc.confirmed_sequence)
 		return TERN_E_OLD_SEQUENCE;
 	if ((rc = job_from_manifest(ag, &j)))
 		return rc;
+	for (unsigned i = 0; i < j.n_comp; i++)
+		if (j.security_counter < ag->bc.security_floor[j.comp[i].pair])
+			return TERN_E_BELOW_FLOOR;
 	if (ag->state == TERN_ST_DOWNLOADING) {
 		if (same_release(&j, &ag->job))
 			return 0; /* resume: the journal and markers stand */
@@ -446,11 +449,12 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	/* Accepted. First the record: target slots installing, stale staged slots empty. */
 	struct tern_bootctl bc = ag->bc;
 	for (unsigned s = 0; s < TERN_N_SLOTS; s++)
-		if (bc.slots[s].state == TERN_SLOT_STAGED || bc.slots[s].state == TERN_SLOT_INSTALLING)
+		if (bc.slots[s].state == TERN_SLOT_STAGED ||
+		    bc.slots[s].state == TERN_SLOT_INSTALLING)
 			bc.slots[s].state = TERN_SLOT_EMPTY;
 	for (unsigned i = 0; i < j.n_comp; i++) {
-		struct tern_slot_meta *sm_ = &bc.slots[tern_slot_area(
-		    (enum tern_pair)j.comp[i].pair, j.comp[i].slot)];
+		struct tern_slot_meta *sm_ =
+		    &bc.slots[tern_slot_area((enum tern_pair)j.comp[i].pair, j.comp[i].slot)];
 		memset(sm_, 0, sizeof(*sm_));
 		sm_->state = TERN_SLOT_INSTALLING;
 		sm_->trial_attempts = (uint8_t)j.trial_attempts;
@@ -469,6 +473,7 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	ag->bc = bc;
 	ag->job = j;
 	ag->sk = TERN_STREAM_NONE;
+	ag->idx_n = 0;
 	ag->wlen = 0;
 	ag->reason = 0;
 	ag->state = TERN_ST_DOWNLOADING;
@@ -479,6 +484,7 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	}
 	for (unsigned i = 0; i < ag->job.n_comp; i++) {
 		ag->job.comp[i].first_missing = 0;
+		ag->job.comp[i].end_marked = 0;
 		ag->job.comp[i].n_verified = 0;
 		ag->job.comp[i].index_done = false;
 	}
@@ -529,7 +535,8 @@ static int stream_write(struct tern_agent *ag, const uint8_t *buf, size_t len)
 		buf += n;
 		len -= n;
 		if (ag->wlen == TERN_AGENT_WBUF) {
-			if ((rc = flash_write(ag, area, base + ag->s_flushed, ag->u.wbuf, ag->wlen)))
+			if ((rc =
+				 flash_write(ag, area, base + ag->s_flushed, ag->u.wbuf, ag->wlen)))
 				return rc;
 			ag->s_flushed += ag->wlen;
 			ag->wlen = 0;
@@ -570,6 +577,7 @@ static int stream_begin(struct tern_agent *ag, enum tern_stream_kind kind, unsig
 	const struct tern_job_comp *c = &ag->job.comp[comp];
 	int rc;
 	if (kind == TERN_STREAM_INDEX) {
+		ag->idx_n = 0; /* the index region is written again */
 		rc = flash_erase(ag, TERN_AREA_JOURNAL, c->index_off,
 				 round_up(c->index_size, ag->areas[TERN_AREA_JOURNAL].sector_size));
 	} else {
@@ -649,6 +657,42 @@ out_abandon:
 	return rc;
 }
 
+/* True when chunk @k of @c carries its marker: known from RAM where possible. */
+static int chunk_marked(struct tern_agent *ag, const struct tern_job_comp *c, uint64_t k, bool *set)
+{
+	if (k < c->first_missing) {
+		*set = true;
+		return 0;
+	}
+	if (k >= c->end_marked) {
+		*set = false;
+		return 0;
+	}
+	return marker_read(ag, c->marker_off + k * ag->areas[TERN_AREA_JOURNAL].write_align, set);
+}
+
+/* Copies chunk @k's digest from the index into @out, through a small cache. */
+static int index_entry(struct tern_agent *ag, unsigned comp, uint64_t k,
+		       uint8_t out[TERN_SHA256_LEN])
+{
+	const struct tern_job_comp *c = &ag->job.comp[comp];
+	if (ag->idx_n == 0 || ag->idx_comp != comp || k < ag->idx_first ||
+	    k >= ag->idx_first + ag->idx_n) {
+		uint64_t n = c->n_chunks - k < TERN_AGENT_INDEX_CACHE ? c->n_chunks - k
+								      : TERN_AGENT_INDEX_CACHE;
+		ag->idx_n = 0;
+		int rc = flash_read(ag, TERN_AREA_JOURNAL, c->index_off + k * TERN_SHA256_LEN,
+				    ag->idx_cache, (size_t)n * TERN_SHA256_LEN);
+		if (rc)
+			return rc;
+		ag->idx_comp = comp;
+		ag->idx_first = k;
+		ag->idx_n = (unsigned)n;
+	}
+	memcpy(out, ag->idx_cache + (k - ag->idx_first) * TERN_SHA256_LEN, TERN_SHA256_LEN);
+	return 0;
+}
+
 /* Ends the chunk being streamed: checks it against the index and marks it verified. */
 static int chunk_complete(struct tern_agent *ag)
 {
@@ -660,8 +704,7 @@ static int chunk_complete(struct tern_agent *ag)
 		return rc;
 	tern_sha256_final(&ag->sha, d);
 	ag->sk = TERN_STREAM_NONE;
-	if ((rc = flash_read(ag, TERN_AREA_JOURNAL, c->index_off + k * TERN_SHA256_LEN, want,
-			     sizeof(want))))
+	if ((rc = index_entry(ag, ag->s_comp, k, want)))
 		return rc;
 	enum tern_area area = tern_slot_area((enum tern_pair)c->pair, c->slot);
 	if (memcmp(d, want, sizeof(d))) {
@@ -675,12 +718,11 @@ static int chunk_complete(struct tern_agent *ag)
 	    (rc = marker_write(ag, c->marker_off + k * ag->areas[TERN_AREA_JOURNAL].write_align)))
 		return rc;
 	c->n_verified++;
+	if (k + 1 > c->end_marked)
+		c->end_marked = k + 1;
 	while (c->first_missing < c->n_chunks) {
-		bool set;
-		if ((rc = marker_read(ag,
-				      c->marker_off + c->first_missing *
-							  ag->areas[TERN_AREA_JOURNAL].write_align,
-				      &set)))
+		bool set = c->first_missing == k;
+		if (!set && (rc = chunk_marked(ag, c, c->first_missing, &set)))
 			return rc;
 		if (!set)
 			break;
@@ -689,8 +731,7 @@ static int chunk_complete(struct tern_agent *ag)
 	return 0;
 }
 
-int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const void *buf,
-		    size_t len)
+int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const void *buf, size_t len)
 {
 	int rc = check_downloading(ag, comp);
 	if (rc)
@@ -698,7 +739,6 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
 	struct tern_job_comp *c = &ag->job.comp[comp];
 	const uint8_t *p = buf;
 	uint32_t cs = ag->job.chunk_size;
-	uint32_t a = ag->areas[TERN_AREA_JOURNAL].write_align;
 	if (!c->index_done)
 		return TERN_E_STATE;
 	if (off > c->size || len > c->size - off)
@@ -711,8 +751,8 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
 		bool continuing = ag->sk == TERN_STREAM_CHUNK && ag->s_comp == comp &&
 				  ag->s_chunk == k && ag->s_pos == in_chunk;
 		if (!continuing) {
-			bool done = k < c->first_missing;
-			if (!done && (rc = marker_read(ag, c->marker_off + k * a, &done)))
+			bool done;
+			if ((rc = chunk_marked(ag, c, k, &done)))
 				return rc;
 			if (done) {
 				off += take;
@@ -757,7 +797,8 @@ int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index
 		if (c->first_missing < c->n_chunks) {
 			*is_index = false;
 			*off = c->first_missing * ag->job.chunk_size;
-			if (streaming && ag->sk == TERN_STREAM_CHUNK && ag->s_chunk == c->first_missing)
+			if (streaming && ag->sk == TERN_STREAM_CHUNK &&
+			    ag->s_chunk == c->first_missing)
 				*off += ag->s_pos;
 			return 0;
 		}
@@ -856,7 +897,6 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 	if (ag->state != TERN_ST_TRIAL)
 		return TERN_E_STATE;
 	struct tern_bootctl bc = ag->bc;
-	uint32_t floor = bc.security_floor;
 	uint64_t seq = bc.event_sequence;
 	for (unsigned p = 0; p < TERN_N_PAIRS; p++) {
 		unsigned s = bc.trial_slot[p];
@@ -865,9 +905,10 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 		struct tern_slot_meta *m = &bc.slots[tern_slot_area((enum tern_pair)p, s)];
 		m->state = healthy ? TERN_SLOT_GOOD : TERN_SLOT_BAD;
 		if (healthy) {
+			/* The floor rises with the confirmation, in the same record write. */
 			bc.active[p] = (uint8_t)s;
-			if (m->security_counter > floor)
-				floor = m->security_counter;
+			if (m->security_counter > bc.security_floor[p])
+				bc.security_floor[p] = m->security_counter;
 		}
 		seq = m->sequence;
 		bc.trial_slot[p] = TERN_SLOT_NONE;
@@ -876,8 +917,6 @@ int tern_agent_health(struct tern_agent *ag, bool healthy)
 	bc.attempts_left = 0;
 	bc.event_sequence = seq;
 	if (healthy) {
-		/* The floor rises with the confirmation, in the same record write. */
-		bc.security_floor = floor;
 		bc.confirmed_sequence = seq;
 		bc.last_event = TERN_EV_CONFIRMED;
 		bc.last_reason = 0;
@@ -929,7 +968,8 @@ void tern_agent_status(const struct tern_agent *ag, struct tern_status *st)
 	st->running_trial = ag->boot.trial && ag->bc.trial_pending;
 	st->trial_pending = ag->bc.trial_pending != 0;
 	st->attempts_left = ag->bc.attempts_left;
-	st->security_floor = ag->bc.security_floor;
+	st->security_floor = ag->bc.security_floor[TERN_PAIR_FW];
+	st->config_security_floor = ag->bc.security_floor[TERN_PAIR_CFG];
 	st->confirmed_sequence = ag->bc.confirmed_sequence;
 	memcpy(st->slots, ag->bc.slots, sizeof(st->slots));
 	if (ag->state == TERN_ST_DOWNLOADING) {

@@ -21,10 +21,11 @@ uint32_t tern_crc32(uint32_t crc, const void *data, size_t len)
 }
 
 /* On flash: 4 magic, 4 seq, 2 active, 2 trial_slot, 1 trial_pending, 1 attempts, 1 event,
- * 1 reserved, 4 reason, 8 event_sequence, 4 floor, 8 confirmed_sequence (40 bytes), then
+ * 1 reserved, 4 reason, 8 event_sequence, 4 + 4 floors (fw, cfg), 8 confirmed_sequence
+ * (44 bytes), then
  * per slot SLOT_REC_SIZE bytes, zero padding, and the CRC32 of everything before it in the
  * last 4 bytes. */
-#define HDR_REC_SIZE  40u
+#define HDR_REC_SIZE  44u
 #define SLOT_REC_SIZE (1u + 1u + 2u + 4u + 8u + 8u + 4u + TERN_SHA256_LEN + TERN_VERSION_MAX + 1u)
 _Static_assert(HDR_REC_SIZE + TERN_N_SLOTS * SLOT_REC_SIZE + 4u <= TERN_BOOTCTL_REC_SIZE,
 	       "boot control record fits its fixed size");
@@ -45,7 +46,8 @@ void tern_bootctl_encode(const struct tern_bootctl *bc, uint8_t out[TERN_BOOTCTL
 	le_put_u8(&c, 0);
 	le_put_u32(&c, (uint32_t)bc->last_reason);
 	le_put_u64(&c, bc->event_sequence);
-	le_put_u32(&c, bc->security_floor);
+	for (int i = 0; i < TERN_N_PAIRS; i++)
+		le_put_u32(&c, bc->security_floor[i]);
 	le_put_u64(&c, bc->confirmed_sequence);
 	for (int i = 0; i < TERN_N_SLOTS; i++) {
 		const struct tern_slot_meta *m = &bc->slots[i];
@@ -85,7 +87,8 @@ bool tern_bootctl_decode(struct tern_bootctl *bc, const uint8_t in[TERN_BOOTCTL_
 	(void)le_get_u8(&c);
 	bc->last_reason = (int32_t)le_get_u32(&c);
 	bc->event_sequence = le_get_u64(&c);
-	bc->security_floor = le_get_u32(&c);
+	for (int i = 0; i < TERN_N_PAIRS; i++)
+		bc->security_floor[i] = le_get_u32(&c);
 	bc->confirmed_sequence = le_get_u64(&c);
 	for (int i = 0; i < TERN_N_SLOTS; i++) {
 		struct tern_slot_meta *m = &bc->slots[i];
@@ -133,7 +136,7 @@ static int bootctl_load(const struct tern_board *b, struct tern_bootctl *bc, uin
 	if (!valid[0] && !valid[1])
 		return TERN_E_NO_BOOTCTL;
 	/* Sequence numbers compare modulo 2^32 so they may wrap. */
-	unsigned pick = !valid[0] ? 1
+	unsigned pick = !valid[0]   ? 1
 			: !valid[1] ? 0
 				    : ((int32_t)(copy[1].seq - copy[0].seq) > 0 ? 1 : 0);
 	*bc = copy[pick];
@@ -214,14 +217,13 @@ static bool slot_bootable(const struct tern_board *b, const struct tern_bootctl 
 			  enum tern_pair pair, unsigned slot, uint8_t *buf, size_t buf_len)
 {
 	const struct tern_slot_meta *m = &bc->slots[tern_slot_area(pair, slot)];
-	return m->state == TERN_SLOT_GOOD && m->security_counter >= bc->security_floor &&
+	return m->state == TERN_SLOT_GOOD && m->security_counter >= bc->security_floor[pair] &&
 	       tern_slot_verify(b, pair, slot, m, buf, buf_len);
 }
 
 /* Ends a trial that used up its attempts or does not verify: the trial slots are marked
  * bad and the event recorded, in one record write. */
-static int fall_back(const struct tern_board *b, struct tern_bootctl *bc, int reason,
-		     uint8_t *buf)
+static int fall_back(const struct tern_board *b, struct tern_bootctl *bc, int reason, uint8_t *buf)
 {
 	for (int p = 0; p < TERN_N_PAIRS; p++) {
 		if (bc->trial_slot[p] != TERN_SLOT_NONE)
@@ -252,7 +254,7 @@ int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, u
 			const struct tern_slot_meta *m =
 			    &bc.slots[tern_slot_area((enum tern_pair)p, s)];
 			ok = m->state == TERN_SLOT_STAGED &&
-			     m->security_counter >= bc.security_floor &&
+			     m->security_counter >= bc.security_floor[p] &&
 			     tern_slot_verify(b, (enum tern_pair)p, s, m, buf, buf_len);
 		}
 		if (!ok)
@@ -267,39 +269,52 @@ int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, u
 			if ((rc = tern_bootctl_store(b, &bc, buf)))
 				return rc;
 			for (int p = 0; p < TERN_N_PAIRS; p++)
-				res->slot[p] = bc.trial_slot[p] != TERN_SLOT_NONE
-						   ? bc.trial_slot[p]
-						   : bc.active[p];
+				res->slot[p] = bc.trial_slot[p] != TERN_SLOT_NONE ? bc.trial_slot[p]
+										  : bc.active[p];
 			res->trial = true;
 			return 0;
 		}
 	}
 	res->trial = false;
+	bool switched = false;
 	for (int p = 0; p < TERN_N_PAIRS; p++) {
 		unsigned s = bc.active[p];
 		res->slot[p] = TERN_SLOT_NONE;
 		if (s == TERN_SLOT_NONE)
 			continue;
-		if (slot_bootable(b, &bc, (enum tern_pair)p, s, buf, buf_len))
+		if (slot_bootable(b, &bc, (enum tern_pair)p, s, buf, buf_len)) {
 			res->slot[p] = (uint8_t)s;
-		else if (slot_bootable(b, &bc, (enum tern_pair)p, s ^ 1u, buf, buf_len))
+		} else if (slot_bootable(b, &bc, (enum tern_pair)p, s ^ 1u, buf, buf_len)) {
+			/* The active slot is damaged: the other good one takes over for good,
+			 * so that updates go to the damaged slot and never to the running one. */
+			struct tern_slot_meta *m = &bc.slots[tern_slot_area((enum tern_pair)p, s)];
+			m->state = TERN_SLOT_BAD;
+			bc.event_sequence = m->sequence;
+			bc.active[p] = (uint8_t)(s ^ 1u);
 			res->slot[p] = (uint8_t)(s ^ 1u);
-		else if (p == TERN_PAIR_FW)
+			switched = true;
+		} else if (p == TERN_PAIR_FW) {
 			return TERN_E_NO_IMAGE;
+		}
+	}
+	if (switched) {
+		bc.last_event = TERN_EV_ROLLED_BACK;
+		bc.last_reason = TERN_E_DIGEST;
+		if ((rc = tern_bootctl_store(b, &bc, buf)))
+			return rc;
 	}
 	return 0;
 }
 
 const char *tern_slot_state_name(unsigned state)
 {
-	static const char *const names[] = {"empty", "installing", "staged", "good", "bad"};
+	static const char names[][12] = {"empty", "installing", "staged", "good", "bad"};
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }
 
 const char *tern_event_name(unsigned ev)
 {
-	static const char *const names[] = {"none",	 "provisioned", "installing",
-					    "staged",	 "activated",	"confirmed",
-					    "rolled-back", "failed"};
+	static const char names[][12] = {"none",      "provisioned", "installing",  "staged",
+					 "activated", "confirmed",   "rolled-back", "failed"};
 	return ev < sizeof(names) / sizeof(names[0]) ? names[ev] : "unknown";
 }

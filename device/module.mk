@@ -6,7 +6,7 @@ $(DEVICE_LIB): $(DEVICE_SRC:%.c=$(BUILD)/obj/%.o)
 	@rm -f $@
 	ar rcs $@ $^
 
-all: $(DEVICE_LIB)
+all: $(DEVICE_LIB) $(BUILD)/tools/agent-size
 
 # sizeof(struct tern_agent) and the core's text/data/bss.
 $(BUILD)/tools/agent-size: tools/agent_size.c $(DEVICE_LIB) | deps

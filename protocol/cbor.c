@@ -186,6 +186,9 @@ int tern_cbor_bstr_head(const uint8_t *buf, size_t len, size_t *head_len, uint64
 
 int tern_cbor_peek(const struct tern_cbor_reader *r, struct tern_cbor_item *it)
 {
+	/* An empty reader may have a NULL buffer: no pointer arithmetic on it. */
+	if (r->pos >= r->len)
+		return TERN_E_TRUNCATED;
 	const uint8_t *p = r->buf + r->pos;
 	size_t left = r->len - r->pos;
 	size_t head_len;
@@ -194,8 +197,12 @@ int tern_cbor_peek(const struct tern_cbor_reader *r, struct tern_cbor_item *it)
 	if (rc)
 		return rc;
 	uint8_t major = (uint8_t)(p[0] >> 5);
-	if ((p[0] & 0x1f) == 31)
-		return TERN_E_MALFORMED; /* indefinite length or a stray break */
+	if ((p[0] & 0x1f) == 31) {
+		/* Strings, arrays and maps of indefinite length are CBOR that tern refuses;
+		 * additional information 31 on integers and tags, or a lone break, is not
+		 * well-formed CBOR at all. */
+		return major >= 2 && major <= 5 ? TERN_E_MALFORMED : TERN_E_NOT_CBOR;
+	}
 	if (major == 2 || major == 3) {
 		if (arg > left - head_len)
 			return TERN_E_TRUNCATED;

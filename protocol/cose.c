@@ -52,18 +52,22 @@ int tern_pubkey_parse(struct tern_pubkey *pk, const uint8_t *buf, size_t len)
 	int rc = TERN_E_KEY;
 	mbedtls_pk_context ctx;
 	mbedtls_pk_init(&ctx);
-	/* PEM must be NUL-terminated and the NUL counted (DEPENDENCIES.md). */
-	unsigned char pem[4096];
-	const unsigned char *in = buf;
-	size_t in_len = len;
-	if (len > 0 && len < sizeof(pem) && memchr(buf, '-', len)) {
+	if (len == 0)
+		goto out;
+	/* DER as given first: binary DER may hold any byte ('-' too), and a DER key with
+	 * a byte appended is refused. Then PEM, which must be NUL-terminated with the NUL
+	 * counted (DEPENDENCIES.md). */
+	if (mbedtls_pk_parse_public_key(&ctx, buf, len)) {
+		unsigned char pem[4096];
+		if (len >= sizeof(pem))
+			goto out;
 		memcpy(pem, buf, len);
 		pem[len] = '\0';
-		in = pem;
-		in_len = len + 1;
+		mbedtls_pk_free(&ctx);
+		mbedtls_pk_init(&ctx);
+		if (mbedtls_pk_parse_public_key(&ctx, pem, len + 1))
+			goto out;
 	}
-	if (mbedtls_pk_parse_public_key(&ctx, in, in_len))
-		goto out;
 	if (mbedtls_pk_get_type(&ctx) != MBEDTLS_PK_ECKEY)
 		goto out;
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(ctx);
@@ -227,16 +231,17 @@ int tern_cose_sign1_parse(struct tern_sign1 *s, const uint8_t *buf, size_t len)
 		return rc;
 	if (s->protected_len > 0) {
 		struct tern_cbor_reader pr;
-		struct tern_cbor_item ph;
 		tern_cbor_reader_init(&pr, s->protected_hdr, s->protected_len);
-		bool empty_map =
-		    !tern_cbor_peek(&pr, &ph) && ph.type == TERN_CBOR_MAP && ph.val == 0;
+		struct tern_cbor_item map;
+		bool no_entries =
+		    tern_cbor_peek(&pr, &map) == 0 && map.type == TERN_CBOR_MAP && map.val == 0;
 		if ((rc = read_header_map(&pr, &h, true)))
 			return rc == TERN_E_TRUNCATED ? TERN_E_MALFORMED : rc;
 		if (tern_cbor_remaining(&pr))
 			return TERN_E_MALFORMED;
-		/* RFC 9052 section 3: an empty map (h'a0') is accepted, and signed as h''. */
-		if (empty_map)
+		/* RFC 9052 4.4: without protected attributes the Sig_structure carries a
+		 * zero-length byte string, even when the message sent an empty map. */
+		if (no_entries)
 			s->protected_len = 0;
 	}
 	if ((rc = read_header_map(&r, &h, false)))

@@ -14,6 +14,51 @@ static bool is_id_char(char c)
 	       c == '.' || c == '_' || c == '-';
 }
 
+/*
+ * Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF. CBOR text strings must be UTF-8; strict decoders refuse anything else.
+ */
+static bool is_utf8(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		uint8_t c = s[i];
+		size_t n;     /* continuation bytes */
+		uint32_t cp;  /* the code point */
+		uint32_t min; /* smallest code point of this length (no overlongs) */
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1fu;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0fu;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07u;
+			min = 0x10000;
+		} else {
+			return false;
+		}
+		if (len - i - 1 < n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3fu);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 /* An identifier: non-empty, at most @max bytes, only [A-Za-z0-9._-]. */
 static int check_id(const char *s, size_t max)
 {
@@ -26,50 +71,6 @@ static int check_id(const char *s, size_t max)
 		if (!is_id_char(s[i]))
 			return TERN_E_MALFORMED;
 	return 0;
-}
-
-/*
- * True when @s holds valid UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
- * above U+10FFFF. CBOR text strings must be valid UTF-8 (RFC 8949 section 3.1).
- */
-static bool is_utf8(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp, min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			cp = c & 0x1fu;
-			min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			cp = c & 0x0fu;
-			min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			cp = c & 0x07u;
-			min = 0x10000;
-		} else {
-			return false; /* a continuation byte, or 0xf8..0xff */
-		}
-		if (len - i - 1 < n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3fu);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
 }
 
 int tern_manifest_check(const struct tern_manifest *m)
@@ -435,14 +436,15 @@ uint64_t tern_chunk_count(uint64_t size, uint32_t chunk_size)
 
 uint32_t tern_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t i)
 {
-	uint64_t off = i * chunk_size;
-	if (off >= size)
+	/* Compare indices, not offsets: i * chunk_size wraps for indices far past the end. */
+	if (i >= tern_chunk_count(size, chunk_size))
 		return 0;
-	uint64_t left = size - off;
+	uint64_t left = size - i * chunk_size;
 	return left < chunk_size ? (uint32_t)left : chunk_size;
 }
 
 uint64_t tern_index_size(uint64_t size, uint32_t chunk_size)
 {
-	return tern_chunk_count(size, chunk_size) * TERN_SHA256_LEN;
+	uint64_t n = tern_chunk_count(size, chunk_size);
+	return n > UINT64_MAX / TERN_SHA256_LEN ? UINT64_MAX : n * TERN_SHA256_LEN;
 }

@@ -142,7 +142,55 @@ def bench_usb(work):
           % ("emulated throughput", mib / statistics.median(walls)))
 
 
-BENCHES = [("release", bench_release), ("usb", bench_usb)]
+def bench_device(work):
+    """ternd sim install (feed, verify every chunk, write the slot, fdatasync) against
+    openssl dgst -sha256 + dd conv=fsync of the same bytes; and the agent's RAM."""
+    ternd = os.path.join(BUILD, "ternd")
+    mib = int(os.environ.get("BENCH_DEVICE_MIB", "256"))
+    size = mib * MIB
+    dev = os.path.join(work, "dev")
+    subprocess.run([TERN, "key", "generate", "--out", "dev.key"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([ternd, "sim", "mkimage", "--health", "ok", "--size", "%dM" % mib,
+                    "--version", "2.0.0", "--out", "fw.bin"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([TERN, "release", "create", "--key", "dev.key", "--board", "sim",
+                    "--version", "2.0.0", "--sequence", "2", "--firmware", "fw.bin",
+                    "--out", "fw.tern"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+
+    def fresh_device():
+        shutil.rmtree(dev, ignore_errors=True)
+        subprocess.run([ternd, "sim", "init", dev, "--keyring", "dev.pub",
+                        "--slot-size", "%dM" % (mib + 1)], cwd=work, check=True,
+                       stdout=subprocess.DEVNULL)
+        os.sync()
+
+    def no_copy():
+        if os.path.exists(os.path.join(work, "dd.out")):
+            os.unlink(os.path.join(work, "dd.out"))
+        os.sync()
+
+    print("device: %d MiB sim install, median of %d runs" % (mib, RUNS))
+    base, base_rss = measure(["sh", "-c", "openssl dgst -sha256 fw.bin >/dev/null && "
+                              "dd if=fw.bin of=dd.out bs=1M conv=fsync 2>/dev/null"],
+                             work, before=no_copy)
+    line("baseline: openssl dgst + dd fsync", base, size, rss=base_rss)
+    secs, rss = measure([ternd, "sim", "install", dev, "fw.tern"], work, before=fresh_device)
+    line("ternd sim install", secs, size, base, rss, "goal >= 0.8x")
+    boot = subprocess.run([ternd, "sim", "reboot", dev], cwd=work, check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    print("  after the install: %s" % boot)
+    size_tool = os.path.join(BUILD, "tools", "agent-size")
+    if os.access(size_tool, os.X_OK):
+        out = subprocess.run([size_tool], check=True, capture_output=True, text=True).stdout
+        print("  " + out.splitlines()[0])
+    for name in ("fw.bin", "fw.tern", "dd.out"):
+        if os.path.exists(os.path.join(work, name)):
+            os.unlink(os.path.join(work, name))
+    shutil.rmtree(dev, ignore_errors=True)
+
+
+BENCHES = [("release", bench_release), ("device", bench_device), ("usb", bench_usb)]
 
 
 def main():

@@ -7,7 +7,8 @@ _Static_assert(sizeof(struct tern_agent) <= 16 * 1024, "struct tern_agent fits i
 
 int main(void)
 {
-	printf("sizeof(struct tern_agent) = %zu bytes (goal <= 16384)\n", sizeof(struct tern_agent));
+	printf("sizeof(struct tern_agent) = %zu bytes (goal <= 16384)\n",
+	       sizeof(struct tern_agent));
 	printf("  of which write buffer = %d bytes, boot control copy = %zu bytes\n",
 	       TERN_AGENT_WBUF, sizeof(struct tern_bootctl));
 	return 0;

@@ -4,9 +4,13 @@
 #include "tern/tern_err.h"
 #include "tern/tern_release.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define HDR_FORMAT 1u
 
@@ -78,7 +82,7 @@ const char *tern_sim_health_name(enum tern_sim_health h)
 }
 
 static void logf_(struct tern_sim_device *d, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void logf_(struct tern_sim_device *d, const char *fmt, ...)
 {
@@ -216,52 +220,108 @@ int tern_sim_boot(struct tern_sim_device *d, unsigned max_boots)
 	return TERN_E_NO_IMAGE;
 }
 
-/* Feeds one byte string of @len bytes from the release at @pos, in @piece-sized parts. */
-static int feed_part(struct tern_sim_device *d, unsigned comp, bool index, const uint8_t *rel,
-		     size_t rel_len, size_t *pos, uint64_t len, size_t piece)
+/*
+ * Where release bytes come from: a buffer, or a file mapped through a sliding window of
+ * WINDOW bytes, so installing from a file copies nothing and keeps memory bounded.
+ */
+#define WINDOW (4u * 1024 * 1024)
+
+struct rel_source {
+	const uint8_t *mem; /* whole release in memory, or NULL */
+	int fd;		    /* else this file */
+	uint64_t size;	    /* bytes in the release */
+	const uint8_t *win; /* the mapped window of the file, or NULL */
+	uint64_t win_off;
+	size_t win_len;
+};
+
+static void source_unmap(struct rel_source *src)
 {
-	size_t head;
-	int rc = tern_release_expect_bstr(rel + *pos, rel_len - *pos, len, &head);
-	if (rc)
-		return rc;
-	*pos += head;
-	if (len > rel_len - *pos)
-		return TERN_E_TRUNCATED;
-	for (uint64_t off = 0; off < len;) {
-		size_t n = len - off < piece ? (size_t)(len - off) : piece;
-		rc = index ? tern_agent_feed_index(&d->agent, comp, off, rel + *pos + off, n)
-			   : tern_agent_feed(&d->agent, comp, off, rel + *pos + off, n);
-		if (rc)
-			return rc;
-		off += n;
+	if (src->win)
+		munmap((void *)(uintptr_t)src->win, src->win_len);
+	src->win = NULL;
+}
+
+/* Points @p at up to @want bytes at @pos (fewer only at the end of the release). */
+static int source_get(struct rel_source *src, uint64_t pos, size_t want, const uint8_t **p,
+		      size_t *got)
+{
+	if (pos >= src->size) {
+		*got = 0;
+		return 0;
 	}
-	*pos += (size_t)len;
+	if (want > src->size - pos)
+		want = (size_t)(src->size - pos);
+	if (src->mem) {
+		*p = src->mem + pos;
+		*got = want;
+		return 0;
+	}
+	if (!src->win || pos < src->win_off || pos + want > src->win_off + src->win_len) {
+		source_unmap(src);
+		uint64_t start = pos - pos % WINDOW;
+		uint64_t len =
+		    src->size - start < 2ull * WINDOW ? src->size - start : 2ull * WINDOW;
+		void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, src->fd, (off_t)start);
+		if (m == MAP_FAILED)
+			return TERN_E_IO;
+		src->win = m;
+		src->win_off = start;
+		src->win_len = (size_t)len;
+	}
+	*p = src->win + (pos - src->win_off);
+	*got = want;
 	return 0;
 }
 
-int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
-			    size_t piece)
+/* Feeds one byte string of @len bytes at @pos (head included) in @piece-sized parts. */
+static int feed_part(struct tern_sim_device *d, struct rel_source *src, unsigned comp, bool index,
+		     uint64_t *pos, uint64_t len, size_t piece)
+{
+	const uint8_t *p;
+	size_t got, head;
+	int rc = source_get(src, *pos, 9, &p, &got);
+	if (rc || (rc = tern_release_expect_bstr(p, got, len, &head)))
+		return rc;
+	*pos += head;
+	for (uint64_t off = 0; off < len;) {
+		size_t want = len - off < piece ? (size_t)(len - off) : piece;
+		if ((rc = source_get(src, *pos + off, want, &p, &got)))
+			return rc;
+		if (got == 0)
+			return TERN_E_TRUNCATED;
+		rc = index ? tern_agent_feed_index(&d->agent, comp, off, p, got)
+			   : tern_agent_feed(&d->agent, comp, off, p, got);
+		if (rc)
+			return rc;
+		off += got;
+	}
+	*pos += len;
+	return 0;
+}
+
+static int install_from(struct tern_sim_device *d, struct rel_source *src, size_t piece)
 {
 	struct tern_release_head rh;
-	int rc = tern_release_parse_unverified(&rh, rel, len);
-	if (rc)
+	const uint8_t *p;
+	size_t got;
+	int rc = source_get(src, 0, TERN_SIGNED_MANIFEST_MAX, &p, &got);
+	if (rc || (rc = tern_release_parse_unverified(&rh, p, got)))
 		return rc;
-	if ((rc = tern_agent_offer(&d->agent, rel, rh.head_len)))
+	if ((rc = tern_agent_offer(&d->agent, p, rh.head_len)))
 		return rc;
 	if (d->agent.state == TERN_ST_STAGED)
 		return 0; /* this release is staged already */
-	size_t pos = rh.head_len;
-	const struct tern_manifest *m = &rh.manifest;
-	if (piece == 0)
-		piece = 64 * 1024;
+	uint64_t pos = rh.head_len;
+	const struct tern_manifest *m = &rh.manifest; /* its notes are not used */
 	for (unsigned i = 0; i < m->n_components && rc == 0; i++) {
 		const struct tern_component *c = &m->components[i];
-		rc = feed_part(d, i, true, rel, len, &pos, tern_index_size(c->size, m->chunk_size),
+		rc = feed_part(d, src, i, true, &pos, tern_index_size(c->size, m->chunk_size),
 			       piece);
 		if (rc == 0)
-			rc = feed_part(d, i, false, rel, len, &pos, c->size, piece);
+			rc = feed_part(d, src, i, false, &pos, c->size, piece);
 	}
-	if (rc == 0 && pos != len)
+	if (rc == 0 && pos != src->size)
 		rc = TERN_E_TRAILING;
 	if (rc == 0)
 		rc = tern_agent_finish(&d->agent);
@@ -269,5 +329,24 @@ int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_
 		int crc = tern_agent_cancel(&d->agent, rc);
 		(void)crc; /* the first error is the one to report */
 	}
+	return rc;
+}
+
+int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len, size_t piece)
+{
+	struct rel_source src = {.mem = rel, .fd = -1, .size = len};
+	return install_from(d, &src, piece ? piece : 64 * 1024);
+}
+
+int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return TERN_E_IO;
+	if (piece == 0 || piece > WINDOW)
+		piece = WINDOW;
+	struct rel_source src = {.mem = NULL, .fd = fd, .size = (uint64_t)st.st_size};
+	int rc = install_from(d, &src, piece);
+	source_unmap(&src);
 	return rc;
 }

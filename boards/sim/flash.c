@@ -4,6 +4,7 @@
 #include "tern/tern_err.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,8 +29,8 @@ void tern_sim_geometry_default(struct tern_sim_geometry *g, uint64_t slot_size)
 static uint64_t journal_default(const struct tern_sim_geometry *g)
 {
 	uint64_t n = g->slot_size / g->sector_size + g->cfg_slot_size / g->sector_size;
-	return 4ull * g->sector_size + round_up(n * g->write_align + 4u * g->write_align,
-						g->sector_size) +
+	return 4ull * g->sector_size +
+	       round_up(n * g->write_align + 4u * g->write_align, g->sector_size) +
 	       round_up((g->slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size) +
 	       round_up((g->cfg_slot_size / g->sector_size) * TERN_SHA256_LEN, g->sector_size);
 }
@@ -49,9 +50,8 @@ static int layout(struct tern_sim_flash *f, const struct tern_sim_geometry *g)
 	if (geo->journal_size == 0)
 		geo->journal_size = journal_default(geo);
 	geo->journal_size = round_up(geo->journal_size, s);
-	uint64_t sizes[TERN_AREA__COUNT] = {geo->slot_size,	geo->slot_size,
-					    geo->cfg_slot_size, geo->cfg_slot_size,
-					    2ull * s,		geo->journal_size};
+	uint64_t sizes[TERN_AREA__COUNT] = {geo->slot_size,	geo->slot_size, geo->cfg_slot_size,
+					    geo->cfg_slot_size, 2ull * s,	geo->journal_size};
 	uint64_t off = 0;
 	for (int i = 0; i < TERN_AREA__COUNT; i++) {
 		f->area_off[i] = off;
@@ -90,23 +90,32 @@ int tern_sim_flash_open_file(struct tern_sim_flash *f, const struct tern_sim_geo
 		return rc;
 	int fd = open(path, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0644);
 	if (fd < 0)
-		return errno == EEXIST ? TERN_E_EXISTS : errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+		return errno == EEXIST	 ? TERN_E_EXISTS
+		       : errno == ENOENT ? TERN_E_NOT_FOUND
+					 : TERN_E_IO;
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		goto out_io;
 	f->fd = fd;
+	uint64_t n_sectors = f->total / f->geo.sector_size;
+	f->erased_from = malloc(n_sectors * sizeof(*f->erased_from));
+	if (!f->erased_from) {
+		close(fd);
+		f->fd = -1;
+		return TERN_E_NOMEM;
+	}
+	memset(f->erased_from, 0xff, n_sectors * sizeof(*f->erased_from)); /* unknown */
 	if (create) {
 		if (raw_fill(f, 0, f->total, false))
 			goto out_io;
+		memset(f->erased_from, 0, n_sectors * sizeof(*f->erased_from));
 	} else if ((uint64_t)st.st_size != f->total) {
-		close(fd);
-		f->fd = -1;
+		tern_sim_flash_close(f);
 		return TERN_E_MALFORMED;
 	}
 	return 0;
 out_io:
-	close(fd);
-	f->fd = -1;
+	tern_sim_flash_close(f);
 	return TERN_E_IO;
 }
 
@@ -120,6 +129,8 @@ void tern_sim_flash_close(struct tern_sim_flash *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
+	free(f->erased_from);
+	f->erased_from = NULL;
 }
 
 void tern_sim_power_cut_at(struct tern_sim_flash *f, uint64_t n, bool torn)
@@ -200,14 +211,71 @@ static int range_ok(struct tern_sim_flash *f, enum tern_area a, uint64_t off, ui
 }
 
 /* Counts an operation; true when power fails during this one. */
-static bool op_cut(struct tern_sim_flash *f)
+static bool op_cut(struct tern_sim_flash *f, enum tern_area a)
 {
 	f->n_ops++;
+	f->n_area_ops[a]++;
 	if (f->cut_at && f->n_ops == f->cut_at) {
 		f->powered_off = true;
+		if (f->erased_from) /* what the cut left is unknown: read it from now on */
+			memset(f->erased_from, 0xff,
+			       f->total / f->geo.sector_size * sizeof(*f->erased_from));
 		return true;
 	}
 	return false;
+}
+
+/* True when [base, base + len) reads erased: known from erased_from, or read. */
+static bool known_erased(const struct tern_sim_flash *f, uint64_t pos)
+{
+	uint64_t s = pos / f->geo.sector_size, in = pos % f->geo.sector_size;
+	return f->erased_from && f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s];
+}
+
+static int check_erased(struct tern_sim_flash *f, uint64_t base, uint64_t len, bool *erased)
+{
+	uint8_t tmp[16384];
+	uint32_t sector = f->geo.sector_size;
+	uint64_t end = base + len;
+	*erased = true;
+	for (uint64_t pos = base; pos < end;) {
+		uint64_t n = sector - pos % sector < end - pos ? sector - pos % sector : end - pos;
+		if (known_erased(f, pos)) {
+			pos += n;
+			continue;
+		}
+		/* Read a run of unknown sectors at once. */
+		while (pos + n < end && n < sizeof(tmp) && !known_erased(f, pos + n))
+			n += sector < end - (pos + n) ? sector : end - (pos + n);
+		size_t k = n < sizeof(tmp) ? (size_t)n : sizeof(tmp);
+		int rc = raw_read(f, pos, tmp, k);
+		if (rc)
+			return rc;
+		/* All bytes 0xFF: the first is, and each equals the next. */
+		if (tmp[0] != 0xff || memcmp(tmp, tmp + 1, k - 1) != 0) {
+			*erased = false;
+			return 0;
+		}
+		pos += k;
+	}
+	return 0;
+}
+
+/* After a write of [base, base + len): the known-erased part of its sectors shrinks. */
+static void note_written(struct tern_sim_flash *f, uint64_t base, uint64_t len)
+{
+	uint32_t sector = f->geo.sector_size;
+	if (!f->erased_from)
+		return;
+	for (uint64_t pos = base; pos < base + len;) {
+		uint64_t s = pos / sector, in = pos % sector;
+		uint64_t n = sector - in < base + len - pos ? sector - in : base + len - pos;
+		if (f->erased_from[s] != UINT32_MAX && in >= f->erased_from[s])
+			f->erased_from[s] = (uint32_t)(in + n);
+		else
+			f->erased_from[s] = UINT32_MAX;
+		pos += n;
+	}
 }
 
 static int sim_area_info(void *ctx, enum tern_area a, struct tern_area_info *info)
@@ -241,17 +309,12 @@ static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf,
 	if (off % f->geo.write_align || len % f->geo.write_align)
 		return violation(f, "misaligned write", a, off, len);
 	uint64_t base = f->area_off[a] + off;
-	uint8_t tmp[4096];
-	for (uint64_t done = 0; done < len;) {
-		size_t n = len - done < sizeof(tmp) ? (size_t)(len - done) : sizeof(tmp);
-		if ((rc = raw_read(f, base + done, tmp, n)))
-			return rc;
-		for (size_t i = 0; i < n; i++)
-			if (tmp[i] != 0xff)
-				return violation(f, "write to unerased flash", a, off + done + i, 1);
-		done += n;
-	}
-	if (op_cut(f)) {
+	bool erased;
+	if ((rc = check_erased(f, base, len, &erased)))
+		return rc;
+	if (!erased)
+		return violation(f, "write to unerased flash", a, off, len);
+	if (op_cut(f, a)) {
 		if (!f->torn)
 			return TERN_E_POWER_CUT;
 		/* Torn: some whole units made it, the next one is garbage. */
@@ -262,7 +325,10 @@ static int sim_write(void *ctx, enum tern_area a, uint64_t off, const void *buf,
 			return rc;
 		return TERN_E_POWER_CUT;
 	}
-	return raw_write(f, base, buf, len);
+	if ((rc = raw_write(f, base, buf, len)))
+		return rc;
+	note_written(f, base, len);
+	return 0;
 }
 
 static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
@@ -276,7 +342,7 @@ static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 	if (off % f->geo.sector_size || len % f->geo.sector_size)
 		return violation(f, "misaligned erase", a, off, len);
 	uint64_t base = f->area_off[a] + off;
-	if (op_cut(f)) {
+	if (op_cut(f, a)) {
 		if (!f->torn)
 			return TERN_E_POWER_CUT;
 		/* Torn: the first sectors were erased, the next one holds garbage. */
@@ -287,7 +353,17 @@ static int sim_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 			return rc;
 		return TERN_E_POWER_CUT;
 	}
-	return raw_fill(f, base, len, false);
+	/* A range that already reads erased needs no rewriting. */
+	bool erased;
+	if ((rc = check_erased(f, base, len, &erased)))
+		return rc;
+	if (!erased && (rc = raw_fill(f, base, len, false)))
+		return rc;
+	if (f->erased_from)
+		for (uint64_t s = base / f->geo.sector_size; s < (base + len) / f->geo.sector_size;
+		     s++)
+			f->erased_from[s] = 0;
+	return 0;
 }
 
 static int sim_flush(void *ctx, enum tern_area a)

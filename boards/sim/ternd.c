@@ -15,19 +15,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_BOOTS 16
+#define MAX_BOOTS     16
+#define INSTALL_PIECE (256 * 1024) /* release bytes fed to the agent at a time */
 
 static const char usage_text[] =
     "usage:\n"
     "  ternd sim init DEVDIR --keyring signing.pub [--board sim] [--slot-size 8M]\n"
     "                 [--version 1.0.0] [--image-size 64K]\n"
-    "  ternd sim install DEVDIR RELEASE.tern [--no-activate]\n"
+    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--power-cut-at N [--torn]]\n"
     "  ternd sim activate DEVDIR\n"
-    "  ternd sim reboot DEVDIR\n"
+    "  ternd sim cancel DEVDIR        (abandon an interrupted install)\n"
+    "  ternd sim reboot DEVDIR [--power-cut-at N [--torn]]\n"
     "  ternd sim status DEVDIR [--json]\n"
     "  ternd sim mkimage --health ok|fail|crash [--size 1M] [--version V] --out FILE\n";
 
@@ -148,6 +149,7 @@ static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 /* A sim device opened from its folder. */
 struct simdev {
 	char dir[2048];
+	bool powered; /* false after a simulated power cut, until the next reboot */
 	struct tern_sim_geometry geo;
 	struct tern_sim_device dev;
 };
@@ -179,9 +181,10 @@ static int save_running(const struct simdev *s)
 	char path[2100], text[128];
 	if (path_join(path, sizeof(path), s->dir, "running"))
 		return TERN_E_TOO_LARGE;
-	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\n",
+	bool powered = s->dev.running && !s->dev.flash.powered_off;
+	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\npowered=%u\n",
 		 s->dev.boot.slot[TERN_PAIR_FW], s->dev.boot.slot[TERN_PAIR_CFG],
-		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots);
+		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots, powered ? 1u : 0u);
 	return write_small(path, text);
 }
 
@@ -203,10 +206,11 @@ static int simdev_open(struct simdev *s, const char *dir)
 	    (rc = read_small(path, conf, sizeof(conf), NULL)))
 		return rc;
 	if (!conf_get(conf, "board", board, sizeof(board)) ||
-	    !conf_get_u64(conf, "slot_size", &v[0]) || !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
+	    !conf_get_u64(conf, "slot_size", &v[0]) ||
+	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
 	    !conf_get_u64(conf, "journal_size", &v[2]) ||
-	    !conf_get_u64(conf, "sector_size", &v[3]) || !conf_get_u64(conf, "write_align", &v[4]) ||
-	    v[3] > UINT32_MAX || v[4] > UINT32_MAX)
+	    !conf_get_u64(conf, "sector_size", &v[3]) ||
+	    !conf_get_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
 		return TERN_E_MALFORMED;
 	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
 	struct tern_keyring kr;
@@ -220,22 +224,60 @@ static int simdev_open(struct simdev *s, const char *dir)
 	return 0;
 }
 
-/* Attaches the agent to what runs now (the "running" file). */
+/* Attaches the agent to what runs now (the "running" file). Sets s->powered. */
 static int simdev_attach(struct simdev *s)
 {
 	char path[2100], text[256];
-	uint64_t fw, cfg, trial, boots = 0;
+	uint64_t fw, cfg, trial, boots = 0, powered = 1;
 	int rc;
 	if ((rc = path_join(path, sizeof(path), s->dir, "running")) ||
 	    (rc = read_small(path, text, sizeof(text), NULL)))
 		return rc;
 	if (!conf_get_u64(text, "fw", &fw) || !conf_get_u64(text, "cfg", &cfg) ||
-	    !conf_get_u64(text, "trial", &trial) || fw > 1 || cfg > 255)
+	    !conf_get_u64(text, "trial", &trial) || fw > 1 || (cfg > 1 && cfg != TERN_SLOT_NONE))
 		return TERN_E_MALFORMED;
 	conf_get_u64(text, "boots", &boots);
+	conf_get_u64(text, "powered", &powered);
 	struct tern_boot_result b = {{(uint8_t)fw, (uint8_t)cfg}, trial != 0};
 	s->dev.n_boots = (unsigned)boots;
+	s->powered = powered != 0;
 	return tern_sim_attach(&s->dev, &b);
+}
+
+/* Attaches and refuses to go on when the device is off after a power cut. */
+static int simdev_attach_on(struct simdev *s)
+{
+	int rc = simdev_attach(s);
+	if (rc == 0 && !s->powered) {
+		fprintf(
+		    stderr,
+		    "ternd: %s: the device is off since a power cut; run 'ternd sim reboot %s'\n",
+		    s->dir, s->dir);
+		return TERN_E_STATE;
+	}
+	return rc;
+}
+
+/* Parses "--power-cut-at N" and "--torn" (tests and demos); false on a bad value. */
+static bool parse_cut(int argc, char **argv, int *i, uint64_t *cut_at, bool *torn)
+{
+	if (!strcmp(argv[*i], "--torn")) {
+		*torn = true;
+		return true;
+	}
+	if (!strcmp(argv[*i], "--power-cut-at") && *i + 1 < argc)
+		return parse_u64(argv[++*i], cut_at) && *cut_at > 0;
+	return false;
+}
+
+/* After a simulated power cut: the device is off until the next reboot. */
+static int report_cut(struct simdev *s, uint64_t cut_at, const char *during)
+{
+	save_running(s);
+	fprintf(stderr,
+		"ternd: power cut at flash operation %llu during %s; run 'ternd sim reboot %s'\n",
+		(unsigned long long)cut_at, during, s->dir);
+	return 3;
 }
 
 static void simdev_close(struct simdev *s)
@@ -416,7 +458,8 @@ out:
 
 /* --- install, activate, reboot --- */
 
-static int map_file(const char *path, const uint8_t **data, size_t *len)
+/* Opens a release file for reading; TERN_E_TRUNCATED when it is empty. */
+static int open_release(const char *path, int *fd_out)
 {
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -426,16 +469,11 @@ static int map_file(const char *path, const uint8_t **data, size_t *len)
 		close(fd);
 		return TERN_E_IO;
 	}
-	*len = (size_t)st.st_size;
-	if (*len == 0) {
+	if (st.st_size == 0) {
 		close(fd);
 		return TERN_E_TRUNCATED;
 	}
-	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
-		return TERN_E_IO;
-	*data = p;
+	*fd_out = fd;
 	return 0;
 }
 
@@ -443,41 +481,56 @@ static int cmd_install(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage("install needs DEVDIR and RELEASE");
-	bool activate = true;
+	bool activate = true, torn = false;
+	uint64_t cut_at = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-activate"))
 			activate = false;
-		else
+		else if (!parse_cut(argc, argv, &i, &cut_at, &torn))
 			return usage("install: unknown argument");
 	}
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
-	const uint8_t *rel = NULL;
-	size_t len = 0;
+	int fd = -1;
 	int rc = simdev_open(s, argv[0]);
 	if (rc) {
 		free(s);
 		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
 	}
-	if ((rc = simdev_attach(s)))
+	int exit_code = 1;
+	if ((rc = simdev_attach_on(s))) {
+		if (rc != TERN_E_STATE)
+			fail(rc, argv[0]);
 		goto out;
-	if ((rc = map_file(argv[1], &rel, &len))) {
-		fail(rc, argv[1]);
-		goto out_quiet;
 	}
-	rc = tern_sim_install_buffer(&s->dev, rel, len, 256 * 1024);
+	if ((rc = open_release(argv[1], &fd))) {
+		fail(rc, argv[1]);
+		goto out;
+	}
+	struct tern_status st;
+	tern_agent_status(&s->dev.agent, &st);
+	if (st.state == TERN_ST_DOWNLOADING)
+		printf("an install of %s was interrupted: %llu of %llu chunks verified\n",
+		       st.job_version, (unsigned long long)st.n_verified,
+		       (unsigned long long)st.n_chunks);
+	if (cut_at)
+		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
+	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE);
 	if (rc == 0 && activate)
 		rc = tern_agent_activate(&s->dev.agent);
+	if (s->dev.flash.powered_off) {
+		exit_code = report_cut(s, cut_at, "install");
+		goto out;
+	}
 	int sync_rc = tern_sim_flash_sync(&s->dev.flash);
 	if (rc == 0)
 		rc = sync_rc;
 	if (rc) {
 		fprintf(stderr, "ternd: refused %s: %s (%s)\n", argv[1], tern_strerror(rc),
 			tern_errname(rc));
-		goto out_quiet;
+		goto out;
 	}
-	struct tern_status st;
 	tern_agent_status(&s->dev.agent, &st);
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
@@ -487,39 +540,78 @@ static int cmd_install(int argc, char **argv)
 		       'A' + (int)(i & 1u),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
-	goto out_quiet;
+	exit_code = 0;
 out:
-	if (rc)
-		fail(rc, argv[0]);
-out_quiet:
-	if (rel)
-		munmap((void *)(uintptr_t)rel, len);
+	if (fd >= 0)
+		close(fd);
 	simdev_close(s);
 	free(s);
-	return rc ? 1 : 0;
+	return exit_code;
 }
 
-static int cmd_activate(int argc, char **argv)
+/* Runs @op on an attached, powered device: activate or cancel. */
+static int simple_command(int argc, char **argv, const char *what, int (*op)(struct tern_agent *ag),
+			  const char *done)
 {
-	if (argc != 1)
-		return usage("activate needs DEVDIR");
+	if (argc != 1) {
+		char msg[64];
+		snprintf(msg, sizeof(msg), "%s needs DEVDIR", what);
+		return usage(msg);
+	}
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
 	int rc = simdev_open(s, argv[0]);
-	if (rc == 0 && (rc = simdev_attach(s)) == 0)
-		rc = tern_agent_activate(&s->dev.agent);
-	if (rc == 0)
-		printf("activated: the next reboot runs the staged release on trial\n");
+	if (rc) {
+		free(s);
+		return rc == TERN_E_NOT_FOUND ? 1 : fail(rc, argv[0]);
+	}
+	int exit_code = 1;
+	if ((rc = simdev_attach_on(s))) {
+		if (rc != TERN_E_STATE)
+			fail(rc, argv[0]);
+	} else if ((rc = op(&s->dev.agent)) || (rc = tern_sim_flash_sync(&s->dev.flash))) {
+		fail(rc, what);
+	} else {
+		printf("%s\n", done);
+		exit_code = 0;
+	}
 	simdev_close(s);
 	free(s);
-	return rc ? fail(rc, argv[0]) : 0;
+	return exit_code;
+}
+
+static int activate_op(struct tern_agent *ag)
+{
+	return tern_agent_activate(ag);
+}
+
+static int cancel_op(struct tern_agent *ag)
+{
+	return tern_agent_cancel(ag, TERN_E_CANCELED);
+}
+
+static int cmd_activate(int argc, char **argv)
+{
+	return simple_command(argc, argv, "activate", activate_op,
+			      "activated: the next reboot runs the staged release on trial");
+}
+
+static int cmd_cancel(int argc, char **argv)
+{
+	return simple_command(argc, argv, "cancel", cancel_op,
+			      "canceled the interrupted install; the inactive slot is empty");
 }
 
 static int cmd_reboot(int argc, char **argv)
 {
-	if (argc != 1)
+	bool torn = false;
+	uint64_t cut_at = 0;
+	if (argc < 1)
 		return usage("reboot needs DEVDIR");
+	for (int i = 1; i < argc; i++)
+		if (!parse_cut(argc, argv, &i, &cut_at, &torn))
+			return usage("reboot: unknown argument");
 	struct simdev *s = calloc(1, sizeof(*s));
 	if (!s)
 		return fail(TERN_E_NOMEM, NULL);
@@ -532,23 +624,35 @@ static int cmd_reboot(int argc, char **argv)
 	if (simdev_attach(s) != 0)
 		s->dev.n_boots = 0;
 	s->dev.log = print_line;
+	if (cut_at)
+		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
+	int exit_code = 1;
 	rc = tern_sim_boot(&s->dev, MAX_BOOTS);
-	if (rc == 0)
-		rc = save_running(s);
-	if (rc == 0)
-		rc = tern_sim_flash_sync(&s->dev.flash);
-	if (rc == 0) {
-		struct tern_status st;
-		tern_agent_status(&s->dev.agent, &st);
-		const struct tern_slot_meta *m =
-		    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
-		printf("running slot %c, version %s; state %s%s%s\n",
-		       'A' + st.running[TERN_PAIR_FW], m->version, tern_state_name(st.state),
-		       st.reason ? ": " : "", st.reason ? tern_strerror(st.reason) : "");
+	if (s->dev.flash.powered_off) {
+		exit_code = report_cut(s, cut_at, "boot");
+		goto out;
 	}
+	if (rc) {
+		save_running(s); /* nothing runs: the device stays off */
+		fail(rc, argv[0]);
+		goto out;
+	}
+	if ((rc = save_running(s)) || (rc = tern_sim_flash_sync(&s->dev.flash))) {
+		fail(rc, argv[0]);
+		goto out;
+	}
+	struct tern_status st;
+	tern_agent_status(&s->dev.agent, &st);
+	const struct tern_slot_meta *m =
+	    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
+	printf("running slot %c, version %s; state %s%s%s\n", 'A' + st.running[TERN_PAIR_FW],
+	       m->version, tern_state_name(st.state), st.reason ? ": " : "",
+	       st.reason ? tern_strerror(st.reason) : "");
+	exit_code = 0;
+out:
 	simdev_close(s);
 	free(s);
-	return rc ? fail(rc, argv[0]) : 0;
+	return exit_code;
 }
 
 /* --- status --- */
@@ -591,20 +695,20 @@ static void json_slot(const struct tern_slot_meta *m)
 	else
 		printf("null");
 	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
-	       (unsigned long long)m->sequence, m->security_counter,
-	       (unsigned long long)m->size);
+	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
 	if (filled)
 		printf("\"%s\"}", dg);
 	else
 		printf("null}");
 }
 
-static void print_status_json(const struct tern_status *st)
+static void print_status_json(const struct tern_status *st, bool powered)
 {
 	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
-	printf("{\"state\": \"%s\", \"running_slot\": \"%s\", \"running_version\": ",
-	       tern_state_name(st->state), slot_names[fw & 1u]);
+	printf("{\"state\": \"%s\", \"powered\": %s, \"running_slot\": \"%s\", "
+	       "\"running_version\": ",
+	       tern_state_name(st->state), powered ? "true" : "false", slot_names[fw & 1u]);
 	json_str(run->version);
 	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
 	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
@@ -623,12 +727,14 @@ static void print_status_json(const struct tern_status *st)
 		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
 		json_slot(&st->slots[i]);
 	}
-	printf("}, \"security_floor\": %u, \"confirmed_sequence\": %llu, \"trial_pending\": %s, "
+	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
+	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
 	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
 	       "\"last_reason\": ",
-	       st->security_floor, (unsigned long long)st->confirmed_sequence,
-	       st->trial_pending ? "true" : "false", st->attempts_left,
-	       tern_event_name(st->last_event), (unsigned long long)st->event_sequence);
+	       st->security_floor, st->config_security_floor,
+	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
+	       st->attempts_left, tern_event_name(st->last_event),
+	       (unsigned long long)st->event_sequence);
 	if (st->reason) {
 		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
 		json_str(tern_strerror(st->reason));
@@ -636,17 +742,19 @@ static void print_status_json(const struct tern_status *st)
 		printf("null, \"last_reason_text\": null");
 	}
 	if (st->state == TERN_ST_DOWNLOADING)
-		printf(", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
-		       st->job_version, (unsigned long long)st->n_chunks,
-		       (unsigned long long)st->n_verified);
+		printf(
+		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
+		    st->job_version, (unsigned long long)st->n_chunks,
+		    (unsigned long long)st->n_verified);
 	printf("}\n");
 }
 
-static void print_status_text(const struct tern_status *st)
+static void print_status_text(const struct tern_status *st, bool powered)
 {
 	unsigned fw = st->running[TERN_PAIR_FW];
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
-	printf("state:          %s\n", tern_state_name(st->state));
+	printf("state:          %s%s\n", tern_state_name(st->state),
+	       powered ? "" : " (device off since a power cut: reboot it)");
 	printf("running:        slot %s, version %s (sequence %llu)%s\n", slot_names[fw & 1u],
 	       run->version, (unsigned long long)run->sequence,
 	       st->running_trial ? " on trial" : "");
@@ -659,7 +767,7 @@ static void print_status_text(const struct tern_status *st)
 			       tern_slot_state_name(m->state), m->version,
 			       (unsigned long long)m->sequence, m->security_counter);
 	}
-	printf("security floor: %u\n", st->security_floor);
+	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
 	if (st->trial_pending)
 		printf("trial:          pending, %u attempts left\n", st->attempts_left);
 	if (st->state == TERN_ST_DOWNLOADING)
@@ -687,9 +795,9 @@ static int cmd_status(int argc, char **argv)
 		struct tern_status st;
 		tern_agent_status(&s->dev.agent, &st);
 		if (argc == 2)
-			print_status_json(&st);
+			print_status_json(&st, s->powered);
 		else
-			print_status_text(&st);
+			print_status_text(&st, s->powered);
 	}
 	simdev_close(s);
 	free(s);
@@ -702,14 +810,20 @@ struct command {
 };
 
 static const struct command sim_commands[] = {
-    {"init", cmd_init},	      {"install", cmd_install}, {"activate", cmd_activate},
+    {"init", cmd_init},	    {"install", cmd_install}, {"activate", cmd_activate},
     {"reboot", cmd_reboot}, {"status", cmd_status},   {"mkimage", cmd_mkimage},
+    {"cancel", cmd_cancel},
 };
 
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
+			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
 	if (argc < 3 || strcmp(argv[1], "sim"))
-		return usage(argc >= 2 && !strcmp(argv[1], "--help") ? "help" : "unknown command");
+		return usage("unknown command");
 	for (size_t i = 0; i < sizeof(sim_commands) / sizeof(sim_commands[0]); i++)
 		if (!strcmp(argv[2], sim_commands[i].name))
 			return sim_commands[i].run(argc - 3, argv + 3);

@@ -135,7 +135,8 @@ check "refused creates leave no temporary files" [ -z "$(ls | grep '\.tmp\.')" ]
 # --- refusals at verification
 expect_fail "verify without --pubkey" "pubkey" "$TERN" release verify both.tern
 expect_fail "wrong key" "other|not among" "$TERN" release verify both.tern --pubkey other.pub
-expect_fail "not a release" "not a tern release" "$TERN" release verify fw.bin --pubkey signing.pub
+printf 'this is a firmware image, not a release\n' >plain.bin
+expect_fail "not a release" "not a tern release" "$TERN" release verify plain.bin --pubkey signing.pub
 expect_fail "unreadable file (a directory)" "read or write failed" "$TERN" release verify . --pubkey signing.pub
 expect_fail "missing file" "not found" "$TERN" release verify none.tern --pubkey signing.pub
 cp both.tern trail.tern && printf 'x' >>trail.tern

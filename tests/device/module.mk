@@ -10,12 +10,5 @@ $(DEVICE_UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/de
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(DEVICE_TEST_HELPERS) -o $@ $(SIM_LIB) $(DEVICE_LIB) $(TEST_LIBS)
 
-# Builds signed test releases and keys for the scenario scripts (until `tern release
-# create` is there, and for cases it does not make: wrong board, chosen sequence).
-$(BUILD)/tests/ternd-mkrelease: $(BUILD)/obj/tests/device/mkrelease.o \
-		$(BUILD)/obj/tests/device/relbuild.o $(PROTO_SIGN_LIB) $(PROTO_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS)
-
-CHECK_BUILDS += $(BUILD)/ternd $(BUILD)/tests/ternd-mkrelease
+CHECK_BUILDS += $(BUILD)/ternd
 SCRIPT_TESTS += tests/device/scenarios.sh tests/device/core-purity.sh

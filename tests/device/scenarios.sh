@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Scenario tests through the `ternd sim` commands: good release confirmed, unhealthy
+# Scenario tests through the `ternd sim` commands, with releases made by `tern release
+# create`: good release confirmed, unhealthy
 # release rolled back, crashing release rolled back after its attempts, and refusals
 # (downgrade, wrong board, replay, corrupt, truncated, unknown key) that leave the device
 # unchanged and bootable. Prints "N passed, N failed".
 set -u
 BUILD=${BUILD:-build}
 TERND=$BUILD/ternd
-MKREL=$BUILD/tests/ternd-mkrelease
+TERN=$BUILD/tern
 PY=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -42,16 +43,19 @@ refused() {
 	fi
 }
 
-"$MKREL" genkey "$work/k.pem" "$work/k.pub" || exit 1
-"$MKREL" genkey "$work/other.pem" "$work/other.pub" || exit 1
+"$TERN" key generate --out "$work/k.key" >/dev/null || exit 1
+"$TERN" key generate --out "$work/other.key" >/dev/null || exit 1
 dev=$work/dev
-mk() { # mk NAME HEALTH VERSION SEQ SEC [extra mkrelease args]
+mk() { # mk NAME HEALTH VERSION SEQ SEC [extra `tern release create` args]
 	local name=$1 health=$2 ver=$3 seq=$4 sec=$5
 	shift 5
+	local board=(--board sim)
+	[ "${1:-}" = "--board" ] && board=()
 	"$TERND" sim mkimage --health "$health" --size 100K --version "$ver" \
 		--out "$work/$name.bin" >/dev/null &&
-		"$MKREL" make --key "$work/k.pem" --fw "$work/$name.bin" --version "$ver" \
-			--sequence "$seq" --security "$sec" --out "$work/$name.tern" "$@"
+		"$TERN" release create --key "$work/k.key" "${board[@]}" --firmware "$work/$name.bin" \
+			--version "$ver" --sequence "$seq" --security-counter "$sec" \
+			--out "$work/$name.tern" "$@" >/dev/null
 }
 
 if "$TERND" sim init "$dev" --keyring "$work/k.pub" --slot-size 1M --version 1.0.0 >/dev/null; then
@@ -80,8 +84,8 @@ refused "wrong board refused" "$dev" "$work/wrongboard.tern" wrong-board
 mk lowsec ok 1.2.0 3 0
 refused "security counter below the floor refused" "$dev" "$work/lowsec.tern" below-floor
 "$TERND" sim mkimage --health ok --size 100K --version 1.2.0 --out "$work/other.bin" >/dev/null
-"$MKREL" make --key "$work/other.pem" --fw "$work/other.bin" --version 1.2.0 --sequence 3 \
-	--security 1 --out "$work/otherkey.tern"
+"$TERN" release create --key "$work/other.key" --board sim --firmware "$work/other.bin" \
+	--version 1.2.0 --sequence 3 --security-counter 1 --out "$work/otherkey.tern" >/dev/null
 refused "unknown key refused" "$dev" "$work/otherkey.tern" unknown-key
 mk corrupt ok 1.2.0 3 1
 size=$(stat -c %s "$work/corrupt.tern")
@@ -106,6 +110,13 @@ fi
 "$TERND" sim reboot "$dev" >/dev/null
 expect "still bootable after refusals" "B 1.1.0" "$(json "$dev" 'd["running_slot"], d["running_version"]' | tr -d "(),'")"
 
+mk smallchunk ok 1.2.0 3 1 --chunk-size 1K
+refused "chunk smaller than a flash sector refused" "$dev" "$work/smallchunk.tern" chunk-geometry
+"$TERND" sim mkimage --health ok --size 2M --version 1.2.0 --out "$work/big.bin" >/dev/null
+"$TERN" release create --key "$work/k.key" --board sim --firmware "$work/big.bin" \
+	--version 1.2.0 --sequence 3 --security-counter 1 --out "$work/big.tern" >/dev/null
+refused "image larger than the slot refused" "$dev" "$work/big.tern" slot-too-small
+
 # Unhealthy release: trial boot, health check fails, back to the previous image.
 mk sick fail 1.3.0 4 1
 "$TERND" sim install "$dev" "$work/sick.tern" >/dev/null
@@ -114,7 +125,7 @@ expect "unhealthy release rolled back with reason" "rolled-back B 1.1.0 health-c
 	"$(json "$dev" 'd["state"], d["running_slot"], d["running_version"], d["last_reason"], d["slots"]["A"]["state"]' | tr -d "(),'")"
 
 # Crashing release: every trial boot crashes; the bootloader falls back when they run out.
-mk crash crash 1.4.0 5 1 --attempts 2
+mk crash crash 1.4.0 5 1 --trial-attempts 2
 "$TERND" sim install "$dev" "$work/crash.tern" >/dev/null
 "$TERND" sim reboot "$dev" >"$work/reboot.log"
 expect "crashing release rolled back after its attempts" "rolled-back B 1.1.0 trial-boot-failed" \
@@ -124,8 +135,9 @@ expect "two crashed trial boots" "2" "$(grep -c 'crashed' "$work/reboot.log")"
 # A release with a config component: the running config is reported.
 printf 'mode=fast\nlevel=3\n' >"$work/app.conf"
 "$TERND" sim mkimage --health ok --size 100K --version 1.5.0 --out "$work/cfg.bin" >/dev/null
-"$MKREL" make --key "$work/k.pem" --fw "$work/cfg.bin" --config "$work/app.conf" \
-	--version 1.5.0 --sequence 6 --security 2 --out "$work/cfg.tern"
+"$TERN" release create --key "$work/k.key" --board sim --firmware "$work/cfg.bin" \
+	--config "$work/app.conf" --version 1.5.0 --sequence 6 --security-counter 2 \
+	--out "$work/cfg.tern" >/dev/null
 "$TERND" sim install "$dev" "$work/cfg.tern" >/dev/null && "$TERND" sim reboot "$dev" >/dev/null
 expect "config component confirmed" "confirmed 1.5.0 config-A 1.5.0 2" \
 	"$(json "$dev" 'd["state"], d["running_version"], d["running_config"]["slot"], d["running_config"]["version"], d["security_floor"]' | tr -d "(),'")"
@@ -137,6 +149,30 @@ mk later ok 1.6.0 7 2
 expect "staged release waits for activate" "staged 1.5.0" "$(json "$dev" 'd["state"], d["running_version"]' | tr -d "(),'")"
 "$TERND" sim activate "$dev" >/dev/null && "$TERND" sim reboot "$dev" >/dev/null
 expect "activated release confirmed" "confirmed 1.6.0" "$(json "$dev" 'd["state"], d["running_version"]' | tr -d "(),'")"
+
+# Power cut through the commands: install cut short, reboot, install resumes from the
+# verified chunks; then a cut during the trial boot, and the next reboot confirms.
+mk cut ok 1.7.0 8 2
+"$TERND" sim install "$dev" "$work/cut.tern" --power-cut-at 12 --torn >/dev/null 2>&1
+rc=$?
+expect "install cut by a power cut exits 3" "3" "$rc"
+expect "device off until reboot" "False" "$(json "$dev" 'd["powered"]')"
+if ! "$TERND" sim install "$dev" "$work/cut.tern" >/dev/null 2>&1; then ok "install refused while off"; else bad "install refused while off"; fi
+"$TERND" sim reboot "$dev" >/dev/null
+expect "after the cut: still 1.6.0, download pending" "downloading 1.6.0" "$(json "$dev" 'd["state"], d["running_version"]' | tr -d "(),'")"
+out=$("$TERND" sim install "$dev" "$work/cut.tern")
+if printf '%s' "$out" | grep -q "was interrupted: [1-9][0-9]* of"; then ok "install resumes from verified chunks"; else bad "install resumes from verified chunks ($out)"; fi
+"$TERND" sim reboot "$dev" --power-cut-at 3 >/dev/null 2>&1
+"$TERND" sim reboot "$dev" >/dev/null
+expect "cut during the trial boot, then confirmed" "confirmed 1.7.0 2" "$(json "$dev" 'd["state"], d["running_version"], d["security_floor"]' | tr -d "(),'")"
+
+# An interrupted install can be abandoned.
+mk gone ok 1.8.0 9 2
+"$TERND" sim install "$dev" "$work/gone.tern" --power-cut-at 12 >/dev/null 2>&1
+"$TERND" sim reboot "$dev" >/dev/null
+"$TERND" sim cancel "$dev" >/dev/null
+expect "cancel leaves the running image" "failed canceled 1.7.0 empty" \
+	"$(json "$dev" 'd["state"], d["last_reason"], d["running_version"], d["slots"]["A" if d["running_slot"] == "B" else "B"]["state"]' | tr -d "(),'")"
 
 # Bad command lines: one line, non-zero.
 out=$("$TERND" sim status "$work/nope" 2>&1)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,7 +346,7 @@ static void test_bootctl_torn_copy_falls_back(void **state)
 	uint8_t buf[TERN_BOOTCTL_REC_SIZE];
 	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
 	uint32_t seq = bc.seq;
-	bc.security_floor = 42;
+	bc.security_floor[TERN_PAIR_FW] = 42;
 	assert_int_equal(tern_bootctl_store(&t->dev->board, &bc, buf), 0);
 	assert_int_equal(bc.seq, seq + 1);
 	/* Garble the newest copy: the older one (floor 0) must win. */
@@ -358,7 +359,313 @@ static void test_bootctl_torn_copy_falls_back(void **state)
 	newest[20] ^= 0x01;
 	assert_int_equal(tern_bootctl_load(&t->dev->board, &bc, buf), 0);
 	assert_int_equal(bc.seq, seq);
-	assert_int_equal(bc.security_floor, 0);
+	assert_int_equal(bc.security_floor[TERN_PAIR_FW], 0);
+}
+
+/* The running slot is never written or erased during an install, even a failed one. */
+static void test_active_slot_never_written(void **state)
+{
+	struct simtest *t = *state;
+	uint64_t a0 = t->dev->flash.n_area_ops[TERN_AREA_FW_A];
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 333), 0);
+	assert_true(t->dev->flash.n_area_ops[TERN_AREA_FW_B] > 0);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_A], a0);
+	free(rel);
+	/* Confirm B, then install again: now A is written and B never. */
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	uint64_t b0 = t->dev->flash.n_area_ops[TERN_AREA_FW_B];
+	rel = simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_UNHEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_B], b0);
+	assert_int_equal(status(t).running[TERN_PAIR_FW], 1);
+}
+
+/* VERIFYING re-hashes the slot when asked to: flash that changed behind the agent's
+ * back after its chunks were verified fails the install instead of staging it. */
+static void test_verify_on_finish_catches_flash_damage(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	ag->cfg.verify_on_finish = true;
+	size_t ilen = (size_t)tern_index_size(IMG, t->chunk_size);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	size_t p = feed_index(ag, rel, head, ilen);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, rel + p, IMG), 0);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 5000] ^= 0x10; /* a bit flips */
+	assert_int_equal(tern_agent_finish(ag), TERN_E_DIGEST);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_FAILED);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_EMPTY);
+	free(rel);
+}
+
+/* A trial slot damaged after staging: the bootloader refuses to boot it. */
+static void test_bootloader_refuses_damaged_trial(void **state)
+{
+	struct simtest *t = *state;
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 100] ^= 0x01;
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+}
+
+/* Firmware and config roll back together when the trial fails. */
+static void test_config_rolls_back_with_firmware(void **state)
+{
+	struct simtest *t = *state;
+	uint8_t cfg[3000];
+	memset(cfg, 0x33, sizeof(cfg));
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_UNHEALTHY, IMG, cfg,
+				       sizeof(cfg), &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.running[TERN_PAIR_CFG], TERN_SLOT_NONE); /* no config before */
+	assert_int_equal(st.slots[TERN_AREA_CFG_A].state, TERN_SLOT_BAD);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+}
+
+/* Operations out of their state are refused; an offer during a trial is busy. */
+static void test_wrong_state(void **state)
+{
+	struct simtest *t = *state;
+	struct tern_agent *ag = &t->dev->agent;
+	assert_int_equal(tern_agent_finish(ag), TERN_E_STATE);
+	assert_int_equal(tern_agent_activate(ag), TERN_E_STATE);
+	assert_int_equal(tern_agent_health(ag, true), TERN_E_STATE);
+	assert_int_equal(tern_agent_cancel(ag, 0), TERN_E_STATE);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, "x", 1), TERN_E_STATE);
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_agent_activate(ag), 0);
+	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_BUSY); /* trial armed */
+	/* Boot into the trial without the health check, as a board would before it runs. */
+	struct tern_boot_result res;
+	assert_int_equal(
+	    tern_boot_select(&t->dev->board, &res, t->dev->scratch, sizeof(t->dev->scratch)), 0);
+	assert_true(res.trial);
+	assert_int_equal(tern_sim_attach(t->dev, &res), 0);
+	assert_int_equal(ag->state, TERN_ST_TRIAL);
+	assert_int_equal(ag->bc.attempts_left, 2);
+	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_BUSY);
+	assert_int_equal(tern_agent_health(ag, true), 0);
+	assert_int_equal(ag->state, TERN_ST_CONFIRMED);
+	free(rel);
+}
+
+/* Many devices in one process (the fleet simulator's case): no state is shared, so each
+ * device's power cut and install stay its own. */
+static void test_many_devices(void **state)
+{
+	struct simtest *t = *state;
+	enum { N = 100 };
+	struct tern_sim_device *devs = calloc(N, sizeof(*devs));
+	uint8_t **mems = calloc(N, sizeof(*mems));
+	assert_non_null(devs);
+	assert_non_null(mems);
+	size_t len;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	uint8_t img[4096];
+	assert_int_equal(tern_sim_image_make(img, sizeof(img), TERN_SIM_HEALTHY, "1.0.0"), 0);
+	for (int i = 0; i < N; i++) {
+		struct tern_sim_flash f;
+		mems[i] = malloc(t->mem_len);
+		assert_non_null(mems[i]);
+		assert_int_equal(tern_sim_flash_open_mem(&f, &t->geo, mems[i], true), 0);
+		tern_sim_device_init(&devs[i], &f, &t->kr, TERN_SIM_BOARD_ID);
+		assert_int_equal(tern_sim_provision(&devs[i], img, sizeof(img), "1.0.0", SECTOR),
+				 0);
+		assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+	}
+	/* Every third device loses power in the middle of its install. */
+	for (int i = 0; i < N; i++)
+		if (i % 3 == 0)
+			tern_sim_power_cut_at(&devs[i].flash, 10, i % 2);
+	for (int i = 0; i < N; i++) {
+		int rc = tern_sim_install_buffer(&devs[i], rel, len, 1000);
+		assert_int_equal(rc, i % 3 == 0 ? TERN_E_POWER_CUT : 0);
+	}
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0) {
+			tern_sim_power_restore(&devs[i].flash);
+			assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+			assert_int_equal(devs[i].agent.state, TERN_ST_DOWNLOADING);
+			assert_int_equal(tern_sim_install_buffer(&devs[i], rel, len, 1000), 0);
+		}
+		assert_int_equal(tern_agent_activate(&devs[i].agent), 0);
+		assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
+		assert_int_equal(devs[i].agent.state, TERN_ST_CONFIRMED);
+		assert_int_equal(devs[i].boot.slot[TERN_PAIR_FW], 1);
+		assert_int_equal(devs[i].flash.violations, 0);
+	}
+	for (int i = 0; i < N; i++)
+		free(mems[i]);
+	free(mems);
+	free(devs);
+	free(rel);
+}
+
+/* Security floors per slot pair: a firmware-only release that raises the floor must not
+ * strand the running config, nor a config-only release the running firmware. */
+static void test_floor_per_pair(void **state)
+{
+	struct simtest *t = *state;
+	uint8_t cfg[2000];
+	memset(cfg, 0x44, sizeof(cfg));
+	size_t len;
+	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, cfg,
+				       sizeof(cfg), &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(t->dev->agent.state, TERN_ST_CONFIRMED);
+	/* Firmware only, security counter 5. */
+	rel = simtest_release(t, NULL, "1.2.0", 3, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0); /* a normal boot after the confirm */
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.security_floor, 5);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 0); /* the config stays */
+	/* Config only, security counter 9: the firmware (counter 5) still boots. */
+	cfg[0] = 1;
+	struct relbuild rb = {
+	    .version = "1.2.1",
+	    .sequence = 4,
+	    .security_counter = 9,
+	    .board = "sim",
+	    .chunk_size = t->chunk_size,
+	    .comp = {{"config", TERN_KIND_CONFIG, cfg, sizeof(cfg)}},
+	    .n_comp = 1,
+	};
+	size_t cap = relbuild_size(&rb);
+	rel = malloc(cap);
+	len = relbuild_make(&t->signer, &rb, rel, cap, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.running[TERN_PAIR_CFG], 1);
+	assert_int_equal(st.security_floor, 5);
+	assert_int_equal(st.config_security_floor, 9);
+	/* A firmware release below the firmware floor is refused; 5 is fine though below 9. */
+	rel = simtest_release(t, NULL, "1.3.0", 5, 4, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), TERN_E_BELOW_FLOOR);
+	free(rel);
+	rel = simtest_release(t, NULL, "1.3.0", 5, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	free(rel);
+}
+
+/* A damaged active slot: the bootloader boots the other good slot, records it, and the
+ * next update goes to the damaged slot, not the running one. */
+static void test_damaged_active_slot(void **state)
+{
+	struct simtest *t = *state;
+	assert_int_equal(install_boot(t, "1.1.0", 2, 0, TERN_SIM_HEALTHY), 0);
+	assert_int_equal(status(t).running[TERN_PAIR_FW], 1);
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 3000] ^= 0x04;
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.running[TERN_PAIR_FW], 0);
+	assert_int_equal(st.active[TERN_PAIR_FW], 0);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_BAD);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.reason, TERN_E_DIGEST);
+	assert_int_equal(install_boot(t, "1.2.0", 3, 0, TERN_SIM_HEALTHY), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1);
+	/* Both slots damaged: nothing may boot. */
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_A] + 100] ^= 0x04;
+	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 100] ^= 0x04;
+	assert_int_equal(tern_sim_boot(t->dev, 8), TERN_E_NO_IMAGE);
+}
+
+/* The record round-trips, and any single flipped bit or garbage is rejected. */
+static void test_bootctl_record_codec(void **state)
+{
+	(void)state;
+	struct tern_bootctl bc, back;
+	uint8_t rec[TERN_BOOTCTL_REC_SIZE];
+	memset(&bc, 0, sizeof(bc));
+	bc.seq = 77;
+	bc.active[0] = 1;
+	bc.active[1] = TERN_SLOT_NONE;
+	bc.trial_slot[0] = 0;
+	bc.trial_slot[1] = TERN_SLOT_NONE;
+	bc.trial_pending = 1;
+	bc.attempts_left = 2;
+	bc.last_event = TERN_EV_ACTIVATED;
+	bc.last_reason = TERN_E_HEALTH;
+	bc.event_sequence = 1234567890123ull;
+	bc.security_floor[0] = 7;
+	bc.security_floor[1] = 9;
+	bc.confirmed_sequence = 99;
+	for (int i = 0; i < TERN_N_SLOTS; i++) {
+		bc.slots[i].state = (uint8_t)(i + 1);
+		bc.slots[i].sequence = (uint64_t)i << 40;
+		bc.slots[i].size = 1000u + (unsigned)i;
+		bc.slots[i].chunk_size = 4096;
+		memset(bc.slots[i].index_digest, i, TERN_SHA256_LEN);
+		snprintf(bc.slots[i].version, sizeof(bc.slots[i].version), "v%d", i);
+	}
+	tern_bootctl_encode(&bc, rec);
+	assert_true(tern_bootctl_decode(&back, rec));
+	assert_memory_equal(&bc, &back, sizeof(bc));
+	for (size_t i = 0; i < sizeof(rec); i++) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			rec[i] ^= (uint8_t)(1u << bit);
+			assert_false(tern_bootctl_decode(&back, rec));
+			rec[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	uint32_t x = 12345;
+	for (int n = 0; n < 2000; n++) {
+		for (size_t i = 0; i < sizeof(rec); i++) {
+			x = x * 1103515245u + 12345u;
+			rec[i] = (uint8_t)(x >> 16);
+		}
+		assert_false(tern_bootctl_decode(&back, rec));
+	}
+	memset(rec, 0xff, sizeof(rec)); /* erased flash */
+	assert_false(tern_bootctl_decode(&back, rec));
 }
 
 static void test_names(void **state)
@@ -384,6 +691,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_index_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_component, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bootctl_torn_copy_falls_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_active_slot_never_written, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_on_finish_catches_flash_damage, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bootloader_refuses_damaged_trial, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_rolls_back_with_firmware, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_floor_per_pair, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_active_slot, setup, teardown),
+	    cmocka_unit_test(test_bootctl_record_codec),
 	    cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

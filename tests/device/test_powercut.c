@@ -14,6 +14,7 @@
 #include "simtest.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_release.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,7 +40,38 @@ struct rel {
 	uint32_t security;
 	enum tern_event outcome;
 	int reason; /* expected reason (0: any) */
+	size_t head_len;
+	unsigned n_comp;
+	size_t index_at[2], payload_at[2]; /* where each component's bytes start */
+	uint64_t index_len[2], payload_len[2];
 };
+
+/* Finds where each component's index and bytes are in the release. */
+static int locate(struct rel *r)
+{
+	struct tern_release_head rh;
+	int rc = tern_release_parse_unverified(&rh, r->bytes, r->len);
+	if (rc)
+		return rc;
+	size_t pos = rh.head_len, hl;
+	r->head_len = rh.head_len;
+	r->n_comp = (unsigned)rh.manifest.n_components;
+	for (unsigned i = 0; i < r->n_comp; i++) {
+		const struct tern_component *c = &rh.manifest.components[i];
+		r->index_len[i] = tern_index_size(c->size, rh.manifest.chunk_size);
+		r->payload_len[i] = c->size;
+		if ((rc = tern_release_expect_bstr(r->bytes + pos, r->len - pos, r->index_len[i],
+						   &hl)))
+			return rc;
+		r->index_at[i] = pos + hl;
+		pos += hl + r->index_len[i];
+		if ((rc = tern_release_expect_bstr(r->bytes + pos, r->len - pos, c->size, &hl)))
+			return rc;
+		r->payload_at[i] = pos + hl;
+		pos += hl + c->size;
+	}
+	return 0;
+}
 
 struct pc {
 	struct simtest t;
@@ -49,6 +81,9 @@ struct pc {
 	uint8_t *mem0;		     /* flash at the start of the scenario */
 	struct tern_sim_device dev0; /* device at the start */
 	uint32_t max_floor;
+	uint64_t second_cut; /* after the first cut, cut again at this operation (0: no) */
+	bool torn;
+	unsigned n_cuts;
 	/* Figures. */
 	uint64_t n_resumed, n_reoffered, n_boots_checked;
 };
@@ -99,7 +134,7 @@ static int setup(void **state)
 		r->bytes = simtest_release_ex(
 		    &pc->t, NULL, "sim", spec[i].version, r->sequence, r->security, spec[i].health,
 		    IMG, spec[i].cfg ? cfg : NULL, CFG_LEN, spec[i].attempts, &r->len, NULL);
-		if (!r->bytes)
+		if (!r->bytes || locate(r))
 			return -1;
 		tern_sim_image_make(img, IMG, spec[i].health, spec[i].version);
 		add_known(pc, img, IMG);
@@ -131,6 +166,22 @@ static void restore(struct pc *pc)
 	memcpy(pc->t.mem, pc->mem0, pc->t.mem_len);
 	*pc->t.dev = pc->dev0;
 	pc->max_floor = 0;
+	pc->n_cuts = 0;
+}
+
+/* Power comes back (and may fail again once, during the recovery); the device boots. */
+static void recover(struct pc *pc)
+{
+	struct tern_sim_device *d = pc->t.dev;
+	int rc = 0;
+	while (d->flash.powered_off) {
+		pc->n_cuts++;
+		tern_sim_power_restore(&d->flash);
+		if (pc->n_cuts == 1 && pc->second_cut)
+			tern_sim_power_cut_at(&d->flash, pc->second_cut, pc->torn);
+		rc = tern_sim_boot(d, 16);
+	}
+	assert_int_equal(rc, 0);
 }
 
 /* The running slot's bytes hash to its meta's digest, which is one we signed. */
@@ -178,7 +229,8 @@ static void check_invariants(struct pc *pc)
 		}
 		const struct tern_slot_meta *m = &st.slots[tern_slot_area((enum tern_pair)p, s)];
 		check_slot_content(pc, (enum tern_pair)p, s, m);
-		assert_true(m->security_counter >= st.security_floor);
+		assert_true(m->security_counter >=
+			    (p == TERN_PAIR_FW ? st.security_floor : st.config_security_floor));
 		if (st.running_trial)
 			assert_true(m->state == TERN_SLOT_STAGED || m->state == TERN_SLOT_GOOD);
 		else
@@ -276,11 +328,23 @@ static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 		int n = 0;
 		while (!outcome_reached(d, r)) {
 			assert_true(++n < MAX_STEP);
+			/* Whatever a step does, it never writes a slot that is running. */
+			uint64_t running_ops[TERN_N_PAIRS];
+			for (unsigned p = 0; p < TERN_N_PAIRS; p++)
+				running_ops[p] = d->boot.slot[p] == TERN_SLOT_NONE
+						     ? 0
+						     : d->flash.n_area_ops[tern_slot_area(
+							   (enum tern_pair)p, d->boot.slot[p])];
+			uint8_t was_running[TERN_N_PAIRS] = {d->boot.slot[0], d->boot.slot[1]};
 			int rc = step(pc, r);
+			for (unsigned p = 0; p < TERN_N_PAIRS; p++)
+				if (was_running[p] != TERN_SLOT_NONE)
+					assert_int_equal(d->flash.n_area_ops[tern_slot_area(
+							     (enum tern_pair)p, was_running[p])],
+							 running_ops[p]);
 			if (d->flash.powered_off) {
 				*cut_happened = true;
-				tern_sim_power_restore(&d->flash);
-				assert_int_equal(tern_sim_boot(d, 16), 0);
+				recover(pc);
 				check_invariants(pc);
 				continue;
 			}
@@ -311,6 +375,8 @@ static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 static void replay(struct pc *pc, bool torn)
 {
 	bool cut;
+	pc->torn = torn;
+	pc->second_cut = 0;
 	restore(pc);
 	uint64_t total = run_scenario(pc, &cut);
 	assert_false(cut);
@@ -332,6 +398,172 @@ static void replay(struct pc *pc, bool torn)
 	       (unsigned long long)pc->n_resumed, (unsigned long long)pc->n_reoffered);
 }
 
+/* Two cuts: at operation N (every fourth N), and again at operation M (1..6) of the
+ * recovery that follows, torn. */
+static void test_powercut_double(void **state)
+{
+	struct pc *pc = *state;
+	bool cut;
+	pc->torn = true;
+	pc->second_cut = 0;
+	restore(pc);
+	uint64_t total = run_scenario(pc, &cut);
+	uint64_t checked = 0, second = 0;
+	for (uint64_t n = 1; n <= total; n += 4) {
+		for (uint64_t m = 1; m <= 6; m++) {
+			restore(pc);
+			pc->second_cut = m;
+			tern_sim_power_cut_at(&pc->t.dev->flash, n, true);
+			run_scenario(pc, &cut);
+			assert_true(cut);
+			checked++;
+			second += pc->n_cuts > 1;
+		}
+	}
+	printf("power-cut (double, torn): %llu pairs of cut points checked, %llu with a second "
+	       "cut during the recovery\n",
+	       (unsigned long long)checked, (unsigned long long)second);
+}
+
+static uint32_t rnd(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* Codes an operation may return in the random test; anything else is a bug. */
+static bool expected_rc(int rc)
+{
+	return rc == 0 || rc == TERN_E_POWER_CUT || rc == TERN_E_STATE || rc == TERN_E_BUSY ||
+	       rc == TERN_E_OFFSET || rc == TERN_E_DIGEST || rc == TERN_E_TRUNCATED ||
+	       rc == TERN_E_OLD_SEQUENCE || rc == TERN_E_BELOW_FLOOR || rc == TERN_E_INVAL;
+}
+
+/*
+ * Random operations (seeded, so failures replay): offers, index and chunk feeds (good,
+ * corrupted, at odd offsets), finish, activate, cancel, boots, and power cuts (clean or
+ * torn) at random points. After every boot the invariants of the power-cut test hold,
+ * and no operation breaks a flash rule or returns an unexpected code.
+ */
+static void test_random_operations(void **state)
+{
+	struct pc *pc = *state;
+	struct tern_sim_device *d = pc->t.dev;
+	uint64_t n_ops = 0, n_cuts = 0, n_confirmed = 0;
+	for (uint32_t episode = 1; episode <= 40; episode++) {
+		uint32_t x = episode * 2654435761u | 1u;
+		restore(pc);
+		for (int op = 0; op < 100; op++) {
+			struct tern_agent *ag = &d->agent;
+			const struct rel *r = &pc->rel[rnd(&x) % N_REL];
+			/* Half the time, one move of the driver towards a release's outcome. */
+			if (rnd(&x) % 2) {
+				for (int i = 0; i < N_REL; i++)
+					if (ag->state == TERN_ST_DOWNLOADING &&
+					    ag->job.sequence == pc->rel[i].sequence)
+						r = &pc->rel[i];
+				int rc = outcome_reached(d, r) ? 0 : step(pc, r);
+				n_ops++;
+				if (!expected_rc(rc))
+					fail_msg("episode %u op %d: driver got %s", episode, op,
+						 tern_errname(rc));
+				if (d->flash.powered_off) {
+					n_cuts++;
+					recover(pc);
+				}
+				if (d->running && d->agent.state != TERN_ST_DOWNLOADING)
+					check_invariants(pc);
+				continue;
+			}
+			unsigned comp = r->n_comp ? rnd(&x) % r->n_comp : 0;
+			uint64_t cs = pc->t.chunk_size;
+			uint64_t n_chunks = (r->payload_len[comp] + cs - 1) / cs;
+			uint64_t k = rnd(&x) % n_chunks;
+			uint64_t off = k * cs;
+			size_t clen =
+			    (size_t)(r->payload_len[comp] - off < cs ? r->payload_len[comp] - off
+								     : cs);
+			uint8_t bad[SECTOR];
+			int rc = 0;
+			switch (rnd(&x) % 12) {
+			case 0:
+				rc = tern_agent_offer(ag, r->bytes, r->head_len);
+				break;
+			case 1:
+			case 2:
+				rc =
+				    tern_agent_feed_index(ag, comp, 0, r->bytes + r->index_at[comp],
+							  (size_t)r->index_len[comp]);
+				break;
+			case 3:
+			case 4:
+			case 5:
+				rc = tern_agent_feed(ag, comp, off,
+						     r->bytes + r->payload_at[comp] + off, clen);
+				break;
+			case 6:
+				memcpy(bad, r->bytes + r->payload_at[comp] + off, clen);
+				{
+					size_t at = rnd(&x) % clen;
+					bad[at] ^= (uint8_t)(1u << (rnd(&x) % 8));
+				}
+				rc = tern_agent_feed(ag, comp, off, bad, clen);
+				break;
+			case 7: {
+				uint64_t o = rnd(&x) % r->payload_len[comp];
+				size_t n = 1 + rnd(&x) % 300;
+				if (n > r->payload_len[comp] - o)
+					n = (size_t)(r->payload_len[comp] - o);
+				rc = tern_agent_feed(ag, comp, o,
+						     r->bytes + r->payload_at[comp] + o, n);
+				break;
+			}
+			case 8:
+				rc = rnd(&x) % 2 ? tern_agent_finish(ag) : tern_agent_activate(ag);
+				break;
+			case 9:
+				rc = rnd(&x) % 4
+					 ? tern_sim_install_buffer(d, r->bytes, r->len, PIECE)
+					 : tern_agent_cancel(ag, 0);
+				if (rc == TERN_E_WRONG_BOARD || rc == TERN_E_UNKNOWN_KEY)
+					fail_msg("refused a good release: %s", tern_errname(rc));
+				break;
+			case 10:
+				rc = tern_sim_boot(d, 16);
+				if (!d->flash.powered_off) {
+					assert_int_equal(rc, 0);
+					check_invariants(pc);
+				}
+				break;
+			case 11: {
+				uint64_t at = 1 + rnd(&x) % 12;
+				bool torn = rnd(&x) % 2;
+				tern_sim_power_cut_at(&d->flash, at, torn);
+			} break;
+			}
+			n_ops++;
+			if (!expected_rc(rc))
+				fail_msg("episode %u op %d: unexpected %s in state %s", episode, op,
+					 tern_errname(rc), tern_state_name(d->agent.state));
+			if (d->flash.powered_off) {
+				n_cuts++;
+				recover(pc);
+				check_invariants(pc);
+			}
+		}
+		tern_sim_power_cut_at(&d->flash, 0, false);
+		assert_int_equal(tern_sim_boot(d, 16), 0);
+		check_invariants(pc);
+		n_confirmed += d->agent.bc.confirmed_sequence > 0;
+	}
+	printf("random operations: %llu operations in 40 episodes, %llu power cuts, %llu "
+	       "episodes confirmed a release\n",
+	       (unsigned long long)n_ops, (unsigned long long)n_cuts,
+	       (unsigned long long)n_confirmed);
+}
+
 static void test_powercut_clean(void **state)
 {
 	replay(*state, false);
@@ -347,6 +579,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_powercut_clean, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_powercut_torn, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_powercut_double, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_operations, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,7 +130,9 @@ class Reader:
                 raise Refused("truncated", "input ends inside a CBOR head")
             arg = int.from_bytes(self.buf[self.pos + 1 : self.pos + 1 + n], "big")
         elif ai == 31:
-            raise Refused("malformed", "indefinite-length item (tern uses definite lengths)")
+            if 2 <= major <= 5:
+                raise Refused("malformed", "indefinite-length item (tern uses definite lengths)")
+            raise Refused("not-cbor", "additional information 31 on a head that cannot be indefinite")
         else:
             raise Refused("not-cbor", f"reserved additional information {ai}")
         self.pos += 1 + n

@@ -30,6 +30,11 @@
 #endif
 _Static_assert(TERN_AGENT_WBUF % TERN_WRITE_ALIGN_MAX == 0, "write buffer holds whole units");
 
+/* Chunk digests read from the journal at a time (each costs 32 bytes of RAM). */
+#ifndef TERN_AGENT_INDEX_CACHE
+#define TERN_AGENT_INDEX_CACHE 16
+#endif
+
 /* A release may carry one firmware and one config component. */
 #define TERN_AGENT_MAX_COMPONENTS TERN_N_PAIRS
 
@@ -47,8 +52,8 @@ enum tern_state {
 struct tern_agent_config {
 	const struct tern_board *board; /* borrowed; must outlive the agent */
 	const struct tern_keyring *keyring;
-	const char *board_id;	/* compared with the manifest's boards */
-	bool verify_on_finish;	/* re-hash the written slots before STAGED */
+	const char *board_id;  /* compared with the manifest's boards */
+	bool verify_on_finish; /* re-hash the written slots before STAGED */
 };
 
 /* One component of the release being installed (RAM copy of the journal's facts). */
@@ -61,6 +66,7 @@ struct tern_job_comp {
 	uint64_t n_chunks;
 	uint64_t n_verified;
 	uint64_t first_missing; /* no chunk below this lacks its marker */
+	uint64_t end_marked;	/* no chunk at or above this has its marker */
 	uint64_t index_marker_off;
 	uint64_t marker_off; /* journal offsets */
 	uint64_t index_off;
@@ -81,11 +87,7 @@ struct tern_job {
 };
 
 /* What is being streamed right now: a component's index, or one chunk. */
-enum tern_stream_kind {
-	TERN_STREAM_NONE,
-	TERN_STREAM_INDEX,
-	TERN_STREAM_CHUNK
-};
+enum tern_stream_kind { TERN_STREAM_NONE, TERN_STREAM_INDEX, TERN_STREAM_CHUNK };
 
 struct tern_agent {
 	struct tern_agent_config cfg;
@@ -103,6 +105,11 @@ struct tern_agent {
 	uint64_t s_pos;	    /* bytes accepted into the current index or chunk */
 	uint64_t s_flushed; /* of which written to flash (a multiple of the write unit) */
 	size_t wlen;	    /* bytes waiting in wbuf */
+	/* A window of the current component's chunk index, read from the journal. */
+	uint64_t idx_first; /* first chunk whose digest is cached */
+	unsigned idx_n;	    /* digests cached (0: none) */
+	unsigned idx_comp;
+	uint8_t idx_cache[TERN_AGENT_INDEX_CACHE * TERN_SHA256_LEN];
 	struct tern_sha256 sha;
 	/* The write buffer doubles as scratch for decoding a manifest during an offer. */
 	union {
@@ -122,7 +129,8 @@ struct tern_status {
 	bool running_trial;
 	bool trial_pending;
 	unsigned attempts_left;
-	uint32_t security_floor;
+	uint32_t security_floor;	/* firmware pair */
+	uint32_t config_security_floor; /* config pair */
 	uint64_t confirmed_sequence;
 	struct tern_slot_meta slots[TERN_N_SLOTS];
 	uint8_t active[TERN_N_PAIRS];

@@ -26,11 +26,7 @@ enum tern_area {
 #define TERN_N_SLOTS 4
 
 /* Slot pairs: a release's firmware component goes to the FW pair, config to CFG. */
-enum tern_pair {
-	TERN_PAIR_FW = 0,
-	TERN_PAIR_CFG = 1,
-	TERN_N_PAIRS
-};
+enum tern_pair { TERN_PAIR_FW = 0, TERN_PAIR_CFG = 1, TERN_N_PAIRS };
 
 /* The area of slot @slot (0 = A, 1 = B) of @pair. */
 static inline enum tern_area tern_slot_area(enum tern_pair pair, unsigned slot)

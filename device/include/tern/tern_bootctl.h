@@ -53,16 +53,16 @@ struct tern_slot_meta {
 };
 
 struct tern_bootctl {
-	uint32_t seq; /* record sequence; the valid copy with the highest wins */
-	uint8_t active[TERN_N_PAIRS];	 /* slot 0 or 1 per pair (TERN_SLOT_NONE: no config) */
-	uint8_t trial_slot[TERN_N_PAIRS]; /* TERN_SLOT_NONE when the pair is not on trial */
-	uint8_t trial_pending;		 /* 1 while a trial has been activated */
-	uint8_t attempts_left;		 /* trial boots left before falling back */
-	uint8_t last_event;		 /* enum tern_event */
-	int32_t last_reason;		 /* 0 or a TERN_E_* code */
-	uint64_t event_sequence;	 /* release sequence the last event is about */
-	uint32_t security_floor;	 /* raised only when a release is confirmed */
-	uint64_t confirmed_sequence;	 /* sequence of the last confirmed release */
+	uint32_t seq;		      /* record sequence; the valid copy with the highest wins */
+	uint8_t active[TERN_N_PAIRS]; /* slot 0 or 1 per pair (TERN_SLOT_NONE: no config) */
+	uint8_t trial_slot[TERN_N_PAIRS];      /* TERN_SLOT_NONE when the pair is not on trial */
+	uint8_t trial_pending;		       /* 1 while a trial has been activated */
+	uint8_t attempts_left;		       /* trial boots left before falling back */
+	uint8_t last_event;		       /* enum tern_event */
+	int32_t last_reason;		       /* 0 or a TERN_E_* code */
+	uint64_t event_sequence;	       /* release sequence the last event is about */
+	uint32_t security_floor[TERN_N_PAIRS]; /* per pair; raised only by a confirmation */
+	uint64_t confirmed_sequence;	       /* sequence of the last confirmed release */
 	struct tern_slot_meta slots[TERN_N_SLOTS];
 };
 

@@ -31,8 +31,8 @@ struct tern_keyring {
 
 /* A parsed COSE_Sign1. Every pointer borrows from the buffer given to the parser. */
 struct tern_sign1 {
-	/* Serialized protected header as signed: empty when the message has none, or
-	 * carries an empty map (h'a0', which RFC 9052 signs as h''). */
+	/* Serialized protected header, as it enters the Sig_structure: empty when the
+	 * message has none, or an empty map (RFC 9052 section 4.4). */
 	const uint8_t *protected_hdr;
 	size_t protected_len;
 	const uint8_t *payload;

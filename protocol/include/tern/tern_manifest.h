@@ -108,9 +108,10 @@ struct tern_manifest {
 
 /*
  * Checks every bound and rule of a manifest: names and ids in [A-Za-z0-9._-], version
- * and notes valid UTF-8 without NUL, at least one board and one component, unique
- * component names, chunk size a power of two in [TERN_CHUNK_MIN, TERN_CHUNK_MAX], sizes
- * in (0, TERN_COMPONENT_MAX]. Returns 0, TERN_E_MALFORMED or TERN_E_TOO_LARGE.
+ * and notes well-formed UTF-8 (as CBOR text must be) without NUL bytes, at least
+ * one board and one component, unique component names, chunk size a power of two in
+ * [TERN_CHUNK_MIN, TERN_CHUNK_MAX], sizes in (0, TERN_COMPONENT_MAX]. Returns 0,
+ * TERN_E_MALFORMED or TERN_E_TOO_LARGE.
  */
 int tern_manifest_check(const struct tern_manifest *m);
 
@@ -135,7 +136,8 @@ uint64_t tern_chunk_count(uint64_t size, uint32_t chunk_size);
 /* Length of chunk @i of a component (chunk_size, or less for the last one). */
 uint32_t tern_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t i);
 
-/* Size in bytes of a component's chunk index. */
+/* Size in bytes of a component's chunk index; UINT64_MAX when that does not fit in 64
+ * bits (only for chunk sizes far below TERN_CHUNK_MIN). */
 uint64_t tern_index_size(uint64_t size, uint32_t chunk_size);
 
 #endif

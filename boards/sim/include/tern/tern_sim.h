@@ -33,13 +33,18 @@ struct tern_sim_flash {
 	uint64_t area_off[TERN_AREA__COUNT];
 	uint64_t area_size[TERN_AREA__COUNT];
 	uint64_t total;
-	uint8_t *mem; /* memory-backed: the caller's buffer of @total bytes */
-	int fd;	      /* file-backed: the open file, else -1 */
+	uint8_t *mem;	    /* memory-backed: the caller's buffer of @total bytes */
+	int fd;		    /* file-backed: the open file, else -1 */
 	bool sync_on_flush; /* fdatasync at every board flush (else only tern_sim_flash_sync) */
+	/* File-backed: per sector, the offset from which it is known to read erased
+	 * (UINT32_MAX: unknown, read it), so writes need no read-back and erasing an erased
+	 * sector writes nothing. Owned; freed by tern_sim_flash_close(). */
+	uint32_t *erased_from;
 	/* Power: every write and erase counts; at operation cut_at power fails. */
 	uint64_t n_ops;
-	uint64_t cut_at; /* 0: never */
-	bool torn;	 /* the interrupted operation leaves partial, garbled data */
+	uint64_t n_area_ops[TERN_AREA__COUNT]; /* writes and erases per area */
+	uint64_t cut_at;		       /* 0: never */
+	bool torn; /* the interrupted operation leaves partial, garbled data */
 	bool powered_off;
 	uint32_t rng;
 	/* Rule violations (misaligned, write to unerased flash): must stay 0. */
@@ -150,5 +155,9 @@ int tern_sim_attach(struct tern_sim_device *d, const struct tern_boot_result *bo
  */
 int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
 			    size_t piece);
+
+/* The same from an open file, mapped a window at a time (no copy, bounded memory),
+ * fed in @piece-byte parts (0: one window). */
+int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece);
 
 #endif
