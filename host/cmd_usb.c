@@ -8,6 +8,7 @@
 
 #include <libusb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -946,5 +947,178 @@ out_free:
 	usb_found_free(&f, 1);
 out_exit:
 	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb provision */
+
+static void provision_help(void)
+{
+	printf(
+	    "usage: tern usb provision --id ID --keyring signing.pub [--keyring more.pub] "
+	    "[--config device.conf]\n"
+	    "                          [--key signing.key] [--serial S] [--vid HEX] [--pid HEX]\n"
+	    "  gives a blank device its identity, the keys it trusts for releases and its "
+	    "configuration\n"
+	    "  --id ID        the device id ([A-Za-z0-9._-], up to 64 characters)\n"
+	    "  --keyring F    a public key the device will trust (up to %d)\n"
+	    "  --config F     configuration for the device (up to %d bytes)\n"
+	    "  --key F        re-provision a device that is provisioned already: sign the "
+	    "request\n"
+	    "                 with a key it trusts now\n",
+	    TERN_KEYRING_MAX, TERN_FRAME_CONFIG_MAX);
+}
+
+int cmd_usb_provision(int argc, char **argv)
+{
+	const char *id = NULL, *config_path = NULL, *key_path = NULL, *serial = NULL;
+	const char *vid = NULL, *pid = NULL;
+	static struct tern_keyring kr;
+	static uint8_t body[TERN_FRAME_BODY_MAX], cose[TERN_FRAME_BODY_MAX];
+	static uint8_t req[TERN_FRAME_BODY_MAX];
+	struct tern_msg_provision p;
+	struct tern_signer sg;
+	bool have_signer = false;
+	uint8_t *config = NULL;
+	size_t config_len = 0;
+	int rc, status = 1;
+	memset(&kr, 0, sizeof(kr));
+	memset(&p, 0, sizeof(p));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			provision_help();
+			return 0;
+		}
+		if (!v)
+			return host_usage("usb provision", "unknown or incomplete option");
+		if (!strcmp(a, "--id"))
+			id = v;
+		else if (!strcmp(a, "--keyring")) {
+			rc = host_keyring_add_file(&kr, v);
+			if (rc) {
+				char what[64];
+				snprintf(what, sizeof(what), "usb provision: %s", v);
+				return host_fail(what, rc);
+			}
+		} else if (!strcmp(a, "--config"))
+			config_path = v;
+		else if (!strcmp(a, "--key"))
+			key_path = v;
+		else if (!strcmp(a, "--serial"))
+			serial = v;
+		else if (!strcmp(a, "--vid"))
+			vid = v;
+		else if (!strcmp(a, "--pid"))
+			pid = v;
+		else
+			return host_usage("usb provision", "unknown or incomplete option");
+		i++;
+	}
+	if (!id || !kr.n_keys)
+		return host_usage("usb provision", "--id and at least one --keyring are needed");
+	if (strlen(id) >= sizeof(p.device_id))
+		return host_usage("usb provision", "--id is at most 64 characters");
+	memcpy(p.device_id, id, strlen(id) + 1);
+	for (size_t i = 0; i < kr.n_keys; i++)
+		p.keys[i] = kr.keys[i].point;
+	p.n_keys = kr.n_keys;
+	size_t blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	if (!blen)
+		return host_usage("usb provision", "--id takes letters, digits, '.', '_' and '-'");
+	if (config_path) {
+		rc = host_read_file(config_path, TERN_FRAME_CONFIG_MAX, &config, &config_len);
+		if (rc) {
+			char what[96];
+			snprintf(what, sizeof(what), "usb provision: %s", config_path);
+			return host_fail(what, rc);
+		}
+		p.config = config;
+		p.config_len = config_len;
+		blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	}
+	if (key_path) {
+		rc = host_load_signer(key_path, &sg);
+		if (rc) {
+			char what[96];
+			snprintf(what, sizeof(what), "usb provision: %s", key_path);
+			status = host_fail(what, rc);
+			goto out_config;
+		}
+		have_signer = true;
+	}
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_info info;
+	if (usb_match_init(&m, vid, pid, serial)) {
+		status =
+		    host_usage("usb provision", "--vid and --pid take hex USB ids such as 1209");
+		goto out_signer;
+	}
+	if (usb_start("usb provision", &ctx))
+		goto out_signer;
+	status = select_device("usb provision", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb provision", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	status = 1;
+	rc = usb_link_hello(&l, &info);
+	if (rc) {
+		fprintf(stderr, "tern usb provision: %s: %s\n", f.serial, tern_strerror(rc));
+		goto out_close;
+	}
+	if (info.device_id[0] && !have_signer) {
+		fprintf(stderr,
+			"tern usb provision: %s is provisioned already (as %s); to change "
+			"it, sign the request with --key and a key the device trusts\n",
+			f.serial, info.device_id);
+		goto out_close;
+	}
+	const uint8_t *send = body;
+	size_t send_len = blen;
+	if (have_signer) {
+		uint8_t aad[sizeof(TERN_PROVISION_AAD) + TERN_FRAME_SERIAL_MAX];
+		size_t alen = tern_provision_aad(f.serial, aad, sizeof(aad));
+		size_t clen =
+		    alen ? tern_cose_sign1_sign(&sg, body, blen, aad, alen, cose, sizeof(cose)) : 0;
+		send_len =
+		    clen ? tern_msg_provision_encode_signed(cose, clen, req, sizeof(req)) : 0;
+		send = req;
+		if (!send_len) {
+			host_fail("usb provision", TERN_E_CRYPTO);
+			goto out_close;
+		}
+	}
+	uint8_t reply[64];
+	rc = usb_link_call(&l, TERN_MSG_PROVISION, send, send_len, TERN_MSG_ACK, reply,
+			   sizeof(reply), NULL, NULL);
+	if (rc == TERN_E_EXISTS)
+		fprintf(stderr,
+			"tern usb provision: %s is provisioned already; to change it, sign "
+			"the request with --key and a key the device trusts\n",
+			f.serial);
+	else if (rc)
+		fprintf(stderr, "tern usb provision: %s refused: %s\n", f.serial,
+			tern_strerror(rc));
+	else {
+		printf("%s provisioned as %s: %zu trusted key(s)%s\n", f.serial, p.device_id,
+		       p.n_keys, p.config ? ", configuration written" : "");
+		status = 0;
+	}
+out_close:
+	usb_link_close(&l);
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+out_signer:
+	if (have_signer)
+		tern_signer_free(&sg);
+out_config:
+	free(config);
 	return status;
 }

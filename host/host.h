@@ -36,5 +36,6 @@ int cmd_usb_status(int argc, char **argv);
 int cmd_usb_reboot(int argc, char **argv);
 int cmd_usb_flash(int argc, char **argv);
 int cmd_usb_confirm(int argc, char **argv);
+int cmd_usb_provision(int argc, char **argv);
 
 #endif

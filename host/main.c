@@ -27,6 +27,7 @@ static const struct command commands[] = {
     {"usb", "status", cmd_usb_status, "one USB device's state (--serial S)"},
     {"usb", "flash", cmd_usb_flash, "install a release on a USB device, trial-boot it, report"},
     {"usb", "confirm", cmd_usb_confirm, "confirm the release a USB device runs on trial"},
+    {"usb", "provision", cmd_usb_provision, "give a blank USB device its id, keys, config"},
     {"usb", "reboot", cmd_usb_reboot, "reboot a USB device and wait until it is back"},
 };
 

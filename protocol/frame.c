@@ -798,6 +798,20 @@ int tern_msg_ack_decode(const uint8_t *buf, size_t len, struct tern_msg_ack *m)
 
 /* PROVISION */
 
+/* A device id is 1..64 of [A-Za-z0-9._-]: safe in MQTT topics, file names and logs. */
+static bool id_ok(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		char ch = *s;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
 struct prov_ctx {
 	struct tern_msg_provision *m;
 	uint32_t seen;
@@ -807,7 +821,7 @@ static int prov_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 {
 	struct prov_ctx *c = out;
 	struct tern_msg_provision *m = c->m;
-	if (key < 1 || key > 3)
+	if (key < 1 || key > 4)
 		return 0;
 	*seen = true;
 	int rc = mark(&c->seen, key);
@@ -815,7 +829,13 @@ static int prov_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 		return rc;
 	if (key == 1) {
 		rc = read_text0(r, m->device_id, sizeof(m->device_id));
-		return rc ? rc : (m->device_id[0] ? 0 : TERN_E_MALFORMED);
+		return rc ? rc : (id_ok(m->device_id) ? 0 : TERN_E_MALFORMED);
+	}
+	if (key == 4) {
+		rc = tern_cbor_read_bytes(r, &m->signed_req, &m->signed_len);
+		if (rc)
+			return rc;
+		return m->signed_len > TERN_FRAME_BODY_MAX ? TERN_E_TOO_LARGE : 0;
 	}
 	if (key == 3) {
 		rc = tern_cbor_read_bytes(r, &m->config, &m->config_len);
@@ -845,7 +865,7 @@ static int prov_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 
 size_t tern_msg_provision_encode(const struct tern_msg_provision *m, uint8_t *buf, size_t size)
 {
-	if (!m->device_id[0] || m->n_keys == 0 || m->n_keys > TERN_KEYRING_MAX ||
+	if (!id_ok(m->device_id) || m->n_keys == 0 || m->n_keys > TERN_KEYRING_MAX ||
 	    m->config_len > TERN_FRAME_CONFIG_MAX)
 		return 0;
 	struct tern_cbor_writer w;
@@ -871,7 +891,58 @@ int tern_msg_provision_decode(const uint8_t *buf, size_t len, struct tern_msg_pr
 	int rc = read_map(buf, len, &c, prov_field);
 	if (rc)
 		return rc;
+	if (c.seen & (1u << 4)) /* signed: nothing else beside it */
+		return c.seen == (1u << 4) ? 0 : TERN_E_MALFORMED;
 	return (c.seen & 6u) == 6u ? 0 : TERN_E_MALFORMED;
+}
+
+size_t tern_msg_provision_encode_signed(const uint8_t *cose, size_t len, uint8_t *buf, size_t size)
+{
+	if (len == 0 || len > TERN_FRAME_BODY_MAX - 16)
+		return 0;
+	struct tern_cbor_writer w;
+	tern_cbor_writer_init(&w, buf, size);
+	tern_cbor_put_map(&w, 1);
+	tern_cbor_put_uint(&w, 4);
+	tern_cbor_put_bytes(&w, cose, len);
+	return tern_cbor_writer_len(&w);
+}
+
+size_t tern_provision_aad(const char *serial, uint8_t *out, size_t size)
+{
+	size_t a = sizeof(TERN_PROVISION_AAD) - 1, b = strlen(serial);
+	if (a + b > size)
+		return 0;
+	memcpy(out, TERN_PROVISION_AAD, a);
+	memcpy(out + a, serial, b);
+	return a + b;
+}
+
+int tern_msg_provision_open(const struct tern_msg_provision *m, const struct tern_keyring *kr,
+			    const char *serial, struct tern_msg_provision *out)
+{
+	struct tern_sign1 s;
+	uint8_t aad[sizeof(TERN_PROVISION_AAD) + TERN_FRAME_SERIAL_MAX];
+	if (!m->signed_req)
+		return TERN_E_INVAL;
+	size_t aad_len = tern_provision_aad(serial, aad, sizeof(aad));
+	if (!aad_len)
+		return TERN_E_INVAL;
+	int rc = tern_cose_sign1_parse(&s, m->signed_req, m->signed_len);
+	if (rc)
+		return rc;
+	if (s.total_len != m->signed_len)
+		return TERN_E_TRAILING;
+	const struct tern_pubkey *pk = tern_keyring_find(kr, s.kid, s.kid_len);
+	if (!pk)
+		return TERN_E_UNKNOWN_KEY;
+	rc = tern_cose_sign1_verify(&s, pk, aad, aad_len);
+	if (rc)
+		return rc;
+	rc = tern_msg_provision_decode(s.payload, s.payload_len, out);
+	if (rc)
+		return rc;
+	return out->signed_req ? TERN_E_MALFORMED : 0; /* no signed request inside one */
 }
 
 /* ---- Dispatch. */

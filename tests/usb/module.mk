@@ -2,7 +2,7 @@
 # (umockdev, tests/usb/test_usb.sh through scripts/usb-emu).
 UNIT_TESTS += test_frame
 
-$(BUILD)/tests/test_frame: $(BUILD)/obj/tests/usb/test_frame.o $(PROTO_LIB)
+$(BUILD)/tests/test_frame: $(BUILD)/obj/tests/usb/test_frame.o $(PROTO_SIGN_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< -o $@ $(TEST_LIBS)
 

@@ -5,6 +5,7 @@
  */
 #include "tern/tern_err.h"
 #include "tern/tern_frame.h"
+#include "tern/tern_sign.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -469,6 +470,56 @@ static void test_rx_stream(void **state)
 	assert_int_equal(tern_frame_rx_push(&rx, big, sizeof(rxbuf) + 1), TERN_E_TOO_LARGE);
 }
 
+/* A signed PROVISION opens only on the device it was signed for, with a trusted key. */
+static void test_provision_signed(void **state)
+{
+	(void)state;
+	struct tern_signer sg;
+	struct tern_keyring kr = {.n_keys = 0};
+	assert_int_equal(tern_signer_generate(&sg), 0);
+	uint8_t point[TERN_P256_POINT_LEN];
+	memcpy(point, sg.pub.point, sizeof(point));
+	struct tern_msg_provision p = {.n_keys = 1};
+	memcpy(p.device_id, "dev-7", 6);
+	p.keys[0] = point;
+	uint8_t body[512], aad[64], cose[1024], req[1200];
+	size_t blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	assert_true(blen > 0);
+	size_t alen = tern_provision_aad("EMU00001", aad, sizeof(aad));
+	assert_int_equal(alen, strlen(TERN_PROVISION_AAD) + 8);
+	size_t clen = tern_cose_sign1_sign(&sg, body, blen, aad, alen, cose, sizeof(cose));
+	assert_true(clen > 0);
+	size_t rlen = tern_msg_provision_encode_signed(cose, clen, req, sizeof(req));
+	assert_true(rlen > clen);
+
+	struct tern_msg_provision got, opened;
+	assert_int_equal(tern_msg_provision_decode(req, rlen, &got), 0);
+	assert_non_null(got.signed_req);
+	assert_int_equal(got.signed_len, clen);
+	/* No trusted key yet. */
+	assert_int_equal(tern_msg_provision_open(&got, &kr, "EMU00001", &opened),
+			 TERN_E_UNKNOWN_KEY);
+	assert_int_equal(tern_keyring_add(&kr, &sg.pub), 0);
+	assert_int_equal(tern_msg_provision_open(&got, &kr, "EMU00001", &opened), 0);
+	assert_string_equal(opened.device_id, "dev-7");
+	assert_int_equal(opened.n_keys, 1);
+	assert_memory_equal(opened.keys[0], point, sizeof(point));
+	/* Replayed on another device: the AAD differs, the signature does not verify. */
+	assert_int_equal(tern_msg_provision_open(&got, &kr, "EMU00002", &opened),
+			 TERN_E_BAD_SIGNATURE);
+	/* A changed payload byte. */
+	req[rlen - 70] ^= 1; /* got.signed_req points into req */
+	assert_true(tern_msg_provision_open(&got, &kr, "EMU00001", &opened) < 0);
+	tern_signer_free(&sg);
+	/* Signed and plain fields together, and bad device ids, are refused. */
+	static const uint8_t mixed[] = {0xa2, 0x01, 0x61, 0x61, 0x04, 0x41, 0x00};
+	assert_int_equal(tern_msg_provision_decode(mixed, sizeof(mixed), &got), TERN_E_MALFORMED);
+	memcpy(p.device_id, "a b", 4);
+	assert_int_equal(tern_msg_provision_encode(&p, body, sizeof(body)), 0);
+	static const uint8_t bad_id[] = {0xa2, 0x01, 0x63, 0x61, 0x2f, 0x62, 0x02, 0x80};
+	assert_int_equal(tern_msg_provision_decode(bad_id, sizeof(bad_id), &got), TERN_E_MALFORMED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +535,7 @@ int main(void)
 	    cmocka_unit_test(test_bodies_roundtrip),
 	    cmocka_unit_test(test_message_table),
 	    cmocka_unit_test(test_rx_stream),
+	    cmocka_unit_test(test_provision_signed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,9 +117,35 @@ check "after the reboot: 1.4.0 runs" grep -q "^running: 1.4.0 (sequence 4) in sl
 # --- confirm: only a trial can be confirmed (the sim decides its trials at boot)
 run "confirm with nothing on trial: refused" 1 "${KR[@]}" --dir devs -- "$TERN" usb confirm
 check "confirm refusal, in words" grep -q "only a release on trial can be confirmed" err.txt
-for c in list status flash reboot confirm; do
+for c in list status flash reboot confirm provision; do
 	if "$TERN" usb $c --help | grep -q "^usage: tern usb $c"; then ok "help: usb $c"; else bad "help: usb $c"; fi
 done
+
+# --- provision: a blank device takes its id, keys and configuration; changing them needs a
+#     request signed by a key it trusts (bound to its serial)
+"$TERN" key generate --out fleet.key >/dev/null
+mk fleet.key sim 1.2.0 2 ok.bin fleet.tern
+printf 'broker=mqtts://broker.example:8883\n' >dev.conf
+run "provision a blank device" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-1 \
+	--keyring fleet.pub --config dev.conf
+check "provision says what it did" grep -qx "EMU00001 provisioned as dev-1: 1 trusted key(s), configuration written" out.txt
+check "device id kept by the device" grep -qx "dev-1" prov/EMU00001/device_id
+check "configuration kept by the device" cmp -s dev.conf prov/EMU00001/provisioned.conf
+run "list shows the device id" 0 "${KR[@]}" --dir prov -- "$TERN" usb list --json
+check "json: device_id" grep -q '"device_id": "dev-1"' out.txt
+run "again without --key: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-2 --keyring fleet.pub
+check "already provisioned, in words" grep -q "is provisioned already (as dev-1); to change it, sign the request with --key" err.txt
+run "signed by a key it does not trust: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --key signing.key
+check "untrusted signer, in words" grep -q "refused: signed by a key this device" err.txt
+run "releases now need the new key" 1 "${KR[@]}" --dir prov -- "$TERN" usb flash ok.tern
+run "a release signed with the provisioned key installs" 0 "${KR[@]}" --dir prov -- "$TERN" usb flash fleet.tern
+run "re-provision signed by a trusted key" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --keyring signing.pub --key fleet.key
+check "new id" grep -qx "dev-2" prov/EMU00001/device_id
+check "ternd reads the provisioned keyring" sh -c "'$TERND' sim status prov/EMU00001 >/dev/null"
+run "bad id refused before any device is touched" 2 --dir prov2 -- "$TERN" usb provision --id "a b" --keyring fleet.pub
+check "bad id, in words" grep -q "letters, digits" err.txt
 
 # --- valgrind over a whole flash (umockdev's own buffer traffic suppressed)
 run "valgrind: flash" 0 "${KR[@]}" --dir vg -- valgrind -q --error-exitcode=9 --leak-check=full \

@@ -65,7 +65,8 @@ enum tern_frame_type {
 	TERN_MSG_REBOOT = 0x08,	   /* host -> device: reboot (re-enumerates) after the ACK */
 	TERN_MSG_STATE = 0x09,	   /* host -> device: {} ; reply STATE with the state map */
 	TERN_MSG_ERROR = 0x0a,	   /* device -> host: {1: status, 2: text} */
-	TERN_MSG_PROVISION = 0x0b, /* host -> device: {1: id, 2: [keys], 3: config} */
+	TERN_MSG_PROVISION = 0x0b, /* host -> device: {1: id, 2: [keys], 3: config} or
+				      {4: COSE_Sign1 of that map} */
 	TERN_MSG_ACK = 0x0c,	   /* device -> host: {} or {1: comp, 2: kind, 3: offset} */
 	TERN_MSG__END
 };
@@ -330,17 +331,44 @@ struct tern_msg_ack {
 size_t tern_msg_ack_encode(const struct tern_msg_ack *m, uint8_t *buf, size_t size);
 int tern_msg_ack_decode(const uint8_t *buf, size_t len, struct tern_msg_ack *m);
 
-/* PROVISION: identity, trusted keys and configuration for a blank device. */
+/*
+ * PROVISION: identity, trusted keys and configuration. A blank device takes the plain
+ * map; a device that is already provisioned only takes {4: COSE_Sign1} whose payload is
+ * that map, signed by a key it trusts with the external AAD TERN_PROVISION_AAD followed
+ * by the device's USB serial number, so a request cannot be replayed on another device.
+ */
+#define TERN_PROVISION_AAD "tern-provision-v1:"
+
 struct tern_msg_provision {
-	char device_id[TERN_FRAME_DEVICE_ID_MAX + 1];
-	const uint8_t *keys[TERN_KEYRING_MAX]; /* each TERN_P256_POINT_LEN bytes, borrowed */
+	char device_id[TERN_FRAME_DEVICE_ID_MAX + 1]; /* [A-Za-z0-9._-], 1..64 bytes */
+	const uint8_t *keys[TERN_KEYRING_MAX];	      /* each TERN_P256_POINT_LEN, borrowed */
 	size_t n_keys;
 	const uint8_t *config; /* borrowed; NULL when absent */
 	size_t config_len;
+	const uint8_t *signed_req; /* decoded {4: ...}: the COSE_Sign1, borrowed; else NULL */
+	size_t signed_len;
 };
 
+/* Encodes the plain map. Bytes written, or 0 (invalid @m or @size too small). */
 size_t tern_msg_provision_encode(const struct tern_msg_provision *m, uint8_t *buf, size_t size);
+
+/* Encodes {4: @cose}, a signed request. Bytes written or 0. */
+size_t tern_msg_provision_encode_signed(const uint8_t *cose, size_t len, uint8_t *buf, size_t size);
+
+/* Decodes either form: the plain map fills @m, the signed one sets only @m->signed_req. */
 int tern_msg_provision_decode(const uint8_t *buf, size_t len, struct tern_msg_provision *m);
+
+/* Writes TERN_PROVISION_AAD + @serial into @out; returns its length, or 0 if too small. */
+size_t tern_provision_aad(const char *serial, uint8_t *out, size_t size);
+
+/*
+ * Device side of a signed request: parses the COSE_Sign1 in @m->signed_req, finds its key
+ * in @kr, verifies it bound to @serial and decodes its payload into @out (borrowing from
+ * the request). Returns 0, a parse error, TERN_E_UNKNOWN_KEY, TERN_E_BAD_SIGNATURE, or a
+ * decoding error (a signed payload must be the plain map).
+ */
+int tern_msg_provision_open(const struct tern_msg_provision *m, const struct tern_keyring *kr,
+			    const char *serial, struct tern_msg_provision *out);
 
 /* ---- Commands as data: a message type -> handler table for the receiving side. */
 

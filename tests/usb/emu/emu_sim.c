@@ -183,6 +183,88 @@ static int sim_open(void *ctx, const char *root, const char *serial, const char 
 	s->flash_open = true;
 	s->usb.dev = &s->dev;
 	snprintf(s->usb.serial, sizeof(s->usb.serial), "%s", serial);
+	/* Provisioned devices have an id (tern usb provision). */
+	char id[TERN_FRAME_DEVICE_ID_MAX + 2];
+	size_t len = 0;
+	if (!path_join(path, sizeof(path), s->dir, "device_id") &&
+	    !read_small(path, id, sizeof(id), &len)) {
+		while (len && id[len - 1] == '\n')
+			id[--len] = '\0';
+		if (len >= sizeof(s->usb.device_id))
+			return TERN_E_MALFORMED;
+		memcpy(s->usb.device_id, id, len + 1);
+	}
+	return 0;
+}
+
+/* Writes @len bytes to DIR/@name through a temporary file and a rename. */
+static int write_file(const struct emu_sim *s, const char *name, const void *data, size_t len)
+{
+	char path[PATH_MAX + 40], tmp[PATH_MAX + 48];
+	if (path_join(path, sizeof(path), s->dir, name) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) < 0)
+		return TERN_E_TOO_LARGE;
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return TERN_E_IO;
+	bool ok = fwrite(data, 1, len, f) == len;
+	if (fclose(f) || !ok || rename(tmp, path))
+		return TERN_E_IO;
+	return 0;
+}
+
+/*
+ * PROVISION: a blank device (no id yet) takes a plain request; a provisioned one only a
+ * request signed by a key it trusts, bound to its serial. The new keyring replaces the
+ * old one, in the files ternd reads (keyring-N.pub, DER) and in the running agent.
+ */
+static int sim_provision(void *be, const struct tern_msg_provision *req)
+{
+	static const uint8_t spki_p256[26] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+					      0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+					      0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+	struct emu_sim *s = be;
+	struct tern_msg_provision opened;
+	const struct tern_msg_provision *p = req;
+	struct tern_keyring kr;
+	int rc;
+	if (req->signed_req) {
+		rc = tern_msg_provision_open(req, &s->dev.keyring, s->usb.serial, &opened);
+		if (rc)
+			return rc;
+		p = &opened;
+	} else if (s->usb.device_id[0]) {
+		return TERN_E_EXISTS; /* wire status "provisioned": a signed request is needed */
+	}
+	memset(&kr, 0, sizeof(kr));
+	for (size_t i = 0; i < p->n_keys; i++) {
+		struct tern_pubkey pk;
+		if ((rc = tern_pubkey_from_point(&pk, p->keys[i], TERN_P256_POINT_LEN)) ||
+		    (rc = tern_keyring_add(&kr, &pk)))
+			return rc;
+	}
+	for (size_t i = 0; i < TERN_KEYRING_MAX; i++) {
+		char name[32], path[PATH_MAX + 40];
+		uint8_t der[sizeof(spki_p256) + TERN_P256_POINT_LEN];
+		snprintf(name, sizeof(name), "keyring-%zu.pub", i);
+		if (i >= kr.n_keys) {
+			if (!path_join(path, sizeof(path), s->dir, name))
+				unlink(path);
+			continue;
+		}
+		memcpy(der, spki_p256, sizeof(spki_p256));
+		memcpy(der + sizeof(spki_p256), kr.keys[i].point, TERN_P256_POINT_LEN);
+		if ((rc = write_file(s, name, der, sizeof(der))))
+			return rc;
+	}
+	if (p->config && (rc = write_file(s, "provisioned.conf", p->config, p->config_len)))
+		return rc;
+	char line[TERN_FRAME_DEVICE_ID_MAX + 2];
+	int n = snprintf(line, sizeof(line), "%s\n", p->device_id);
+	if (n < 0 || (rc = write_file(s, "device_id", line, (size_t)n)))
+		return rc ? rc : TERN_E_IO;
+	s->dev.keyring = kr; /* the agent reads its keyring through this pointer */
+	memcpy(s->usb.device_id, p->device_id, sizeof(s->usb.device_id));
 	return 0;
 }
 
@@ -195,7 +277,7 @@ static int save_running(struct emu_sim *s)
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return TERN_E_IO;
-	fprintf(f, "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\n", s->dev.boot.slot[TERN_PAIR_FW],
+	fprintf(f, "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\npowered=1\n", s->dev.boot.slot[TERN_PAIR_FW],
 		s->dev.boot.slot[TERN_PAIR_CFG], s->dev.boot.trial ? 1u : 0u, s->dev.n_boots);
 	if (fclose(f) || rename(tmp, path))
 		return TERN_E_IO;
@@ -290,6 +372,7 @@ static const struct tern_usbdev_ops emu_sim_ops = {
     .done = sim_done,
     .activate = sim_activate,
     .confirm = sim_confirm,
+    .provision = sim_provision,
 };
 
 const struct emu_kind emu_kind_sim = {
