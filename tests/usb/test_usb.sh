@@ -87,13 +87,17 @@ emu_ok "list shows a busy device and goes on" --devices 2 --claimed EMU00001 -- 
 check "busy device: error busy, other one fine" \
 	[ "$(json 'd[0].get("error", "") + "/" + d[1]["state"]')" = "busy/idle" ]
 
-# --- a user without access: the udev rule is named
-NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
-emu_fail "list as another user" "cannot be opened by this user; install the udev rule: .*70-tern.rules" \
-	--devices 2 -- "${NOBODY[@]}" "$TERN" usb list --json
-check "no access: error in json" [ "$(json '",".join(x["error"] for x in d)')" = "no-access,no-access" ]
-emu_fail "status as another user" "connected but this user may not open it; install the udev rule" \
-	--devices 1 -- "${NOBODY[@]}" "$TERN" usb status
+# --- a user without access: the udev rule is named (dropping to another user needs root)
+if [ "$(id -u)" = 0 ]; then
+	NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+	emu_fail "list as another user" "cannot be opened by this user; install the udev rule: .*70-tern.rules" \
+		--devices 2 -- "${NOBODY[@]}" "$TERN" usb list --json
+	check "no access: error in json" [ "$(json '",".join(x["error"] for x in d)')" = "no-access,no-access" ]
+	emu_fail "status as another user" "connected but this user may not open it; install the udev rule" \
+		--devices 1 -- "${NOBODY[@]}" "$TERN" usb status
+else
+	echo "skip no-access cases: they run the command as another user, which needs root"
+fi
 check "the udev rule file exists and names the VID" grep -q 'ATTR{idVendor}=="1209"' "$ROOT/scripts/udev/70-tern.rules"
 
 # --- VID/PID
