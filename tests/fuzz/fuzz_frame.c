@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the frame decoder, the stream reassembler and every message body
- * decoder, on arbitrary bytes. Build and run with `make fuzz-frame` (clang).
+ * decoder, on arbitrary bytes. `make fuzz` runs it (tests/fuzz/module.mk).
  */
 #include "tern/tern_frame.h"
 

@@ -1,7 +1,7 @@
 /*
  * libFuzzer target: the device side of the USB transport (device/usbdev.c) fed arbitrary
  * bulk OUT bytes in pieces, over a backend that accepts every request, draining replies
- * as a host would. Replies must always be whole, valid frames. `make fuzz-usbdev`.
+ * as a host would. Replies must always be whole, valid frames. `make fuzz` runs it.
  */
 #include "tern/tern_usbdev.h"
 
