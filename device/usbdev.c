@@ -2,6 +2,7 @@
 #include "tern/tern_usbdev.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_msg.h"
 
 #include <string.h>
 
@@ -197,7 +198,7 @@ static void process(struct tern_usbdev *d)
 							   d, &f, d->reply, sizeof(d->reply)));
 		} else if (rc == TERN_E_CRC) {
 			d->stats.crc_errors++;
-			queue_reply(d, tern_frame_error_reply(f.seq, TERN_FS_CRC, NULL, d->reply,
+			queue_reply(d, tern_frame_error_reply(f.seq, TERN_ST_CRC, NULL, d->reply,
 							      sizeof(d->reply)));
 		} else {
 			d->stats.dropped += before - d->rx.len;

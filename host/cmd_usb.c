@@ -5,6 +5,7 @@
 #include "usb.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_msg.h"
 
 #include <libusb.h>
 #include <stdio.h>
@@ -754,7 +755,7 @@ int cmd_usb_flash(int argc, char **argv)
 	static uint8_t body[TERN_FRAME_BODY_MAX];
 	uint8_t reply[256];
 	size_t rlen = 0;
-	uint32_t wstatus = TERN_FS_OK;
+	uint32_t wstatus = TERN_ST_OK;
 	char what[96];
 	int status = parse_opts("flash", argc, argv, &o);
 	if (status >= 0)

@@ -13,7 +13,7 @@
 
 struct command {
 	const char *group;
-	const char *name;
+	const char *name; /* NULL: a command of one word */
 	int (*run)(int argc, char **argv);
 	const char *summary;
 };
@@ -23,6 +23,10 @@ static const struct command commands[] = {
     {"release", "create", cmd_release_create, "make a signed release"},
     {"release", "inspect", cmd_release_inspect, "show what a release holds"},
     {"release", "verify", cmd_release_verify, "check a release's signature and every byte"},
+    {"publish", NULL, cmd_publish, "put a release into the MQTT broker (retained, resumable)"},
+    {"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
+    {"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
+    {"watch", NULL, cmd_watch, "record device states and events as they come"},
     {"usb", "list", cmd_usb_list, "every tern device on USB: port, serial, board, version, state"},
     {"usb", "status", cmd_usb_status, "one USB device's state (--serial S)"},
     {"usb", "flash", cmd_usb_flash, "install a release on a USB device, trial-boot it, report"},
@@ -51,8 +55,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: tern COMMAND [ARGS]   (tern COMMAND --help for details)\n\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  tern %-8s %-9s %s\n", commands[i].group, commands[i].name,
-			commands[i].summary);
+		fprintf(f, "  tern %-8s %-9s %s\n", commands[i].group,
+			commands[i].name ? commands[i].name : "", commands[i].summary);
 }
 
 int main(int argc, char **argv)
@@ -71,6 +75,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], commands[i].group))
 			continue;
 		group_known = true;
+		/* A command without a sub-command takes its arguments right after its name. */
+		if (!commands[i].name)
+			return commands[i].run(argc - 1, argv + 1);
 		if (argc >= 3 && !strcmp(argv[2], commands[i].name))
 			return commands[i].run(argc - 2, argv + 2);
 	}

@@ -2,6 +2,7 @@
 #include "usb.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_msg.h"
 
 #include <libusb.h>
 #include <stdio.h>
@@ -315,7 +316,7 @@ static void on_frame(struct usb_link *l, int rc, const struct tern_frame *f)
 		return; /* a late reply to a request already given up */
 	if (f->type == TERN_MSG_ERROR) {
 		struct tern_msg_error e;
-		if (!tern_msg_error_decode(f->body, f->body_len, &e) && e.status == TERN_FS_CRC) {
+		if (!tern_msg_error_decode(f->body, f->body_len, &e) && e.status == TERN_ST_CRC) {
 			resend(r);
 			return;
 		}
@@ -550,7 +551,7 @@ static void call_cb(void *ud, int rc, const struct tern_frame *f)
 int usb_link_call(struct usb_link *l, uint8_t type, const uint8_t *body, size_t len, uint8_t want,
 		  uint8_t *reply, size_t size, size_t *reply_len, uint32_t *status)
 {
-	struct call_ctx c = {false, 0, 0, reply, size, 0, TERN_FS_OK};
+	struct call_ctx c = {false, 0, 0, reply, size, 0, TERN_ST_OK};
 	int rc = usb_link_send(l, type, body, len, call_cb, &c);
 	if (rc)
 		return rc;

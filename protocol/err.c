@@ -80,6 +80,15 @@ static const struct err_text err_texts[] = {
 			    "no valid boot control record on the device; re-provision it"},
     [-TERN_E_NO_IMAGE] = {"no-bootable-image",
 			  "no slot holds a complete verified image the device may boot"},
+    [-TERN_E_WRONG_DEVICE] = {"wrong-device", "the signed command is addressed to another "
+					      "device; it was ignored"},
+    [-TERN_E_OLD_GENERATION] =
+	{"old-generation", "the signed command is not newer than the last one this device "
+			   "accepted (a replay or a stale copy); deploy again to issue a new one"},
+    [-TERN_E_BROKER] = {"broker", "the MQTT broker is unreachable or refused the connection; "
+				  "check --broker, the credentials and the CA file"},
+    [-TERN_E_DB] = {"database", "the host database failed; check --db (or $TERN_DB) and that "
+				"its folder is writable"},
     [-TERN_E_CRC] = {"crc", "a frame was damaged in transfer (CRC mismatch); retry, and try "
 			    "another cable or port if it repeats"},
     [-TERN_E_USB] = {"usb", "the USB transfer failed: the device was unplugged or reset; plug "

@@ -3,6 +3,7 @@
 
 #include "tern/tern_cbor.h"
 #include "tern/tern_err.h"
+#include "tern/tern_msg.h"
 
 #include <string.h>
 
@@ -37,79 +38,30 @@ const char *tern_frame_type_name(uint8_t type)
 	return d ? d->name : "unknown";
 }
 
-/* ---- Wire status. */
-
-struct status_map {
-	int err;
-	uint16_t status;
-	const char *name;
-};
-
-/* Internal code <-> wire status. The first row for a status is its reverse mapping. */
-static const struct status_map status_table[] = {
-    {0, TERN_FS_OK, "ok"},
-    {TERN_E_INVAL, TERN_FS_ERROR, "error"},
-    {TERN_E_NOMEM, TERN_FS_NOMEM, "no-memory"},
-    {TERN_E_IO, TERN_FS_IO, "io"},
-    {TERN_E_TRUNCATED, TERN_FS_TRUNCATED, "truncated"},
-    {TERN_E_MALFORMED, TERN_FS_MALFORMED, "malformed"},
-    {TERN_E_NOT_CBOR, TERN_FS_MALFORMED, "malformed"},
-    {TERN_E_NOT_RELEASE, TERN_FS_MALFORMED, "malformed"},
-    {TERN_E_TRAILING, TERN_FS_MALFORMED, "malformed"},
-    {TERN_E_TOO_LARGE, TERN_FS_TOO_LARGE, "too-large"},
-    {TERN_E_UNSUPPORTED_ALG, TERN_FS_UNSUPPORTED_ALG, "unsupported-algorithm"},
-    {TERN_E_BAD_SIGNATURE, TERN_FS_BAD_SIGNATURE, "bad-signature"},
-    {TERN_E_UNKNOWN_KEY, TERN_FS_UNKNOWN_KEY, "unknown-key"},
-    {TERN_E_DIGEST, TERN_FS_DIGEST, "digest-mismatch"},
-    {TERN_E_CRITICAL, TERN_FS_CRITICAL, "unknown-critical"},
-    {TERN_E_FORMAT_VERSION, TERN_FS_FORMAT_VERSION, "format-version"},
-    {TERN_E_WRONG_BOARD, TERN_FS_WRONG_BOARD, "wrong-board"},
-    {TERN_E_OLD_SEQUENCE, TERN_FS_OLD_SEQUENCE, "not-newer"},
-    {TERN_E_BELOW_FLOOR, TERN_FS_BELOW_FLOOR, "below-floor"},
-    {TERN_E_SLOT_TOO_SMALL, TERN_FS_SLOT_TOO_SMALL, "slot-too-small"},
-    {TERN_E_BUSY, TERN_FS_BUSY, "busy"},
-    {TERN_E_STATE, TERN_FS_STATE, "bad-state"},
-    {TERN_E_NOT_FOUND, TERN_FS_NOT_FOUND, "not-found"},
-    {TERN_E_FLASH, TERN_FS_FLASH, "flash"},
-    {TERN_E_POWER_CUT, TERN_FS_POWER_CUT, "power-cut"},
-    {TERN_E_CRC, TERN_FS_CRC, "crc"},
-    {TERN_E_DEVICE, TERN_FS_UNKNOWN_TYPE, "unknown-type"},
-    {TERN_E_EXISTS, TERN_FS_PROVISIONED, "provisioned"},
-    {TERN_E_OFFSET, TERN_FS_OFFSET, "bad-offset"},
-    {TERN_E_GEOMETRY, TERN_FS_GEOMETRY, "chunk-geometry"},
-    {TERN_E_HEALTH, TERN_FS_HEALTH, "health-check-failed"},
-    {TERN_E_TRIAL_BOOT, TERN_FS_TRIAL_BOOT, "trial-boot-failed"},
-    {TERN_E_CANCELED, TERN_FS_CANCELED, "canceled"},
-    {TERN_E_NO_BOOTCTL, TERN_FS_NO_BOOTCTL, "no-boot-control"},
-    {TERN_E_NO_IMAGE, TERN_FS_NO_IMAGE, "no-image"},
-};
-
-#define N_STATUS (sizeof(status_table) / sizeof(status_table[0]))
+/* ---- Wire status: enum tern_status (tern_msg.h), the one shared with MQTT. */
 
 uint16_t tern_frame_status_from_err(int rc)
 {
-	for (size_t i = 0; i < N_STATUS; i++)
-		if (status_table[i].err == rc)
-			return status_table[i].status;
-	return TERN_FS_ERROR;
+	switch (rc) {
+	case TERN_E_NOT_CBOR:
+	case TERN_E_NOT_RELEASE:
+	case TERN_E_TRAILING:
+		return TERN_ST_MALFORMED;
+	default:
+		return tern_status_from_err(rc);
+	}
 }
 
 int tern_frame_status_to_err(uint64_t status)
 {
-	if (status == TERN_FS_ERROR)
+	if (status == TERN_ST_ERROR || status >= TERN_ST__COUNT)
 		return TERN_E_DEVICE;
-	for (size_t i = 0; i < N_STATUS; i++)
-		if (status_table[i].status == status)
-			return status_table[i].err;
-	return TERN_E_DEVICE;
+	return tern_status_to_err(status);
 }
 
 const char *tern_frame_status_name(uint64_t status)
 {
-	for (size_t i = 0; i < N_STATUS; i++)
-		if (status_table[i].status == status)
-			return status_table[i].name;
-	return "unknown";
+	return tern_status_name(status);
 }
 
 const char *tern_frame_state_name(uint64_t state)
@@ -970,7 +922,7 @@ size_t tern_frame_dispatch(const struct tern_frame_handler *table, size_t n, voi
 		}
 	}
 	if (!h || !h->fn)
-		return tern_frame_error_reply(req->seq, TERN_FS_UNKNOWN_TYPE,
+		return tern_frame_error_reply(req->seq, TERN_ST_UNKNOWN_TYPE,
 					      tern_frame_type_name(req->type), out, size);
 	if (size <= TERN_FRAME_HDR_LEN)
 		return 0;
@@ -982,6 +934,6 @@ size_t tern_frame_dispatch(const struct tern_frame_handler *table, size_t n, voi
 		return tern_frame_error_reply(req->seq, tern_frame_status_from_err(rc),
 					      tern_strerror(rc), out, size);
 	if ((size_t)rc > room)
-		return tern_frame_error_reply(req->seq, TERN_FS_ERROR, NULL, out, size);
+		return tern_frame_error_reply(req->seq, TERN_ST_ERROR, NULL, out, size);
 	return tern_frame_seal(out, size, reply_type, TERN_FRAME_F_REPLY, req->seq, (size_t)rc);
 }

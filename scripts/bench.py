@@ -190,7 +190,149 @@ def bench_device(work):
     shutil.rmtree(dev, ignore_errors=True)
 
 
-BENCHES = [("release", bench_release), ("device", bench_device), ("usb", bench_usb)]
+def start_broker(work):
+    """A mosquitto on a free loopback port with the config tern ships (plain variant)."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    conf_dir = os.path.join(work, "broker")
+    os.makedirs(conf_dir, exist_ok=True)
+    text = open(os.path.join(ROOT, "scripts", "mosquitto", "mosquitto.conf.template")).read()
+    lines = []
+    for ln in text.replace("@PORT@", str(port)).replace("@BIND@", "127.0.0.1") \
+            .replace("@CONF_DIR@", conf_dir).replace("@PERSISTENCE@", "false").replace("@DATA_DIR@", conf_dir).splitlines():
+        if ln.split(" ")[0] in ("password_file", "acl_file", "cafile", "certfile", "keyfile",
+                                "tls_version"):
+            continue
+        lines.append(ln.replace("allow_anonymous false", "allow_anonymous true"))
+    conf = os.path.join(conf_dir, "mosquitto.conf")
+    open(conf, "w").write("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("bench: mosquitto did not start")
+
+
+def publish_events(port, payloads, n_devices):
+    """Publishes the payloads as events of n_devices devices at QoS 1; returns when the
+    broker has acknowledged them all."""
+    import paho.mqtt.client as mqtt
+    c = mqtt.Client(client_id="bench-devices")
+    c.max_inflight_messages_set(100)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish("tern/dev/bench-%d/events" % (i % n_devices), p, qos=1)
+             for i, p in enumerate(payloads)]
+    for info in infos:
+        info.wait_for_publish()
+    c.disconnect()
+    c.loop_stop()
+
+
+def bench_events(work):
+    """Device events per second that `tern watch` records into SQLite.
+
+    The events wait in the broker first (queued for the watcher's kept session), so the
+    figure is how fast tern takes them from the broker into the database, not how fast
+    a Python producer can send. Baseline: a plain paho subscriber (Python) that only
+    counts, draining the same queue from the same broker."""
+    import sqlite3
+    import threading
+    import cbor2
+    import paho.mqtt.client as mqtt
+    n = int(os.environ.get("BENCH_EVENTS", "50000"))
+    n_devices = 100
+    now = int(time.time())
+    payloads = [cbor2.dumps({1: "bench-%d" % (i % n_devices), 2: i, 3: now, 4: 0, 5: 1, 6: 2,
+                             7: "sim-1.1.0-2", 8: 0}) for i in range(n)]
+    proc, port = start_broker(work)
+    url = "mqtt://127.0.0.1:%d" % port
+    db = os.path.join(work, "events.db")
+    print("events: %d events from %d devices queued in mosquitto, median of %d runs"
+          % (n, n_devices, RUNS))
+
+    def fresh_db():
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
+
+    def watch():
+        w = subprocess.Popen([TERN, "watch", "--quiet", "--client-id", "bench-watch",
+                              "--broker", url, "--db", db],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        w.stderr.readline()  # "watching ..." once subscribed
+        return w
+
+    def raw_subscriber(counter, done):
+        def on_message(cl, u, msg):
+            counter[0] += 1
+            if counter[0] == n:
+                done.set()
+        sub = mqtt.Client(client_id="bench-raw", clean_session=False)
+        sub.on_message = on_message
+        sub.connect("127.0.0.1", port)
+        sub.subscribe("tern/dev/+/events", qos=1)
+        sub.loop_start()
+        return sub
+
+    try:
+        raw, rec = [], []
+        for _ in range(RUNS):
+            # Baseline: a session for the raw subscriber, the events queued, then drained.
+            counter, done = [0], threading.Event()
+            sub = raw_subscriber(counter, done)
+            time.sleep(0.3)
+            sub.disconnect()
+            sub.loop_stop()
+            publish_events(port, payloads, n_devices)
+            counter[0] = 0
+            t0 = time.perf_counter()
+            sub = raw_subscriber(counter, done)
+            done.wait(120)
+            raw.append(time.perf_counter() - t0)
+            sub.disconnect()
+            sub.loop_stop()
+
+            # tern watch: its session made, the events queued, then recorded.
+            fresh_db()
+            w = watch()
+            w.terminate()
+            w.wait()
+            fresh_db()
+            publish_events(port, payloads, n_devices)
+            t0 = time.perf_counter()
+            w = watch()
+            con = sqlite3.connect(db, timeout=10)
+            count = 0
+            while count < n and time.perf_counter() - t0 < 120:
+                time.sleep(0.01)
+                count = con.execute("select count(*) from events").fetchone()[0]
+            rec.append(time.perf_counter() - t0)
+            con.close()
+            w.terminate()
+            w.wait()
+            if count < n:
+                sys.exit("bench: tern watch recorded %d of %d events" % (count, n))
+        base = statistics.median(raw)
+        secs = statistics.median(rec)
+        print("  %-34s %7.3f s %8.0f events/s" % ("baseline: paho subscriber (Python)", base, n / base))
+        print("  %-34s %7.3f s %8.0f events/s   %5.2fx baseline   (goal >= 10000 events/s)"
+              % ("tern watch -> SQLite (WAL)", secs, n / secs, base / secs), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events), ("usb", bench_usb)]
 
 
 def main():

@@ -50,7 +50,7 @@ static int sim_state(void *be, struct tern_msg_state *m)
 		copy_str(m->target, sizeof(m->target), st.job_version);
 	m->done = st.n_verified;
 	m->total = st.n_chunks;
-	m->last_status = st.reason ? tern_frame_status_from_err(st.reason) : TERN_FS_OK;
+	m->last_status = tern_frame_status_from_err(st.reason); /* 0 gives OK */
 	return 0;
 }
 

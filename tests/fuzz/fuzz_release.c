@@ -2,8 +2,9 @@
  * libFuzzer target for everything that reads a release from outside: the COSE_Sign1
  * head with and without verification, the manifest decoder and the CBOR skipper, all
  * on the same input. Besides the sanitizers' checks it asserts a few properties:
- * a parsed head lies inside the input and does not depend on what follows it, and a
- * decoded manifest re-encodes to bytes that decode to the same encoding again.
+ * a parsed head lies inside the input and does not depend on what follows it, what
+ * verifies also parses unverified, and a decoded manifest re-encodes to bytes that
+ * decode to the same encoding again.
  *
  * The keyring holds the fixed, public fuzz key of tests/fuzz/make_seeds.py, so that
  * the signed seeds get through verification to the manifest decoder.
@@ -82,9 +83,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(alone.head_len == rh.head_len);
 	}
 
+	bool parsed = rc == 0;
 	rc = tern_release_open(&rh, data, size, &kr);
 	CHECK(rc <= 0 && rc > TERN_E__LAST);
 	if (rc == 0) {
+		/* What verifies also parses without verification, to the same head. */
+		struct tern_release_head plain;
+		CHECK(parsed);
+		CHECK(tern_release_parse_unverified(&plain, data, size) == 0);
+		CHECK(plain.head_len == rh.head_len && plain.signer == NULL);
 		check_head(&rh, data, size);
 		CHECK(rh.signer == &kr.keys[0]);
 	}

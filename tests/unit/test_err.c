@@ -31,8 +31,8 @@ static void test_every_code_named(void **state)
 static void test_unknown_codes(void **state)
 {
 	(void)state;
-	static const int odd[] = {1, 42, TERN_E__LAST, TERN_E__LAST - 1, -1000, INT32_MIN,
-				  INT32_MAX};
+	static const int odd[] = {1,	 42,	    TERN_E__LAST, TERN_E__LAST - 1,
+				  -1000, INT32_MIN, INT32_MAX};
 	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
 		assert_string_equal(tern_errname(odd[i]), "unknown");
 		assert_string_equal(tern_strerror(odd[i]), "unknown error");

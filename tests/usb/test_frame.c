@@ -5,6 +5,7 @@
  */
 #include "tern/tern_err.h"
 #include "tern/tern_frame.h"
+#include "tern/tern_msg.h"
 #include "tern/tern_sign.h"
 
 #include <setjmp.h>
@@ -31,10 +32,10 @@ static const uint8_t golden_state[] = {
     0x1d, 0x3a, 0xa7, 0x03, 0x03, 0x04, 0x01, 0x05, 0x65, 0x31, 0x2e, 0x30, 0x2e, 0x30,
     0x06, 0x65, 0x31, 0x2e, 0x32, 0x2e, 0x30, 0x07, 0x0a, 0x08, 0x14, 0x09, 0x00};
 
-/* ERROR {1: 65 (unknown-type), 2: "unknown"} answering seq 0x01020304. */
+/* ERROR {1: 26 (unknown-type), 2: "unknown"} answering seq 0x01020304. */
 static const uint8_t golden_unknown_type[] = {
-    0x54, 0x6e, 0x0a, 0x01, 0x04, 0x03, 0x02, 0x01, 0x0d, 0x00, 0x00, 0x00, 0xf5, 0x1b, 0x4f,
-    0xcc, 0xa2, 0x01, 0x18, 0x41, 0x02, 0x67, 0x75, 0x6e, 0x6b, 0x6e, 0x6f, 0x77, 0x6e};
+    0x54, 0x6e, 0x0a, 0x01, 0x04, 0x03, 0x02, 0x01, 0x0d, 0x00, 0x00, 0x00, 0x4a, 0x66, 0xbb,
+    0x8d, 0xa2, 0x01, 0x18, 0x1a, 0x02, 0x67, 0x75, 0x6e, 0x6b, 0x6e, 0x6f, 0x77, 0x6e};
 
 static uint8_t big[TERN_FRAME_MAX + 64];
 
@@ -178,12 +179,12 @@ static void test_handler_error_mapped(void **state)
 	assert_int_equal(f.type, TERN_MSG_ERROR);
 	assert_int_equal(f.seq, 9);
 	assert_int_equal(tern_msg_error_decode(f.body, f.body_len, &e), 0);
-	assert_int_equal(e.status, TERN_FS_WRONG_BOARD);
+	assert_int_equal(e.status, TERN_ST_WRONG_BOARD);
 	assert_int_equal(tern_frame_status_to_err(e.status), TERN_E_WRONG_BOARD);
 	assert_string_equal(tern_frame_status_name(e.status), "wrong-board");
 	/* An internal code with no wire status travels as ERROR, and comes back generic. */
-	assert_int_equal(tern_frame_status_from_err(TERN_E_KEY_PERMS), TERN_FS_ERROR);
-	assert_int_equal(tern_frame_status_to_err(TERN_FS_ERROR), TERN_E_DEVICE);
+	assert_int_equal(tern_frame_status_from_err(TERN_E_KEY_PERMS), TERN_ST_ERROR);
+	assert_int_equal(tern_frame_status_to_err(TERN_ST_ERROR), TERN_E_DEVICE);
 	assert_int_equal(tern_frame_status_to_err(999), TERN_E_DEVICE);
 	assert_string_equal(tern_frame_status_name(999), "unknown");
 	/* A reply buffer too small for anything: 0, nothing claimed. */
@@ -327,14 +328,14 @@ static void test_bodies_roundtrip(void **state)
 	uint8_t buf[512];
 	size_t n;
 	/* ERROR with and without text; text is bounded. */
-	struct tern_msg_error e = {TERN_FS_BUSY, "busy", 4}, eb;
+	struct tern_msg_error e = {TERN_ST_BUSY, "busy", 4}, eb;
 	n = tern_msg_error_encode(&e, buf, sizeof(buf));
 	assert_int_equal(tern_msg_error_decode(buf, n, &eb), 0);
-	assert_int_equal(eb.status, TERN_FS_BUSY);
+	assert_int_equal(eb.status, TERN_ST_BUSY);
 	assert_int_equal(eb.text_len, 4);
 	char longtext[300];
 	memset(longtext, 'x', sizeof(longtext));
-	e = (struct tern_msg_error){TERN_FS_IO, longtext, sizeof(longtext)};
+	e = (struct tern_msg_error){TERN_ST_IO, longtext, sizeof(longtext)};
 	n = tern_msg_error_encode(&e, buf, sizeof(buf));
 	assert_int_equal(tern_msg_error_decode(buf, n, &eb), 0);
 	assert_int_equal(eb.text_len, TERN_FRAME_TEXT_MAX);

@@ -46,14 +46,18 @@ enum tern_err {
 	TERN_E_CANCELED = -36,	     /* update canceled before it was staged */
 	TERN_E_NO_BOOTCTL = -37,     /* no valid boot control record */
 	TERN_E_NO_IMAGE = -38,	     /* no slot holds a bootable verified image */
-	TERN_E_CRC = -39,	     /* a frame's CRC does not match its bytes */
-	TERN_E_USB = -40,	     /* a USB transfer failed (unplugged, stalled, reset) */
-	TERN_E_NO_ACCESS = -41,	     /* a device is present but may not be opened */
-	TERN_E_AMBIGUOUS = -42,	     /* several devices match and none was chosen */
-	TERN_E_TIMEOUT = -43,	     /* the device did not answer in time */
-	TERN_E_DEVICE = -44,	     /* the device refused with a status this tern does not know */
-	TERN_E_NO_DEVICE = -45,	     /* no matching device is connected */
-	TERN_E__LAST = -46
+	TERN_E_WRONG_DEVICE = -39,   /* signed command addressed to another device */
+	TERN_E_OLD_GENERATION = -40, /* command not newer than the last one accepted */
+	TERN_E_BROKER = -41,	     /* MQTT broker unreachable, refused or dropped us */
+	TERN_E_DB = -42,	     /* the host's database failed */
+	TERN_E_CRC = -43,	     /* a frame's CRC does not match its bytes */
+	TERN_E_USB = -44,	     /* a USB transfer failed (unplugged, stalled, reset) */
+	TERN_E_NO_ACCESS = -45,	     /* a device is present but may not be opened */
+	TERN_E_AMBIGUOUS = -46,	     /* several devices match and none was chosen */
+	TERN_E_TIMEOUT = -47,	     /* the device did not answer in time */
+	TERN_E_DEVICE = -48,	     /* the device refused with a status this tern does not know */
+	TERN_E_NO_DEVICE = -49,	     /* no matching device is connected */
+	TERN_E__LAST = -50
 };
 
 /*

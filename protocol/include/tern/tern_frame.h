@@ -89,52 +89,17 @@ const struct tern_frame_msg_desc *tern_frame_msg(uint8_t type);
 const char *tern_frame_type_name(uint8_t type);
 
 /*
- * Wire status in ERROR frames: stable numbers, append only, never internal codes.
- * 0..21 have the numbers of the MQTT path's status enum (tern_status in tern_msg.h, on
- * the mqtt branch) so the two can become one; 22..63 are left to that enum; 64 and up
- * are defined here (USB-specific, then the agent's outcomes).
+ * Wire status in ERROR frames and STATE replies: the project's one stable status enum,
+ * enum tern_status in tern_msg.h (shared with the MQTT path; append only, never internal
+ * codes). TERN_ST_CRC, _UNKNOWN_TYPE and _PROVISIONED came with USB. This header does not
+ * include tern_msg.h: its enum tern_status and the agent's struct tern_status share a tag
+ * name, so code that sees the agent (boards/sim/usb.c) uses only the functions below.
  */
-enum tern_frame_status {
-	TERN_FS_OK = 0,
-	TERN_FS_ERROR = 1, /* an error without a more precise status */
-	TERN_FS_NOMEM = 2,
-	TERN_FS_IO = 3,
-	TERN_FS_TRUNCATED = 4,
-	TERN_FS_MALFORMED = 5,
-	TERN_FS_TOO_LARGE = 6,
-	TERN_FS_UNSUPPORTED_ALG = 7,
-	TERN_FS_BAD_SIGNATURE = 8,
-	TERN_FS_UNKNOWN_KEY = 9,
-	TERN_FS_DIGEST = 10,
-	TERN_FS_CRITICAL = 11,
-	TERN_FS_FORMAT_VERSION = 12,
-	TERN_FS_WRONG_BOARD = 13,
-	TERN_FS_OLD_SEQUENCE = 14,
-	TERN_FS_BELOW_FLOOR = 15,
-	TERN_FS_SLOT_TOO_SMALL = 16,
-	TERN_FS_BUSY = 17,
-	TERN_FS_STATE = 18,
-	TERN_FS_NOT_FOUND = 19,
-	TERN_FS_FLASH = 20,
-	TERN_FS_POWER_CUT = 21,
-	/* 22..63: reserved for the shared enum (MQTT path). */
-	TERN_FS_CRC = 64,	   /* the request frame's CRC did not match: send it again */
-	TERN_FS_UNKNOWN_TYPE = 65, /* the device does not handle this message type */
-	TERN_FS_PROVISIONED = 66,  /* already provisioned; a signed request is needed */
-	/* The agent's outcomes (the MQTT enum did not have them yet when these were added). */
-	TERN_FS_OFFSET = 67,	 /* bytes at an offset the device does not expect */
-	TERN_FS_GEOMETRY = 68,	 /* chunk size does not fit the device's flash */
-	TERN_FS_HEALTH = 69,	 /* the trial image failed its health check */
-	TERN_FS_TRIAL_BOOT = 70, /* the trial image never reached the agent */
-	TERN_FS_CANCELED = 71,	 /* the update was canceled before it was staged */
-	TERN_FS_NO_BOOTCTL = 72, /* no valid boot control record */
-	TERN_FS_NO_IMAGE = 73,	 /* no slot holds a bootable verified image */
-	TERN_FS__END
-};
-
-/* Maps an internal code (0 or TERN_E*) to its wire status; unmapped codes give ERROR. */
+/* Maps an internal code (0 or TERN_E*) to its wire status (tern_status_from_err(), with
+ * every "not the expected bytes" code as MALFORMED); unmapped codes give ERROR. */
 uint16_t tern_frame_status_from_err(int rc);
-/* Maps a wire status back to an internal code; unknown statuses give TERN_E_DEVICE. */
+/* Maps a wire status back to an internal code; ERROR and statuses this build does not
+ * know give TERN_E_DEVICE ("the device refused ... update tern"). */
 int tern_frame_status_to_err(uint64_t status);
 /* Stable short name ("bad-signature"); "unknown" when this build does not know it. */
 const char *tern_frame_status_name(uint64_t status);
@@ -271,7 +236,7 @@ enum tern_fstate_key {
 	TERN_FSK_TARGET = 6,	  /* text: version being installed, optional */
 	TERN_FSK_DONE = 7,	  /* uint: bytes (or chunks) verified */
 	TERN_FSK_TOTAL = 8,	  /* uint: of how many */
-	TERN_FSK_LAST_STATUS = 9, /* uint enum tern_frame_status of the last failure */
+	TERN_FSK_LAST_STATUS = 9, /* uint enum tern_status of the last failure */
 };
 
 struct tern_msg_state {

@@ -1,0 +1,279 @@
+/* `tern deploy`: signed, retained desired states with generations from the database. */
+#include "broker.h"
+#include "db.h"
+#include "host.h"
+#include "host_util.h"
+#include "mqtt.h"
+#include "release_file.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_msg.h"
+#include "tern/tern_topic.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char deploy_help[] =
+    "usage: tern deploy RELEASE --key FILE.key (--device ID ... | --all)\n"
+    "           [--activate now|later] [--action install|activate|revert] --broker URL\n"
+    "\n"
+    "Tells devices what to run: publishes to PREFIX/dev/ID/desired, retained, a desired\n"
+    "state signed with the release key (COSE_Sign1) and bound to the device id and a\n"
+    "generation number that only grows (kept in the host database), so devices refuse a\n"
+    "forged, replayed or misaddressed one. Offline devices get it when they connect.\n"
+    "  RELEASE              a release file, or the id 'tern publish' printed\n"
+    "  --device ID          a device (repeat for more); --all: every device in the database\n"
+    "  --activate now|later boot the new release as soon as it is staged (default), or\n"
+    "                       stage and wait for 'tern deploy RELEASE --action activate'\n"
+    "  --action A           install (default), activate a staged release, or revert to an\n"
+    "                       older release still at or above the security floor\n"
+    "\n" BROKER_HELP;
+
+struct deploy_args {
+	const char *release, *key;
+	const char **devices;
+	size_t n_devices, cap_devices;
+	bool all;
+	enum tern_action action;
+	enum tern_activate_mode activate;
+	struct broker_opts bo;
+};
+
+static int add_device(void *ctx, const char *id)
+{
+	struct deploy_args *a = ctx;
+	if (a->n_devices == a->cap_devices) {
+		size_t cap = a->cap_devices ? a->cap_devices * 2 : 16;
+		const char **p = realloc(a->devices, cap * sizeof(*p));
+		if (!p)
+			return TERN_E_NOMEM;
+		a->devices = p;
+		a->cap_devices = cap;
+	}
+	char *copy = strdup(id);
+	if (!copy)
+		return TERN_E_NOMEM;
+	a->devices[a->n_devices++] = copy;
+	return 0;
+}
+
+static int parse_deploy(int argc, char **argv, struct deploy_args *a)
+{
+	static const struct option opts[] = {
+	    {"key", required_argument, NULL, 'k'},
+	    {"device", required_argument, NULL, 'd'},
+	    {"all", no_argument, NULL, 'A'},
+	    {"activate", required_argument, NULL, 'a'},
+	    {"action", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    BROKER_LONG_OPTIONS,
+	    {0, 0, 0, 0},
+	};
+	const char *cmd = "deploy";
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (broker_opts_flag(&a->bo, c, optarg))
+			continue;
+		switch (c) {
+		case 'k':
+			a->key = optarg;
+			break;
+		case 'd':
+			if (!tern_topic_id_valid(optarg, TERN_DEVICE_ID_MAX))
+				return host_usage(cmd,
+						  "a device id is 1 to 64 of A-Z a-z 0-9 . _ -");
+			if (add_device(a, optarg))
+				return host_fail(NULL, TERN_E_NOMEM);
+			break;
+		case 'A':
+			a->all = true;
+			break;
+		case 'a':
+			if (!strcmp(optarg, "now"))
+				a->activate = TERN_ACTIVATE_NOW;
+			else if (!strcmp(optarg, "later"))
+				a->activate = TERN_ACTIVATE_LATER;
+			else
+				return host_usage(cmd, "--activate takes now or later");
+			break;
+		case 'c':
+			if (!strcmp(optarg, "install"))
+				a->action = TERN_ACTION_INSTALL;
+			else if (!strcmp(optarg, "activate"))
+				a->action = TERN_ACTION_ACTIVATE;
+			else if (!strcmp(optarg, "revert"))
+				a->action = TERN_ACTION_REVERT;
+			else
+				return host_usage(cmd,
+						  "--action takes install, activate or revert");
+			break;
+		case 'h':
+			fputs(deploy_help, stdout);
+			return 0;
+		default:
+			return host_usage(cmd, NULL);
+		}
+	}
+	if (optind + 1 != argc)
+		return host_usage(cmd, "give one release (file or id)");
+	a->release = argv[optind];
+	if (!a->key)
+		return host_usage(cmd, "--key FILE.key (the release signing key) is required");
+	if (a->all == (a->n_devices > 0))
+		return host_usage(cmd, "give --device ID (one or more) or --all");
+	if (broker_opts_finish(&a->bo, true))
+		return 2;
+	return -1;
+}
+
+/* Resolves RELEASE (a file, or an id known to the database) to its id and sequence. */
+static int resolve_release(struct db *db, const char *release, char *id, size_t id_size,
+			   uint64_t *sequence)
+{
+	struct stat st;
+	if (stat(release, &st) == 0 && S_ISREG(st.st_mode)) {
+		static struct release_file rf;
+		int rc = release_file_open(&rf, release, NULL);
+		if (rc)
+			return host_fail(release, rc), rc;
+		snprintf(id, id_size, "%s", rf.head.manifest.release_id);
+		*sequence = rf.head.manifest.sequence;
+		release_file_close(&rf);
+		return 0;
+	}
+	if (!tern_topic_id_valid(release, TERN_RELEASE_ID_MAX)) {
+		fprintf(stderr, "tern: %s: no such release file, and not a release id\n", release);
+		return TERN_E_NOT_FOUND;
+	}
+	bool complete;
+	int rc = db_release_get(db, release, sequence, &complete);
+	if (rc == TERN_E_NOT_FOUND) {
+		fprintf(stderr,
+			"tern: release %s is not in the database: publish it first ('tern "
+			"publish FILE.tern') or give the release file\n",
+			release);
+		return rc;
+	}
+	if (!rc && !complete) {
+		fprintf(stderr,
+			"tern: release %s was not completely published: run 'tern publish' "
+			"again to finish it\n",
+			release);
+		return TERN_E_STATE;
+	}
+	if (!rc)
+		snprintf(id, id_size, "%s", release);
+	return rc;
+}
+
+struct signed_msg {
+	uint8_t bytes[TERN_SIGNED_DESIRED_MAX];
+	size_t len;
+	uint64_t generation;
+};
+
+int cmd_deploy(int argc, char **argv)
+{
+	static struct deploy_args a;
+	struct tern_signer sg = {0};
+	struct db *db = NULL;
+	struct mqtt *mq = NULL;
+	struct signed_msg *msgs = NULL;
+	char release_id[TERN_RELEASE_ID_MAX + 1], topic[TERN_TOPIC_MAX], client_id[64];
+	uint64_t sequence;
+	int rc, status = parse_deploy(argc, argv, &a);
+	if (status >= 0)
+		goto out;
+	status = 1;
+	if ((rc = host_load_signer(a.key, &sg))) {
+		host_fail(a.key, rc);
+		goto out;
+	}
+	if (db_open(&db, broker_opt(&a.bo, BF_DB)))
+		goto out;
+	if (resolve_release(db, a.release, release_id, sizeof(release_id), &sequence))
+		goto out;
+	if (a.all && (rc = db_device_ids(db, add_device, &a))) {
+		host_fail("--all", rc);
+		goto out;
+	}
+	if (a.n_devices == 0) {
+		fprintf(stderr,
+			"tern: --all: no devices in the database yet (run 'tern watch' while "
+			"devices connect)\n");
+		goto out;
+	}
+	msgs = calloc(a.n_devices, sizeof(*msgs));
+	if (!msgs) {
+		host_fail(NULL, TERN_E_NOMEM);
+		goto out;
+	}
+	/* Generations are taken and recorded before anything is published: a crash between
+	 * the two wastes a number but never issues one twice. */
+	if (db_begin(db))
+		goto out;
+	for (size_t i = 0; i < a.n_devices; i++) {
+		struct tern_desired d = {.sequence = sequence,
+					 .action = a.action,
+					 .activate = a.activate,
+					 .issued = (uint64_t)time(NULL)};
+		snprintf(d.device_id, sizeof(d.device_id), "%s", a.devices[i]);
+		snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
+		uint64_t last;
+		if (db_generation_last(db, d.device_id, &last)) {
+			db_rollback(db);
+			goto out;
+		}
+		d.generation = last + 1;
+		msgs[i].generation = d.generation;
+		msgs[i].len = tern_desired_sign(&sg, &d, msgs[i].bytes, sizeof(msgs[i].bytes));
+		if (!msgs[i].len) {
+			db_rollback(db);
+			host_fail("signing", TERN_E_CRYPTO);
+			goto out;
+		}
+		if (db_desired_put(db, &d, msgs[i].bytes, msgs[i].len)) {
+			db_rollback(db);
+			goto out;
+		}
+	}
+	if (db_commit(db))
+		goto out;
+	snprintf(client_id, sizeof(client_id), "tern-deploy-%ld", (long)getpid());
+	struct mqtt_params mp = {.client_id = client_id};
+	if (mqtt_connect(&mq, &a.bo, &mp))
+		goto out;
+	for (size_t i = 0; i < a.n_devices; i++) {
+		if (!tern_topic_dev(broker_opt(&a.bo, BF_PREFIX), a.devices[i], TERN_DEV_DESIRED,
+				    topic, sizeof(topic)))
+			goto out;
+		if ((rc = mqtt_publish(mq, topic, msgs[i].bytes, msgs[i].len, true))) {
+			host_fail("publish", rc);
+			goto out;
+		}
+	}
+	if ((rc = mqtt_flush(mq))) {
+		host_fail("publish", rc);
+		goto out;
+	}
+	for (size_t i = 0; i < a.n_devices; i++)
+		printf("deployed %s to %s: %s, activate %s, generation %llu\n", release_id,
+		       a.devices[i], tern_action_name(a.action), tern_activate_name(a.activate),
+		       (unsigned long long)msgs[i].generation);
+	status = 0;
+out:
+	mqtt_close(mq);
+	free(msgs);
+	db_close(db);
+	tern_signer_free(&sg);
+	for (size_t i = 0; i < a.n_devices; i++)
+		free((void *)a.devices[i]);
+	free(a.devices);
+	broker_opts_free(&a.bo);
+	return status;
+}

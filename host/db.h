@@ -1,0 +1,98 @@
+/*
+ * The host database (SQLite, WAL): releases published, publish progress, devices and
+ * their states, every event (the audit trail), and the desired-state generations.
+ * Schema in docs/mqtt.md. WAL lets `tern watch` record while `tern deploy` and
+ * `tern devices` run; every writer waits up to DB_BUSY_MS for the others.
+ */
+#ifndef TERN_HOST_DB_H
+#define TERN_HOST_DB_H
+
+#include "tern/tern_manifest.h"
+#include "tern/tern_msg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_BUSY_MS 10000
+
+struct db;
+
+/*
+ * Opens (creating when missing) the database at @path and brings its schema up to
+ * date. On success the caller closes *@out with db_close(). Prints one line and returns
+ * TERN_E_DB on failure.
+ */
+int db_open(struct db **out, const char *path);
+void db_close(struct db *db);
+
+/* Transactions. db_begin() takes the write lock at once (BEGIN IMMEDIATE). */
+int db_begin(struct db *db);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
+
+/* A release as published: its manifest and where. */
+struct db_release {
+	const struct tern_manifest *m;
+	const char *manifest_sha256; /* hex of the signed manifest bytes */
+	const char *file;
+	const char *broker;
+	const char *prefix;
+	bool complete;
+};
+int db_release_put(struct db *db, const struct db_release *r);
+
+/* Looks up a published release: its sequence. TERN_E_NOT_FOUND when unknown. */
+int db_release_get(struct db *db, const char *release_id, uint64_t *sequence, bool *complete);
+
+/*
+ * Publish progress: windows of @component fully acknowledged by the broker, for this
+ * exact signed manifest on this broker and prefix (0 when none).
+ */
+int db_progress_get(struct db *db, const char *manifest_sha256, const char *broker,
+		    const char *prefix, const char *component, uint64_t *windows_done);
+int db_progress_set(struct db *db, const char *manifest_sha256, const char *broker,
+		    const char *prefix, const char *component, uint64_t windows_done);
+int db_progress_clear(struct db *db, const char *manifest_sha256, const char *broker,
+		      const char *prefix);
+
+/*
+ * The last generation issued to @device_id: the highest recorded in `desired`, or the
+ * one the device last reported accepting if that is higher (a lost or restored database
+ * must not issue numbers the device would refuse as replays). 0 when none. Call inside
+ * db_begin().
+ */
+int db_generation_last(struct db *db, const char *device_id, uint64_t *generation);
+/* Records a signed desired state as issued. */
+int db_desired_put(struct db *db, const struct tern_desired *d, const uint8_t *signed_msg,
+		   size_t len);
+
+/* Calls @fn for every known device id, in order. */
+int db_device_ids(struct db *db, int (*fn)(void *ctx, const char *id), void *ctx);
+
+/* Recording what devices report (`tern watch`). @now is the host's clock. */
+int db_record_state(struct db *db, const struct tern_state_msg *s, const uint8_t *raw, size_t len,
+		    uint64_t now);
+int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t *raw, size_t len,
+		    uint64_t now);
+int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now);
+/* A message that did not decode: kept in the audit trail with the reason. */
+int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, int rc,
+		  const uint8_t *raw, size_t len, uint64_t now);
+
+/* One row of the inventory. Strings are valid until the next db_devices_next(). */
+struct db_device {
+	const char *id, *board, *version, *release_id, *state, *target, *last_error;
+	int64_t active_slot, done, total, generation, last_seen;
+	int online; /* 1, 0, or -1 when never heard */
+};
+struct db_iter;
+int db_devices_begin(struct db *db, struct db_iter **it);
+/* 1 with @row filled, 0 at the end, or TERN_E_DB. */
+int db_devices_next(struct db_iter *it, struct db_device *row);
+void db_devices_end(struct db_iter *it);
+
+/* Counts rows of a table (tests and `tern watch` summaries). */
+int db_count(struct db *db, const char *table, uint64_t *n);
+
+#endif
