@@ -42,6 +42,16 @@ static const struct status_map statuses[TERN_ST__COUNT] = {
     [TERN_ST_WRONG_DEVICE] = {TERN_E_WRONG_DEVICE, "wrong-device"},
     [TERN_ST_OLD_GENERATION] = {TERN_E_OLD_GENERATION, "old-generation"},
     [TERN_ST_BROKER] = {TERN_E_BROKER, "broker"},
+    [TERN_ST_CRC] = {TERN_E_CRC, "crc"},
+    [TERN_ST_UNKNOWN_TYPE] = {TERN_E_DEVICE, "unknown-type"},
+    [TERN_ST_PROVISIONED] = {TERN_E_EXISTS, "provisioned"},
+    [TERN_ST_OFFSET] = {TERN_E_OFFSET, "bad-offset"},
+    [TERN_ST_GEOMETRY] = {TERN_E_GEOMETRY, "chunk-geometry"},
+    [TERN_ST_HEALTH] = {TERN_E_HEALTH, "health-check-failed"},
+    [TERN_ST_TRIAL_BOOT] = {TERN_E_TRIAL_BOOT, "trial-boot-failed"},
+    [TERN_ST_CANCELED] = {TERN_E_CANCELED, "canceled"},
+    [TERN_ST_NO_BOOTCTL] = {TERN_E_NO_BOOTCTL, "no-boot-control"},
+    [TERN_ST_NO_IMAGE] = {TERN_E_NO_IMAGE, "no-image"},
 };
 
 uint16_t tern_status_from_err(int rc)
