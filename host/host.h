@@ -43,5 +43,11 @@ int cmd_rollout_resume(int argc, char **argv);
 int cmd_rollout_approve(int argc, char **argv);
 int cmd_rollout_abort(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_usb_list(int argc, char **argv);
+int cmd_usb_status(int argc, char **argv);
+int cmd_usb_reboot(int argc, char **argv);
+int cmd_usb_flash(int argc, char **argv);
+int cmd_usb_confirm(int argc, char **argv);
+int cmd_usb_provision(int argc, char **argv);
 
 #endif

@@ -35,6 +35,12 @@ static const struct command commands[] = {
     {"rollout", "approve", cmd_rollout_approve, "start the next wave (--approve-each-wave)"},
     {"rollout", "abort", cmd_rollout_abort, "stop for good; --revert sends devices back"},
     {"report", NULL, cmd_report, "the deployment record of a rollout (md or html)"},
+    {"usb", "list", cmd_usb_list, "every tern device on USB: port, serial, board, version, state"},
+    {"usb", "status", cmd_usb_status, "one USB device's state (--serial S)"},
+    {"usb", "flash", cmd_usb_flash, "install a release on a USB device, trial-boot it, report"},
+    {"usb", "confirm", cmd_usb_confirm, "confirm the release a USB device runs on trial"},
+    {"usb", "provision", cmd_usb_provision, "give a blank USB device its id, keys, config"},
+    {"usb", "reboot", cmd_usb_reboot, "reboot a USB device and wait until it is back"},
 };
 
 int host_fail(const char *what, int rc)

@@ -1,14 +1,11 @@
-# The simulated board (file- or memory-backed flash, boot simulator) and ternd.
+# The simulated board (file- or memory-backed flash, boot simulator) and `ternd sim`
+# (boards/sim/ternd.c; the ternd binary is linked in boards/linux/module.mk).
 ALL_CFLAGS += -Iboards/sim/include
-SIM_SRC := boards/sim/flash.c boards/sim/device.c
+SIM_SRC := boards/sim/flash.c boards/sim/device.c boards/sim/usb.c
 SIM_LIB := $(BUILD)/libternsim.a
-TERND_OBJS := $(BUILD)/obj/boards/sim/ternd.o
 
 $(SIM_LIB): $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ternd: $(TERND_OBJS) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS)
-
-all: $(SIM_LIB) $(BUILD)/ternd
+all: $(SIM_LIB)

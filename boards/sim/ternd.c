@@ -815,7 +815,7 @@ static const struct command sim_commands[] = {
     {"cancel", cmd_cancel},
 };
 
-int main(int argc, char **argv)
+int tern_sim_main(int argc, char **argv)
 {
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
 			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
