@@ -143,7 +143,8 @@ static int totals(struct db *db, const char *name, struct totals *t)
 {
 	sqlite3_stmt *s = rdb_query(
 	    db,
-	    "SELECT count(*), coalesce(sum(outcome='succeeded'),0), coalesce(sum(outcome='failed'),0),"
+	    "SELECT count(*), coalesce(sum(outcome='succeeded'),0), "
+	    "coalesce(sum(outcome='failed'),0),"
 	    " coalesce(sum(outcome='timed-out'),0), coalesce(sum(outcome='pending'),0),"
 	    " coalesce(sum(outcome='waiting'),0), coalesce(sum(revert_outcome='reverted'),0),"
 	    " coalesce(sum(revert_outcome IS NOT NULL AND revert_outcome<>'reverted'),0)"
@@ -179,7 +180,8 @@ static void summary_lines(const struct rollout *r, const struct totals *t, char 
 		 (long long)t->pending, (long long)t->waiting, "");
 	if (t->reverted || t->revert_other) {
 		size_t n = strlen(out);
-		snprintf(out + n, size - n, "\nreverted: %lld back on their previous release, %lld not",
+		snprintf(out + n, size - n,
+			 "\nreverted: %lld back on their previous release, %lld not",
 			 (long long)t->reverted, (long long)t->revert_other);
 	}
 }
@@ -201,9 +203,9 @@ static void plan_section(struct rep *p)
 	     r->min_success_ppm ? rollout_format_ratio(r->min_success_ppm, mins, sizeof(mins))
 				: "none"},
 	    {"device timeout",
-	     r->device_timeout_s ? rollout_format_duration(r->device_timeout_s, timeout,
-							   sizeof(timeout))
-				 : "none"},
+	     r->device_timeout_s
+		 ? rollout_format_duration(r->device_timeout_s, timeout, sizeof(timeout))
+		 : "none"},
 	    {"approval before each wave", r->approve_each ? "yes" : "no"},
 	    {"activation", r->activate_together ? "together (per wave)" : "each device"},
 	};
@@ -298,12 +300,13 @@ static int failures_section(struct rep *p)
 	else
 		para(p, "None.");
 	/* Reverts, when the rollout was aborted with --revert. */
-	s = rdb_query(p->db,
-		      "SELECT device_id, coalesce(prev_release, ''), coalesce(revert_outcome,"
-		      " 'sent, no report yet'), coalesce(revert_at, 0) FROM rollout_members WHERE"
-		      " rollout=?1 AND (revert_generation IS NOT NULL OR revert_outcome IS NOT NULL)"
-		      " ORDER BY wave, rank",
-		      "t", p->r.name);
+	s = rdb_query(
+	    p->db,
+	    "SELECT device_id, coalesce(prev_release, ''), coalesce(revert_outcome,"
+	    " 'sent, no report yet'), coalesce(revert_at, 0) FROM rollout_members WHERE"
+	    " rollout=?1 AND (revert_generation IS NOT NULL OR revert_outcome IS NOT NULL)"
+	    " ORDER BY wave, rank",
+	    "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
 	n = 0;
@@ -360,11 +363,12 @@ static int timeline_section(struct rep *p)
 static int fleet_section(struct rep *p)
 {
 	heading(p, 2, "Final state of the targeted devices");
-	sqlite3_stmt *s = rdb_query(p->db,
-				    "SELECT coalesce(d.version, '?'), coalesce(d.state, 'never reported'),"
-				    " count(*) FROM rollout_members m LEFT JOIN devices d ON"
-				    " d.id=m.device_id WHERE m.rollout=?1 GROUP BY 1, 2 ORDER BY 3 DESC",
-				    "t", p->r.name);
+	sqlite3_stmt *s =
+	    rdb_query(p->db,
+		      "SELECT coalesce(d.version, '?'), coalesce(d.state, 'never reported'),"
+		      " count(*) FROM rollout_members m LEFT JOIN devices d ON"
+		      " d.id=m.device_id WHERE m.rollout=?1 GROUP BY 1, 2 ORDER BY 3 DESC",
+		      "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
 	table_begin(p);
@@ -442,7 +446,8 @@ static int svg_wave(void *ctx, const struct rollout_wave_row *w)
 	const char *cls = !strcmp(w->state, "passed")	? "pass"
 			  : !strcmp(w->state, "halted") ? "halt"
 							: "open";
-	fprintf(p->f, "<text x=\"%.1f\" y=\"%.0f\" class=\"lbl %s\">%s: %llu ok, %llu failed</text>\n",
+	fprintf(p->f,
+		"<text x=\"%.1f\" y=\"%.0f\" class=\"lbl %s\">%s: %llu ok, %llu failed</text>\n",
 		svg_x(p, w->gated_at > 0 ? w->gated_at : c->now) + 4, y + 16, cls, w->state,
 		(unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed);
 	return 0;
@@ -464,11 +469,12 @@ static int svg_section(struct rep *p)
 		return rc;
 	/* Decisions as markers under the lanes; device failures as red ticks on their wave. */
 	double base = 30 + (double)n_waves * SVG_LANE + 8;
-	sqlite3_stmt *s = rdb_query(p->db,
-				    "SELECT at, coalesce(wave, -1), kind, coalesce(detail, ''),"
-				    " device_id IS NULL FROM rollout_events WHERE rollout=?1 AND"
-				    " (device_id IS NULL OR kind IN ('failed','timed-out')) ORDER BY seq",
-				    "t", p->r.name);
+	sqlite3_stmt *s =
+	    rdb_query(p->db,
+		      "SELECT at, coalesce(wave, -1), kind, coalesce(detail, ''),"
+		      " device_id IS NULL FROM rollout_events WHERE rollout=?1 AND"
+		      " (device_id IS NULL OR kind IN ('failed','timed-out')) ORDER BY seq",
+		      "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
 	while (sqlite3_step(s) == SQLITE_ROW) {
@@ -477,21 +483,22 @@ static int svg_section(struct rep *p)
 		int64_t wave = sqlite3_column_int64(s, 1);
 		if (!sqlite3_column_int(s, 4)) {
 			double y = 30 + (double)(wave < 0 ? 0 : wave) * SVG_LANE;
-			fprintf(p->f,
-				"<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" class=\"fail\">"
-				"<title>",
-				x, x, y, y + 24);
+			fprintf(
+			    p->f,
+			    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" class=\"fail\">"
+			    "<title>",
+			    x, x, y, y + 24);
 			esc(p, kind);
 			fputs(": ", p->f);
 			esc(p, rdb_text(s, 3));
 			fputs("</title></line>\n", p->f);
 			continue;
 		}
-		const char *cls = strstr(kind, "paused") || strstr(kind, "failed") ||
-					  strstr(kind, "abort")
-				      ? "m-bad"
-				  : strstr(kind, "approv") || strstr(kind, "resum") ? "m-op"
-										 : "m-ok";
+		const char *cls =
+		    strstr(kind, "paused") || strstr(kind, "failed") || strstr(kind, "abort")
+			? "m-bad"
+		    : strstr(kind, "approv") || strstr(kind, "resum") ? "m-op"
+								      : "m-ok";
 		fprintf(p->f, "<circle cx=\"%.1f\" cy=\"%.0f\" r=\"5\" class=\"%s\"><title>", x,
 			base + 6, cls);
 		esc(p, kind);
@@ -583,14 +590,14 @@ static int write_report(struct rep *p)
 	if (p->fmt == F_HTML && (rc = svg_section(p)))
 		return rc;
 	table_begin(p);
-	const char *h[] = {"wave",    "state",	  "size",     "succeeded", "failed",
+	const char *h[] = {"wave",    "state",	 "size",     "succeeded", "failed",
 			   "pending", "started", "reported", "gated"};
 	row(p, true, 9, h);
 	if ((rc = rollout_waves(p->db, r->name, wave_row, p)))
 		return rc;
 	table_end(p);
-	if ((rc = members_section(p)) || (rc = failures_section(p)) ||
-	    (rc = timeline_section(p)) || (rc = fleet_section(p)))
+	if ((rc = members_section(p)) || (rc = failures_section(p)) || (rc = timeline_section(p)) ||
+	    (rc = fleet_section(p)))
 		return rc;
 	if (p->fmt == F_HTML)
 		fputs("</body></html>\n", p->f);

@@ -29,9 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STEP_MS		 200 /* the controller looks at the database this often */
-#define OUTBOX_BATCH	 256 /* desired states published per outbox pass */
-#define EXIT_NEEDS_ACTION 3  /* run --no-wait: paused or waiting for approval */
+#define STEP_MS		  200 /* the controller looks at the database this often */
+#define OUTBOX_BATCH	  256 /* desired states published per outbox pass */
+#define EXIT_NEEDS_ACTION 3   /* run --no-wait: paused or waiting for approval */
 
 static const char create_help[] =
     "usage: tern rollout create RELEASE --key FILE.key --name NAME\n"
@@ -69,11 +69,12 @@ static const char run_help[] =
     "\n" BROKER_HELP;
 
 static const char status_help[] =
-    "usage: tern rollout status [NAME] [--json] [--db FILE]\n"
+    "usage: tern rollout status [NAME] [--json] [--members] [--db FILE]\n"
     "\n"
     "Every rollout, or one: state (created, running, waiting-approval, paused, done,\n"
     "aborted), the reason when paused or aborted, and per wave its size and how many\n"
-    "members succeeded, failed and are pending.\n";
+    "members succeeded, failed and are pending. --members: one line per member of NAME\n"
+    "(wave, device, outcome, reason), in the order they are deployed.\n";
 
 static const char decide_help[] =
     "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
@@ -248,9 +249,8 @@ static int parse_devices(const char *arg, struct id_list *l, bool *all)
 /* Devices of the target set from the database: all, or of one board. */
 static int targets_from_db(struct db *db, const char *board, struct id_list *l)
 {
-	sqlite3_stmt *s = rdb_query(db,
-				    "SELECT id FROM devices WHERE ?1 IS NULL OR board=?1 ORDER BY id",
-				    "t", board);
+	sqlite3_stmt *s = rdb_query(
+	    db, "SELECT id FROM devices WHERE ?1 IS NULL OR board=?1 ORDER BY id", "t", board);
 	if (!s)
 		return TERN_E_DB;
 	int rc, cb = 0;
@@ -320,8 +320,8 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 			break;
 		case 't':
 			if (rollout_parse_duration(optarg, &a->timeout_s))
-				return host_usage(cmd,
-						  "--device-timeout takes a duration: 0, 45s, 10m, 2h");
+				return host_usage(
+				    cmd, "--device-timeout takes a duration: 0, 45s, 10m, 2h");
 			break;
 		case 'f':
 			if (rollout_parse_ratio(optarg, &a->max_fail))
@@ -372,16 +372,16 @@ static int insert_plan(struct db *db, const struct create_args *a, const char *r
 		       size_t n_waves)
 {
 	double now = rdb_now();
-	int rc = rdb_exec(db,
-			  "INSERT INTO rollouts(name, release_id, version, sequence, notes, key_file,"
-			  " targets, waves_spec, bake_s, max_fail_ppm, min_success_ppm,"
-			  " device_timeout_s, approve_each, activate, state, created_at, updated_at)"
-			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-			  " 'created', ?15, ?15)",
-			  "tttittttiiiiitd", a->name, release_id, version, (int64_t)sequence, notes,
-			  key_abs, targets, a->waves, (int64_t)a->bake_s, (int64_t)a->max_fail,
-			  (int64_t)a->min_success, (int64_t)a->timeout_s,
-			  (int64_t)(a->approve_each ? 1 : 0), a->activate, now);
+	int rc = rdb_exec(
+	    db,
+	    "INSERT INTO rollouts(name, release_id, version, sequence, notes, key_file,"
+	    " targets, waves_spec, bake_s, max_fail_ppm, min_success_ppm,"
+	    " device_timeout_s, approve_each, activate, state, created_at, updated_at)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+	    " 'created', ?15, ?15)",
+	    "tttittttiiiiitd", a->name, release_id, version, (int64_t)sequence, notes, key_abs,
+	    targets, a->waves, (int64_t)a->bake_s, (int64_t)a->max_fail, (int64_t)a->min_success,
+	    (int64_t)a->timeout_s, (int64_t)(a->approve_each ? 1 : 0), a->activate, now);
 	size_t next = 0;
 	for (size_t w = 0; !rc && w < n_waves; w++) {
 		rc = rdb_exec(db,
@@ -396,19 +396,18 @@ static int insert_plan(struct db *db, const struct create_args *a, const char *r
 	}
 	char bake[32], timeout[32], maxf[16], mins[16];
 	if (!rc)
-		rc = rdb_event(db, a->name, -1, NULL, "created", rollout_actor(NULL),
-			       "release %s to %s: %zu devices in %zu waves (%s), bake %s, max "
-			       "failures %s, min success %s, device timeout %s%s, activate %s",
-			       release_id, targets, next, n_waves, a->waves,
-			       rollout_format_duration(a->bake_s, bake, sizeof(bake)),
-			       rollout_format_ratio(a->max_fail, maxf, sizeof(maxf)),
-			       a->min_success ? rollout_format_ratio(a->min_success, mins,
-								     sizeof(mins))
-					      : "none",
-			       a->timeout_s ? rollout_format_duration(a->timeout_s, timeout,
-								      sizeof(timeout))
-					    : "none",
-			       a->approve_each ? ", approval before each wave" : "", a->activate);
+		rc = rdb_event(
+		    db, a->name, -1, NULL, "created", rollout_actor(NULL),
+		    "release %s to %s: %zu devices in %zu waves (%s), bake %s, max "
+		    "failures %s, min success %s, device timeout %s%s, activate %s",
+		    release_id, targets, next, n_waves, a->waves,
+		    rollout_format_duration(a->bake_s, bake, sizeof(bake)),
+		    rollout_format_ratio(a->max_fail, maxf, sizeof(maxf)),
+		    a->min_success ? rollout_format_ratio(a->min_success, mins, sizeof(mins))
+				   : "none",
+		    a->timeout_s ? rollout_format_duration(a->timeout_s, timeout, sizeof(timeout))
+				 : "none",
+		    a->approve_each ? ", approval before each wave" : "", a->activate);
 	return rc;
 }
 
@@ -457,8 +456,9 @@ int cmd_rollout_create(int argc, char **argv)
 			 a.ids.n == 1 ? "" : "s");
 	}
 	if (a.ids.n == 0) {
-		fprintf(stderr, "tern: rollout create: no devices to target (%s): run 'tern watch' "
-				"while devices connect, or give --devices ID\n",
+		fprintf(stderr,
+			"tern: rollout create: no devices to target (%s): run 'tern watch' "
+			"while devices connect, or give --devices ID\n",
 			targets);
 		goto out;
 	}
@@ -478,8 +478,9 @@ int cmd_rollout_create(int argc, char **argv)
 	    exists) {
 		db_rollback(db);
 		if (!rc)
-			fprintf(stderr, "tern: a rollout named '%s' exists already; choose another "
-					"--name\n",
+			fprintf(stderr,
+				"tern: a rollout named '%s' exists already; choose another "
+				"--name\n",
 				a.name);
 		goto out;
 	}
@@ -551,11 +552,6 @@ static int change_add(struct changes *c, const char *dev, int64_t wave, const ch
 	return 0;
 }
 
-static bool is_failed_state(const char *st)
-{
-	return !strcmp(st, "rolled-back") || !strcmp(st, "failed");
-}
-
 /*
  * Reads what members reported and updates their outcome: pending -> succeeded, failed
  * or timed-out; succeeded -> failed (rolled back during the bake); timed-out ->
@@ -573,34 +569,42 @@ static int evaluate_members(struct ctl *c)
 	    "   WHERE e.device_id=m.device_id AND e.kind='refused' AND"
 	    "   e.status<>'old-generation' AND e.generation IN (m.generation,"
 	    "   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"
-	    " (SELECT coalesce(e.status, '') || coalesce(': ' || e.detail, '') FROM events e"
-	    "   WHERE e.device_id=m.device_id AND e.to_state IN ('rolled-back','failed')"
+	    /* A failure is an event about our command: its generation, or (a device that
+	     * does not say) our release after we deployed. The state alone is ambiguous:
+	     * right after accepting, a device still shows how its last update ended. */
+	    " (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"
+	    "   coalesce(': ' || e.detail, '') FROM events e"
+	    "   WHERE e.device_id=m.device_id AND e.kind='transition' AND"
+	    "   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"
+	    "   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"
+	    "   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"
 	    "   ORDER BY e.seq DESC LIMIT 1),"
 	    " coalesce(w.activated_at, 0)"
 	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
 	    " JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
 	    " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
 	    " m.outcome IN ('pending','succeeded','timed-out')",
-	    "t", c->r.name);
+	    "tt", c->r.name, c->r.release_id);
 	if (!s)
 		return TERN_E_DB;
 	int rc = 0, st;
 	while (!rc && (st = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *dev = rdb_text(s, 0), *cur = rdb_text(s, 4), *dstate = rdb_text(s, 5);
-		const char *drel = rdb_text(s, 6), *last = rdb_text(s, 8);
+		const char *drel = rdb_text(s, 6);
 		int64_t gen = sqlite3_column_int64(s, 2), dgen = sqlite3_column_int64(s, 7);
 		double deployed = sqlite3_column_double(s, 3);
-		const char *refused = sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL
-										: rdb_text(s, 9);
-		const char *why = rdb_text(s, 10);
+		const char *refused =
+		    sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : rdb_text(s, 9);
+		const char *failure =
+		    sqlite3_column_type(s, 10) == SQLITE_NULL ? NULL : rdb_text(s, 10);
 		const char *next = "pending";
 		char reason[160] = "";
-		if (dgen >= gen && !strcmp(dstate, "confirmed") && !strcmp(drel, c->r.release_id)) {
-			next = "succeeded";
-		} else if (dgen >= gen && is_failed_state(dstate)) {
+		if (failure) {
 			next = "failed";
-			snprintf(reason, sizeof(reason), "%s: %s", dstate,
-				 *why ? why : (*last ? last : "no reason given"));
+			snprintf(reason, sizeof(reason), "%s", failure);
+		} else if (dgen >= gen && !strcmp(dstate, "confirmed") &&
+			   !strcmp(drel, c->r.release_id)) {
+			next = "succeeded";
 		} else if (dgen < gen && refused) {
 			next = "failed";
 			snprintf(reason, sizeof(reason), "refused: %s", refused);
@@ -614,7 +618,8 @@ static int evaluate_members(struct ctl *c)
 		if (!strcmp(next, "pending") && !held && c->r.device_timeout_s &&
 		    c->now - since > (double)c->r.device_timeout_s) {
 			next = "timed-out";
-			snprintf(reason, sizeof(reason), "no outcome within the device timeout (%s)",
+			snprintf(reason, sizeof(reason),
+				 "no outcome within the device timeout (%s)",
 				 *dstate ? dstate : "never reported");
 		}
 		/* A success stays one unless the device fails; a time-out unless it reports. */
@@ -691,13 +696,14 @@ static void previous_release(const void *state, size_t len, char *rel, size_t re
 static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_already)
 {
 	struct changes todo = {0};
-	sqlite3_stmt *s = rdb_query(c->db,
-				    "SELECT m.device_id, coalesce(d.state, ''),"
-				    " coalesce(d.release_id, ''), d.state_cbor"
-				    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
-				    " WHERE m.rollout=?1 AND m.wave=?2 AND m.generation IS NULL AND"
-				    " m.outcome='waiting' ORDER BY m.rank",
-				    "ti", c->r.name, w);
+	sqlite3_stmt *s =
+	    rdb_query(c->db,
+		      "SELECT m.device_id, coalesce(d.state, ''),"
+		      " coalesce(d.release_id, ''), d.state_cbor"
+		      " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+		      " WHERE m.rollout=?1 AND m.wave=?2 AND m.generation IS NULL AND"
+		      " m.outcome='waiting' ORDER BY m.rank",
+		      "ti", c->r.name, w);
 	if (!s)
 		return TERN_E_DB;
 	int rc = 0, st;
@@ -707,8 +713,8 @@ static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_a
 			       !strcmp(rdb_text(s, 2), c->r.release_id);
 		char rel[TERN_RELEASE_ID_MAX + 1];
 		int64_t seq;
-		previous_release(sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
-				 rel, sizeof(rel), &seq);
+		previous_release(sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3), rel,
+				 sizeof(rel), &seq);
 		char prev[160];
 		snprintf(prev, sizeof(prev), "%s\n%lld", rel, (long long)seq);
 		rc = change_add(&todo, rdb_text(s, 0), w, already ? "already" : "deploy", prev);
@@ -727,11 +733,12 @@ static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_a
 				prev_seq = (int64_t)v;
 		}
 		if (!strcmp(x->outcome, "already")) {
-			rc = rdb_exec(c->db,
-				      "UPDATE rollout_members SET outcome='succeeded', generation=0,"
-				      " deployed_at=?3, outcome_at=?3, reason='already running the"
-				      " release' WHERE rollout=?1 AND device_id=?2",
-				      "ttd", c->r.name, x->device_id, c->now);
+			rc =
+			    rdb_exec(c->db,
+				     "UPDATE rollout_members SET outcome='succeeded', generation=0,"
+				     " deployed_at=?3, outcome_at=?3, reason='already running the"
+				     " release' WHERE rollout=?1 AND device_id=?2",
+				     "ttd", c->r.name, x->device_id, c->now);
 			(*n_already)++;
 			continue;
 		}
@@ -786,9 +793,9 @@ static int activate_wave(struct ctl *c, int64_t w, bool *done)
 				      "tti", c->r.name, todo.v[i].device_id, gen);
 	}
 	if (!rc)
-		rc = rdb_exec(c->db,
-			      "UPDATE rollout_waves SET activated_at=?3 WHERE rollout=?1 AND wave=?2",
-			      "tid", c->r.name, w, c->now);
+		rc = rdb_exec(
+		    c->db, "UPDATE rollout_waves SET activated_at=?3 WHERE rollout=?1 AND wave=?2",
+		    "tid", c->r.name, w, c->now);
 	if (!rc)
 		rc = rdb_event(c->db, c->r.name, w, NULL, "activated", NULL,
 			       "wave %lld: %zu staged devices told to boot the release together",
@@ -1000,8 +1007,7 @@ static int revert_step(struct ctl *c, bool *finished)
 		char prev[160];
 		snprintf(prev, sizeof(prev), "%s\n%lld", rdb_text(s, 2),
 			 (long long)sqlite3_column_int64(s, 3));
-		rc = change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "revert",
-				prev);
+		rc = change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "revert", prev);
 	}
 	sqlite3_finalize(s);
 	size_t sent = 0;
@@ -1012,20 +1018,22 @@ static int revert_step(struct ctl *c, bool *finished)
 		*nl = '\0';
 		host_parse_u64(nl + 1, INT64_MAX, &seq);
 		if (!x->reason[0] || !strcmp(x->reason, c->r.release_id)) {
-			rc = rdb_exec(c->db,
-				      "UPDATE rollout_members SET revert_outcome='no previous release'"
-				      " , revert_at=?3 WHERE rollout=?1 AND device_id=?2",
-				      "ttd", c->r.name, x->device_id, c->now);
+			rc = rdb_exec(
+			    c->db,
+			    "UPDATE rollout_members SET revert_outcome='no previous release'"
+			    " , revert_at=?3 WHERE rollout=?1 AND device_id=?2",
+			    "ttd", c->r.name, x->device_id, c->now);
 			continue;
 		}
 		int64_t gen;
 		rc = issue(c, x->device_id, x->reason, seq, TERN_ACTION_REVERT, TERN_ACTIVATE_NOW,
 			   &gen);
 		if (!rc)
-			rc = rdb_exec(c->db,
-				      "UPDATE rollout_members SET revert_generation=?3, revert_at=?4"
-				      " WHERE rollout=?1 AND device_id=?2",
-				      "ttid", c->r.name, x->device_id, gen, c->now);
+			rc =
+			    rdb_exec(c->db,
+				     "UPDATE rollout_members SET revert_generation=?3, revert_at=?4"
+				     " WHERE rollout=?1 AND device_id=?2",
+				     "ttid", c->r.name, x->device_id, gen, c->now);
 		sent++;
 	}
 	free(todo.v);
@@ -1081,7 +1089,7 @@ static int revert_step(struct ctl *c, bool *finished)
 		if (!rc)
 			rc = rdb_event(c->db, c->r.name, res.v[i].wave, res.v[i].device_id,
 				       strncmp(res.v[i].reason, "reverted", 8) ? "revert-failed"
-									      : "reverted",
+									       : "reverted",
 				       NULL, "%s", res.v[i].reason);
 	}
 	free(res.v);
@@ -1137,8 +1145,8 @@ static int step(struct ctl *c, bool *finished)
 	}
 	if (rc)
 		goto out_rollback;
-	*finished = !strcmp(c->r.state, "done") ||
-		    (!strcmp(c->r.state, "aborted") && c->r.revert != 1);
+	*finished =
+	    !strcmp(c->r.state, "done") || (!strcmp(c->r.state, "aborted") && c->r.revert != 1);
 	return db_commit(c->db);
 out_rollback:
 	db_rollback(c->db);
@@ -1183,9 +1191,10 @@ static int outbox_flush(struct ctl *c)
 		if ((rc = db_begin(c->db)))
 			return rc;
 		for (size_t i = 0; !rc && i < n; i++)
-			rc = rdb_exec(c->db,
-				      "DELETE FROM rollout_outbox WHERE device_id=?1 AND generation=?2",
-				      "ti", msgs[i].device_id, (int64_t)msgs[i].generation);
+			rc = rdb_exec(
+			    c->db,
+			    "DELETE FROM rollout_outbox WHERE device_id=?1 AND generation=?2", "ti",
+			    msgs[i].device_id, (int64_t)msgs[i].generation);
 		if (rc) {
 			db_rollback(c->db);
 			return rc;
@@ -1230,13 +1239,15 @@ static int draw_wave(void *ctx, const struct rollout_wave_row *w)
 			 rollout_format_duration((uint64_t)(w->bake_until - d->now + 0.999), left,
 						 sizeof(left)));
 	}
-	snprintf(line, sizeof(line), "wave %lld/%lld %-9s %4llu devices: %s%llu done%s, %s%llu failed%s, %s%llu pending%s%s",
-		 (long long)w->wave + 1, (long long)d->r->n_waves, w->state,
-		 (unsigned long long)w->c.size, col(p, "\033[32m"),
-		 (unsigned long long)w->c.succeeded, col(p, "\033[0m"),
-		 w->c.failed ? col(p, "\033[31m") : "", (unsigned long long)w->c.failed,
-		 w->c.failed ? col(p, "\033[0m") : "", w->c.pending ? col(p, "\033[33m") : "",
-		 (unsigned long long)w->c.pending, w->c.pending ? col(p, "\033[0m") : "", bake);
+	snprintf(
+	    line, sizeof(line),
+	    "wave %lld/%lld %-9s %4llu devices: %s%llu done%s, %s%llu failed%s, %s%llu pending%s%s",
+	    (long long)w->wave + 1, (long long)d->r->n_waves, w->state,
+	    (unsigned long long)w->c.size, col(p, "\033[32m"), (unsigned long long)w->c.succeeded,
+	    col(p, "\033[0m"), w->c.failed ? col(p, "\033[31m") : "",
+	    (unsigned long long)w->c.failed, w->c.failed ? col(p, "\033[0m") : "",
+	    w->c.pending ? col(p, "\033[33m") : "", (unsigned long long)w->c.pending,
+	    w->c.pending ? col(p, "\033[0m") : "", bake);
 	if (p->tty) {
 		printf("\033[2K%s\n", line);
 		d->lines++;
@@ -1259,11 +1270,12 @@ static void progress_show(struct progress *p, struct db *db, const struct rollou
 {
 	if (p->tty && p->drawn)
 		printf("\033[%dA", p->drawn);
-	sqlite3_stmt *s = rdb_query(db,
-				    "SELECT seq, at, kind, coalesce(actor, ''), coalesce(detail, '')"
-				    " FROM rollout_events WHERE rollout=?1 AND seq>?2 AND"
-				    " device_id IS NULL ORDER BY seq",
-				    "ti", r->name, p->last_event);
+	sqlite3_stmt *s =
+	    rdb_query(db,
+		      "SELECT seq, at, kind, coalesce(actor, ''), coalesce(detail, '')"
+		      " FROM rollout_events WHERE rollout=?1 AND seq>?2 AND"
+		      " device_id IS NULL ORDER BY seq",
+		      "ti", r->name, p->last_event);
 	while (s && sqlite3_step(s) == SQLITE_ROW) {
 		p->last_event = sqlite3_column_int64(s, 0);
 		time_t t = (time_t)sqlite3_column_double(s, 1);
@@ -1325,8 +1337,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	p.tty = isatty(STDOUT_FILENO) != 0;
 	p.color = p.tty && !getenv("NO_COLOR");
 	if (rdb_int(db, &p.last_event,
-		    "SELECT coalesce(max(seq), 0) FROM rollout_events WHERE rollout=?1", "t",
-		    name))
+		    "SELECT coalesce(max(seq), 0) FROM rollout_events WHERE rollout=?1", "t", name))
 		goto out;
 	printf("rollout %s: %s, release %s, wave %lld of %lld\n", name, c.r.state, c.r.release_id,
 	       (long long)c.r.current_wave + 1, (long long)c.r.n_waves);
@@ -1345,8 +1356,8 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 		progress_show(&p, db, &c.r);
 		if (finished)
 			break;
-		bool needs_operator = !strcmp(c.r.state, "paused") ||
-				      !strcmp(c.r.state, "waiting-approval");
+		bool needs_operator =
+		    !strcmp(c.r.state, "paused") || !strcmp(c.r.state, "waiting-approval");
 		if (needs_operator && no_wait) {
 			/* Leave once the deployed members have settled, so that what they
 			 * report is recorded and judged before nobody watches. */
@@ -1494,7 +1505,9 @@ static int show_one(struct db *db, const char *name, bool json)
 		       "\"activate\":\"%s\",\"revert\":\"%s\",\"waves\":[",
 		       (long long)r.current_wave + 1, bake, maxf, mins, timeout,
 		       r.approve_each ? "true" : "false", r.activate_together ? "together" : "each",
-		       r.revert == 0 ? "none" : r.revert == 1 ? "requested" : "finished");
+		       r.revert == 0   ? "none"
+		       : r.revert == 1 ? "requested"
+				       : "finished");
 		struct json_waves j = {0};
 		rc = rollout_waves(db, name, json_wave, &j);
 		printf("]}");
@@ -1509,16 +1522,37 @@ static int show_one(struct db *db, const char *name, bool json)
 	return rollout_waves(db, name, text_wave, NULL);
 }
 
+/* One line per member: wave, device, outcome, reason. */
+static int show_members(struct db *db, const char *name)
+{
+	struct rollout r;
+	int rc = rollout_load(db, name, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s = rdb_query(db,
+				    "SELECT wave, device_id, outcome, coalesce(reason, '') FROM"
+				    " rollout_members WHERE rollout=?1 ORDER BY wave, rank",
+				    "t", name);
+	if (!s)
+		return TERN_E_DB;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		printf("%lld %s %s%s%s\n", (long long)sqlite3_column_int64(s, 0) + 1,
+		       rdb_text(s, 1), rdb_text(s, 2), *rdb_text(s, 3) ? " " : "", rdb_text(s, 3));
+	sqlite3_finalize(s);
+	return 0;
+}
+
 int cmd_rollout_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
+	    {"members", no_argument, NULL, 'm'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
 	};
 	struct broker_opts bo = {0};
-	bool json = false;
+	bool json = false, members = false;
 	struct db *db = NULL;
 	int c, status = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1526,6 +1560,8 @@ int cmd_rollout_status(int argc, char **argv)
 			continue;
 		if (c == 'j') {
 			json = true;
+		} else if (c == 'm') {
+			members = true;
 		} else if (c == 'h') {
 			fputs(status_help, stdout);
 			return 0;
@@ -1541,6 +1577,14 @@ int cmd_rollout_status(int argc, char **argv)
 	}
 	if (db_open(&db, broker_opt(&bo, BF_DB)))
 		goto out;
+	if (members && optind == argc) {
+		status = host_usage("rollout status", "--members needs a rollout name");
+		goto out;
+	}
+	if (members) {
+		status = show_members(db, argv[optind]) ? 1 : 0;
+		goto out;
+	}
 	if (optind < argc) {
 		if (show_one(db, argv[optind], json))
 			goto out;
@@ -1578,8 +1622,7 @@ out:
 enum decision { D_PAUSE, D_RESUME, D_APPROVE, D_ABORT };
 
 /* In one transaction: checks the state allows @d, records it. */
-static int decide(struct db *db, const char *name, enum decision d, const char *actor,
-		  bool revert)
+static int decide(struct db *db, const char *name, enum decision d, const char *actor, bool revert)
 {
 	static struct ctl c;
 	memset(&c, 0, sizeof(c));
@@ -1644,7 +1687,10 @@ refuse:
 	db_rollback(db);
 	fprintf(stderr, "tern: rollout %s is %s%s%s%s: nothing to %s\n", name, st,
 		c.r.reason[0] ? " (" : "", c.r.reason, c.r.reason[0] ? ")" : "",
-		d == D_PAUSE ? "pause" : d == D_RESUME ? "resume" : d == D_APPROVE ? "approve" : "abort");
+		d == D_PAUSE	 ? "pause"
+		: d == D_RESUME	 ? "resume"
+		: d == D_APPROVE ? "approve"
+				 : "abort");
 	return TERN_E_STATE;
 out_rollback:
 	db_rollback(db);
@@ -1695,10 +1741,10 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 	if (decide(db, name, d, rollout_actor(by), revert))
 		goto out;
 	printf("rollout %s: %s by %s\n", name,
-	       d == D_PAUSE	 ? "paused"
-	       : d == D_RESUME	 ? "resumed"
+	       d == D_PAUSE	? "paused"
+	       : d == D_RESUME	? "resumed"
 	       : d == D_APPROVE ? "next wave approved"
-				 : "aborted",
+				: "aborted",
 	       rollout_actor(by));
 	status = 0;
 	if (revert)

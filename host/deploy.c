@@ -42,8 +42,8 @@ int deploy_resolve_release(struct db *db, const char *release, char *id, size_t 
 	if (version && version_size)
 		version[0] = '\0';
 	if (stat(release, &st) == 0 && S_ISREG(st.st_mode)) {
-		int rc = release_facts(release, id, id_size, sequence, version, version_size,
-				       notes, notes_size);
+		int rc = release_facts(release, id, id_size, sequence, version, version_size, notes,
+				       notes_size);
 		if (rc)
 			host_fail(release, rc);
 		return rc;

@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ROLLOUT_PPM	   1000000u /* 100% */
-#define ROLLOUT_MAX_WAVES  32
-#define ROLLOUT_MAX_SECS   (366u * 24u * 3600u) /* a duration is at most a year */
-#define ROLLOUT_NAME_MAX   64
+#define ROLLOUT_PPM	  1000000u /* 100% */
+#define ROLLOUT_MAX_WAVES 32
+#define ROLLOUT_MAX_SECS  (366u * 24u * 3600u) /* a duration is at most a year */
+#define ROLLOUT_NAME_MAX  64
 
 /*
  * Parses a duration: "0", "45" or "45s", "10m", "2h", "1d". Returns 0 with *@secs set, or
@@ -75,9 +75,9 @@ struct rollout_counts {
 };
 
 enum rollout_gate {
-	ROLLOUT_GATE_WAIT,	   /* members still pending, or the bake is not over */
-	ROLLOUT_GATE_PASS,	   /* promote */
-	ROLLOUT_GATE_TOO_MANY_FAILED, /* failures above the maximum: pause now */
+	ROLLOUT_GATE_WAIT,		/* members still pending, or the bake is not over */
+	ROLLOUT_GATE_PASS,		/* promote */
+	ROLLOUT_GATE_TOO_MANY_FAILED,	/* failures above the maximum: pause now */
 	ROLLOUT_GATE_TOO_FEW_SUCCEEDED, /* after the bake, successes below the minimum */
 };
 

@@ -74,7 +74,7 @@ class Device:
         self.state = to
         if status:
             self.last_status = status
-        self.event(0, frm, to, release, status, detail)
+        self.event(0, frm, to, release, status, detail, self.generation)
         self.publish_state()
         time.sleep(self.f.delay)
 

@@ -1,7 +1,7 @@
 # Rollouts: the pure logic as cmocka tests, the controller against fake devices (and the
 # fleet simulator once it exists) through a real mosquitto.
 UNIT_TESTS += test_rollout_plan
-SCRIPT_TESTS += tests/rollout/test_rollout.sh
+SCRIPT_TESTS += tests/rollout/test_rollout.sh tests/rollout/test_fleet_rollout.sh
 
 $(BUILD)/obj/tests/rollout/test_rollout_plan.o: ALL_CFLAGS += -Ihost
 $(BUILD)/tests/test_rollout_plan: $(BUILD)/obj/tests/rollout/test_rollout_plan.o \

@@ -192,6 +192,12 @@ import json, sys
 print(",".join("%d/%d" % (w["size"], w["succeeded"]) for w in json.load(sys.stdin)["waves"]))')" = "3/3,6/6,21/21" ]
 check "... each device told once" [ -z "$(twice sim-1.1.0-2)" ]
 check "... gates passed in order" [ "$(q "select group_concat(wave) from (select wave from rollout_events where rollout='good' and kind='gate-passed' order by seq)")" = "0,1,2" ]
+script -qc "$TERN rollout run good" /dev/null >tty.txt 2>&1
+check "on a terminal: live wave lines (redrawn) in colour" \
+	bash -c "grep -q $'\033\\[2Kwave 3/3 passed' tty.txt && grep -q $'\033\\[32m' tty.txt"
+NO_COLOR=1 script -qc "$TERN rollout run good" /dev/null >tty.txt 2>&1
+check "... NO_COLOR: still live lines, no colour" \
+	bash -c "grep -q $'\033\\[2Kwave 3/3' tty.txt && ! grep -q $'\033\\[3[0-9]m' tty.txt"
 expect_ok "status lists every rollout" "$TERN" rollout status
 check "... both" [ "$(grep -c '^rollout ' out.txt)" -eq 2 ]
 

@@ -23,8 +23,8 @@ static void test_durations(void **state)
 		assert_int_equal(rollout_parse_duration(ok[i].in, &v), 0);
 		assert_int_equal(v, ok[i].secs);
 	}
-	static const char *const bad[] = {"", "s", "-1", "10x", "1.5h", "10mm", "m10", "400d",
-					  "99999999999999999999"};
+	static const char *const bad[] = {
+	    "", "s", "-1", "10x", "1.5h", "10mm", "m10", "400d", "99999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint64_t v;
 		assert_int_equal(rollout_parse_duration(bad[i], &v), TERN_E_USAGE);
@@ -51,8 +51,8 @@ static void test_ratios(void **state)
 	assert_int_equal(ppm, 0);
 	assert_int_equal(rollout_parse_ratio("0.0001%", &ppm), 0);
 	assert_int_equal(ppm, 1);
-	static const char *const bad[] = {"5", "%", "101%", "5.%", ".5%", "1.00001%", "5%%",
-					  "-5%", "a%"};
+	static const char *const bad[] = {"5",	      "%",   "101%", "5.%", ".5%",
+					  "1.00001%", "5%%", "-5%",  "a%"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(rollout_parse_ratio(bad[i], &ppm), TERN_E_USAGE);
 	char buf[16];
@@ -91,7 +91,7 @@ static void test_wave_sizes(void **state)
 	sizes_of("1,20%", 100, "1,19");
 	struct rollout_wave_spec w[ROLLOUT_MAX_WAVES];
 	size_t n;
-	static const char *const bad[] = {"",     ",",	"1,,2",	  "0",	   "0%", "10,5",
+	static const char *const bad[] = {"",	     ",", "1,,2", "0",	  "0%",	 "10,5",
 					  "50%,10%", "x", "10%x", "1,-2", "101%"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(rollout_parse_waves(bad[i], w, ROLLOUT_MAX_WAVES, &n),
@@ -167,15 +167,14 @@ static void test_gates(void **state)
 	assert_int_equal(gate(40, 39, 1, 0, "2.5%", NULL, true), ROLLOUT_GATE_PASS);
 	assert_int_equal(gate(40, 38, 2, 0, "2.5%", NULL, true), ROLLOUT_GATE_TOO_MANY_FAILED);
 	/* Large fleets do not overflow. */
-	assert_int_equal(gate(UINT32_MAX, UINT32_MAX, 0, 0, "5%", "100%", true),
-			 ROLLOUT_GATE_PASS);
+	assert_int_equal(gate(UINT32_MAX, UINT32_MAX, 0, 0, "5%", "100%", true), ROLLOUT_GATE_PASS);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_durations),	 cmocka_unit_test(test_ratios),
-	    cmocka_unit_test(test_wave_sizes),	 cmocka_unit_test(test_member_order),
+	    cmocka_unit_test(test_durations),  cmocka_unit_test(test_ratios),
+	    cmocka_unit_test(test_wave_sizes), cmocka_unit_test(test_member_order),
 	    cmocka_unit_test(test_gates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
