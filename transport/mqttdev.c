@@ -65,7 +65,7 @@ struct tern_mqttdev {
 	uint64_t retry_at; /* 0: none; then fetch the bad chunks (or the index) again */
 	uint64_t bad_mask; /* bad chunks of the current window, bit = chunk % window */
 	uint64_t next_chunk_at;
-	uint64_t since_progress; /* chunks verified since the last progress report */
+	uint64_t since_progress;  /* chunks verified since the last progress report */
 	enum tern_state reported; /* state last reported */
 	bool reported_valid;
 	uint64_t now;
@@ -122,6 +122,13 @@ static void on_connected(void *ctx, char *cause)
 	push(ctx, IT_CONNECTED, NULL, 0, NULL);
 }
 
+/* paho calls the connected callback for its own reconnects, not always for ours. */
+static void on_connect_ok(void *ctx, MQTTAsync_successData *resp)
+{
+	(void)resp;
+	push(ctx, IT_CONNECTED, NULL, 0, NULL);
+}
+
 static void on_connect_fail(void *ctx, MQTTAsync_failureData *resp)
 {
 	(void)resp;
@@ -168,7 +175,8 @@ static void publish(struct tern_mqttdev *d, const char *topic, const void *buf, 
 	m.payloadlen = (int)len;
 	m.qos = 1;
 	m.retained = retained;
-	MQTTAsync_sendMessage(d->client, topic, &m, NULL); /* buffered while disconnected */
+	if (d->client)
+		MQTTAsync_sendMessage(d->client, topic, &m, NULL); /* buffered while disconnected */
 }
 
 static void subscribe(struct tern_mqttdev *d, const char *filter)
@@ -283,9 +291,8 @@ static int record_load(struct tern_mqttdev *d)
 		}
 		d->desired_len = n;
 		/* Our own flash is trusted, but the bytes still must open as ours. */
-		if (d->gen &&
-		    tern_desired_open(&d->d, d->desired, n, d->b.keyring, d->cfg.device_id,
-				      d->gen - 1) == 0)
+		if (d->gen && tern_desired_open(&d->d, d->desired, n, d->b.keyring,
+						d->cfg.device_id, d->gen - 1) == 0)
 			d->have_desired = true;
 	}
 	return 0;
@@ -683,8 +690,9 @@ static void reboot(struct tern_mqttdev *d)
 	d->reported_valid = true;
 	enum tern_state after = ag->state;
 	const char *why = after == TERN_ST_CONFIRMED ? "trial passed its health check; confirmed"
-			  : after == TERN_ST_ROLLED_BACK ? "trial failed; back on the previous image"
-							 : "rebooted";
+			  : after == TERN_ST_ROLLED_BACK
+			      ? "trial failed; back on the previous image"
+			      : "rebooted";
 	sync_state(d, why);
 }
 
@@ -719,7 +727,8 @@ static void reconcile(struct tern_mqttdev *d)
 			if (s.slots[tern_slot_area(TERN_PAIR_FW, i)].state == TERN_SLOT_STAGED &&
 			    s.slots[tern_slot_area(TERN_PAIR_FW, i)].sequence == w->sequence)
 				ours = true;
-		if (ours && (w->action == TERN_ACTION_ACTIVATE || w->activate == TERN_ACTIVATE_NOW)) {
+		if (ours &&
+		    (w->action == TERN_ACTION_ACTIVATE || w->activate == TERN_ACTIVATE_NOW)) {
 			int rc = tern_agent_activate(ag);
 			if (lost_power(d, rc))
 				return;
@@ -770,9 +779,9 @@ static void on_desired(struct tern_mqttdev *d, const struct item *it)
 	if (d->have_desired && len == d->desired_len && !memcmp(p, d->desired, len))
 		return; /* the one we hold (redelivered retained copy) */
 	struct tern_desired nd;
-	int rc = len > sizeof(d->desired) ? TERN_E_TOO_LARGE
-					  : tern_desired_open(&nd, p, len, d->b.keyring,
-							      d->cfg.device_id, d->gen);
+	int rc = len > sizeof(d->desired)
+		     ? TERN_E_TOO_LARGE
+		     : tern_desired_open(&nd, p, len, d->b.keyring, d->cfg.device_id, d->gen);
 	struct tern_agent *ag = d->b.agent;
 	if (rc) {
 		/* Decoded fields of a refused message are not trusted: for people only. */
@@ -837,8 +846,12 @@ static void on_up(struct tern_mqttdev *d)
 
 /* ---- connection */
 
+static int client_new(struct tern_mqttdev *d);
+
 static int do_connect(struct tern_mqttdev *d)
 {
+	if (!d->client && client_new(d))
+		return TERN_E_BROKER;
 	MQTTAsync_connectOptions cn = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
@@ -851,6 +864,7 @@ static int do_connect(struct tern_mqttdev *d)
 	cn.maxInflight = 32;
 	cn.username = d->cfg.username;
 	cn.password = d->cfg.password;
+	cn.onSuccess = on_connect_ok;
 	cn.onFailure = on_connect_fail;
 	cn.context = d;
 	if (!strncmp(d->cfg.uri, "ssl://", 6)) {
@@ -893,6 +907,29 @@ int tern_mqttdev_uri(const char *url, char *out, size_t size)
 	return n < 0 || (size_t)n >= size ? TERN_E_TOO_LARGE : 0;
 }
 
+/* A fresh paho client. After an explicit disconnect of a client that paho had
+ * reconnected by itself, a new connect on it never completed (paho 1.3.11): a drop or a
+ * power cut therefore destroys the client and makes a new one. */
+static int client_new(struct tern_mqttdev *d)
+{
+	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+	co.sendWhileDisconnected = 1;
+	co.maxBufferedMessages = 64;
+	if (MQTTAsync_createWithOptions(&d->client, d->cfg.uri, d->cfg.device_id,
+					MQTTCLIENT_PERSISTENCE_NONE, NULL,
+					&co) != MQTTASYNC_SUCCESS) {
+		d->client = NULL;
+		return TERN_E_BROKER;
+	}
+	if (MQTTAsync_setCallbacks(d->client, d, on_lost, on_arrived, NULL) != MQTTASYNC_SUCCESS ||
+	    MQTTAsync_setConnected(d->client, d, on_connected) != MQTTASYNC_SUCCESS) {
+		MQTTAsync_destroy(&d->client);
+		d->client = NULL;
+		return TERN_E_BROKER;
+	}
+	return 0;
+}
+
 int tern_mqttdev_create(struct tern_mqttdev **out, const struct tern_mqttdev_config *cfg,
 			const struct tern_mqttdev_board *board)
 {
@@ -928,18 +965,9 @@ int tern_mqttdev_create(struct tern_mqttdev **out, const struct tern_mqttdev_con
 		free(d);
 		return TERN_E_INVAL;
 	}
-	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-	co.sendWhileDisconnected = 1;
-	co.maxBufferedMessages = 64;
-	if (MQTTAsync_createWithOptions(&d->client, d->cfg.uri, cfg->device_id,
-					MQTTCLIENT_PERSISTENCE_NONE, NULL, &co) != MQTTASYNC_SUCCESS) {
+	if (client_new(d)) {
 		pthread_mutex_destroy(&d->lock);
 		free(d);
-		return TERN_E_BROKER;
-	}
-	if (MQTTAsync_setCallbacks(d->client, d, on_lost, on_arrived, NULL) != MQTTASYNC_SUCCESS ||
-	    MQTTAsync_setConnected(d->client, d, on_connected) != MQTTASYNC_SUCCESS) {
-		tern_mqttdev_destroy(d);
 		return TERN_E_BROKER;
 	}
 	*out = d;
@@ -974,14 +1002,24 @@ static void drain(struct tern_mqttdev *d)
 	}
 }
 
-/* Drops the connection without a DISCONNECT's courtesy to the will: we say offline. */
+/* Drops the connection; a DISCONNECT suppresses the will, so we say offline first. The
+ * client is replaced by a new one (see client_new()). */
 static void drop_connection(struct tern_mqttdev *d)
 {
-	if (MQTTAsync_isConnected(d->client)) {
-		publish(d, d->t_online, TERN_OFFLINE_PAYLOAD, strlen(TERN_OFFLINE_PAYLOAD), true);
-		MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer;
-		dc.timeout = 100;
-		MQTTAsync_disconnect(d->client, &dc);
+	if (d->client) {
+		if (MQTTAsync_isConnected(d->client)) {
+			publish(d, d->t_online, TERN_OFFLINE_PAYLOAD, strlen(TERN_OFFLINE_PAYLOAD),
+				true);
+			MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer;
+			dc.timeout = 100;
+			MQTTAsync_disconnect(d->client, &dc);
+			for (int i = 0; i < 20 && MQTTAsync_isConnected(d->client); i++) {
+				struct timespec ts = {0, 5 * 1000 * 1000};
+				nanosleep(&ts, NULL);
+			}
+		}
+		MQTTAsync_destroy(&d->client);
+		d->client = NULL;
 	}
 	d->connected = false;
 	d->connecting = false;
@@ -1051,7 +1089,8 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 				on_message(d, it);
 				break;
 			case IT_CONNECTED:
-				on_up(d);
+				if (!d->connected)
+					on_up(d); /* once, whichever callback told us */
 				break;
 			case IT_LOST:
 				d->connected = false;
@@ -1068,7 +1107,8 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 			break;
 	}
 	if (!d->halted) {
-		if (d->reconnect_at && now_ms >= d->reconnect_at && !d->connected && !d->connecting) {
+		if (d->reconnect_at && now_ms >= d->reconnect_at && !d->connected &&
+		    !d->connecting) {
 			d->reconnect_at = 0;
 			if (do_connect(d))
 				d->reconnect_at = now_ms + 1000;

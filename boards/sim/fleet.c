@@ -66,15 +66,7 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-enum fault {
-	F_UNHEALTHY,
-	F_CRASH,
-	F_CUT_DOWNLOAD,
-	F_CUT_INSTALL,
-	F_NET_DROP,
-	F_SLOW,
-	F__COUNT
-};
+enum fault { F_UNHEALTHY, F_CRASH, F_CUT_DOWNLOAD, F_CUT_INSTALL, F_NET_DROP, F_SLOW, F__COUNT };
 _Static_assert(F__COUNT == FLEET_N_FAULTS, "one selection per fault");
 
 static const char *const fault_flags[F__COUNT] = {
@@ -317,7 +309,8 @@ static int dev_open(struct fleet *fl, struct fdev *fd)
 		return rc;
 	if (access(flash, F_OK) != 0) {
 		if (!a->keyring) {
-			fprintf(stderr, "ternd: fleet: %s is not initialized; give --keyring\n", dir);
+			fprintf(stderr, "ternd: fleet: %s is not initialized; give --keyring\n",
+				dir);
 			return TERN_E_USAGE;
 		}
 		const char *keys[1] = {a->keyring};
@@ -448,20 +441,21 @@ static void print_devices(struct fleet *fl)
 		tern_agent_status(&fd->sd.dev.agent, &s);
 		const struct tern_slot_meta *run =
 		    &s.slots[tern_slot_area(TERN_PAIR_FW, s.running[TERN_PAIR_FW])];
-		printf("{\"id\": \"%s\", \"state\": \"%s\", \"version\": \"%s\", \"sequence\": %llu, "
-		       "\"reason\": %s%s%s, \"generation\": %llu, \"settled\": %s, "
-		       "\"chunks_fetched\": %llu, \"bad_chunks\": %llu, \"indexes_fetched\": %llu, "
-		       "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, "
-		       "\"refused\": %llu, \"connects\": %llu, \"boots\": %u, \"power_cuts\": %u}\n",
-		       fd->id, tern_state_name(s.state), run->version,
-		       (unsigned long long)run->sequence, s.reason ? "\"" : "",
-		       s.reason ? tern_errname(s.reason) : "null", s.reason ? "\"" : "",
-		       (unsigned long long)st.generation, st.settled ? "true" : "false",
-		       (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_bad,
-		       (unsigned long long)st.indexes_fetched, (unsigned long long)st.installs,
-		       (unsigned long long)st.fresh_offers, (unsigned long long)st.resumes,
-		       (unsigned long long)st.refused, (unsigned long long)st.connects,
-		       fd->sd.dev.n_boots, fd->power_cuts);
+		printf(
+		    "{\"id\": \"%s\", \"state\": \"%s\", \"version\": \"%s\", \"sequence\": %llu, "
+		    "\"reason\": %s%s%s, \"generation\": %llu, \"settled\": %s, "
+		    "\"chunks_fetched\": %llu, \"bad_chunks\": %llu, \"indexes_fetched\": %llu, "
+		    "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, "
+		    "\"refused\": %llu, \"connects\": %llu, \"boots\": %u, \"power_cuts\": %u}\n",
+		    fd->id, tern_state_name(s.state), run->version,
+		    (unsigned long long)run->sequence, s.reason ? "\"" : "",
+		    s.reason ? tern_errname(s.reason) : "null", s.reason ? "\"" : "",
+		    (unsigned long long)st.generation, st.settled ? "true" : "false",
+		    (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_bad,
+		    (unsigned long long)st.indexes_fetched, (unsigned long long)st.installs,
+		    (unsigned long long)st.fresh_offers, (unsigned long long)st.resumes,
+		    (unsigned long long)st.refused, (unsigned long long)st.connects,
+		    fd->sd.dev.n_boots, fd->power_cuts);
 	}
 	fflush(stdout);
 }
@@ -508,7 +502,8 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 		} else if (!v) {
 			ok = false;
 		} else if (!strcmp(f, "--devices"))
-			ok = arg_uint(v, &a->n_devices) && a->n_devices > 0 && a->n_devices <= 100000;
+			ok = arg_uint(v, &a->n_devices) && a->n_devices > 0 &&
+			     a->n_devices <= 100000;
 		else if (!strcmp(f, "--dir"))
 			a->dir = v;
 		else if (!strcmp(f, "--broker"))
@@ -559,7 +554,8 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 					ok = true;
 				}
 			if (!ok) {
-				fprintf(stderr, "ternd: fleet: unknown argument %s\n%s", f, fleet_help);
+				fprintf(stderr, "ternd: fleet: unknown argument %s\n%s", f,
+					fleet_help);
 				return -1;
 			}
 		}
@@ -594,7 +590,8 @@ int fleet_main(int argc, char **argv)
 	}
 	const struct fleet_args *a = &fl->a;
 	if (tern_mqttdev_uri(a->broker, fl->uri, sizeof(fl->uri))) {
-		fprintf(stderr, "ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
+		fprintf(stderr,
+			"ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
 			a->broker);
 		free(fl);
 		return 2;
@@ -659,8 +656,8 @@ int fleet_main(int argc, char **argv)
 	unsigned started = 0;
 	while (!stop_signal) {
 		uint64_t now = now_ms();
-		while (started < fl->n &&
-		       (uint64_t)started * 1000u / a->connect_rate <= now - t0 && !stop_signal) {
+		while (started < fl->n && (uint64_t)started * 1000u / a->connect_rate <= now - t0 &&
+		       !stop_signal) {
 			struct fdev *fd = &fl->devs[started];
 			if ((rc = tern_mqttdev_start(fd->mq)))
 				fprintf(stderr, "ternd: fleet: %s: %s (%s)\n", fd->id,

@@ -114,7 +114,6 @@ static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
 }
 
-
 int load_keyring(const char *dir, struct tern_keyring *kr)
 {
 	memset(kr, 0, sizeof(*kr));

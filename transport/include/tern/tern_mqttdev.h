@@ -43,10 +43,10 @@ struct tern_mqttdev_board {
 };
 
 struct tern_mqttdev_config {
-	const char *uri;      /* paho form: tcp://host:port or ssl://host:port */
-	const char *username; /* optional */
-	const char *password; /* optional */
-	const char *cafile;   /* optional, ssl:// */
+	const char *uri;	     /* paho form: tcp://host:port or ssl://host:port */
+	const char *username;	     /* optional */
+	const char *password;	     /* optional */
+	const char *cafile;	     /* optional, ssl:// */
 	const char *cert, *cert_key; /* optional client certificate, ssl:// */
 	const char *prefix;	     /* topic prefix */
 	const char *device_id;
@@ -73,8 +73,8 @@ struct tern_mqttdev_stats {
 	uint64_t connects;	  /* successful connects */
 	uint64_t reboots;
 	bool connected;
-	bool halted;   /* stopped after a power cut or by tern_mqttdev_stop() */
-	bool settled;  /* the accepted desired state is done (or there is none) */
+	bool halted;	     /* stopped after a power cut or by tern_mqttdev_stop() */
+	bool settled;	     /* the accepted desired state is done (or there is none) */
 	uint64_t generation; /* last accepted */
 };
 
