@@ -15,7 +15,7 @@ struct status_map {
 	const char *name;
 };
 
-/* Indexed by enum tern_status. */
+/* Indexed by enum tern_wire_status. */
 static const struct status_map statuses[TERN_ST__COUNT] = {
     [TERN_ST_OK] = {0, "ok"},
     [TERN_ST_ERROR] = {TERN_E_INVAL, "error"},
