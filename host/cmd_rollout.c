@@ -1652,6 +1652,23 @@ static int decide(struct db *db, const char *name, enum decision d, const char *
 		if ((rc = wave_load(&c, c.r.current_wave, &wn)))
 			break;
 		bool halted = !strcmp(wn.state, "halted");
+		/* A pause while waiting for approval must not let the next wave start. */
+		int64_t approved = 1;
+		if (!halted && c.r.approve_each && c.r.current_wave > 0 &&
+		    !strcmp(wn.state, "pending") &&
+		    (rc = rdb_int(db, &approved,
+				  "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+				  " wave=?2 AND kind='approved'",
+				  "ti", name, c.r.current_wave)))
+			break;
+		if (!approved) {
+			snprintf(why, sizeof(why), "wave %lld waits for approval",
+				 (long long)c.r.current_wave + 1);
+			if (!(rc = set_rollout(&c, "waiting-approval", why)))
+				rc = rdb_event(db, name, c.r.current_wave, NULL, "resumed", actor,
+					       "%s", why);
+			break;
+		}
 		if ((rc = set_rollout(&c, "running", NULL)) ||
 		    (rc = rdb_event(db, name, c.r.current_wave, NULL, "resumed", actor, "%s",
 				    halted ? "gate overridden by the operator: the wave passes"

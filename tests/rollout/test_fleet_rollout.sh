@@ -101,8 +101,19 @@ fleet_pid=""
 "$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet2.log 2>&1 &
 fleet_pid=$!
 "$TERN" rollout create b.tern --key signing.key --name good --devices "$ids" --waves 3,50%,100% \
-	--bake 1s --max-failures 5% --min-success 95% --device-timeout 60s >/dev/null
-"$TERN" rollout run good >good.txt 2>&1
+	--bake 1s --max-failures 5% --min-success 95% --device-timeout 60s --approve-each-wave >/dev/null
+"$TERN" rollout run good --no-wait >good.txt 2>&1
+check "the good rollout: wave 1 passes and waits for approval" \
+	[ "$(status good state):$(waves good | cut -d' ' -f1,2)" = "waiting-approval:passed:3/3/0/0 pending:$((N / 2 - 3))/0/0/$((N / 2 - 3))" ]
+"$TERN" rollout pause good --by ops >/dev/null
+check "... paused" [ "$(status good state)" = paused ]
+"$TERN" rollout resume good --by ops >/dev/null
+check "... resumed: still waiting for approval (a pause does not skip it)" [ "$(status good state)" = waiting-approval ]
+"$TERN" rollout approve good --by ops >/dev/null
+"$TERN" rollout run good --no-wait >>good.txt 2>&1
+check "... approved: wave 2 passes and waits again" [ "$(status good state):$(waves good | cut -d' ' -f2 | cut -d: -f1)" = "waiting-approval:passed" ]
+"$TERN" rollout approve good --by ops >/dev/null
+"$TERN" rollout run good >>good.txt 2>&1
 check "the good rollout runs to the end" [ $? -eq 0 ]
 check "... done, three waves passed, every member succeeded" \
 	[ "$(status good state) $(waves good)" = "done passed:3/3/0/0 passed:$((N / 2 - 3))/$((N / 2 - 3))/0/0 passed:$((N - N / 2))/$((N - N / 2))/0/0" ]
