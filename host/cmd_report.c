@@ -403,14 +403,15 @@ static int fleet_section(struct rep *p)
 
 /* ---- the SVG timeline: a lane per wave (deploying, baking), decisions as markers */
 
-#define SVG_W	 960
-#define SVG_LEFT 90
-#define SVG_LANE 34
+#define SVG_W	  960
+#define SVG_LEFT  90
+#define SVG_LANE  34
+#define SVG_RIGHT 200 /* room for the label after the last bar */
 
 static double svg_x(const struct rep *p, double t)
 {
 	double span = p->t1 - p->t0 > 1 ? p->t1 - p->t0 : 1;
-	return SVG_LEFT + (t - p->t0) / span * (SVG_W - SVG_LEFT - 20);
+	return SVG_LEFT + (t - p->t0) / span * (SVG_W - SVG_LEFT - SVG_RIGHT);
 }
 
 struct svg_ctx {
@@ -511,7 +512,7 @@ static int svg_section(struct rep *p)
 	fprintf(p->f,
 		"<text x=\"%d\" y=\"%.0f\" class=\"axis\">%s</text>\n<text x=\"%d\" y=\"%.0f\" "
 		"class=\"axis\" text-anchor=\"end\">%s</text>\n",
-		SVG_LEFT, h - 10, stamp(p->t0, t0, sizeof(t0)), SVG_W - 20, h - 10,
+		SVG_LEFT, h - 10, stamp(p->t0, t0, sizeof(t0)), SVG_W - SVG_RIGHT, h - 10,
 		stamp(p->t1, t1, sizeof(t1)));
 	fputs("</svg>\n<p class=\"legend\"><span class=\"k deploy\"></span> deploying "
 	      "<span class=\"k bake\"></span> baking <span class=\"k fail\"></span> device "
