@@ -179,8 +179,10 @@ static int settings(struct serve *s, struct tern_mqttdev_config *mc)
 		printf("ternd: note: [mqtt] client_id is not used: the transport connects with "
 		       "the device id as its client id\n");
 	int n = snprintf(s->record_path, sizeof(s->record_path), "%s/mqtt", cfg->state_dir);
-	if (n < 0 || (size_t)n >= sizeof(s->record_path))
+	if (n < 0 || (size_t)n >= sizeof(s->record_path)) {
+		fprintf(stderr, "ternd: %s: [device] state is too long a path\n", cfg->path);
 		return TERN_E_TOO_LARGE;
+	}
 	memset(mc, 0, sizeof(*mc));
 	mc->uri = s->uri;
 	mc->username = cfg->mqtt_username[0] ? cfg->mqtt_username : NULL;
@@ -265,9 +267,12 @@ int tern_linux_serve(struct tern_linux *lx, unsigned duration_s)
 	s->seen = lx->agent.state;
 	s->seen_pending = lx->agent.bc.trial_pending != 0;
 	int rc, sig_fd = -1;
+	bool told = false; /* the failure's line is printed */
 	struct tern_mqttdev_config mc;
-	if ((rc = settings(s, &mc)))
+	if ((rc = settings(s, &mc))) {
+		told = true;
 		goto out_free;
+	}
 	/* Blocked before paho starts its threads (they inherit the mask), so the signals
 	 * come only through the signalfd. */
 	sigset_t stop_sigs, old_mask;
@@ -308,6 +313,7 @@ out_mask:
 		close(s->wake_fd);
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL); /* the reboot command gets the default */
 	if (rc == 0 && s->reboot) {
+		told = true;
 		if ((rc = s->reboot_rc)) {
 			fprintf(stderr, "ternd: cannot arm the bootloader for the trial: %s (%s)\n",
 				tern_strerror(rc), tern_errname(rc));
@@ -316,8 +322,10 @@ out_mask:
 			rc = run_reboot_command(lx);
 		}
 	}
-	fflush(stdout);
 out_free:
+	if (rc && !told)
+		fprintf(stderr, "ternd: MQTT: %s (%s)\n", tern_strerror(rc), tern_errname(rc));
+	fflush(stdout);
 	free(s);
 	return rc;
 }

@@ -10,8 +10,8 @@
  * thread steps the transport, woken by paho through an eventfd. When an update is
  * activated it stops the transport (offline published), runs [system] reboot and
  * returns, as a real reboot ends the process; the next `ternd run` does the trial.
- * Prints what it does. Returns 0 (stopped, or rebooting), or a TERN_E_* code (bad
- * [mqtt] settings, the broker URL, the reboot command failed).
+ * Prints what it does, and one line with the reason of a failure. Returns 0 (stopped,
+ * or rebooting), or a TERN_E_* code (bad [mqtt] settings, the reboot command failed).
  */
 int tern_linux_serve(struct tern_linux *lx, unsigned duration_s);
 

@@ -8,6 +8,8 @@
 #      reports 2.0.0 confirmed over MQTT and `ternd status --json` agrees.
 #   2. 3.0.0 fails its health check: rolled back to 2.0.0 and reported over MQTT.
 #   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too.
+#   4. The shipped broker configuration: TLS, a password per client, the ACL (the device
+#      may only write its own topics): ca, username and password_file; 4.0.0 confirmed.
 # Every process started here is stopped by its PID, also on failure.
 # Prints "N passed, N failed".
 set -u
@@ -21,6 +23,7 @@ PY=/usr/bin/python3
 source "$HERE/../lib/broker.sh"
 
 work=$(mktemp -d /tmp/tern-linux-mqtt.XXXXXX)
+chmod 711 "$work" # mosquitto, started as root, runs as user mosquitto
 ternd_pid=""
 watch_pid=""
 cleanup() {
@@ -68,7 +71,7 @@ ok "mosquitto on 127.0.0.1:$BROKER_PORT"
 URL=$BROKER_URL
 "$TERN" watch --broker "$URL" --quiet --duration 300 >watch.out 2>watch.err &
 watch_pid=$!
-wait_until 5 grep -q watching watch.err
+wait_until 5 grep -qs watching watch.err
 
 # The device: the example folder, with [mqtt] pointing at the broker.
 d=$work/dev
@@ -87,11 +90,11 @@ print(($1) if x else None)" 2>/dev/null
 }
 dev_is() { [ "$(dev "$1")" = "$2" ]; }
 
-for v in 2 3; do
+for v in 2 3 4; do
 	head -c 300000 /dev/urandom >fw-$v.bin
 	"$TERN" release create --key signing.key --board example --version $v.0.0 --sequence $v \
-		--chunk-size 4K --firmware fw-$v.bin --out r$v.tern >/dev/null &&
-		"$TERN" publish r$v.tern --broker "$URL" >/dev/null || bad "release $v.0.0"
+		--chunk-size 4K --firmware fw-$v.bin --out r$v.tern >/dev/null || bad "release $v.0.0"
+	[ $v = 4 ] || "$TERN" publish r$v.tern --broker "$URL" >/dev/null || bad "publish $v.0.0"
 done
 
 # run_start NAME: `ternd run` in the background, output in NAME.log
@@ -114,7 +117,7 @@ run_exits() {
 	done
 	return 1
 }
-serving() { grep -q "serving MQTT" "$run_log"; }
+serving() { grep -qs "serving MQTT" "$run_log"; }
 
 # ------------------------------------------------------------ 1. an update to 2.0.0
 run_start run1
@@ -183,5 +186,35 @@ check "stopped: no last will needed (clean disconnect in the broker log)" \
 $T run --duration 1 >run5.log 2>&1
 same "--duration 1 ends it (exit 0)" 0 "$?"
 check "it served for that second" grep -q "duration reached" run5.log
+
+# ------------------------------------------------------------ 4. TLS, passwords, ACL
+kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
+watch_pid=""
+broker_stop
+if ! broker_start_tls "$work/tls" operator:op-secret "$ID:dev-secret"; then
+	bad "start mosquitto with TLS"
+	finish
+fi
+URL=$BROKER_URL
+OP=(--broker "$URL" --username operator --password op-secret --cafile "$BROKER_CA")
+"$TERN" watch "${OP[@]}" --quiet --duration 300 >watch2.out 2>watch2.err &
+watch_pid=$!
+wait_until 5 grep -qs watching watch2.err
+"$TERN" publish r4.tern "${OP[@]}" >/dev/null || bad "publish 4.0.0 over TLS"
+printf 'dev-secret\n' >"$d/mqtt-password"
+sed -i -e "s|^url = .*|url = $URL|" "$d/ternd.conf"
+printf 'ca = %s\nusername = %s\npassword_file = mqtt-password\n' "$BROKER_CA" "$ID" >>"$d/ternd.conf"
+run_start run6
+check "TLS: serving, reports 2.0.0 online" wait_until 10 dev_is 'x["version"], x["online"]' "('2.0.0', True)"
+"$TERN" deploy example-4.0.0-4 --key signing.key --device "$ID" "${OP[@]}" >deploy.out 2>&1 ||
+	bad "deploy 4.0.0" "$(cat deploy.out)"
+if run_exits 20; then same "TLS: 4.0.0 downloaded through the ACL, reboot" 0 "$run_rc"; else bad "TLS: ternd exits for the reboot" "$(cat "$run_log")"; fi
+run_start run7
+check "TLS: after the reboot 4.0.0 confirmed and reported" wait_until 10 dev_is \
+	'x["state"], x["version"], x["online"]' "('confirmed', '4.0.0', True)"
+check "TLS: its events pass the ACL (staged -> confirmed of 4.0.0 recorded)" wait_until 5 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='"'$ID'"' and to_state='"'confirmed'"' and release_id='"'example-4.0.0-4'"'")" -eq 1 ]'
+kill -TERM "$ternd_pid"
+if run_exits 5; then same "TLS: SIGTERM stops it" 0 "$run_rc"; else bad "TLS: SIGTERM stops it"; fi
 
 finish
