@@ -10,6 +10,8 @@
 #   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too.
 #   4. The shipped broker configuration: TLS, a password per client, the ACL (the device
 #      may only write its own topics): ca, username and password_file; 4.0.0 confirmed.
+#   5. ternd killed in the middle of a download (a file size limit stops it 1200 KiB into
+#      the slot): started again, it resumes from the agent's journal and finishes.
 # Every process started here is stopped by its PID, also on failure.
 # Prints "N passed, N failed".
 set -u
@@ -90,11 +92,13 @@ print(($1) if x else None)" 2>/dev/null
 }
 dev_is() { [ "$(dev "$1")" = "$2" ]; }
 
-for v in 2 3 4; do
-	head -c 300000 /dev/urandom >fw-$v.bin
+for v in 2 3 4 5; do
+	size=300000
+	[ $v = 5 ] && size=2000000 # long enough to be killed in the middle
+	head -c $size /dev/urandom >fw-$v.bin
 	"$TERN" release create --key signing.key --board example --version $v.0.0 --sequence $v \
 		--chunk-size 4K --firmware fw-$v.bin --out r$v.tern >/dev/null || bad "release $v.0.0"
-	[ $v = 4 ] || "$TERN" publish r$v.tern --broker "$URL" >/dev/null || bad "publish $v.0.0"
+	[ $v -ge 4 ] || "$TERN" publish r$v.tern --broker "$URL" >/dev/null || bad "publish $v.0.0"
 done
 
 # run_start NAME: `ternd run` in the background, output in NAME.log
@@ -216,5 +220,28 @@ check "TLS: its events pass the ACL (staged -> confirmed of 4.0.0 recorded)" wai
 	'[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='"'$ID'"' and to_state='"'confirmed'"' and release_id='"'example-4.0.0-4'"'")" -eq 1 ]'
 kill -TERM "$ternd_pid"
 if run_exits 5; then same "TLS: SIGTERM stops it" 0 "$run_rc"; else bad "TLS: SIGTERM stops it"; fi
+
+# ------------------------------------------------------------ 5. killed mid-download
+"$TERN" publish r5.tern "${OP[@]}" >/dev/null || bad "publish 5.0.0 over TLS"
+{ (ulimit -f 1200; exec $T run) >run8.log 2>&1 & } 2>/dev/null
+ternd_pid=$!
+run_log=run8.log
+wait_until 10 serving
+"$TERN" deploy example-5.0.0-5 --key signing.key --device "$ID" "${OP[@]}" >deploy.out 2>&1 ||
+	bad "deploy 5.0.0" "$(cat deploy.out)"
+if run_exits 20 2>/dev/null; then same "killed mid-download (SIGXFSZ)" 153 "$run_rc"; else bad "killed mid-download"; fi
+same "downloading, part verified, B not bootable" "downloading True 0" \
+	"$(j 'd["state"], 0 < d["progress"]["verified"] < d["progress"]["chunks"]') $(cd "$d" && fw_printenv -c fw_env.config -n BOOT_B_LEFT)"
+run_start run9
+if run_exits 20; then same "started again: resumes, finishes, reboots" 0 "$run_rc"; else bad "resumed download reboots" "$(cat "$run_log")"; fi
+run_start run10
+check "5.0.0 confirmed and reported" wait_until 10 dev_is 'x["state"], x["version"], x["slot"]' \
+	"('confirmed', '5.0.0', 'B')"
+cmp -s -n 2000000 fw-5.bin "$d/slots/firmware-b.img" && ok "slot B holds 5.0.0's bytes" ||
+	bad "slot B holds 5.0.0's bytes"
+check "event counters never repeat across the kills and reboots" \
+	[ "$(sqlite3 "$TERN_DB" "select count(*) - count(distinct device_seq) from events where device_id='$ID' and device_seq is not null")" -eq 0 ]
+kill -TERM "$ternd_pid"
+if run_exits 5; then same "SIGTERM stops it" 0 "$run_rc"; else bad "SIGTERM stops it"; fi
 
 finish
