@@ -286,7 +286,91 @@ def bench_events(work):
         proc.wait()
 
 
-BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events)]
+def bench_fleet(work):
+    """1 MiB release to N sim devices in one `ternd fleet` process through one mosquitto
+    on loopback: time from `tern deploy` until every device is CONFIRMED, against the
+    raw fan-out of the same chunks by the same broker to N plain paho subscribers in
+    one process (build/tools/fanout, C), measured before and after in the same run."""
+    import json
+    ternd = os.path.join(BUILD, "ternd")
+    fanout = os.path.join(BUILD, "tools", "fanout")
+    n = int(os.environ.get("BENCH_FLEET_DEVICES", "1000"))
+    chunk_kib = int(os.environ.get("BENCH_FLEET_CHUNK_KIB", "16"))  # the release default
+    env = dict(os.environ, TERN_DB=os.path.join(work, "fleet.db"))
+    run = lambda cmd: subprocess.run(cmd, cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
+    run([TERN, "key", "generate", "--out", "fleet.key"])
+    run([ternd, "sim", "mkimage", "--health", "ok", "--size", "1M", "--version", "2.0.0",
+         "--out", "fw.bin"])
+    run([TERN, "release", "create", "--key", "fleet.key", "--board", "sim", "--version", "2.0.0",
+         "--sequence", "2", "--chunk-size", "%dK" % chunk_kib, "--firmware", "fw.bin",
+         "--out", "fw.tern"])
+    proc, port = start_broker(work)
+    url = "mqtt://127.0.0.1:%d" % port
+    n_chunks = 1024 // chunk_kib
+    try:
+        run([TERN, "publish", "fw.tern", "--broker", url])
+        print("fleet: 1 MiB release (%d chunks of %d KiB) to %d devices, one mosquitto on loopback, "
+              "%d cores" % (n_chunks, chunk_kib, n, os.cpu_count()), flush=True)
+
+        def baseline():
+            out = subprocess.run([fanout, "tcp://127.0.0.1:%d" % port, str(n),
+                                  "tern/rel/sim-2.0.0-2/firmware/+/+", str(n_chunks)],
+                                 check=True, capture_output=True, text=True).stdout
+            return float(out.split()[-2] if out.strip().endswith(" s") else out.split()[-1].rstrip("s"))
+
+        raw = [baseline()]
+        print("  %-44s %7.3f s" % ("baseline: %d paho subscribers (C), run 1" % n, raw[0]), flush=True)
+        fleet_dir = os.path.join(work, "fleet")
+        t_init = time.perf_counter()
+        fl = subprocess.Popen([ternd, "fleet", "--devices", str(n), "--dir", fleet_dir,
+                               "--broker", url, "--keyring", "fleet.pub", "--slot-size", "1M",
+                               "--json", "--report-ms", "50"], cwd=work, env=env,
+                              stdout=subprocess.PIPE, text=True)
+        status = None
+        for line in fl.stdout:
+            status = json.loads(line)
+            if status.get("connected") == n:
+                break
+        print("  %-44s %7.3f s" % ("fleet: %d devices made, booted, connected" % n,
+                                   time.perf_counter() - t_init), flush=True)
+        devices = []
+        for i in range(n):
+            devices += ["--device", "sim-%04d" % (i + 1)]
+        t0 = time.time()
+        run([TERN, "deploy", "sim-2.0.0-2", "--key", "fleet.key", "--broker", url] + devices)
+        t_deploy = time.time() - t0
+        done = None
+        for line in fl.stdout:
+            status = json.loads(line)
+            if status.get("states", {}).get("confirmed") == n:
+                done = status["unix"] - t0
+                break
+            if status["unix"] - t0 > 600:
+                break
+        fl.terminate()
+        rest = fl.communicate()[0].splitlines()
+        final = json.loads(rest[-1]) if rest else status
+        raw.append(baseline())
+        print("  %-44s %7.3f s" % ("baseline: run 2", raw[1]), flush=True)
+        base = statistics.median(raw)
+        print("  %-44s %7.3f s" % ("tern deploy (signs %d desired states)" % n, t_deploy))
+        if done is None:
+            print("  fleet: not all CONFIRMED: %s" % status)
+            return
+        print("  %-44s %7.3f s   %5.2fx the raw time   (goal <= 1.5x)"
+              % ("deploy -> all %d CONFIRMED" % n, done, done / base))
+        rss = final.get("peak_rss_kib", 0)
+        print("  fleet process peak RSS %.0f MiB (%.0f KiB per device); chunks fetched %d (%d per device)"
+              % (rss / 1024.0, rss / float(n), final.get("chunks", 0), final.get("chunks", 0) // n),
+              flush=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(os.path.join(work, "fleet"), ignore_errors=True)
+
+
+BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events),
+           ("fleet", bench_fleet)]
 
 
 def main():
