@@ -50,12 +50,31 @@ include protocol/module.mk
 include device/module.mk
 include transport/module.mk
 include boards/sim/module.mk
+include boards/linux/module.mk
 include host/module.mk
 include tests/module.mk
 
 $(BUILD)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: tern, ternd, the systemd unit, udev rules
+# (any *.rules under boards/, host/ or scripts/), the docs and the example folders.
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
+DOCDIR ?= $(PREFIX)/share/doc/tern
+UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -m 755 $(BUILD)/tern $(BUILD)/ternd $(DESTDIR)$(BINDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' boards/linux/ternd.service \
+		>$(DESTDIR)$(UNITDIR)/ternd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/ternd.service
+	$(if $(UDEV_RULES),install -d $(DESTDIR)$(UDEVDIR) && install -m 644 $(UDEV_RULES) $(DESTDIR)$(UDEVDIR)/)
+	install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	cp -R boards/linux/examples/files-uboot boards/linux/examples/files-grub $(DESTDIR)$(DOCDIR)/examples/
 
 # Installs missing Debian packages (scripts/install-deps.sh); quick when all are there.
 deps:

@@ -1,5 +1,5 @@
 # The portable device agent core: no heap, no POSIX, no file-scope state.
-DEVICE_SRC := device/agent.c device/bootctl.c
+DEVICE_SRC := device/agent.c device/bootctl.c device/usbdev.c
 DEVICE_LIB := $(BUILD)/libterndevice.a
 
 $(DEVICE_LIB): $(DEVICE_SRC:%.c=$(BUILD)/obj/%.o)

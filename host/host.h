@@ -35,5 +35,11 @@ int cmd_publish(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_usb_list(int argc, char **argv);
+int cmd_usb_status(int argc, char **argv);
+int cmd_usb_reboot(int argc, char **argv);
+int cmd_usb_flash(int argc, char **argv);
+int cmd_usb_confirm(int argc, char **argv);
+int cmd_usb_provision(int argc, char **argv);
 
 #endif

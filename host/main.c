@@ -27,6 +27,12 @@ static const struct command commands[] = {
     {"deploy", NULL, cmd_deploy, "tell devices what to run (signed desired state)"},
     {"devices", NULL, cmd_devices, "the inventory: what each device runs and reports"},
     {"watch", NULL, cmd_watch, "record device states and events as they come"},
+    {"usb", "list", cmd_usb_list, "every tern device on USB: port, serial, board, version, state"},
+    {"usb", "status", cmd_usb_status, "one USB device's state (--serial S)"},
+    {"usb", "flash", cmd_usb_flash, "install a release on a USB device, trial-boot it, report"},
+    {"usb", "confirm", cmd_usb_confirm, "confirm the release a USB device runs on trial"},
+    {"usb", "provision", cmd_usb_provision, "give a blank USB device its id, keys, config"},
+    {"usb", "reboot", cmd_usb_reboot, "reboot a USB device and wait until it is back"},
 };
 
 int host_fail(const char *what, int rc)

@@ -1,12 +1,19 @@
 # tern: the operator's host tool.
 HOST_SRC := host/main.c host/host_util.c host/keys.c host/chunks.c host/release_file.c \
 	host/cmd_release.c host/broker.c host/mqtt.c host/db.c host/cmd_publish.c \
-	host/cmd_deploy.c host/cmd_fleet.c
-# MQTT (paho's TLS-capable async client; no pkg-config file) and SQLite.
-HOST_LIBS := -lpaho-mqtt3as $(shell pkg-config --libs sqlite3 2>/dev/null)
+	host/cmd_deploy.c host/cmd_fleet.c host/usb.c host/cmd_usb.c
+# MQTT (paho's TLS-capable async client; no pkg-config file), SQLite, and libusb-1.0.
+USB_CFLAGS := $(shell pkg-config --cflags libusb-1.0 2>/dev/null)
+HOST_LIBS := -lpaho-mqtt3as $(shell pkg-config --libs sqlite3 libusb-1.0 2>/dev/null)
+$(BUILD)/obj/host/%.o: ALL_CFLAGS += $(USB_CFLAGS)
 TERN_BIN := $(BUILD)/tern
 
 $(TERN_BIN): $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_SIGN_LIB) $(PROTO_LIB)
 	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) $(HOST_LIBS) -lpthread
 
 all: $(TERN_BIN)
+
+# `make install`: the tool, and the udev rule that lets users open tern USB devices.
+install: $(TERN_BIN)
+	install -D -m 755 $(TERN_BIN) $(DESTDIR)$(PREFIX)/bin/tern
+	install -D -m 644 scripts/udev/70-tern.rules $(DESTDIR)/etc/udev/rules.d/70-tern.rules

@@ -89,6 +89,30 @@ static const struct err_text err_texts[] = {
 				  "check --broker, the credentials and the CA file"},
     [-TERN_E_DB] = {"database", "the host database failed; check --db (or $TERN_DB) and that "
 				"its folder is writable"},
+    [-TERN_E_BOOTENV] = {"bootloader-env",
+			 "the bootloader's environment is missing, damaged or unreadable; create "
+			 "it (fw_setenv -f, grub-editenv create) or fix the boot settings"},
+    [-TERN_E_BOOT_FAILED] = {"boot-failed",
+			     "the confirmed image stopped booting (its attempts ran out); the "
+			     "bootloader went back to the other slot"},
+    [-TERN_E_MOUNTED] = {"slot-mounted", "the slot to be written is mounted; unmount it first"},
+    [-TERN_E_RUNNING_SLOT] = {"running-slot-unknown",
+			      "cannot tell which slot runs (kernel command line slot marker and "
+			      "root= missing or disagreeing); nothing was written"},
+    [-TERN_E_CRC] = {"crc", "a frame was damaged in transfer (CRC mismatch); retry, and try "
+			    "another cable or port if it repeats"},
+    [-TERN_E_USB] = {"usb", "the USB transfer failed: the device was unplugged or reset; plug "
+			    "it back in and run the command again"},
+    [-TERN_E_NO_ACCESS] = {"no-access", "the device is connected but this user may not open "
+					"it; install scripts/udev/70-tern.rules (see docs/usb.md)"},
+    [-TERN_E_AMBIGUOUS] = {"ambiguous", "several tern devices are connected; choose one with "
+					"--serial (see 'tern usb list')"},
+    [-TERN_E_TIMEOUT] = {"timeout", "the device did not answer in time; unplug it, plug it "
+				    "back in and retry"},
+    [-TERN_E_DEVICE] = {"device-error", "the device refused the request with a status this "
+					"tern does not know; update tern"},
+    [-TERN_E_NO_DEVICE] = {"no-device", "no tern device found on USB; check the cable, the "
+					"port and that the board is powered"},
 };
 
 _Static_assert(sizeof(err_texts) / sizeof(err_texts[0]) == (size_t)-TERN_E__LAST,

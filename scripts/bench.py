@@ -96,6 +96,52 @@ def bench_release(work):
     os.unlink(payload)
 
 
+def bench_usb(work):
+    """tern usb flash through the emulated bus (scripts/usb-emu) into the sim agent."""
+    mib = int(os.environ.get("BENCH_USB_MIB", "6"))  # the sim's default slot is 8 MiB
+    ternd = os.path.join(BUILD, "ternd")
+    emu = [os.path.join(ROOT, "scripts", "usb-emu")]
+    env = dict(os.environ, BUILD=BUILD)
+    def q(cmd):
+        subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL, env=env)
+    q([TERN, "key", "generate", "--out", "usb.key"])
+    q([ternd, "sim", "mkimage", "--health", "ok", "--size", "%dM" % mib, "--version", "2.0.0",
+       "--out", "usb.bin"])
+    q([TERN, "release", "create", "--key", "usb.key", "--board", "sim", "--version", "2.0.0",
+       "--sequence", "2", "--firmware", "usb.bin", "--out", "usb.tern"])
+    print("usb: %d MiB release flashed into the sim agent over the emulated bus, median of %d"
+          % (mib, RUNS))
+    print("  (the emulator is umockdev over sockets, not a USB bus: its throughput is not a "
+          "flashing speed)")
+    walls, cpus, effs = [], [], []
+    for i in range(RUNS + 1):
+        devdir = os.path.join(work, "usbdevs")
+        shutil.rmtree(devdir, ignore_errors=True)
+        q(emu + ["--keyring", "usb.pub", "--dir", devdir, "--", "true"])  # device made, untimed
+        with tempfile.NamedTemporaryFile("r") as tf:
+            cmd = emu + ["--keyring", "usb.pub", "--dir", devdir, "--", "/usr/bin/time", "-f",
+                         "%U %S", "-o", tf.name, TERN, "usb", "flash", "usb.tern", "--no-reboot"]
+            start = time.perf_counter()
+            out = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            wall = time.perf_counter() - start
+            if out.returncode != 0:
+                sys.exit("bench: usb flash failed:\n" + out.stderr.decode(errors="replace"))
+            user, system = (float(x) for x in tf.read().split()[-2:])
+        text = out.stdout.decode()
+        eff = float(text.split(" bytes on the wire per payload byte")[0].split()[-1])
+        if i:  # the first run warms up
+            walls.append(wall)
+            cpus.append(user + system)
+            effs.append(eff)
+    print("  %-34s %7.4f bytes per payload byte   (goal <= 1.01 at the default frame size)"
+          % ("protocol efficiency", statistics.median(effs)))
+    print("  %-34s %7.3f s per MiB   (user + system, whole tern process)"
+          % ("host CPU time", statistics.median(cpus) / mib))
+    print("  %-34s %7.1f MiB/s   (emulated link, whole run incl. emulator start; reference only)"
+          % ("emulated throughput", mib / statistics.median(walls)))
+
+
 def bench_device(work):
     """ternd sim install (feed, verify every chunk, write the slot, fdatasync) against
     openssl dgst -sha256 + dd conv=fsync of the same bytes; and the agent's RAM."""
@@ -370,7 +416,7 @@ def bench_fleet(work):
 
 
 BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events),
-           ("fleet", bench_fleet)]
+           ("usb", bench_usb), ("fleet", bench_fleet)]
 
 
 def main():

@@ -561,15 +561,15 @@ static const struct command sim_commands[] = {
     {"cancel", cmd_cancel},
 };
 
-int main(int argc, char **argv)
+int tern_sim_main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "fleet"))
+		return fleet_main(argc - 2, argv + 2);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
 			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
 		fputs(usage_text, stdout);
 		return 0;
 	}
-	if (argc >= 2 && !strcmp(argv[1], "fleet"))
-		return fleet_main(argc - 2, argv + 2);
 	if (argc < 3 || strcmp(argv[1], "sim"))
 		return usage("unknown command");
 	for (size_t i = 0; i < sizeof(sim_commands) / sizeof(sim_commands[0]); i++)

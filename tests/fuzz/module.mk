@@ -4,7 +4,7 @@
 # `make check` builds them and replays the committed corpus and seeds once
 # (tests/fuzz/replay.sh). Seeds (tests/fuzz/seeds/<target>/, written by make_seeds.py)
 # stay as they are; what the fuzzer finds goes to tests/fuzz/corpus/<target>/.
-FUZZ_TARGETS := fuzz_release
+FUZZ_TARGETS := fuzz_release fuzz_bootenv
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD := build/fuzz
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
@@ -13,6 +13,12 @@ FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 ifeq ($(FUZZ),1)
 ALL_CFLAGS += -fsanitize=fuzzer-no-link
 endif
+
+# The Linux board's readers (environments, config files) link its library too.
+$(BUILD)/fuzz_bootenv: $(BUILD)/obj/tests/fuzz/fuzz_bootenv.o $(LINUX_LIB) $(DEVICE_LIB) \
+		$(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer $< -o $@ $(LINUX_LIB) $(DEVICE_LIB) $(PROTO_LIB) \
+		$(PROTO_LIBS)
 
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(PROTO_LIB)
 	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer $< -o $@ $(PROTO_LIB) $(PROTO_LIBS)

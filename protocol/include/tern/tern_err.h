@@ -50,7 +50,18 @@ enum tern_err {
 	TERN_E_OLD_GENERATION = -40, /* command not newer than the last one accepted */
 	TERN_E_BROKER = -41,	     /* MQTT broker unreachable, refused or dropped us */
 	TERN_E_DB = -42,	     /* the host's database failed */
-	TERN_E__LAST = -43
+	TERN_E_BOOTENV = -43,	     /* bootloader environment missing or unreadable */
+	TERN_E_BOOT_FAILED = -44,    /* the confirmed image stopped booting; bootloader fell back */
+	TERN_E_MOUNTED = -45,	     /* a slot to be written is mounted */
+	TERN_E_RUNNING_SLOT = -46,   /* cannot tell which slot runs, or the signs disagree */
+	TERN_E_CRC = -47,	     /* a frame's CRC does not match its bytes */
+	TERN_E_USB = -48,	     /* a USB transfer failed (unplugged, stalled, reset) */
+	TERN_E_NO_ACCESS = -49,	     /* a device is present but may not be opened */
+	TERN_E_AMBIGUOUS = -50,	     /* several devices match and none was chosen */
+	TERN_E_TIMEOUT = -51,	     /* the device did not answer in time */
+	TERN_E_DEVICE = -52,	     /* the device refused with a status this tern does not know */
+	TERN_E_NO_DEVICE = -53,	     /* no matching device is connected */
+	TERN_E__LAST = -54
 };
 
 /*

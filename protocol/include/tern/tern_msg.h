@@ -62,6 +62,16 @@ enum tern_wire_status {
 	TERN_ST_WRONG_DEVICE = 22,
 	TERN_ST_OLD_GENERATION = 23,
 	TERN_ST_BROKER = 24,
+	TERN_ST_CRC = 25,	   /* USB: the request frame was damaged; send it again */
+	TERN_ST_UNKNOWN_TYPE = 26, /* USB: the device does not handle this message type */
+	TERN_ST_PROVISIONED = 27,  /* already provisioned; a signed request is needed */
+	TERN_ST_OFFSET = 28,	   /* bytes at an offset the device does not expect */
+	TERN_ST_GEOMETRY = 29,	   /* chunk size does not fit the device's flash */
+	TERN_ST_HEALTH = 30,	   /* the trial image failed its health check */
+	TERN_ST_TRIAL_BOOT = 31,   /* the trial image never reached the agent */
+	TERN_ST_CANCELED = 32,	   /* the update was canceled before it was staged */
+	TERN_ST_NO_BOOTCTL = 33,   /* no valid boot control record */
+	TERN_ST_NO_IMAGE = 34,	   /* no slot holds a bootable verified image */
 	TERN_ST__COUNT
 };
 

@@ -164,4 +164,7 @@ int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_
  * fed in @piece-byte parts (0: one window). */
 int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece);
 
+/* `ternd sim ...` (argv[1] is "sim"): the sim board's command line. Returns the exit code. */
+int tern_sim_main(int argc, char **argv);
+
 #endif

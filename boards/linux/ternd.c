@@ -1,0 +1,599 @@
+/*
+ * ternd: the device agent. `ternd sim ...` runs a simulated device (boards/sim);
+ * `ternd [--config FILE] COMMAND` runs on a Linux device (boards/linux, docs/linux.md).
+ */
+#include "tern/tern_linux.h"
+#include "tern/tern_sim.h"
+
+#include "tern/tern_err.h"
+
+#include "linux_priv.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/tern/ternd.conf"
+
+static const char usage_text[] =
+    "usage:\n"
+    "  ternd [--config FILE] check             check the configuration, slots and bootloader\n"
+    "  ternd [--config FILE] run               after boot: trial, health check, confirm or roll "
+    "back\n"
+    "  ternd [--config FILE] install RELEASE [--no-activate]\n"
+    "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
+    "  ternd [--config FILE] status [--json]\n"
+    "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
+    "  ternd sim ...                           a simulated device (ternd sim --help)\n"
+    "  ternd fleet ...                         many sim devices over MQTT (ternd fleet --help)\n"
+    "FILE defaults to " DEFAULT_CONFIG ".\n";
+
+static int usage(const char *why)
+{
+	fprintf(stderr, "ternd: %s\n%s", why, usage_text);
+	return 2;
+}
+
+static int fail(int rc, const char *what)
+{
+	fprintf(stderr, "ternd: %s: %s (%s)\n", what, tern_strerror(rc), tern_errname(rc));
+	return 1;
+}
+
+/* Loads the config and opens the device; prints the one-line reason on failure. */
+static struct tern_linux *device_open(const char *config, unsigned flags)
+{
+	char err[512];
+	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
+	struct tern_linux *lx = malloc(sizeof(*lx));
+	if (!cfg || !lx) {
+		fprintf(stderr, "ternd: %s\n", tern_strerror(TERN_E_NOMEM));
+		goto out_free;
+	}
+	if (tern_linux_config_load(cfg, config, err, sizeof(err))) {
+		fprintf(stderr, "ternd: %s\n", err);
+		goto out_free;
+	}
+	if (tern_linux_open(lx, cfg, flags, err, sizeof(err))) {
+		fprintf(stderr, "ternd: %s\n", err);
+		tern_linux_close(lx);
+		goto out_free;
+	}
+	free(cfg);
+	return lx;
+out_free:
+	free(cfg);
+	free(lx);
+	return NULL;
+}
+
+static void device_close(struct tern_linux *lx)
+{
+	tern_linux_close(lx);
+	free(lx);
+}
+
+static char slot_letter(unsigned s)
+{
+	return s <= 1 ? (char)('A' + s) : '-';
+}
+
+/* What this boot is (a trial, a fallback the bootloader made...), decided at its first
+ * command and kept for the others. */
+static void print_note(const struct tern_linux *lx)
+{
+	if (lx->note.text[0])
+		printf("ternd: %s\n", lx->note.text);
+}
+
+/* --- the health result kept for status and reports --- */
+
+static int health_path(const struct tern_linux *lx, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/health", lx->cfg.state_dir);
+	return n < 0 || (size_t)n >= size ? TERN_E_TOO_LARGE : 0;
+}
+
+static int save_health(const struct tern_linux *lx, const struct tern_health_result *r,
+		       uint64_t sequence)
+{
+	char path[TERN_LINUX_PATH_MAX + 16], text[1400];
+	int rc = health_path(lx, path, sizeof(path));
+	if (rc)
+		return rc;
+	int n = snprintf(text, sizeof(text),
+			 "passed=%d\nexit_code=%d\ntimed_out=%d\nsequence=%llu\n--\n%s\n",
+			 r->passed ? 1 : 0, r->exit_code, r->timed_out ? 1 : 0,
+			 (unsigned long long)sequence, r->output);
+	if (n < 0)
+		return TERN_E_IO;
+	if ((size_t)n >= sizeof(text))
+		n = (int)sizeof(text) - 1;
+	return tern_linux_replace_file(path, text, (size_t)n);
+}
+
+static bool load_health(const struct tern_linux *lx, struct tern_health_result *r)
+{
+	char path[TERN_LINUX_PATH_MAX + 16], text[1400];
+	memset(r, 0, sizeof(*r));
+	if (health_path(lx, path, sizeof(path)))
+		return false;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	const char *sep = strstr(text, "\n--\n");
+	if (!sep)
+		return false;
+	r->passed = strstr(text, "passed=1\n") == text;
+	const char *e = strstr(text, "exit_code=");
+	r->exit_code = e ? (int)strtol(e + 10, NULL, 10) : -1;
+	r->timed_out = strstr(text, "timed_out=1\n") != NULL;
+	snprintf(r->output, sizeof(r->output), "%s", sep + 4);
+	size_t len = strlen(r->output);
+	while (len && r->output[len - 1] == '\n')
+		r->output[--len] = '\0';
+	return true;
+}
+
+/* --- status --- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
+
+static void json_slot(const struct tern_slot_meta *m)
+{
+	char dg[2 * TERN_SHA256_LEN + 1];
+	bool filled = m->state != TERN_SLOT_EMPTY;
+	bool has_digest = filled && m->size != 0; /* a factory image has no signed digest */
+	hex(m->index_digest, TERN_SHA256_LEN, dg);
+	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
+	if (filled)
+		json_str(m->version);
+	else
+		printf("null");
+	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
+	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
+	if (has_digest)
+		printf("\"%s\"}", dg);
+	else
+		printf("null}");
+}
+
+/* The keys of `ternd sim status --json`, then last_health and boot_note. */
+static void print_status_json(const struct tern_linux *lx, const struct tern_status *st)
+{
+	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
+	/* "powered" is the sim's; a device that answers is powered. */
+	printf("{\"state\": \"%s\", \"powered\": true, \"running_slot\": \"%s\", "
+	       "\"running_version\": ",
+	       tern_state_name(st->state), slot_names[fw & 1u]);
+	json_str(run->version);
+	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
+	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
+	if (cfg <= 1) {
+		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
+		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
+		json_str(c->version);
+		if (c->size) {
+			char dg[2 * TERN_SHA256_LEN + 1];
+			hex(c->index_digest, TERN_SHA256_LEN, dg);
+			printf(", \"digest\": \"%s\"}", dg);
+		} else {
+			printf(", \"digest\": null}");
+		}
+	} else {
+		printf("null");
+	}
+	printf(", \"slots\": {");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
+		json_slot(&st->slots[i]);
+	}
+	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
+	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
+	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
+	       "\"last_reason\": ",
+	       st->security_floor, st->config_security_floor,
+	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
+	       st->attempts_left, tern_event_name(st->last_event),
+	       (unsigned long long)st->event_sequence);
+	if (st->reason) {
+		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
+		json_str(tern_strerror(st->reason));
+	} else {
+		printf("null, \"last_reason_text\": null");
+	}
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf(
+		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
+		    st->job_version, (unsigned long long)st->n_chunks,
+		    (unsigned long long)st->n_verified);
+	struct tern_health_result h;
+	printf(", \"last_health\": ");
+	if (load_health(lx, &h)) {
+		printf("{\"passed\": %s, \"exit_code\": %d, \"timed_out\": %s, \"output\": ",
+		       h.passed ? "true" : "false", h.exit_code, h.timed_out ? "true" : "false");
+		json_str(h.output);
+		printf("}");
+	} else {
+		printf("null");
+	}
+	printf("}\n");
+}
+
+static void print_status_text(const struct tern_linux *lx, const struct tern_status *st)
+{
+	unsigned fw = st->running[TERN_PAIR_FW];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
+	printf("device:         %s (board %s)\n", lx->cfg.device_id[0] ? lx->cfg.device_id : "-",
+	       lx->cfg.board_id);
+	printf("state:          %s\n", tern_state_name(st->state));
+	if (lx->note.text[0])
+		printf("this boot:      %s\n", lx->note.text);
+	if (lx->note.reboot_needed)
+		printf("reboot needed:  the running slot is not good; `ternd run` reboots\n");
+	printf("running:        slot %c, version %s (sequence %llu)%s\n", slot_letter(fw),
+	       run->version, (unsigned long long)run->sequence,
+	       st->running_trial ? " on trial" : "");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		const struct tern_slot_meta *m = &st->slots[i];
+		if (i >= 2 && !lx->cfg.slot[i][0])
+			continue;
+		if (m->state == TERN_SLOT_EMPTY)
+			printf("slot %-9s empty\n", slot_names[i]);
+		else
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n", slot_names[i],
+			       tern_slot_state_name(m->state), m->version,
+			       (unsigned long long)m->sequence, m->security_counter);
+	}
+	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
+	if (st->trial_pending)
+		printf("trial:          pending, %u attempts left\n", st->attempts_left);
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf("download:       %s, %llu of %llu chunks verified\n", st->job_version,
+		       (unsigned long long)st->n_verified, (unsigned long long)st->n_chunks);
+	struct tern_bootvars v;
+	if (tern_bootloader_read((struct tern_bootloader_ctx *)&lx->bl, &v) == 0)
+		printf("bootloader:     boot %c first; attempts left A %u, B %u\n",
+		       slot_letter(v.primary), v.left[0], v.left[1]);
+	printf("last event:     %s", tern_event_name(st->last_event));
+	if (st->reason)
+		printf(": %s (%s)", tern_strerror(st->reason), tern_errname(st->reason));
+	printf("\n");
+	struct tern_health_result h;
+	if (load_health(lx, &h))
+		printf("last health:    %s (exit %d%s)%s%s\n", h.passed ? "passed" : "failed",
+		       h.exit_code, h.timed_out ? ", timed out" : "", h.output[0] ? "\n" : "",
+		       h.output);
+}
+
+/* --- commands --- */
+
+struct opts {
+	const char *config;
+	int argc;
+	char **argv;
+};
+
+static int cmd_check(struct opts *o)
+{
+	if (o->argc != 0)
+		return usage("check takes no arguments");
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	print_note(lx);
+	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
+	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),
+	       lx->cfg.bootloader == TERN_BOOT_UBOOT  ? "uboot"
+	       : lx->cfg.bootloader == TERN_BOOT_GRUB ? "grub"
+						      : "script");
+	device_close(lx);
+	return 0;
+}
+
+static int reboot_now(struct tern_linux *lx, const char *why)
+{
+	printf("ternd: rebooting: %s\n", why);
+	if (!lx->cfg.reboot_cmd[0]) {
+		printf(
+		    "ternd: no reboot command configured ([system] reboot); reboot the device\n");
+		return 0;
+	}
+	struct tern_health_result r;
+	fflush(stdout);
+	int rc = tern_linux_run_command(lx->cfg.reboot_cmd, lx->cfg.dir, 60, &r);
+	if (rc || !r.passed) {
+		fprintf(stderr, "ternd: the reboot command failed (exit %d): %s\n", r.exit_code,
+			r.output);
+		return 1;
+	}
+	return 0;
+}
+
+/* Ends the trial: @healthy or not. Pass: the bootloader keeps the trial slot (its
+ * attempts back to full) before the record confirms it, so a cut in between means one
+ * more trial boot, never a confirmed slot the bootloader gave up on. Fail: the record
+ * first, then the bootloader; a cut in between boots the bad slot once more and ternd
+ * reboots out of it. */
+static int end_trial(struct tern_linux *lx, bool healthy)
+{
+	int rc;
+	struct tern_bootctl *bc = &lx->agent.bc;
+	unsigned t = bc->trial_slot[TERN_PAIR_FW];
+	if (healthy && t <= 1) {
+		struct tern_bootvars cur, w;
+		if ((rc = tern_bootloader_read(&lx->bl, &cur)))
+			return rc;
+		w = cur;
+		w.primary = (uint8_t)t;
+		w.left[t] = lx->cfg.attempts;
+		if ((rc = tern_bootloader_write(&lx->bl, &w, &cur)))
+			return rc;
+	}
+	if ((rc = tern_agent_health(&lx->agent, healthy)))
+		return rc;
+	return tern_linux_sync_bootloader(lx);
+}
+
+static int cmd_run(struct opts *o)
+{
+	if (o->argc != 0)
+		return usage("run takes no arguments");
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	int ret = 0, rc;
+	print_note(lx);
+	if (lx->note.reboot_needed) {
+		ret = reboot_now(lx, "the running slot is not good");
+		goto out;
+	}
+	if (lx->agent.state == TERN_ST_TRIAL) {
+		const struct tern_bootctl *bc = &lx->agent.bc;
+		uint64_t seq = bc->event_sequence;
+		struct tern_health_result h;
+		printf("ternd: trial of %s (slot %c): health check\n",
+		       bc->slots[tern_slot_area(TERN_PAIR_FW, lx->boot.slot[TERN_PAIR_FW])].version,
+		       slot_letter(lx->boot.slot[TERN_PAIR_FW]));
+		fflush(stdout);
+		if (lx->cfg.health_cmd[0]) {
+			if ((rc = tern_linux_run_command(lx->cfg.health_cmd, lx->cfg.dir,
+							 lx->cfg.health_timeout, &h))) {
+				memset(&h, 0, sizeof(h));
+				h.exit_code = -1;
+				snprintf(h.output, sizeof(h.output),
+					 "cannot start the health command");
+			}
+		} else {
+			memset(&h, 0, sizeof(h));
+			h.passed = true;
+			snprintf(h.output, sizeof(h.output),
+				 "no health command: reaching ternd is "
+				 "the check");
+		}
+		if (h.passed && lx->cfg.settle) {
+			printf("ternd: health check passed; staying up %u s before confirming\n",
+			       lx->cfg.settle);
+			fflush(stdout);
+			sleep(lx->cfg.settle);
+		}
+		if ((rc = save_health(lx, &h, seq)))
+			fprintf(stderr, "ternd: cannot keep the health result: %s\n",
+				tern_strerror(rc));
+		if ((rc = end_trial(lx, h.passed))) {
+			ret = fail(rc, "ending the trial");
+			goto out;
+		}
+		if (h.passed) {
+			printf("ternd: health check passed; confirmed\n");
+		} else {
+			printf("ternd: health check failed (%s%d); rolled back\n",
+			       h.timed_out ? "timed out, exit " : "exit ", h.exit_code);
+			if (h.output[0])
+				printf("%s\n", h.output);
+			ret = reboot_now(lx, "leaving the failed trial");
+			goto out;
+		}
+	}
+	if (lx->cfg.mqtt_url[0] || lx->cfg.usb_enabled)
+		printf("ternd: the %s transport is not built into this ternd yet; nothing to wait "
+		       "for\n",
+		       lx->cfg.mqtt_url[0] ? "MQTT" : "USB");
+out:
+	device_close(lx);
+	return ret;
+}
+
+static int cmd_install(struct opts *o)
+{
+	bool activate = true;
+	const char *rel = NULL;
+	for (int i = 0; i < o->argc; i++) {
+		if (!strcmp(o->argv[i], "--no-activate"))
+			activate = false;
+		else if (!rel && o->argv[i][0] != '-')
+			rel = o->argv[i];
+		else
+			return usage("install: unknown argument");
+	}
+	if (!rel)
+		return usage("install needs RELEASE");
+	if (access(rel, R_OK) != 0)
+		return fail(TERN_E_NOT_FOUND, rel);
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	if (lx->note.new_boot)
+		print_note(lx);
+	int rc = tern_linux_install_file(lx, rel);
+	if (rc == 0 && activate && !lx->agent.bc.trial_pending)
+		rc = tern_agent_activate(&lx->agent);
+	if (rc == 0 || lx->agent.state == TERN_ST_FAILED) {
+		int src = tern_linux_sync_bootloader(lx);
+		if (rc == 0)
+			rc = src;
+	}
+	if (rc) {
+		fprintf(stderr, "ternd: refused %s: %s (%s)\n", rel, tern_strerror(rc),
+			tern_errname(rc));
+		device_close(lx);
+		return 1;
+	}
+	struct tern_status st;
+	tern_agent_status(&lx->agent, &st);
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		if (st.slots[i].state != TERN_SLOT_STAGED)
+			continue;
+		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
+		       'A' + (int)(i & 1u),
+		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
+	}
+	device_close(lx);
+	return 0;
+}
+
+static int cmd_activate(struct opts *o)
+{
+	if (o->argc != 0)
+		return usage("activate takes no arguments");
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	if (lx->note.new_boot)
+		print_note(lx);
+	int rc = tern_agent_activate(&lx->agent);
+	if (rc == 0)
+		rc = tern_linux_sync_bootloader(lx);
+	if (rc == 0)
+		printf("activated: the next reboot runs the staged release on trial\n");
+	device_close(lx);
+	return rc ? fail(rc, "activate") : 0;
+}
+
+static int cmd_status(struct opts *o)
+{
+	bool json = false;
+	for (int i = 0; i < o->argc; i++) {
+		if (!strcmp(o->argv[i], "--json"))
+			json = true;
+		else
+			return usage("status: unknown argument");
+	}
+	struct tern_linux *lx = device_open(o->config, TERN_LINUX_READ_ONLY);
+	if (!lx)
+		return 1;
+	struct tern_status st;
+	tern_agent_status(&lx->agent, &st);
+	if (json)
+		print_status_json(lx, &st);
+	else
+		print_status_text(lx, &st);
+	device_close(lx);
+	return 0;
+}
+
+static int cmd_mark(struct opts *o, bool good)
+{
+	if (o->argc != 0)
+		return usage("mark-good and mark-bad take no arguments");
+	struct tern_linux *lx = device_open(o->config, 0);
+	if (!lx)
+		return 1;
+	if (lx->note.new_boot)
+		print_note(lx);
+	int rc = 0;
+	if (lx->agent.state == TERN_ST_TRIAL) {
+		rc = end_trial(lx, good);
+		if (rc == 0)
+			printf(good ? "ternd: trial confirmed\n"
+				    : "ternd: trial marked bad; reboot to go back to slot %c\n",
+			       slot_letter(lx->agent.bc.active[TERN_PAIR_FW]));
+	} else if (good) {
+		rc = tern_linux_sync_bootloader(lx);
+		if (rc == 0)
+			printf("ternd: no trial running; slot %c stays good\n",
+			       slot_letter(lx->boot.slot[TERN_PAIR_FW]));
+	} else {
+		rc = TERN_E_STATE;
+	}
+	device_close(lx);
+	return rc ? fail(rc, good ? "mark-good" : "mark-bad (only a trial can be marked bad)") : 0;
+}
+
+static int cmd_mark_good(struct opts *o)
+{
+	return cmd_mark(o, true);
+}
+
+static int cmd_mark_bad(struct opts *o)
+{
+	return cmd_mark(o, false);
+}
+
+struct command {
+	const char *name;
+	int (*run)(struct opts *o);
+};
+
+static const struct command commands[] = {
+    {"activate", cmd_activate}, {"check", cmd_check},	{"run", cmd_run},
+    {"install", cmd_install},	{"status", cmd_status}, {"mark-good", cmd_mark_good},
+    {"mark-bad", cmd_mark_bad},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && (!strcmp(argv[1], "sim") || !strcmp(argv[1], "fleet")))
+		return tern_sim_main(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	struct opts o = {DEFAULT_CONFIG, 0, NULL};
+	int i = 1;
+	if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (i + 1 < argc && !strcmp(argv[i], "--config")) {
+		o.config = argv[i + 1];
+		i += 2;
+	}
+	if (i >= argc)
+		return usage("no command");
+	o.argc = argc - i - 1;
+	o.argv = argv + i + 1;
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (!strcmp(argv[i], commands[k].name))
+			return commands[k].run(&o);
+	return usage("unknown command");
+}

@@ -1,0 +1,1125 @@
+/* tern usb list|status|reboot: tern devices on USB, through the transfer engine in usb.c. */
+#include "host.h"
+#include "host_util.h"
+#include "release_file.h"
+#include "usb.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_msg.h"
+
+#include <libusb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_FOUND 64
+#define UDEV_HINT                                                                                  \
+	"install the udev rule: sudo cp scripts/udev/70-tern.rules /etc/udev/rules.d/ && sudo "    \
+	"udevadm control --reload && sudo udevadm trigger, then plug the device in again"
+
+/* The options every `tern usb` command takes. */
+struct usb_opts {
+	const char *serial;
+	const char *vid, *pid;
+	bool json;
+	bool no_wait;
+	bool no_reboot;
+	bool wait_confirm;
+	unsigned wait_s;
+	const char *release; /* flash: the release file */
+};
+
+static void print_help(const char *cmd)
+{
+	bool flash = !strcmp(cmd, "flash");
+	printf("usage: tern usb %s%s [--serial S] [--vid HEX] [--pid HEX]%s\n", cmd,
+	       flash ? " RELEASE.tern" : "",
+	       flash			? " [--no-reboot] [--wait-confirm] [--wait SECONDS]"
+	       : !strcmp(cmd, "reboot") ? " [--no-wait] [--wait SECONDS]"
+					: " [--json]");
+	if (flash)
+		printf(
+		    "  sends the release to the device, which verifies and installs it in its "
+		    "inactive slot;\n  then activates it and reboots the device into a trial "
+		    "and reports whether it\n  confirmed or rolled back\n"
+		    "  --no-reboot   stage and activate only: the trial starts at the next boot\n"
+		    "  --wait-confirm after the reboot, wait until the trial is confirmed or "
+		    "rolled back\n");
+	printf("  --serial S   the device with this USB serial number (see 'tern usb list')\n"
+	       "  --vid, --pid USB ids of tern devices (default %04x:%04x, or TERN_USB_VID and "
+	       "TERN_USB_PID)\n",
+	       USB_DEFAULT_VID, USB_DEFAULT_PID);
+	if (!strcmp(cmd, "reboot"))
+		printf("  --no-wait    do not wait for the device to come back\n"
+		       "  --wait S     how long to wait for it (default 20 s)\n");
+	else if (flash)
+		printf(
+		    "  --wait S     how long to wait for the device after its reboot (default 20 "
+		    "s)\n");
+	else if (strcmp(cmd, "confirm"))
+		printf("  --json       machine-readable output\n");
+}
+
+/* Parses the options; returns -1 to go on, else the exit status (help or usage). */
+static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o)
+{
+	char what[32];
+	snprintf(what, sizeof(what), "usb %s", cmd);
+	memset(o, 0, sizeof(*o));
+	o->wait_s = 20;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			print_help(cmd);
+			return 0;
+		} else if (!strcmp(a, "--json") &&
+			   (!strcmp(cmd, "list") || !strcmp(cmd, "status"))) {
+			o->json = true;
+		} else if (!strcmp(a, "--no-wait") && !strcmp(cmd, "reboot")) {
+			o->no_wait = true;
+		} else if (!strcmp(a, "--no-reboot") && !strcmp(cmd, "flash")) {
+			o->no_reboot = true;
+		} else if (!strcmp(a, "--wait-confirm") && !strcmp(cmd, "flash")) {
+			o->wait_confirm = true;
+		} else if (a[0] != '-' && !strcmp(cmd, "flash") && !o->release) {
+			o->release = a;
+		} else if (!strcmp(a, "--serial") && v && strcmp(cmd, "list")) {
+			o->serial = v;
+			i++;
+		} else if (!strcmp(a, "--vid") && v) {
+			o->vid = v;
+			i++;
+		} else if (!strcmp(a, "--pid") && v) {
+			o->pid = v;
+			i++;
+		} else if (!strcmp(a, "--wait") && v &&
+			   (!strcmp(cmd, "reboot") || !strcmp(cmd, "flash"))) {
+			uint64_t s;
+			if (host_parse_u64(v, 3600, &s))
+				return host_usage(what, "--wait takes seconds");
+			o->wait_s = (unsigned)s;
+			i++;
+		} else {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "unknown or incomplete option '%s'", a);
+			return host_usage(what, msg);
+		}
+	}
+	return -1;
+}
+
+static int usb_start(const char *what, struct libusb_context **ctx)
+{
+	int rc = libusb_init(ctx);
+	if (rc) {
+		fprintf(stderr, "tern %s: cannot use USB: %s\n", what, libusb_strerror(rc));
+		return 1;
+	}
+	return 0;
+}
+
+static void list_serials(const struct usb_found *f, size_t n, char *out, size_t size)
+{
+	size_t k = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < n && k < size; i++) {
+		int w = snprintf(out + k, size - k, "%s%s", i ? ", " : "",
+				 f[i].open_rc ? f[i].port : f[i].serial);
+		if (w < 0)
+			break;
+		k += (size_t)w;
+	}
+}
+
+/*
+ * Finds the one device a command acts on: --serial, or the only one connected. Prints a
+ * one-line error a technician can act on and returns non-zero when there is not exactly
+ * one usable device. On success the caller frees @f with usb_found_free().
+ */
+static int select_device(const char *what, struct libusb_context *ctx, const struct usb_match *m,
+			 struct usb_found *f)
+{
+	static struct usb_found all[MAX_FOUND];
+	size_t n = 0, n_all = 0;
+	char names[256];
+	struct usb_match any = *m;
+	any.serial = NULL;
+	int rc = usb_scan(ctx, &any, all, MAX_FOUND, &n_all);
+	if (rc)
+		return host_fail(what, rc);
+	if (n_all == 0) {
+		fprintf(stderr,
+			"tern %s: no tern device found (USB %04x:%04x); check the cable, "
+			"the port and that the board is powered\n",
+			what, m->vid, m->pid);
+		return 1;
+	}
+	const struct usb_found *pick = NULL;
+	for (size_t i = 0; i < n_all; i++) {
+		if (m->serial && (all[i].open_rc || strcmp(all[i].serial, m->serial)))
+			continue;
+		n++;
+		pick = &all[i];
+	}
+	list_serials(all, n_all, names, sizeof(names));
+	if (n == 0) {
+		bool blocked = false;
+		for (size_t i = 0; i < n_all; i++)
+			blocked = blocked || all[i].open_rc == TERN_E_NO_ACCESS;
+		if (blocked)
+			fprintf(stderr,
+				"tern %s: no device with serial %s among those this user may "
+				"open (%s); %s\n",
+				what, m->serial, names, UDEV_HINT);
+		else
+			fprintf(stderr, "tern %s: no tern device with serial %s (connected: %s)\n",
+				what, m->serial, names);
+		usb_found_free(all, n_all);
+		return 1;
+	}
+	if (n > 1) {
+		fprintf(stderr,
+			"tern %s: several tern devices are connected (%s); choose one with "
+			"--serial\n",
+			what, names);
+		usb_found_free(all, n_all);
+		return 1;
+	}
+	if (pick->open_rc == TERN_E_NO_ACCESS) {
+		fprintf(stderr,
+			"tern %s: the device at USB port %s is connected but this user may "
+			"not open it; %s\n",
+			what, pick->port, UDEV_HINT);
+		usb_found_free(all, n_all);
+		return 1;
+	}
+	if (pick->open_rc) {
+		fprintf(stderr, "tern %s: the device at USB port %s: %s\n", what, pick->port,
+			tern_strerror(pick->open_rc));
+		usb_found_free(all, n_all);
+		return 1;
+	}
+	*f = *pick;
+	f->dev = libusb_ref_device(pick->dev);
+	usb_found_free(all, n_all);
+	return 0;
+}
+
+/* Opens the link and reports a busy or vanished device in words. */
+static int open_link(const char *what, struct usb_link *l, struct libusb_context *ctx,
+		     const struct usb_found *f)
+{
+	int rc = usb_link_open(l, ctx, f);
+	if (rc == TERN_E_BUSY) {
+		fprintf(stderr,
+			"tern %s: device %s is busy: another program (another tern?) has "
+			"it open; close it and retry\n",
+			what, f->serial);
+		return 1;
+	}
+	if (rc == TERN_E_NO_ACCESS) {
+		fprintf(stderr, "tern %s: device %s: this user may not open it; %s\n", what,
+			f->serial, UDEV_HINT);
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "tern %s: device %s: %s\n", what, f->serial, tern_strerror(rc));
+		return 1;
+	}
+	return 0;
+}
+
+static const char *slot_name(uint32_t slot)
+{
+	return slot == 0 ? "A" : slot == 1 ? "B" : "?";
+}
+
+static void json_kv(FILE *out, const char *k, const char *v, bool comma)
+{
+	fprintf(out, "\"%s\": ", k);
+	host_json_str(out, v, strlen(v));
+	if (comma)
+		fputs(", ", out);
+}
+
+/* ---- tern usb list */
+
+struct list_row {
+	const struct usb_found *f;
+	int rc;
+	struct tern_msg_info info;
+};
+
+int cmd_usb_list(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	static struct usb_found found[MAX_FOUND];
+	static struct list_row rows[MAX_FOUND];
+	size_t n = 0;
+	int status = parse_opts("list", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (usb_match_init(&m, o.vid, o.pid, NULL))
+		return host_usage("usb list", "--vid and --pid take hex USB ids such as 1209");
+	if (usb_start("usb list", &ctx))
+		return 1;
+	int rc = usb_scan(ctx, &m, found, MAX_FOUND, &n);
+	if (rc) {
+		status = host_fail("usb list", rc);
+		goto out_exit;
+	}
+	if (n == 0) {
+		if (o.json)
+			printf("[]\n");
+		fprintf(stderr,
+			"tern usb list: no tern device found (USB %04x:%04x); check the "
+			"cable, the port and that the board is powered\n",
+			m.vid, m.pid);
+		status = 1;
+		goto out_exit;
+	}
+	size_t n_blocked = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct usb_link l;
+		rows[i].f = &found[i];
+		rows[i].rc = found[i].open_rc;
+		if (!rows[i].rc) {
+			rows[i].rc = usb_link_open(&l, ctx, &found[i]);
+			if (!rows[i].rc) {
+				rows[i].rc = usb_link_hello(&l, &rows[i].info);
+				usb_link_close(&l);
+			}
+		}
+		n_blocked += rows[i].rc == TERN_E_NO_ACCESS;
+	}
+	if (o.json) {
+		printf("[");
+		for (size_t i = 0; i < n; i++) {
+			const struct list_row *r = &rows[i];
+			printf("%s\n  {", i ? "," : "");
+			json_kv(stdout, "port", r->f->port, true);
+			printf("\"bus\": %u, \"address\": %u, ", r->f->bus, r->f->address);
+			json_kv(stdout, "serial", r->f->serial, true);
+			if (r->rc) {
+				json_kv(stdout, "error", tern_errname(r->rc), false);
+			} else {
+				json_kv(stdout, "board", r->info.board, true);
+				json_kv(stdout, "device_id", r->info.device_id, true);
+				json_kv(stdout, "version", r->info.version, true);
+				printf("\"sequence\": %llu, ",
+				       (unsigned long long)r->info.sequence);
+				json_kv(stdout, "slot", slot_name(r->info.slot), true);
+				json_kv(stdout, "state", tern_frame_state_name(r->info.state),
+					false);
+			}
+			printf("}");
+		}
+		printf("\n]\n");
+	} else {
+		printf("%-10s %-16s %-10s %-12s %-4s %s\n", "PORT", "SERIAL", "BOARD", "VERSION",
+		       "SLOT", "STATE");
+		for (size_t i = 0; i < n; i++) {
+			const struct list_row *r = &rows[i];
+			if (r->rc)
+				printf("%-10s %-16s (%s)\n", r->f->port,
+				       r->f->serial[0] ? r->f->serial : "?",
+				       r->rc == TERN_E_BUSY ? "busy: another program has it open"
+				       : r->rc == TERN_E_NO_ACCESS ? "no access for this user"
+								   : tern_strerror(r->rc));
+			else
+				printf("%-10s %-16s %-10s %-12s %-4s %s\n", r->f->port,
+				       r->f->serial, r->info.board, r->info.version,
+				       slot_name(r->info.slot),
+				       tern_frame_state_name(r->info.state));
+		}
+	}
+	if (n_blocked) {
+		fprintf(stderr, "tern usb list: %zu device(s) cannot be opened by this user; %s\n",
+			n_blocked, UDEV_HINT);
+		status = 1;
+	} else {
+		status = 0;
+	}
+	usb_found_free(found, n);
+out_exit:
+	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb status */
+
+int cmd_usb_status(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_info info;
+	struct tern_msg_state st;
+	uint8_t body[8], reply[512];
+	size_t rlen = 0;
+	int status = parse_opts("status", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb status", "--vid and --pid take hex USB ids such as 1209");
+	if (usb_start("usb status", &ctx))
+		return 1;
+	status = select_device("usb status", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb status", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	int rc = usb_link_hello(&l, &info);
+	if (!rc) {
+		size_t blen = tern_msg_empty_encode(body, sizeof(body));
+		rc = usb_link_call(&l, TERN_MSG_STATE, body, blen, TERN_MSG_STATE, reply,
+				   sizeof(reply), &rlen, NULL);
+	}
+	if (!rc)
+		rc = tern_msg_state_decode(reply, rlen, &st);
+	usb_link_close(&l);
+	if (rc) {
+		char what[64];
+		snprintf(what, sizeof(what), "usb status: device %s", f.serial);
+		status = host_fail(what, rc);
+		goto out_free;
+	}
+	if (o.json) {
+		printf("{");
+		json_kv(stdout, "port", f.port, true);
+		json_kv(stdout, "serial", info.serial, true);
+		json_kv(stdout, "board", info.board, true);
+		json_kv(stdout, "device_id", info.device_id, true);
+		json_kv(stdout, "version", st.version, true);
+		printf("\"sequence\": %llu, ", (unsigned long long)info.sequence);
+		json_kv(stdout, "slot", slot_name(st.slot), true);
+		json_kv(stdout, "state", tern_frame_state_name(st.state), true);
+		json_kv(stdout, "target", st.target, true);
+		printf("\"done\": %llu, \"total\": %llu, ", (unsigned long long)st.done,
+		       (unsigned long long)st.total);
+		json_kv(stdout, "last_status", tern_frame_status_name(st.last_status), false);
+		printf("}\n");
+	} else {
+		printf("device:  %s at USB port %s%s%s\n", info.serial, f.port,
+		       info.device_id[0] ? ", id " : "", info.device_id);
+		printf("board:   %s\n", info.board);
+		printf("running: %s (sequence %llu) in slot %s\n", st.version,
+		       (unsigned long long)info.sequence, slot_name(st.slot));
+		printf("state:   %s", tern_frame_state_name(st.state));
+		if (st.target[0])
+			printf(" (%s, %llu of %llu)", st.target, (unsigned long long)st.done,
+			       (unsigned long long)st.total);
+		if (st.last_status)
+			printf(", last error: %s", tern_frame_status_name(st.last_status));
+		printf("\n");
+	}
+	status = 0;
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb reboot */
+
+static double elapsed_s(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * Waits for the device with @serial to come back after a reboot: it must be seen gone, or
+ * seen again at another address. Sets @f. Returns 0 or TERN_E_TIMEOUT.
+ */
+static int wait_back(struct libusb_context *ctx, const struct usb_match *m, uint8_t old_addr,
+		     unsigned wait_s, struct usb_found *f)
+{
+	struct timespec t0;
+	bool seen_gone = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_s(&t0) < (double)wait_s) {
+		size_t n = 0;
+		struct usb_found got[4];
+		if (usb_scan(ctx, m, got, 4, &n) == 0) {
+			if (n == 0)
+				seen_gone = true;
+			for (size_t i = 0; i < n; i++) {
+				if (seen_gone || got[i].address != old_addr) {
+					*f = got[i];
+					f->dev = libusb_ref_device(got[i].dev);
+					usb_found_free(got, n);
+					return 0;
+				}
+			}
+			usb_found_free(got, n);
+		}
+		struct timespec nap = {0, 50 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	return TERN_E_TIMEOUT;
+}
+
+int cmd_usb_reboot(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f, back;
+	struct usb_link l;
+	struct tern_msg_info info;
+	uint8_t body[8], reply[64];
+	int status = parse_opts("reboot", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb reboot", "--vid and --pid take hex USB ids such as 1209");
+	if (usb_start("usb reboot", &ctx))
+		return 1;
+	status = select_device("usb reboot", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb reboot", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	size_t blen = tern_msg_empty_encode(body, sizeof(body));
+	int rc = usb_link_call(&l, TERN_MSG_REBOOT, body, blen, TERN_MSG_ACK, reply, sizeof(reply),
+			       NULL, NULL);
+	usb_link_close(&l);
+	if (rc) {
+		status = host_fail("usb reboot", rc);
+		goto out_free;
+	}
+	if (o.no_wait) {
+		printf("%s is rebooting\n", f.serial);
+		status = 0;
+		goto out_free;
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct usb_match again = m;
+	again.serial = f.serial;
+	rc = wait_back(ctx, &again, f.address, o.wait_s, &back);
+	if (rc) {
+		fprintf(stderr,
+			"tern usb reboot: %s did not come back within %u s; check the "
+			"board, then 'tern usb list'\n",
+			f.serial, o.wait_s);
+		status = 1;
+		goto out_free;
+	}
+	double secs = elapsed_s(&t0);
+	rc = usb_link_open(&l, ctx, &back);
+	if (!rc) {
+		rc = usb_link_hello(&l, &info);
+		usb_link_close(&l);
+	}
+	if (rc) {
+		fprintf(stderr,
+			"tern usb reboot: %s came back at USB port %s but does not answer: "
+			"%s\n",
+			f.serial, back.port, tern_strerror(rc));
+		status = 1;
+	} else {
+		printf("%s is back after %.1f s at USB port %s (address %u): %s in slot %s, %s\n",
+		       info.serial, secs, back.port, back.address, info.version,
+		       slot_name(info.slot), tern_frame_state_name(info.state));
+		status = 0;
+	}
+	usb_found_free(&back, 1);
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb flash */
+
+#define FLASH_PIECE (16u * 1024u) /* payload bytes per DATA frame */
+#define PIECE_RING  (2 * USB_WINDOW)
+
+struct flash_ctx;
+
+/* One DATA request in flight: how many payload bytes it carries. */
+struct piece {
+	struct flash_ctx *fc;
+	size_t len;
+};
+
+struct flash_ctx {
+	uint64_t total; /* payload bytes to send in this run */
+	uint64_t sent;
+	uint64_t acked;
+	int rc;		 /* first refusal or failure */
+	uint32_t status; /* its wire status, when the device refused */
+	struct piece ring[PIECE_RING];
+	size_t n_sent;
+	bool tty;
+	struct timespec t0;
+	double last_print;
+	const char *serial;
+};
+
+static void on_data_reply(void *ud, int rc, const struct tern_frame *f)
+{
+	struct piece *p = ud;
+	struct flash_ctx *fc = p->fc;
+	if (!rc && f->type == TERN_MSG_ERROR) {
+		struct tern_msg_error e;
+		rc = tern_msg_error_decode(f->body, f->body_len, &e);
+		if (!rc) {
+			fc->status = e.status;
+			rc = tern_frame_status_to_err(e.status);
+		}
+	} else if (!rc && f->type != TERN_MSG_ACK) {
+		rc = TERN_E_MALFORMED;
+	}
+	if (rc) {
+		if (!fc->rc)
+			fc->rc = rc;
+		return;
+	}
+	fc->acked += p->len;
+}
+
+static void progress(struct flash_ctx *fc, bool last)
+{
+	double t = elapsed_s(&fc->t0);
+	if (!fc->tty || (!last && t - fc->last_print < 0.1))
+		return;
+	fc->last_print = t;
+	char a[32], b[32];
+	double rate = t > 0 ? (double)fc->acked / t : 0;
+	double left = rate > 0 ? (double)(fc->total - fc->acked) / rate : 0;
+	fprintf(stderr, "\r%s: %s of %s (%3.0f%%), %.1f MiB/s, %d:%02d left   ", fc->serial,
+		host_human_size(fc->acked, a, sizeof(a)), host_human_size(fc->total, b, sizeof(b)),
+		fc->total ? 100.0 * (double)fc->acked / (double)fc->total : 100.0,
+		rate / (1024.0 * 1024.0), (int)left / 60, (int)left % 60);
+	if (last)
+		fputc('\n', stderr);
+}
+
+/* Sends bytes [@off, @end) of one component's index or payload, read from the file. */
+static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t comp, uint32_t kind,
+		     uint64_t file_off, uint64_t off, uint64_t end, size_t piece)
+{
+	static uint8_t buf[TERN_FRAME_DATA_MAX];
+	static uint8_t body[TERN_FRAME_BODY_MAX];
+	while (off < end && !fc->rc) {
+		size_t n = end - off < piece ? (size_t)(end - off) : piece;
+		int rc = host_pread_full(fd, buf, n, file_off + off);
+		if (rc)
+			return rc;
+		struct tern_msg_data d = {comp, kind, off, buf, n};
+		size_t blen = tern_msg_data_encode(&d, body, sizeof(body));
+		if (!blen)
+			return TERN_E_INVAL;
+		struct piece *p = &fc->ring[fc->n_sent++ % PIECE_RING];
+		p->fc = fc;
+		p->len = n;
+		rc = usb_link_send(l, TERN_MSG_DATA, body, blen, on_data_reply, p);
+		if (rc)
+			return rc;
+		fc->sent += n;
+		off += n;
+		progress(fc, false);
+	}
+	return fc->rc;
+}
+
+/* Payload bytes from the device's resume point @next to the end of the release. */
+static uint64_t bytes_from(const struct release_file *rf, const struct tern_msg_ack *next)
+{
+	uint64_t total = 0;
+	for (size_t c = next->comp; c < rf->head.manifest.n_components; c++) {
+		const struct comp_layout *cl = &rf->layout[c];
+		uint64_t idx_from = 0, pay_from = 0;
+		if (c == next->comp && next->kind == TERN_DATA_INDEX)
+			idx_from = next->offset;
+		if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
+			idx_from = cl->index_len;
+			pay_from = next->offset;
+		}
+		total += (cl->index_len - (idx_from < cl->index_len ? idx_from : cl->index_len)) +
+			 (cl->bytes_len - (pay_from < cl->bytes_len ? pay_from : cl->bytes_len));
+	}
+	return total;
+}
+
+/* Empty-bodied request (DONE, ACTIVATE, REBOOT, CONFIRM) answered by ACK. */
+static int simple_call(struct usb_link *l, uint8_t type, uint32_t *status)
+{
+	uint8_t body[4], reply[64];
+	size_t blen = tern_msg_empty_encode(body, sizeof(body));
+	return usb_link_call(l, type, body, blen, TERN_MSG_ACK, reply, sizeof(reply), NULL, status);
+}
+
+static int get_state(struct usb_link *l, struct tern_msg_state *st)
+{
+	uint8_t body[4], reply[512];
+	size_t rlen = 0;
+	size_t blen = tern_msg_empty_encode(body, sizeof(body));
+	int rc = usb_link_call(l, TERN_MSG_STATE, body, blen, TERN_MSG_STATE, reply, sizeof(reply),
+			       &rlen, NULL);
+	return rc ? rc : tern_msg_state_decode(reply, rlen, st);
+}
+
+static void boards_list(const struct tern_manifest *m, char *out, size_t size)
+{
+	size_t k = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < m->n_boards && k < size; i++) {
+		int w = snprintf(out + k, size - k, "%s%s", i ? ", " : "", m->boards[i]);
+		if (w < 0)
+			break;
+		k += (size_t)w;
+	}
+}
+
+/* After the reboot: finds the device again and reports how its trial ended. */
+static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
+			 const struct usb_found *f, const struct usb_opts *o, const char *version)
+{
+	struct usb_found back;
+	struct usb_link l;
+	struct tern_msg_state st;
+	struct timespec t0;
+	struct usb_match again = *m;
+	again.serial = f->serial;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = wait_back(ctx, &again, f->address, o->wait_s, &back);
+	if (rc) {
+		fprintf(stderr,
+			"tern usb flash: %s did not come back within %u s after its reboot; "
+			"check the board, then 'tern usb status --serial %s'\n",
+			f->serial, o->wait_s, f->serial);
+		return 1;
+	}
+	for (;;) {
+		rc = usb_link_open(&l, ctx, &back);
+		if (!rc) {
+			rc = get_state(&l, &st);
+			usb_link_close(&l);
+		}
+		if (rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
+		    elapsed_s(&t0) > (double)o->wait_s)
+			break;
+		struct timespec nap = {0, 200 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	int status = 1;
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s came back but does not answer: %s\n", f->serial,
+			tern_strerror(rc));
+	} else if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
+		printf("%s runs %s in slot %s: confirmed\n", f->serial, st.version,
+		       slot_name(st.slot));
+		status = 0;
+	} else if (st.state == TERN_DS_TRIAL) {
+		printf(
+		    "%s runs %s in slot %s on trial (not confirmed yet; see 'tern usb status')\n",
+		    f->serial, st.version, slot_name(st.slot));
+		status = 0;
+	} else if (st.state == TERN_DS_ROLLED_BACK) {
+		fprintf(stderr, "tern usb flash: %s rolled back to %s in slot %s: %s\n", f->serial,
+			st.version, slot_name(st.slot),
+			tern_strerror(tern_frame_status_to_err(st.last_status)));
+	} else {
+		fprintf(stderr, "tern usb flash: %s runs %s in slot %s, state %s; expected %s\n",
+			f->serial, st.version, slot_name(st.slot), tern_frame_state_name(st.state),
+			version);
+	}
+	usb_found_free(&back, 1);
+	return status;
+}
+
+int cmd_usb_flash(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_info info;
+	static struct release_file rf;
+	static uint8_t body[TERN_FRAME_BODY_MAX];
+	uint8_t reply[256];
+	size_t rlen = 0;
+	uint32_t wstatus = TERN_ST_OK;
+	char what[96];
+	int status = parse_opts("flash", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (!o.release)
+		return host_usage("usb flash", "which release? tern usb flash RELEASE.tern");
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb flash", "--vid and --pid take hex USB ids such as 1209");
+	/* The release is checked before any device is touched (the device verifies it). */
+	int rc = release_file_open(&rf, o.release, NULL);
+	if (!rc) {
+		rc = release_file_layout(&rf);
+		if (rc)
+			release_file_close(&rf);
+	}
+	if (rc) {
+		snprintf(what, sizeof(what), "usb flash: %s", o.release);
+		return host_fail(what, rc);
+	}
+	const struct tern_manifest *man = &rf.head.manifest;
+	if (usb_start("usb flash", &ctx)) {
+		release_file_close(&rf);
+		return 1;
+	}
+	status = select_device("usb flash", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb flash", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	status = 1;
+	snprintf(what, sizeof(what), "usb flash: %s", f.serial);
+	rc = usb_link_hello(&l, &info);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_close;
+	}
+	if (!tern_manifest_has_board(man, info.board)) {
+		char boards[160];
+		boards_list(man, boards, sizeof(boards));
+		fprintf(stderr,
+			"tern usb flash: %s is for board %s, but %s is a '%s' board; "
+			"nothing was sent\n",
+			o.release, boards, f.serial, info.board);
+		goto out_close;
+	}
+	/* OFFER: the device verifies the signed manifest and says where to start. */
+	struct tern_msg_ack next;
+	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, body, sizeof(body));
+	rc = blen ? usb_link_call(&l, TERN_MSG_OFFER, body, blen, TERN_MSG_ACK, reply,
+				  sizeof(reply), &rlen, &wstatus)
+		  : TERN_E_TOO_LARGE;
+	if (!rc)
+		rc = tern_msg_ack_decode(reply, rlen, &next);
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused %s %s: %s\n", f.serial, man->version,
+			o.release, tern_strerror(rc));
+		goto out_close;
+	}
+	struct flash_ctx fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.tty = isatty(STDERR_FILENO);
+	fc.serial = f.serial;
+	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
+	uint64_t all = 0;
+	for (size_t c = 0; c < man->n_components; c++)
+		all += rf.layout[c].index_len + rf.layout[c].bytes_len;
+	if (next.has_next) {
+		fc.total = bytes_from(&rf, &next);
+		char a[32];
+		if (fc.total < all)
+			printf("%s: resuming: %s of the release are on the device already\n",
+			       f.serial, host_human_size(all - fc.total, a, sizeof(a)));
+		size_t piece = info.max_data < FLASH_PIECE ? info.max_data : FLASH_PIECE;
+		for (size_t c = next.comp; c < man->n_components && !rc; c++) {
+			const struct comp_layout *cl = &rf.layout[c];
+			uint64_t idx_from = 0, pay_from = 0;
+			if (c == next.comp && next.kind == TERN_DATA_INDEX)
+				idx_from = next.offset;
+			if (c == next.comp && next.kind == TERN_DATA_PAYLOAD) {
+				idx_from = cl->index_len;
+				pay_from = next.offset;
+			}
+			rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
+				       idx_from, cl->index_len, piece);
+			if (!rc)
+				rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_PAYLOAD,
+					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+		}
+		if (!rc)
+			rc = usb_link_drain(&l);
+		if (!rc)
+			rc = fc.rc;
+		progress(&fc, true);
+	}
+	if (!rc)
+		rc = simple_call(&l, TERN_MSG_DONE, &wstatus);
+	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: %s was unplugged or stopped answering after %s of "
+			"%s; plug it back in and run the same command again: it resumes "
+			"where it stopped\n",
+			f.serial, host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)));
+		goto out_close;
+	}
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", f.serial,
+			tern_strerror(rc));
+		goto out_close;
+	}
+	double secs = elapsed_s(&fc.t0);
+	if (fc.total) {
+		char a[32];
+		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
+		       "byte\n",
+		       f.serial, host_human_size(fc.total, a, sizeof(a)), secs,
+		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
+		       (double)l.bytes_out / (double)fc.total);
+	}
+	rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_close;
+	}
+	if (o.no_reboot) {
+		printf("%s: %s staged and activated; it starts on trial at the next boot\n",
+		       f.serial, man->version);
+		status = 0;
+		goto out_close;
+	}
+	rc = simple_call(&l, TERN_MSG_REBOOT, &wstatus);
+	usb_link_close(&l);
+	if (rc) {
+		host_fail(what, rc);
+		goto out_free;
+	}
+	printf("%s: %s staged; rebooting into its trial\n", f.serial, man->version);
+	fflush(stdout);
+	status = flash_outcome(ctx, &m, &f, &o, man->version);
+	goto out_free;
+out_close:
+	usb_link_close(&l);
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+	release_file_close(&rf);
+	return status;
+}
+
+/* ---- tern usb confirm */
+
+int cmd_usb_confirm(int argc, char **argv)
+{
+	struct usb_opts o;
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_state st;
+	int status = parse_opts("confirm", argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (usb_match_init(&m, o.vid, o.pid, o.serial))
+		return host_usage("usb confirm", "--vid and --pid take hex USB ids such as 1209");
+	if (usb_start("usb confirm", &ctx))
+		return 1;
+	status = select_device("usb confirm", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb confirm", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	int rc = simple_call(&l, TERN_MSG_CONFIRM, NULL);
+	if (!rc)
+		rc = get_state(&l, &st);
+	usb_link_close(&l);
+	if (rc) {
+		fprintf(stderr, "tern usb confirm: %s: %s%s\n", f.serial, tern_strerror(rc),
+			rc == TERN_E_STATE ? " (only a release on trial can be confirmed)" : "");
+		status = 1;
+		goto out_free;
+	}
+	printf("%s runs %s in slot %s: %s\n", f.serial, st.version, slot_name(st.slot),
+	       tern_frame_state_name(st.state));
+	status = 0;
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+	return status;
+}
+
+/* ---- tern usb provision */
+
+static void provision_help(void)
+{
+	printf(
+	    "usage: tern usb provision --id ID --keyring signing.pub [--keyring more.pub] "
+	    "[--config device.conf]\n"
+	    "                          [--key signing.key] [--serial S] [--vid HEX] [--pid HEX]\n"
+	    "  gives a blank device its identity, the keys it trusts for releases and its "
+	    "configuration\n"
+	    "  --id ID        the device id ([A-Za-z0-9._-], up to 64 characters)\n"
+	    "  --keyring F    a public key the device will trust (up to %d)\n"
+	    "  --config F     configuration for the device (up to %d bytes)\n"
+	    "  --key F        re-provision a device that is provisioned already: sign the "
+	    "request\n"
+	    "                 with a key it trusts now\n",
+	    TERN_KEYRING_MAX, TERN_FRAME_CONFIG_MAX);
+}
+
+int cmd_usb_provision(int argc, char **argv)
+{
+	const char *id = NULL, *config_path = NULL, *key_path = NULL, *serial = NULL;
+	const char *vid = NULL, *pid = NULL;
+	static struct tern_keyring kr;
+	static uint8_t body[TERN_FRAME_BODY_MAX], cose[TERN_FRAME_BODY_MAX];
+	static uint8_t req[TERN_FRAME_BODY_MAX];
+	struct tern_msg_provision p;
+	struct tern_signer sg;
+	bool have_signer = false;
+	uint8_t *config = NULL;
+	size_t config_len = 0;
+	int rc, status = 1;
+	memset(&kr, 0, sizeof(kr));
+	memset(&p, 0, sizeof(p));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			provision_help();
+			return 0;
+		}
+		if (!v)
+			return host_usage("usb provision", "unknown or incomplete option");
+		if (!strcmp(a, "--id"))
+			id = v;
+		else if (!strcmp(a, "--keyring")) {
+			rc = host_keyring_add_file(&kr, v);
+			if (rc) {
+				char what[64];
+				snprintf(what, sizeof(what), "usb provision: %s", v);
+				return host_fail(what, rc);
+			}
+		} else if (!strcmp(a, "--config"))
+			config_path = v;
+		else if (!strcmp(a, "--key"))
+			key_path = v;
+		else if (!strcmp(a, "--serial"))
+			serial = v;
+		else if (!strcmp(a, "--vid"))
+			vid = v;
+		else if (!strcmp(a, "--pid"))
+			pid = v;
+		else
+			return host_usage("usb provision", "unknown or incomplete option");
+		i++;
+	}
+	if (!id || !kr.n_keys)
+		return host_usage("usb provision", "--id and at least one --keyring are needed");
+	if (strlen(id) >= sizeof(p.device_id))
+		return host_usage("usb provision", "--id is at most 64 characters");
+	memcpy(p.device_id, id, strlen(id) + 1);
+	for (size_t i = 0; i < kr.n_keys; i++)
+		p.keys[i] = kr.keys[i].point;
+	p.n_keys = kr.n_keys;
+	size_t blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	if (!blen)
+		return host_usage("usb provision", "--id takes letters, digits, '.', '_' and '-'");
+	if (config_path) {
+		rc = host_read_file(config_path, TERN_FRAME_CONFIG_MAX, &config, &config_len);
+		if (rc) {
+			char what[96];
+			snprintf(what, sizeof(what), "usb provision: %s", config_path);
+			return host_fail(what, rc);
+		}
+		p.config = config;
+		p.config_len = config_len;
+		blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	}
+	if (key_path) {
+		rc = host_load_signer(key_path, &sg);
+		if (rc) {
+			char what[96];
+			snprintf(what, sizeof(what), "usb provision: %s", key_path);
+			status = host_fail(what, rc);
+			goto out_config;
+		}
+		have_signer = true;
+	}
+	struct usb_match m;
+	struct libusb_context *ctx;
+	struct usb_found f;
+	struct usb_link l;
+	struct tern_msg_info info;
+	if (usb_match_init(&m, vid, pid, serial)) {
+		status =
+		    host_usage("usb provision", "--vid and --pid take hex USB ids such as 1209");
+		goto out_signer;
+	}
+	if (usb_start("usb provision", &ctx))
+		goto out_signer;
+	status = select_device("usb provision", ctx, &m, &f);
+	if (status)
+		goto out_exit;
+	status = open_link("usb provision", &l, ctx, &f);
+	if (status)
+		goto out_free;
+	status = 1;
+	rc = usb_link_hello(&l, &info);
+	if (rc) {
+		fprintf(stderr, "tern usb provision: %s: %s\n", f.serial, tern_strerror(rc));
+		goto out_close;
+	}
+	if (info.device_id[0] && !have_signer) {
+		fprintf(stderr,
+			"tern usb provision: %s is provisioned already (as %s); to change "
+			"it, sign the request with --key and a key the device trusts\n",
+			f.serial, info.device_id);
+		goto out_close;
+	}
+	const uint8_t *send = body;
+	size_t send_len = blen;
+	if (have_signer) {
+		uint8_t aad[sizeof(TERN_PROVISION_AAD) + TERN_FRAME_SERIAL_MAX];
+		size_t alen = tern_provision_aad(f.serial, aad, sizeof(aad));
+		size_t clen =
+		    alen ? tern_cose_sign1_sign(&sg, body, blen, aad, alen, cose, sizeof(cose)) : 0;
+		send_len =
+		    clen ? tern_msg_provision_encode_signed(cose, clen, req, sizeof(req)) : 0;
+		send = req;
+		if (!send_len) {
+			host_fail("usb provision", TERN_E_CRYPTO);
+			goto out_close;
+		}
+	}
+	uint8_t reply[64];
+	rc = usb_link_call(&l, TERN_MSG_PROVISION, send, send_len, TERN_MSG_ACK, reply,
+			   sizeof(reply), NULL, NULL);
+	if (rc == TERN_E_EXISTS)
+		fprintf(stderr,
+			"tern usb provision: %s is provisioned already; to change it, sign "
+			"the request with --key and a key the device trusts\n",
+			f.serial);
+	else if (rc)
+		fprintf(stderr, "tern usb provision: %s refused: %s\n", f.serial,
+			tern_strerror(rc));
+	else {
+		printf("%s provisioned as %s: %zu trusted key(s)%s\n", f.serial, p.device_id,
+		       p.n_keys, p.config ? ", configuration written" : "");
+		status = 0;
+	}
+out_close:
+	usb_link_close(&l);
+out_free:
+	usb_found_free(&f, 1);
+out_exit:
+	libusb_exit(ctx);
+out_signer:
+	if (have_signer)
+		tern_signer_free(&sg);
+out_config:
+	free(config);
+	return status;
+}

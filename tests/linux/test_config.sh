@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The configuration file: every mistake is refused at start with one line naming the
+# file, the line and the reason; paths are taken from the file's folder. Prints
+# "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+TERND=$(cd "$BUILD" && pwd)/ternd
+work=$(mktemp -d /tmp/tern-config.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+
+good='[device]
+board = example
+keyring = keys
+state = state
+[slots]
+firmware.A = a.img
+firmware.B = b.img
+[boot]
+bootloader = grub
+grubenv = grubenv
+cmdline = cmdline
+boot_id = boot_id
+[health]
+command = true'
+
+# refused NAME WANT_REGEX CONFIG_TEXT: `ternd check` exits 1 with one stderr line
+refused() {
+	printf '%s\n' "$3" >c.conf
+	"$TERND" --config c.conf check >out.txt 2>err.txt
+	local rc=$? lines
+	lines=$(wc -l <err.txt)
+	if [ $rc -ne 0 ] && [ "$lines" -eq 1 ] && grep -qE -e "^ternd: $2" err.txt; then
+		ok "$1"
+	else
+		bad "$1" "exit $rc, stderr: $(cat err.txt)"
+	fi
+}
+
+refused "unknown key" "c.conf:3: unknown key 'bord' in \[device\]" "[device]
+board = example
+bord = x"
+refused "unknown section" "c.conf:2: unknown section \[helth\]" "# comment
+[helth]"
+refused "line without =" "c.conf:2: expected key = value" "[device]
+board example"
+refused "key before any section" "c.conf:1: key before the first \[section\]" "board = example"
+refused "section header syntax" "c.conf:1: a section header is \[name\]" "[device"
+refused "not a number" "c.conf:15: timeout: not a whole number" "$good
+timeout = soon"
+refused "number out of range" "c.conf:9: attempts: must be from 1 to 9" "[device]
+board = x
+keyring = k
+state = s
+[slots]
+firmware.A = a
+firmware.B = b
+[boot]
+attempts = 12"
+refused "unknown bootloader" "c.conf:2: bootloader: must be uboot, grub or script" "[boot]
+bootloader = barebox"
+refused "key set twice" "c.conf:3: 'board' is set twice in \[device\]" "[device]
+board = a
+board = b"
+refused "empty value" "c.conf:2: board: empty value" "[device]
+board ="
+refused "sector size not a power of two" "c.conf:2: sector_size: must be a power of two" "[device]
+sector_size = 3000"
+refused "yes/no" "c.conf:2: enabled: must be yes or no" "[usb]
+enabled = maybe"
+refused "vid range" "c.conf:2: vid: must be a number from 0 to 0xffff" "[usb]
+vid = 0x12345"
+refused "missing board" "c.conf:3: missing key 'board' in \[device\]" "[device]
+keyring = k
+state = s"
+refused "missing slot" "c.conf:5: \[slots\] needs firmware.A and firmware.B" "[device]
+board = x
+keyring = k
+state = s
+[slots]"
+refused "one config slot alone" "c.conf:8: \[slots\] needs both config.A and config.B, or neither" "[device]
+board = x
+keyring = k
+state = s
+[slots]
+firmware.A = a
+firmware.B = b
+config.A = c"
+refused "grub without grubenv" "c.conf:9: bootloader = grub needs 'grubenv' in \[boot\]" "[device]
+board = x
+keyring = k
+state = s
+[slots]
+firmware.A = a
+firmware.B = b
+[boot]
+bootloader = grub"
+refused "two slots on one path" "c.conf:7: two slots share the path a.img" "[device]
+board = x
+keyring = k
+state = s
+[slots]
+firmware.A = a.img
+firmware.B = a.img"
+refused "value too long" "c.conf:2: board: value too long" "[device]
+board = $(printf 'b%.0s' $(seq 40))"
+if "$TERND" --config missing.conf check 2>err.txt; then bad "missing file"; else
+	grep -q "^ternd: missing.conf: cannot open: No such file" err.txt && ok "missing file" || bad "missing file" "$(cat err.txt)"
+fi
+
+# A well-formed file whose pieces are missing: named by path.
+mkdir -p keys
+refused "keyring with no key" "keys: no public key" "$good"
+"$(dirname "$TERND")/tern" key generate --out keys/k >/dev/null
+refused "slot file missing" "a.img: cannot open slot" "$good"
+truncate -s 1M a.img b.img
+refused "no cmdline" "cmdline: cannot read it" "$good"
+echo "root=/dev/sda2 tern.slot=A" >cmdline
+refused "no boot id" "boot_id: cannot read the boot id" "$good"
+echo "boot-1" >boot_id
+refused "grubenv missing" "bootloader: the bootloader's environment is missing" "$good"
+grub-editenv grubenv create
+printf '%s\n' "$good" >c.conf
+if "$TERND" --config c.conf check >/dev/null 2>err.txt; then ok "a complete config passes check"; else bad "complete config" "$(cat err.txt)"; fi
+# Relative paths are taken from the config file's folder, wherever ternd runs.
+if (cd / && "$TERND" --config "$work/c.conf" check >/dev/null 2>&1); then ok "relative paths from the config's folder"; else bad "relative paths"; fi
+# U-Boot: fw_env.config errors name that file and line.
+printf '%s\n' "$good" | sed -e 's/bootloader = grub/bootloader = uboot/' -e 's/^grubenv = grubenv/fw_env_config = fw_env.config/' >u.conf
+printf 'env.bin 0x0\n' >fw_env.config
+"$TERND" --config u.conf check 2>err.txt >/dev/null
+grep -q "^ternd: fw_env.config:1: want PATH OFFSET SIZE" err.txt && ok "fw_env.config error: file and line" || bad "fw_env.config error" "$(cat err.txt)"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

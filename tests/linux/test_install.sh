@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make install DESTDIR=... PREFIX=...` puts the expected files in place, and the
+# systemd unit names the installed ternd. Prints "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+work=$(mktemp -d /tmp/tern-install.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+
+if make --no-print-directory -s install BUILD="$BUILD" PREFIX=/usr DESTDIR="$work/root" >"$work/log" 2>&1; then
+	ok "make install PREFIX=/usr DESTDIR=..."
+else
+	bad "make install" "$(tail -5 "$work/log")"
+fi
+r=$work/root
+for f in usr/bin/tern usr/bin/ternd; do
+	if [ -x "$r/$f" ]; then ok "$f installed, executable"; else bad "$f installed"; fi
+done
+u=$r/usr/lib/systemd/system/ternd.service
+if [ -f "$u" ] && grep -q '^ExecStart=/usr/bin/ternd --config ${TERND_CONFIG} run$' "$u" &&
+	grep -q '^ExecStartPre=/usr/bin/ternd --config ${TERND_CONFIG} check$' "$u" &&
+	grep -q '^Restart=on-failure$' "$u" && ! grep -q '@' "$u"; then
+	ok "systemd unit installed with the installed ternd"
+else
+	bad "systemd unit" "$(cat "$u" 2>&1)"
+fi
+# systemd's own check of the unit, with ExecStart pointing at the built ternd.
+if command -v systemd-analyze >/dev/null 2>&1; then
+	sed -e "s|@BINDIR@|$(cd "$BUILD" && pwd)|g" -e 's|@DOCDIR@|/usr/share/doc/tern|g' \
+		boards/linux/ternd.service >"$work/ternd.service"
+	if out=$(systemd-analyze verify "$work/ternd.service" 2>&1); then
+		ok "systemd-analyze verify"
+	else
+		bad "systemd-analyze verify" "$out"
+	fi
+fi
+for f in linux.md porting.md device.md FORMAT.md README.md; do
+	if [ -f "$r/usr/share/doc/tern/$f" ]; then ok "doc $f installed"; else bad "doc $f installed"; fi
+done
+for f in files-uboot/ternd.conf files-uboot/setup files-grub/ternd.conf files-grub/boot; do
+	if [ -f "$r/usr/share/doc/tern/examples/$f" ]; then ok "example $f installed"; else bad "example $f installed"; fi
+done
+if "$r/usr/bin/ternd" --help | grep -q "ternd \[--config FILE\] run"; then ok "installed ternd runs"; else bad "installed ternd runs"; fi
+n=$(cd "$r" && find . -type f | wc -l)
+echo "($n files installed)"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,335 @@
+/*
+ * The Linux board's C code under cmocka (and so under ASan+UBSan too): the variable
+ * list, the U-Boot and GRUB formats, the config parser, commands with a timeout, and
+ * an install + trial + confirm cycle through tern_linux_open() on files in a temp dir.
+ */
+#include "tern/tern_bootenv.h"
+#include "tern/tern_err.h"
+#include "tern/tern_linux.h"
+
+#include "relbuild.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+
+static int make_tmpdir(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/tern-linux-unit.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path(char *out, size_t size, const char *name)
+{
+	int n = snprintf(out, size, "%s/%s", tmpdir, name);
+	assert_true(n > 0 && (size_t)n < size);
+}
+
+static void write_file(const char *name, const char *text)
+{
+	char p[256];
+	path(p, sizeof(p), name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void make_sized(const char *name, long size)
+{
+	char p[256];
+	path(p, sizeof(p), name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), size), 0);
+	fclose(f);
+}
+
+static void test_envvars(void **state)
+{
+	(void)state;
+	struct tern_envvars v = {0};
+	assert_int_equal(tern_envvars_set(&v, "a", "1"), 0);
+	assert_int_equal(tern_envvars_set(&v, "bb", "two"), 0);
+	assert_int_equal(tern_envvars_set(&v, "c", "3"), 0);
+	assert_int_equal(tern_envvars_set(&v, "bb", "a longer value"), 0);
+	assert_string_equal(tern_envvars_get(&v, "bb"), "a longer value");
+	assert_int_equal(tern_envvars_set(&v, "bb", "x"), 0);
+	assert_memory_equal(v.buf, "a=1\0bb=x\0c=3\0", v.len);
+	assert_int_equal(tern_envvars_set(&v, "a", NULL), 0);
+	assert_null(tern_envvars_get(&v, "a"));
+	assert_null(tern_envvars_get(&v, "b")); /* a prefix of "bb" is not "bb" */
+	assert_int_equal(tern_envvars_set(&v, "x=y", "1"), TERN_E_INVAL);
+	assert_int_equal(tern_envvars_set(&v, "", "1"), TERN_E_INVAL);
+	tern_envvars_free(&v);
+}
+
+static void test_uboot(void **state)
+{
+	(void)state;
+	char cfg[256], err[512];
+	write_file("fw_env.config", "# two copies\nenv.0 0 0x400\nenv.1 0x0 1024\n");
+	make_sized("env.0", 1024);
+	make_sized("env.1", 1024);
+	path(cfg, sizeof(cfg), "fw_env.config");
+	struct tern_uboot_loc loc;
+	assert_int_equal(tern_uboot_loc_parse(&loc, cfg, err, sizeof(err)), 0);
+	assert_int_equal(loc.n_copies, 2);
+	struct tern_envvars v = {0}, r = {0};
+	assert_int_equal(tern_uboot_env_load(&loc, &v), TERN_E_NO_BOOTCTL);
+	char num[16];
+	for (int i = 0; i < 300; i++) { /* the flag byte wraps */
+		snprintf(num, sizeof(num), "%d", i);
+		assert_int_equal(tern_envvars_set(&v, "n", num), 0);
+		assert_int_equal(tern_uboot_env_store(&loc, &v), 0);
+		assert_int_equal(tern_uboot_env_load(&loc, &r), 0);
+		assert_string_equal(tern_envvars_get(&r, "n"), num);
+	}
+	/* Garble the copy just written: the other (previous) one is read. */
+	char p[256];
+	path(p, sizeof(p), "env.1");
+	FILE *f = fopen(p, "r+");
+	assert_non_null(f);
+	unsigned char flag0, flag1;
+	fseek(f, 4, SEEK_SET);
+	assert_int_equal(fread(&flag1, 1, 1, f), 1);
+	path(p, sizeof(p), "env.0");
+	FILE *g = fopen(p, "r+");
+	assert_non_null(g);
+	fseek(g, 4, SEEK_SET);
+	assert_int_equal(fread(&flag0, 1, 1, g), 1);
+	FILE *newer = (unsigned char)(flag1 - flag0) == 1 ? f : g;
+	fseek(newer, 20, SEEK_SET);
+	fputs("garbage", newer);
+	fclose(f);
+	fclose(g);
+	assert_int_equal(tern_uboot_env_load(&loc, &r), 0);
+	assert_string_equal(tern_envvars_get(&r, "n"), "298");
+	/* Too many variables for the copy. */
+	char big[1100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(tern_envvars_set(&v, "big", big), 0);
+	assert_int_equal(tern_uboot_env_store(&loc, &v), TERN_E_TOO_LARGE);
+	/* fw_env.config mistakes name the line. */
+	write_file("bad.config", "\nenv.0 0 zero\n");
+	path(cfg, sizeof(cfg), "bad.config");
+	assert_int_equal(tern_uboot_loc_parse(&loc, cfg, err, sizeof(err)), TERN_E_MALFORMED);
+	assert_non_null(strstr(err, "bad.config:2: SIZE"));
+	tern_envvars_free(&v);
+	tern_envvars_free(&r);
+}
+
+static void test_grub(void **state)
+{
+	(void)state;
+	char p[256];
+	path(p, sizeof(p), "grubenv");
+	struct tern_envvars v = {0}, r = {0};
+	assert_int_equal(tern_grubenv_load(p, &v), TERN_E_NOT_FOUND);
+	assert_int_equal(tern_envvars_set(&v, "BOOT_ORDER", "A B"), 0);
+	assert_int_equal(tern_envvars_set(&v, "odd", "back\\slash\nnewline"), 0);
+	assert_int_equal(tern_grubenv_store(p, &v), 0);
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 1024);
+	assert_int_equal(tern_grubenv_load(p, &r), 0);
+	assert_string_equal(tern_envvars_get(&r, "odd"), "back\\slash\nnewline");
+	assert_string_equal(tern_envvars_get(&r, "BOOT_ORDER"), "A B");
+	char big[1100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(tern_envvars_set(&v, "big", big), 0);
+	assert_int_equal(tern_grubenv_store(p, &v), TERN_E_TOO_LARGE);
+	write_file("notgrub", "hello\n");
+	path(p, sizeof(p), "notgrub");
+	assert_int_equal(tern_grubenv_load(p, &r), TERN_E_MALFORMED);
+	tern_envvars_free(&v);
+	tern_envvars_free(&r);
+}
+
+static void test_config(void **state)
+{
+	(void)state;
+	struct tern_linux_config *c = malloc(sizeof(*c));
+	char p[256], err[512];
+	assert_non_null(c);
+	assert_int_equal(tern_linux_config_load(c, "boards/linux/examples/files-uboot/ternd.conf",
+						err, sizeof(err)),
+			 0);
+	assert_string_equal(c->board_id, "example");
+	assert_string_equal(c->slot[TERN_AREA_FW_B],
+			    "boards/linux/examples/files-uboot/slots/firmware-b.img");
+	assert_string_equal(c->mqtt_client_id, "example-uboot-1"); /* defaults to the id */
+	assert_int_equal(c->bootloader, TERN_BOOT_UBOOT);
+	write_file("c.conf", "[device]\nboard = x\n\n[health]\ntimeout = 0\n");
+	path(p, sizeof(p), "c.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), TERN_E_MALFORMED);
+	assert_non_null(strstr(err, "c.conf:5: timeout: must be from 1 to 86400"));
+	write_file("c.conf", "[device]\nboard = x\nkeyring = /k\n");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), TERN_E_MALFORMED);
+	assert_non_null(strstr(err, "c.conf:3: missing key 'state' in [device]"));
+	free(c);
+}
+
+static void test_run_command(void **state)
+{
+	(void)state;
+	struct tern_health_result r;
+	assert_int_equal(
+	    tern_linux_run_command("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line $i; "
+				   "done; echo err >&2; exit 3",
+				   tmpdir, 5, &r),
+	    0);
+	assert_false(r.passed);
+	assert_int_equal(r.exit_code, 3);
+	assert_null(strstr(r.output, "line 2\n")); /* only the last 10 lines */
+	assert_non_null(strstr(r.output, "line 12\nerr"));
+	assert_int_equal(tern_linux_run_command("pwd", tmpdir, 5, &r), 0);
+	assert_true(r.passed);
+	assert_string_equal(r.output, tmpdir);
+	assert_int_equal(tern_linux_run_command("echo started; sleep 30", NULL, 1, &r), 0);
+	assert_true(r.timed_out);
+	assert_false(r.passed);
+	assert_non_null(strstr(r.output, "started"));
+}
+
+/* Plays the bootloader over the GRUB environment: first slot of BOOT_ORDER with
+ * attempts left, one attempt taken; writes the cmdline and a new boot id. */
+static unsigned boot(const struct tern_linux_config *c, unsigned n)
+{
+	struct tern_bootloader_ctx bl;
+	struct tern_bootvars v;
+	char err[256], text[64];
+	assert_int_equal(tern_bootloader_open(&bl, c, err, sizeof(err)), 0);
+	assert_int_equal(tern_bootloader_read(&bl, &v), 0);
+	unsigned s = v.primary;
+	if (v.left[s] == 0)
+		s ^= 1u;
+	assert_true(v.left[s] > 0);
+	v.left[s]--;
+	assert_int_equal(tern_bootloader_write(&bl, &v, NULL), 0);
+	tern_bootloader_close(&bl);
+	snprintf(text, sizeof(text), "root=/dev/x tern.slot=%c\n", 'A' + s);
+	write_file("cmdline", text);
+	snprintf(text, sizeof(text), "boot-%u\n", n);
+	write_file("boot_id", text);
+	return s;
+}
+
+static void test_board_cycle(void **state)
+{
+	(void)state;
+	struct tern_signer sg;
+	char p[256], err[512], pem[1024];
+	assert_int_equal(tern_signer_generate(&sg), 0);
+	path(p, sizeof(p), "keys");
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_true(tern_signer_public_pem(&sg, pem, sizeof(pem)) > 0);
+	write_file("keys/k.pub", pem);
+	make_sized("a.img", 256 * 1024);
+	make_sized("b.img", 256 * 1024);
+	struct tern_envvars v = {0};
+	path(p, sizeof(p), "grubenv");
+	assert_int_equal(tern_envvars_set(&v, "BOOT_ORDER", "A B"), 0);
+	assert_int_equal(tern_envvars_set(&v, "BOOT_A_LEFT", "3"), 0);
+	assert_int_equal(tern_grubenv_store(p, &v), 0);
+	tern_envvars_free(&v);
+	write_file("t.conf", "[device]\nboard = unit\nkeyring = keys\nstate = state\n"
+			     "[slots]\nfirmware.A = a.img\nfirmware.B = b.img\n"
+			     "[boot]\nbootloader = grub\ngrubenv = grubenv\ncmdline = cmdline\n"
+			     "boot_id = boot_id\nmounts = /nonexistent\n");
+	struct tern_linux_config *c = malloc(sizeof(*c));
+	struct tern_linux *lx = malloc(sizeof(*lx));
+	assert_non_null(c);
+	assert_non_null(lx);
+	path(p, sizeof(p), "t.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_int_equal(boot(c, 1), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	assert_int_equal(lx->agent.bc.last_event, TERN_EV_PROVISIONED);
+	/* The board never writes the running slot, and makes the other unbootable first. */
+	const struct tern_board_ops *ops = lx->board.ops;
+	struct tern_bootvars bv;
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_A, 0, "x", 1), TERN_E_STATE);
+	assert_int_equal(ops->erase(lx->board.ctx, TERN_AREA_FW_A, 0, 4096), TERN_E_STATE);
+	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	bv.left[1] = 3; /* as if B were a good fallback */
+	assert_int_equal(tern_bootloader_write(&lx->bl, &bv, NULL), 0);
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_B, 0, "x", 1), 0);
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	assert_int_equal(bv.primary, 0);
+	assert_int_equal(bv.left[1], 0);
+	assert_int_equal(ops->write(lx->board.ctx, TERN_AREA_FW_B, 256 * 1024, "x", 1),
+			 TERN_E_FLASH);
+
+	/* A release of 100 KiB + 1 with 4 KiB chunks. */
+	static uint8_t img[100 * 1024 + 1];
+	for (size_t i = 0; i < sizeof(img); i++)
+		img[i] = (uint8_t)(i * 7 + 1);
+	struct relbuild rb = {
+	    .version = "2.0.0", .sequence = 2, .board = "unit", .chunk_size = 4096, .n_comp = 1};
+	rb.comp[0] = (struct relbuild_comp){"fw", TERN_KIND_FIRMWARE, img, sizeof(img)};
+	size_t cap = relbuild_size(&rb);
+	uint8_t *rel = malloc(cap);
+	assert_non_null(rel);
+	size_t len = relbuild_make(&sg, &rb, rel, cap, NULL);
+	assert_true(len > 0);
+	path(p, sizeof(p), "r2.tern");
+	FILE *f = fopen(p, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(rel, 1, len, f), len);
+	fclose(f);
+	assert_int_equal(tern_linux_install_file(lx, p), 0);
+	assert_int_equal(tern_agent_activate(&lx->agent), 0);
+	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
+	tern_linux_close(lx);
+
+	assert_int_equal(boot(c, 2), 1); /* the trial */
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	assert_int_equal(lx->agent.state, TERN_ST_TRIAL);
+	assert_int_equal(tern_agent_health(&lx->agent, true), 0);
+	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
+	tern_linux_close(lx);
+
+	assert_int_equal(boot(c, 3), 1);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	assert_int_equal(lx->agent.state, TERN_ST_CONFIRMED);
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	assert_int_equal(bv.primary, 1);
+	assert_int_equal(bv.left[1], 3);
+	tern_linux_close(lx);
+	free(rel);
+	free(lx);
+	free(c);
+	tern_signer_free(&sg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_envvars),	cmocka_unit_test(test_uboot),
+	    cmocka_unit_test(test_grub),	cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_run_command), cmocka_unit_test(test_board_cycle),
+	};
+	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}

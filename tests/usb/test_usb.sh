@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# `tern usb` end to end: the real tern binary against emulated devices (scripts/usb-emu,
+# umockdev): list and --json, --serial, the errors a technician sees (several devices, no
+# device, no access with the udev hint, busy), re-enumeration after a reboot (found again
+# by serial), damaged frames detected and sent again, VID/PID selection, and no umockdev
+# folders left behind, even when the emulator crashes.
+set -u
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TERN=$(cd "$BUILD" && pwd)/tern
+export BUILD=$(cd "$BUILD" && pwd)
+EMU="$ROOT/scripts/usb-emu"
+export TERN_USB_EMU=$BUILD/tern-usb-emu
+PY=/usr/bin/python3
+work=$(mktemp -d /tmp/tern-usb-test.XXXXXX)
+chmod 755 "$work"
+# Our own TMPDIR: leftovers of this run (and only this run) can be counted exactly.
+export TMPDIR=$work/tmp
+mkdir -m 1777 "$TMPDIR"
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+
+# emu_ok NAME EMU-ARGS... -- CMD...: exit 0
+emu_ok() {
+	local name=$1
+	shift
+	if "$EMU" "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt)"; fi
+}
+
+# emu_fail NAME REGEX EMU-ARGS... -- CMD...: non-zero exit, one stderr line matching REGEX
+emu_fail() {
+	local name=$1 re=$2
+	shift 2
+	"$EMU" "$@" >out.txt 2>err.txt
+	local rc=$? lines
+	lines=$(wc -l <err.txt)
+	if [ $rc -eq 0 ]; then
+		bad "$name" "exit 0, expected a refusal"
+	elif [ "$lines" -ne 1 ]; then
+		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
+	elif ! grep -qE -e "$re" err.txt; then
+		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
+	else
+		ok "$name"
+	fi
+}
+
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+}
+
+json() { $PY -c "import json,sys; d=json.load(open('out.txt')); print(eval(sys.argv[1]))" "$1"; }
+
+# --- list
+emu_ok "list --json, two devices" --devices 2 -- "$TERN" usb list --json
+check "json: two devices" [ "$(json 'len(d)')" = 2 ]
+check "json: serials" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001,EMU00002" ]
+check "json: ports" [ "$(json '",".join(x["port"] for x in d)')" = "1-1,1-2" ]
+check "json: board, version, slot, state" \
+	[ "$(json '"/".join([d[1]["board"], d[1]["version"], d[1]["slot"], d[1]["state"]])')" = "sim/1.0.0/A/idle" ]
+emu_ok "list, text" --devices 2 -- "$TERN" usb list
+check "text: header and two rows" [ "$(wc -l <out.txt)" = 3 ]
+check "text: second row" grep -qE '^1-2 +EMU00002 +sim +1\.0\.0 +A +idle$' out.txt
+emu_fail "list, no device" "no tern device found \(USB 1209:0001\)" --devices 0 -- "$TERN" usb list --json
+check "list --json, no device: []" [ "$(cat out.txt)" = "[]" ]
+
+# --- status and --serial
+emu_ok "status --serial picks the second" --devices 2 -- "$TERN" usb status --serial EMU00002
+check "status names the device and port" grep -q "^device:  EMU00002 at USB port 1-2" out.txt
+emu_ok "status --json, one device, no --serial" --devices 1 -- "$TERN" usb status --json
+check "status json: state" [ "$(json 'd["state"]')" = idle ]
+emu_fail "status, several devices" "several tern devices are connected \(EMU00001, EMU00002\); choose one with --serial" \
+	--devices 2 -- "$TERN" usb status
+emu_fail "status, unknown serial" "no tern device with serial NOPE \(connected: EMU00001, EMU00002\)" \
+	--devices 2 -- "$TERN" usb status --serial NOPE
+emu_fail "status, no device" "no tern device found" --devices 0 -- "$TERN" usb status
+emu_fail "status, busy" "device EMU00002 is busy: another program" \
+	--devices 2 --claimed EMU00002 -- "$TERN" usb status --serial EMU00002
+emu_ok "list shows a busy device and goes on" --devices 2 --claimed EMU00001 -- "$TERN" usb list --json
+check "busy device: error busy, other one fine" \
+	[ "$(json 'd[0].get("error", "") + "/" + d[1]["state"]')" = "busy/idle" ]
+
+# --- a user without access: the udev rule is named (dropping to another user needs root)
+if [ "$(id -u)" = 0 ]; then
+	NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+	emu_fail "list as another user" "cannot be opened by this user; install the udev rule: .*70-tern.rules" \
+		--devices 2 -- "${NOBODY[@]}" "$TERN" usb list --json
+	check "no access: error in json" [ "$(json '",".join(x["error"] for x in d)')" = "no-access,no-access" ]
+	emu_fail "status as another user" "connected but this user may not open it; install the udev rule" \
+		--devices 1 -- "${NOBODY[@]}" "$TERN" usb status
+else
+	echo "skip no-access cases: they run the command as another user, which needs root"
+fi
+check "the udev rule file exists and names the VID" grep -q 'ATTR{idVendor}=="1209"' "$ROOT/scripts/udev/70-tern.rules"
+
+# --- VID/PID
+emu_fail "other PID: not ours" "no tern device found \(USB 1209:0001\)" --pid 0002 -- "$TERN" usb list
+emu_ok "--pid finds it" --pid 0002 -- "$TERN" usb list --pid 0002
+emu_ok "TERN_USB_PID finds it" --pid 0002 -- env TERN_USB_PID=0002 "$TERN" usb list
+emu_fail "bad --vid" "hex USB ids" --devices 1 -- "$TERN" usb list --vid zz
+
+# --- reboot: the device leaves the bus and comes back at a new address; found by serial
+emu_ok "reboot and re-enumeration" --devices 2 --dir devs -- "$TERN" usb reboot --serial EMU00002
+check "reboot: back at the same port, new address" grep -qE "^EMU00002 is back after [0-9.]+ s at USB port 1-2 \(address [4-9]\)" out.txt
+check "reboot: the device booted twice" grep -qx "boots=2" devs/EMU00002/state
+check "reboot: the other device did not" grep -qx "boots=1" devs/EMU00001/state
+cat >twice.sh <<EOF
+set -e
+"$TERN" usb reboot --serial EMU00001 >reboots.txt
+"$TERN" usb reboot --serial EMU00001 >>reboots.txt
+"$TERN" usb list --json
+EOF
+emu_ok "two reboots, then list in the same session" --devices 2 --dir devs2 -- sh twice.sh
+check "after two reboots: both listed" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001,EMU00002" ]
+check "two reboots: two new addresses" [ "$(grep -oE 'address [0-9]+' reboots.txt | sort -u | wc -l)" = 2 ]
+check "after two reboots: boots=3" grep -qx "boots=3" devs2/EMU00001/state
+emu_ok "reboot --no-wait" --devices 1 -- "$TERN" usb reboot --no-wait
+check "reboot --no-wait says so" grep -qx "EMU00001 is rebooting" out.txt
+emu_fail "reboot, several devices" "several tern devices" --devices 2 -- "$TERN" usb reboot
+
+# --- damaged frames: detected by CRC, sent again, the command still succeeds
+for d in out in; do
+	for n in 1 2; do
+		if "$EMU" --verbose --corrupt-$d $n -- "$TERN" usb status >out.txt 2>err.txt &&
+			grep -q "^state:   idle" out.txt; then
+			ok "damaged bulk $d transfer $n: retried"
+		else
+			bad "damaged bulk $d transfer $n: retried" "$(cat err.txt)"
+		fi
+	done
+done
+"$EMU" --verbose --corrupt-out 1 -- "$TERN" usb status >out.txt 2>err.txt
+check "the device counted the damaged frame" grep -q "EMU00001: 2 frames, 1 damaged" err.txt
+
+# --- valgrind: no memory errors, no leaks (umockdev's own buffer traffic suppressed)
+VG=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite
+	--suppressions="$ROOT/tests/usb/umockdev.supp")
+emu_ok "valgrind: list, two devices" --devices 2 -- "${VG[@]}" "$TERN" usb list --json
+emu_ok "valgrind: reboot and re-enumeration" --devices 1 -- "${VG[@]}" "$TERN" usb reboot
+
+# --- exit status, and nothing left behind
+"$EMU" --devices 1 -- sh -c 'exit 7' >/dev/null 2>&1
+check "usb-emu exits with the command's status" [ $? = 7 ]
+"$EMU" --devices 1 -- sh -c 'kill -KILL $PPID; sleep 0.2' >/dev/null 2>&1
+check "a crashed emulator fails the run" [ $? != 0 ]
+sleep 0.3
+left=$(ls -A "$TMPDIR")
+check "no umockdev or emulator folders left" [ -z "$left" ]
+[ -n "$left" ] && echo "     left: $left"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

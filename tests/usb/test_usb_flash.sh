@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# `tern usb flash` end to end: the real tern against emulated devices with the real agent
+# core on the sim board behind the bus (scripts/usb-emu --keyring): install, trial boot
+# and confirm seen after re-enumeration; rollback of an unhealthy image; refusals (wrong
+# board before a byte is sent, not newer, unknown key); --serial with two devices;
+# unplugged mid-transfer and resumed; damaged frames resent; --no-reboot then reboot;
+# protocol efficiency; `ternd sim status` agrees with what the host reports.
+set -u
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export BUILD=$(cd "$BUILD" && pwd)
+TERN=$BUILD/tern
+TERND=$BUILD/ternd
+EMU="$ROOT/scripts/usb-emu"
+export TERN_USB_EMU=$BUILD/tern-usb-emu
+work=$(mktemp -d /tmp/tern-usb-flash.XXXXXX)
+export TMPDIR=$work/tmp
+mkdir -m 1777 "$TMPDIR"
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+}
+# run NAME WANT-EXIT EMU-ARGS... -- CMD...: the exit status must be WANT-EXIT (0 or 1)
+run() {
+	local name=$1 want=$2
+	shift 2
+	"$EMU" "$@" >out.txt 2>err.txt
+	local rc=$?
+	if [ "$want" = 0 ] && [ $rc -eq 0 ]; then ok "$name"
+	elif [ "$want" != 0 ] && [ $rc -ne 0 ]; then ok "$name"
+	else bad "$name" "exit $rc: $(cat out.txt err.txt)"; fi
+}
+status_of() { "$TERND" sim status "$1" --json; }
+field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+
+"$TERN" key generate --out signing.key >/dev/null
+"$TERN" key generate --out other.key >/dev/null
+"$TERND" sim mkimage --health ok --size 1M --version 1.2.0 --out ok.bin >/dev/null
+"$TERND" sim mkimage --health fail --size 200K --version 1.3.0 --out sick.bin >/dev/null
+"$TERND" sim mkimage --health ok --size 100K --version 1.4.0 --out small.bin >/dev/null
+mk() { "$TERN" release create --key "$1" --board "$2" --version "$3" --sequence "$4" \
+	--firmware "$5" --out "$6" >/dev/null; }
+mk signing.key sim 1.2.0 2 ok.bin ok.tern
+mk signing.key sim 1.3.0 3 sick.bin sick.tern
+mk signing.key other-board 1.4.0 4 small.bin board.tern
+mk other.key sim 1.4.0 4 small.bin forged.tern
+mk signing.key sim 1.4.0 4 small.bin small.tern
+KR=(--keyring signing.pub)
+
+# --- install, trial, confirm
+run "flash: installs, reboots, confirms" 0 "${KR[@]}" --dir devs -- "$TERN" usb flash ok.tern
+check "flash reports confirmed in slot B" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
+check "flash: progress summary" grep -qE "^EMU00001: sent 1\.0 MiB in" out.txt
+eff=$(grep -oE '[0-9.]+ bytes on the wire per payload byte' out.txt | cut -d' ' -f1)
+check "protocol efficiency at most 1.01 ($eff)" /usr/bin/python3 -c "import sys; sys.exit(not 1.0 <= float('$eff') <= 1.01)"
+check "ternd sees slot B 1.2.0 confirmed" \
+	[ "$(status_of devs/EMU00001 | field 'd["state"] + " " + d["slots"]["B"]["version"]')" = "confirmed 1.2.0" ]
+run "status after flash" 0 "${KR[@]}" --dir devs -- "$TERN" usb status
+check "status: running 1.2.0 in slot B" grep -q "^running: 1.2.0 (sequence 2) in slot B" out.txt
+
+# --- refusals
+run "same release again: refused" 1 "${KR[@]}" --dir devs -- "$TERN" usb flash ok.tern
+check "not newer, in words" grep -q "refused 1.2.0 ok.tern: the release is not newer" err.txt
+run "wrong board: refused" 1 "${KR[@]}" --dir devs --verbose -- "$TERN" usb flash board.tern
+check "wrong board: before a byte was sent" grep -q "is for board other-board, but EMU00001 is a 'sim' board; nothing was sent" err.txt
+check "wrong board: the device saw only HELLO" grep -q "EMU00001: 1 frames, 0 damaged" err.txt
+run "unknown key: refused" 1 "${KR[@]}" --dir devs -- "$TERN" usb flash forged.tern
+check "unknown key, in words" grep -q "refused 1.4.0 forged.tern: signed by a key this device" err.txt
+check "refusals left the device as it was" \
+	[ "$(status_of devs/EMU00001 | field 'd["state"] + " " + d["running_version"]')" = "confirmed 1.2.0" ]
+
+# --- rollback of an unhealthy image
+run "unhealthy image: rolled back" 1 "${KR[@]}" --dir devs -- "$TERN" usb flash sick.tern
+check "rollback reported with its reason" grep -q "EMU00001 rolled back to 1.2.0 in slot B: the new image failed its health check" err.txt
+check "ternd: rolled back, 1.2.0 runs" \
+	[ "$(status_of devs/EMU00001 | field 'd["state"] + " " + d["running_version"]')" = "rolled-back 1.2.0" ]
+
+# --- two devices: --serial, and the other one untouched
+run "two devices, no --serial: refused" 1 "${KR[@]}" --devices 2 --dir two -- "$TERN" usb flash ok.tern
+check "several devices, in words" grep -q "several tern devices are connected" err.txt
+run "two devices, --serial EMU00002" 0 "${KR[@]}" --devices 2 --dir two -- "$TERN" usb flash ok.tern --serial EMU00002
+check "EMU00002 updated" [ "$(status_of two/EMU00002 | field 'd["running_version"]')" = 1.2.0 ]
+check "EMU00001 untouched" [ "$(status_of two/EMU00001 | field 'd["running_version"]')" = 1.0.0 ]
+
+# --- unplugged mid-transfer, plugged back, rerun: resumes
+# A random point inside the data frames (HELLO, OFFER and the index come first; 1 MiB is
+# 64 frames); printed so a failure can be replayed.
+cut=$((8 + RANDOM % 53))
+echo "     (unplugged at bulk OUT transfer $cut)"
+run "unplug at transfer $cut, then rerun" 0 "${KR[@]}" --dir unplug --unplug-after $cut -- sh -c \
+	"'$TERN' usb flash ok.tern 2>first.err; echo first=\$?; sleep 0.3; '$TERN' usb flash ok.tern"
+check "first run: unplugged, told to rerun" grep -q "was unplugged or stopped answering after .* run the same command again: it resumes" first.err
+check "first run failed" grep -qx "first=1" out.txt
+check "second run resumed" grep -qE "^EMU00001: resuming: [0-9.]+ KiB of the release are on the device already" out.txt
+check "second run confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
+
+# --- damaged frames during the transfer are resent
+run "damaged DATA frames" 0 "${KR[@]}" --dir crc --corrupt-out 7 --corrupt-in 9 -- "$TERN" usb flash ok.tern
+check "still confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
+
+# --- --no-reboot, then reboot by hand
+run "--no-reboot" 0 "${KR[@]}" --dir manual -- sh -c \
+	"'$TERN' usb flash small.tern --no-reboot && '$TERN' usb status && '$TERN' usb reboot && '$TERN' usb status"
+check "staged and activated" grep -q "EMU00001: 1.4.0 staged and activated" out.txt
+check "before the reboot: staged, 1.0.0 runs" grep -q "^state:   staged" out.txt
+check "after the reboot: confirmed" grep -q "^state:   confirmed" out.txt
+check "after the reboot: 1.4.0 runs" grep -q "^running: 1.4.0 (sequence 4) in slot B" out.txt
+
+# --- confirm: only a trial can be confirmed (the sim decides its trials at boot)
+run "confirm with nothing on trial: refused" 1 "${KR[@]}" --dir devs -- "$TERN" usb confirm
+check "confirm refusal, in words" grep -q "only a release on trial can be confirmed" err.txt
+for c in list status flash reboot confirm provision; do
+	if "$TERN" usb $c --help | grep -q "^usage: tern usb $c"; then ok "help: usb $c"; else bad "help: usb $c"; fi
+done
+
+# --- provision: a blank device takes its id, keys and configuration; changing them needs a
+#     request signed by a key it trusts (bound to its serial)
+"$TERN" key generate --out fleet.key >/dev/null
+mk fleet.key sim 1.2.0 2 ok.bin fleet.tern
+printf 'broker=mqtts://broker.example:8883\n' >dev.conf
+run "provision a blank device" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-1 \
+	--keyring fleet.pub --config dev.conf
+check "provision says what it did" grep -qx "EMU00001 provisioned as dev-1: 1 trusted key(s), configuration written" out.txt
+check "device id kept by the device" grep -qx "dev-1" prov/EMU00001/device_id
+check "configuration kept by the device" cmp -s dev.conf prov/EMU00001/provisioned.conf
+run "list shows the device id" 0 "${KR[@]}" --dir prov -- "$TERN" usb list --json
+check "json: device_id" grep -q '"device_id": "dev-1"' out.txt
+run "again without --key: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-2 --keyring fleet.pub
+check "already provisioned, in words" grep -q "is provisioned already (as dev-1); to change it, sign the request with --key" err.txt
+run "signed by a key it does not trust: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --key signing.key
+check "untrusted signer, in words" grep -q "refused: signed by a key this device" err.txt
+run "releases now need the new key" 1 "${KR[@]}" --dir prov -- "$TERN" usb flash ok.tern
+run "a release signed with the provisioned key installs" 0 "${KR[@]}" --dir prov -- "$TERN" usb flash fleet.tern
+run "re-provision signed by a trusted key" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --keyring signing.pub --key fleet.key
+check "new id" grep -qx "dev-2" prov/EMU00001/device_id
+check "ternd reads the provisioned keyring" sh -c "'$TERND' sim status prov/EMU00001 >/dev/null"
+run "bad id refused before any device is touched" 2 --dir prov2 -- "$TERN" usb provision --id "a b" --keyring fleet.pub
+check "bad id, in words" grep -q "letters, digits" err.txt
+
+# --- valgrind over a whole flash (umockdev's own buffer traffic suppressed)
+run "valgrind: flash" 0 "${KR[@]}" --dir vg -- valgrind -q --error-exitcode=9 --leak-check=full \
+	--errors-for-leak-kinds=definite --suppressions="$ROOT/tests/usb/umockdev.supp" \
+	"$TERN" usb flash ok.tern
+
+check "no umockdev or emulator folders left" [ -z "$(ls -A "$TMPDIR")" ]
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
