@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 struct sub {
@@ -105,19 +106,28 @@ int main(int argc, char **argv)
 			break;
 		nap_ms(10);
 	}
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
 	double t0 = now_s();
 	for (long i = 0; i < n; i++)
 		MQTTAsync_subscribe(subs[i].client, filter, 1, NULL);
 	while (atomic_load(&n_done) < n && now_s() - t0 < 300)
 		nap_ms(2);
 	double secs = now_s() - t0;
+	getrusage(RUSAGE_SELF, &ru1);
+	double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
+			      ru0.ru_stime.tv_sec) +
+		     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
+			      ru0.ru_stime.tv_usec) /
+			 1e6;
 	long bytes = 0, short_of = 0;
 	for (long i = 0; i < n; i++) {
 		bytes += atomic_load(&subs[i].bytes);
 		short_of += atomic_load(&subs[i].got) < want;
 	}
-	printf("fanout: %ld subscribers, %ld messages each, %ld bytes in all, %.3f s%s\n", n, want,
-	       bytes, secs, short_of ? " (INCOMPLETE)" : "");
+	printf(
+	    "fanout: %ld subscribers, %ld messages each, %ld bytes in all, cpu %.3f s, %.3f s%s\n",
+	    n, want, bytes, cpu, secs, short_of ? " (INCOMPLETE)" : "");
 	for (long i = 0; i < n; i++) {
 		MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer;
 		dc.timeout = 100;

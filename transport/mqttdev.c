@@ -27,6 +27,9 @@ struct item {
 	_Alignas(8) char data[]; /* payload, then topic */
 };
 
+/* The event counter is written to the record at least every this many events. */
+#define EVENT_SEQ_STRIDE 64
+
 /* What is being fetched. */
 enum phase { PH_IDLE, PH_MANIFEST, PH_INDEX, PH_WINDOW };
 
@@ -282,7 +285,9 @@ static int record_load(struct tern_mqttdev *d)
 	d->gen = rec_u64(text, "generation");
 	d->attempted = rec_u64(text, "attempted");
 	d->done = rec_u64(text, "done");
-	d->evseq = rec_u64(text, "events");
+	/* The counter is stored every EVENT_SEQ_STRIDE events (and with every other
+	 * change): starting a stride above what was stored never repeats a number. */
+	d->evseq = rec_u64(text, "events") + EVENT_SEQ_STRIDE;
 	if (!rec_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
 		d->slot_rel[0][0] = '\0';
 	if (!rec_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
@@ -377,7 +382,8 @@ static void event(struct tern_mqttdev *d, enum tern_event_kind kind, enum tern_s
 	size_t n = tern_event_encode(&e, buf, sizeof(buf));
 	if (n)
 		publish(d, d->t_events, buf, n, false);
-	d->dirty = true;
+	if (d->evseq % EVENT_SEQ_STRIDE == 0)
+		d->dirty = true;
 }
 
 /* Reports a change of the agent's state (event + retained state). */
