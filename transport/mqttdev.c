@@ -1074,27 +1074,33 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 		*next_ms = next;
 		return;
 	}
-	for (;;) {
-		pthread_mutex_lock(&d->lock);
-		struct item *it = d->head;
-		bool hold = it && it->kind == IT_MSG && d->ph == PH_WINDOW &&
-			    d->cfg.chunk_delay_ms && now_ms < d->next_chunk_at &&
-			    !topic_is(it, d->t_desired);
-		if (it && !hold) {
-			d->head = it->next;
-			if (!d->head)
-				d->tail = NULL;
-		}
-		unsigned epoch = d->epoch;
-		pthread_mutex_unlock(&d->lock);
-		if (!it)
-			break;
+	/* Everything queued, in one take (one lock, not two per message). */
+	pthread_mutex_lock(&d->lock);
+	struct item *list = d->head;
+	d->head = d->tail = NULL;
+	pthread_mutex_unlock(&d->lock);
+	while (list) {
+		struct item *it = list;
+		bool hold = it->kind == IT_MSG && d->ph == PH_WINDOW && d->cfg.chunk_delay_ms &&
+			    now_ms < d->next_chunk_at && !topic_is(it, d->t_desired);
 		if (hold) {
+			/* Slow link: the rest waits, in front of what arrived meanwhile. */
+			struct item *last = list;
+			while (last->next)
+				last = last->next;
+			pthread_mutex_lock(&d->lock);
+			last->next = d->head;
+			if (!d->head)
+				d->tail = last;
+			d->head = list;
+			pthread_mutex_unlock(&d->lock);
+			list = NULL;
 			if (d->next_chunk_at < next)
 				next = d->next_chunk_at;
 			break;
 		}
-		if (it->epoch == epoch && !d->halted) {
+		list = it->next;
+		if (it->epoch == d->epoch && !d->halted) { /* epoch: only this thread changes it */
 			switch (it->kind) {
 			case IT_MSG:
 				if (d->ph == PH_WINDOW && d->cfg.chunk_delay_ms &&
@@ -1117,8 +1123,11 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 			}
 		}
 		free_item(it);
-		if (d->halted)
-			break;
+	}
+	while (list) { /* halted meanwhile: the rest is stale */
+		struct item *it = list;
+		list = it->next;
+		free_item(it);
 	}
 	if (!d->halted) {
 		if (d->reconnect_at && now_ms >= d->reconnect_at && !d->connected &&
