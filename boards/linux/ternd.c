@@ -8,6 +8,7 @@
 #include "tern/tern_err.h"
 
 #include "linux_priv.h"
+#include "mqtt_priv.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +21,9 @@
 static const char usage_text[] =
     "usage:\n"
     "  ternd [--config FILE] check             check the configuration, slots and bootloader\n"
-    "  ternd [--config FILE] run               after boot: trial, health check, confirm or roll "
-    "back\n"
+    "  ternd [--config FILE] run [--duration S]  after boot: trial, health check, confirm or "
+    "roll back;\n"
+    "                                          then serve MQTT ([mqtt] url) until SIGTERM\n"
     "  ternd [--config FILE] install RELEASE [--no-activate]\n"
     "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
@@ -368,8 +370,16 @@ static int end_trial(struct tern_linux *lx, bool healthy)
 
 static int cmd_run(struct opts *o)
 {
-	if (o->argc != 0)
-		return usage("run takes no arguments");
+	unsigned duration = 0; /* seconds of serving MQTT, for tests (0: until SIGTERM) */
+	char *end;
+	if (o->argc == 2 && !strcmp(o->argv[0], "--duration") && o->argv[1][0] >= '0' &&
+	    o->argv[1][0] <= '9') {
+		unsigned long v = strtoul(o->argv[1], &end, 10);
+		if (*end || v > 86400ul * 365)
+			return usage("run --duration needs SECONDS");
+		duration = (unsigned)v;
+	} else if (o->argc != 0)
+		return usage("run takes only --duration SECONDS");
 	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
@@ -426,10 +436,13 @@ static int cmd_run(struct opts *o)
 			goto out;
 		}
 	}
-	if (lx->cfg.mqtt_url[0] || lx->cfg.usb_enabled)
-		printf("ternd: the %s transport is not built into this ternd yet; nothing to wait "
-		       "for\n",
-		       lx->cfg.mqtt_url[0] ? "MQTT" : "USB");
+	if (lx->cfg.mqtt_url[0]) {
+		fflush(stdout);
+		if (tern_linux_serve(lx, duration))
+			ret = 1; /* its line is printed */
+	} else if (lx->cfg.usb_enabled)
+		printf("ternd: the USB transport is not built into this ternd yet; nothing to wait "
+		       "for\n");
 out:
 	device_close(lx);
 	return ret;
