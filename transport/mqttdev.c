@@ -287,8 +287,9 @@ static int record_load(struct tern_mqttdev *d)
 	d->gen = rec_u64(text, "generation");
 	d->attempted = rec_u64(text, "attempted");
 	d->done = rec_u64(text, "done");
-	/* The counter is stored every EVENT_SEQ_STRIDE events (and with every other
-	 * change): starting a stride above what was stored never repeats a number. */
+	/* The counter is stored with every transition and every EVENT_SEQ_STRIDE events
+	 * (errors and refusals in between): starting a stride above what was stored never
+	 * repeats a number. */
 	d->evseq = rec_u64(text, "events") + EVENT_SEQ_STRIDE;
 	if (!rec_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
 		d->slot_rel[0][0] = '\0';
@@ -406,6 +407,7 @@ static void sync_state(struct tern_mqttdev *d, const char *detail)
 		      d->have_desired ? d->d.release_id : NULL, d->gen, detail);
 	d->reported = now;
 	d->reported_valid = true;
+	d->dirty = true; /* the state reported is in the record: a transition is told once */
 	publish_state(d);
 }
 
