@@ -28,7 +28,7 @@ static const char fleet_help[] =
     "         [--prefix P] [--board sim] [--id-prefix sim-] [--version 1.0.0]\n"
     "         [--slot-size 2M] [--workers N] [--connect-rate N] [--duration S] [--json]\n"
     "         [--report-ms 1000]\n"
-    "         [--username U --password P] [--cafile CA]\n"
+    "         [--username U | --username-from-id] [--password P] [--cafile CA]\n"
     "         [--retry-min-ms 500] [--retry-max-ms 16000] [--max-attempts 8]\n"
     "         [--fetch-timeout-ms 10000]\n"
     "         [--unhealthy SEL] [--crash SEL] [--power-cut SEL] [--power-cut-install SEL]\n"
@@ -43,6 +43,7 @@ static const char fleet_help[] =
     "  --power-cut-install    power fails near the end (last chunk, finish or activate)\n"
     "  --net-drop             the connection drops halfway (back after --drop-ms)\n"
     "  --slow                 at most one chunk per --slow-ms\n"
+    "--username-from-id: each device logs in as its own id (the ACL template's rule).\n"
     "Runs until SIGINT/SIGTERM or --duration; prints a summary. --json: a status line\n"
     "every --report-ms and one line per device at the end.\n";
 
@@ -403,7 +404,7 @@ static int dev_open(struct fleet *fl, struct fdev *fd)
 		return rc;
 	struct tern_mqttdev_config cfg = {
 	    .uri = fl->uri,
-	    .username = a->username,
+	    .username = a->username_from_id ? fd->id : a->username,
 	    .password = a->password,
 	    .cafile = a->cafile,
 	    .prefix = a->prefix,
@@ -572,6 +573,9 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 		bool ok = true, takes = true;
 		if (!strcmp(f, "--json")) {
 			a->json = true;
+			takes = false;
+		} else if (!strcmp(f, "--username-from-id")) {
+			a->username_from_id = true;
 			takes = false;
 		} else if (!strcmp(f, "--help")) {
 			fputs(fleet_help, stdout);

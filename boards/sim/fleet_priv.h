@@ -18,6 +18,7 @@ struct fleet_args {
 	unsigned slow_ms, off_ms, drop_ms, report_ms;
 	const char *fault_sel[FLEET_N_FAULTS]; /* "all", "N%", "id,id" or NULL */
 	bool json;
+	bool username_from_id; /* each device logs in as its id */
 };
 
 /* Runs `ternd fleet ARGS...` (argv without "fleet"); returns the exit code. */

@@ -22,6 +22,7 @@ TOOL="$PY $HERE/../mqtt/mqtt_tool.py"
 source "$HERE/../lib/broker.sh"
 
 work=$(mktemp -d /tmp/tern-fleet-test.XXXXXX)
+chmod 711 "$work" # the TLS broker, started as root, runs as user mosquitto
 fleet_pid=""
 watch_pid=""
 cleanup() {
@@ -255,4 +256,26 @@ check "the fix fetched that chunk again alone, not the whole image (50 chunks + 
 check "the give-up was bounded: 5 attempts" [ "$(dev_field cc-0003 bad_chunks)" -eq 5 ]
 check "... and reported" \
 	[ "$(events_where "device_id='cc-0003' and kind='error' and detail like '%gave up after 5 attempts'")" -eq 1 ]
+
+# ------------------------ 4. TLS, per-device passwords and the ACL template (username = id)
+broker_stop
+kill "$watch_pid" 2>/dev/null
+wait "$watch_pid" 2>/dev/null
+watch_pid=""
+if broker_start_tls "$work/tls" operator:op-secret tls-0001:dev-pw tls-0002:dev-pw; then
+	URL=$BROKER_URL
+	OP=(--broker "$URL" --cafile "$BROKER_CA" --username operator --password op-secret)
+	"$TERN" publish r2.tern "${OP[@]}" --force >/dev/null || bad "TLS: publish"
+	fleet_start f4 --devices 2 --dir fleet4 --keyring signing.pub --id-prefix tls- \
+		--username-from-id --password dev-pw --cafile "$BROKER_CA"
+	fleet_out=f4.out
+	check "TLS + ACL: both devices connect as themselves" \
+		wait_until 15 eval '[ "$(last_status connected)" -eq 2 ]'
+	"$TERN" deploy sim-2.0.0-2 --key signing.key --device tls-0001 --device tls-0002 "${OP[@]}" >/dev/null
+	check "TLS + ACL: both CONFIRMED on 2.0.0 (reading rel/#, their own desired)" \
+		wait_until 30 confirmed_is 2
+	fleet_stop
+else
+	bad "start the TLS broker"
+fi
 finish
