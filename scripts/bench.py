@@ -419,8 +419,115 @@ def bench_rollout(work):
         proc.wait()
 
 
-BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events), ("usb", bench_usb),
-           ("rollout", bench_rollout)]
+def bench_fleet(work):
+    """1 MiB release to N sim devices in one `ternd fleet` process through one mosquitto
+    on loopback: time from `tern deploy` until every device is CONFIRMED, against the
+    raw fan-out of the same chunks by the same broker to N plain paho subscribers in
+    one process (build/tools/fanout, C), measured before and after in the same run."""
+    import json
+    ternd = os.path.join(BUILD, "ternd")
+    fanout = os.path.join(BUILD, "tools", "fanout")
+    n = int(os.environ.get("BENCH_FLEET_DEVICES", "1000"))
+    chunk_kib = int(os.environ.get("BENCH_FLEET_CHUNK_KIB", "16"))  # the release default
+    env = dict(os.environ, TERN_DB=os.path.join(work, "fleet.db"))
+    run = lambda cmd: subprocess.run(cmd, cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
+    run([TERN, "key", "generate", "--out", "fleet.key"])
+    run([ternd, "sim", "mkimage", "--health", "ok", "--size", "1M", "--version", "2.0.0",
+         "--out", "fw.bin"])
+    run([TERN, "release", "create", "--key", "fleet.key", "--board", "sim", "--version", "2.0.0",
+         "--sequence", "2", "--chunk-size", "%dK" % chunk_kib, "--firmware", "fw.bin",
+         "--out", "fw.tern"])
+    proc, port = start_broker(work)
+    url = "mqtt://127.0.0.1:%d" % port
+    n_chunks = 1024 // chunk_kib
+    try:
+        run([TERN, "publish", "fw.tern", "--broker", url])
+        print("fleet: 1 MiB release (%d chunks of %d KiB) to %d devices, one mosquitto on loopback, "
+              "%d cores" % (n_chunks, chunk_kib, n, os.cpu_count()), flush=True)
+
+        def cpu_of(pid):
+            """CPU seconds (user + system) a process has used so far."""
+            f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+        def threads_cpu(pid):
+            """CPU seconds per thread name (paho's receive and send threads, ternd's)."""
+            out = {}
+            for tid in os.listdir("/proc/%d/task" % pid):
+                name = open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip()
+                f = open("/proc/%d/task/%s/stat" % (pid, tid)).read().rsplit(")", 1)[1].split()
+                out[name] = out.get(name, 0) + (int(f[11]) + int(f[12])) / float(os.sysconf("SC_CLK_TCK"))
+            return out
+
+        def baseline():
+            b0 = cpu_of(proc.pid)
+            out = subprocess.run([fanout, "tcp://127.0.0.1:%d" % port, str(n),
+                                  "tern/rel/sim-2.0.0-2/firmware/+/+", str(n_chunks)],
+                                 check=True, capture_output=True, text=True).stdout.split()
+            return float(out[-2]), float(out[-4].rstrip(",")), cpu_of(proc.pid) - b0
+
+        raw = [baseline()]
+        print("  %-44s %7.3f s   cpu: subscribers %.1f s, broker %.1f s"
+              % (("baseline: %d paho subscribers (C), run 1" % n,) + raw[0]), flush=True)
+        fleet_dir = os.path.join(work, "fleet")
+        t_init = time.perf_counter()
+        fl = subprocess.Popen([ternd, "fleet", "--devices", str(n), "--dir", fleet_dir,
+                               "--broker", url, "--keyring", "fleet.pub", "--slot-size", "1M",
+                               "--json", "--report-ms", "50"], cwd=work, env=env,
+                              stdout=subprocess.PIPE, text=True)
+        status = None
+        for line in fl.stdout:
+            status = json.loads(line)
+            if status.get("connected") == n:
+                break
+        print("  %-44s %7.3f s" % ("fleet: %d devices made, booted, connected" % n,
+                                   time.perf_counter() - t_init), flush=True)
+        devices = []
+        for i in range(n):
+            devices += ["--device", "sim-%04d" % (i + 1)]
+        c0, b0, th0 = cpu_of(fl.pid), cpu_of(proc.pid), threads_cpu(fl.pid)
+        t0 = time.time()
+        run([TERN, "deploy", "sim-2.0.0-2", "--key", "fleet.key", "--broker", url] + devices)
+        t_deploy = time.time() - t0
+        done = None
+        for line in fl.stdout:
+            status = json.loads(line)
+            if status.get("states", {}).get("confirmed") == n:
+                done = status["unix"] - t0
+                fleet_cpu, broker_cpu = cpu_of(fl.pid) - c0, cpu_of(proc.pid) - b0
+                th1 = threads_cpu(fl.pid)
+                break
+            if status["unix"] - t0 > 600:
+                break
+        fl.terminate()
+        rest = fl.communicate()[0].splitlines()
+        final = json.loads(rest[-1]) if rest else status
+        raw.append(baseline())
+        print("  %-44s %7.3f s   cpu: subscribers %.1f s, broker %.1f s"
+              % (("baseline: run 2",) + raw[1]), flush=True)
+        base = statistics.median([r[0] for r in raw])
+        print("  %-44s %7.3f s" % ("tern deploy (signs %d desired states)" % n, t_deploy))
+        if done is None:
+            print("  fleet: not all CONFIRMED: %s" % status)
+            return
+        print("  %-44s %7.3f s   %5.2fx the raw time   (goal <= 1.5x)"
+              % ("deploy -> all %d CONFIRMED" % n, done, done / base))
+        print("  %-44s cpu: fleet %.1f s (%.1f ms per device; %s), broker %.1f s"
+              % ("", fleet_cpu, fleet_cpu * 1000.0 / n,
+                 ", ".join("%s %.1f s" % (k, th1[k] - th0.get(k, 0)) for k in sorted(th1)),
+                 broker_cpu))
+        rss = final.get("peak_rss_kib", 0)
+        print("  fleet process peak RSS %.0f MiB (%.0f KiB per device); chunks fetched %d (%d per device)"
+              % (rss / 1024.0, rss / float(n), final.get("chunks", 0), final.get("chunks", 0) // n),
+              flush=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(os.path.join(work, "fleet"), ignore_errors=True)
+
+
+BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events),
+           ("usb", bench_usb), ("fleet", bench_fleet), ("rollout", bench_rollout)]
 
 
 def main():

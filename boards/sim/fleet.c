@@ -27,7 +27,8 @@ static const char fleet_help[] =
     "usage: ternd fleet --devices N --dir DIR --broker URL [--keyring signing.pub]\n"
     "         [--prefix P] [--board sim] [--id-prefix sim-] [--version 1.0.0]\n"
     "         [--slot-size 2M] [--workers N] [--connect-rate N] [--duration S] [--json]\n"
-    "         [--username U --password P] [--cafile CA]\n"
+    "         [--report-ms 1000]\n"
+    "         [--username U | --username-from-id] [--password P] [--cafile CA]\n"
     "         [--retry-min-ms 500] [--retry-max-ms 16000] [--max-attempts 8]\n"
     "         [--fetch-timeout-ms 10000]\n"
     "         [--unhealthy SEL] [--crash SEL] [--power-cut SEL] [--power-cut-install SEL]\n"
@@ -42,8 +43,9 @@ static const char fleet_help[] =
     "  --power-cut-install    power fails near the end (last chunk, finish or activate)\n"
     "  --net-drop             the connection drops halfway (back after --drop-ms)\n"
     "  --slow                 at most one chunk per --slow-ms\n"
+    "--username-from-id: each device logs in as its own id (the ACL template's rule).\n"
     "Runs until SIGINT/SIGTERM or --duration; prints a summary. --json: a status line\n"
-    "every second and one line per device at the end.\n";
+    "every --report-ms and one line per device at the end.\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -94,13 +96,21 @@ struct fdev {
 	char record_path[2100];
 };
 
+/*
+ * A worker owns devices first, first + step, ... Devices with queued messages wait in
+ * its ready ring (each at most once, thanks to fdev.ready); timers are found by a scan
+ * of its devices when the earliest one is due.
+ */
 struct worker {
 	struct fleet *fl;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool ready;
-	unsigned first, step; /* devices first, first + step, ... */
+	bool sleeping;
+	struct fdev **ring; /* capacity n_ring */
+	unsigned n_ring, ring_head, ring_len;
+	struct fdev **batch; /* the worker's copy of the ring */
+	unsigned first, step;
 };
 
 struct fleet {
@@ -161,14 +171,20 @@ static void on_power_lost(void *ctx)
 	save_running(&fd->sd);
 }
 
+/* paho's thread: something was queued for @arg. Cheap when it is queued already. */
 static void notify(void *arg)
 {
 	struct fdev *fd = arg;
-	atomic_store(&fd->ready, true);
+	if (atomic_exchange(&fd->ready, true))
+		return;
 	struct worker *w = fd->w;
 	pthread_mutex_lock(&w->lock);
-	w->ready = true;
-	pthread_cond_signal(&w->cond);
+	if (w->ring_len < w->n_ring) {
+		w->ring[(w->ring_head + w->ring_len) % w->n_ring] = fd;
+		w->ring_len++;
+	}
+	if (w->sleeping)
+		pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -246,14 +262,63 @@ static void power_on(struct fdev *fd)
 
 /* ---- workers */
 
+static void step_device(struct fdev *fd, uint64_t now)
+{
+	tern_mqttdev_step(fd->mq, now, &fd->next_ms);
+	apply_faults(fd, now);
+}
+
+/* Steps the devices whose timers are due; returns the earliest timer left. */
+static uint64_t scan_timers(struct worker *w, uint64_t now)
+{
+	struct fleet *fl = w->fl;
+	uint64_t wake = now + 200;
+	for (unsigned i = w->first; i < fl->n; i += w->step) {
+		struct fdev *fd = &fl->devs[i];
+		if (!atomic_load(&fd->started))
+			continue;
+		if (fd->off) {
+			if (now >= fd->power_on_at)
+				power_on(fd);
+			else if (fd->power_on_at < wake)
+				wake = fd->power_on_at;
+			continue;
+		}
+		if (now >= fd->next_ms) {
+			atomic_store(&fd->ready, false);
+			step_device(fd, now);
+		}
+		if (fd->next_ms < wake)
+			wake = fd->next_ms;
+	}
+	return wake;
+}
+
+/*
+ * While messages flow, the worker naps NAP_US between batches instead of being woken per
+ * message: a wake-up per message cost paho's receive thread (the one thread every
+ * device's messages go through) a futex call and a context switch each time. After
+ * IDLE_NAPS empty naps it sleeps until notified or until its next timer.
+ */
+#define NAP_US	  1000
+#define IDLE_NAPS 50
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct fleet *fl = w->fl;
-	uint64_t wake = now_ms();
+	uint64_t wake = 0;
+	unsigned idle = 0;
 	while (!atomic_load(&fl->stop)) {
 		pthread_mutex_lock(&w->lock);
-		while (!w->ready && !atomic_load(&fl->stop)) {
+		if (!w->ring_len && idle < IDLE_NAPS && now_ms() < wake) {
+			pthread_mutex_unlock(&w->lock);
+			struct timespec nap = {0, NAP_US * 1000L};
+			nanosleep(&nap, NULL);
+			idle++;
+			pthread_mutex_lock(&w->lock);
+		}
+		while (!w->ring_len && idle >= IDLE_NAPS && !atomic_load(&fl->stop)) {
 			uint64_t now = now_ms();
 			if (now >= wake)
 				break;
@@ -262,34 +327,31 @@ static void *worker_main(void *arg)
 			uint64_t ns = (uint64_t)until.tv_nsec + (wake - now) * 1000000u;
 			until.tv_sec += (time_t)(ns / 1000000000u);
 			until.tv_nsec = (long)(ns % 1000000000u);
+			w->sleeping = true;
 			pthread_cond_timedwait(&w->cond, &w->lock, &until);
+			w->sleeping = false;
 		}
-		w->ready = false;
+		unsigned n = w->ring_len;
+		for (unsigned k = 0; k < n; k++)
+			w->batch[k] = w->ring[(w->ring_head + k) % w->n_ring];
+		w->ring_head = (w->ring_head + n) % w->n_ring;
+		w->ring_len = 0;
 		pthread_mutex_unlock(&w->lock);
+		if (n)
+			idle = 0;
 		uint64_t now = now_ms();
-		wake = now + 200;
-		for (unsigned i = w->first; i < fl->n; i += w->step) {
-			struct fdev *fd = &fl->devs[i];
-			if (!atomic_load(&fd->started))
+		for (unsigned k = 0; k < n; k++) {
+			struct fdev *fd = w->batch[k];
+			atomic_store(&fd->ready,
+				     false); /* what arrives from now on queues it again */
+			if (fd->off || !atomic_load(&fd->started))
 				continue;
-			if (fd->off) {
-				if (now >= fd->power_on_at)
-					power_on(fd);
-				else if (fd->power_on_at < wake)
-					wake = fd->power_on_at;
-				continue;
-			}
-			bool ready = atomic_exchange(&fd->ready, false);
-			if (!ready && now < fd->next_ms) {
-				if (fd->next_ms < wake)
-					wake = fd->next_ms;
-				continue;
-			}
-			tern_mqttdev_step(fd->mq, now, &fd->next_ms);
-			apply_faults(fd, now);
+			step_device(fd, now);
 			if (fd->next_ms < wake)
 				wake = fd->next_ms;
 		}
+		if (now >= wake)
+			wake = scan_timers(w, now);
 	}
 	return NULL;
 }
@@ -342,7 +404,7 @@ static int dev_open(struct fleet *fl, struct fdev *fd)
 		return rc;
 	struct tern_mqttdev_config cfg = {
 	    .uri = fl->uri,
-	    .username = a->username,
+	    .username = a->username_from_id ? fd->id : a->username,
 	    .password = a->password,
 	    .cafile = a->cafile,
 	    .prefix = a->prefix,
@@ -403,13 +465,28 @@ static void take_census(struct fleet *fl, struct census *c)
 	}
 }
 
+/* Peak resident memory of the process (KiB), from /proc; 0 when unknown. */
+static unsigned long long peak_rss_kib(void)
+{
+	char text[4096];
+	size_t len;
+	if (read_small("/proc/self/status", text, sizeof(text), &len) != 0)
+		return 0;
+	const char *p = strstr(text, "VmHWM:");
+	return p ? strtoull(p + 6, NULL, 10) : 0;
+}
+
 static void print_census(struct fleet *fl, const struct census *c, double secs, bool json)
 {
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
 	if (json) {
-		printf("{\"t\": %.3f, \"devices\": %u, \"connected\": %u, \"settled\": %u, "
-		       "\"off\": %u, \"chunks\": %llu, \"bad_chunks\": %llu, \"states\": {",
-		       secs, fl->n, c->connected, c->settled, c->off, (unsigned long long)c->chunks,
-		       (unsigned long long)c->bad);
+		printf("{\"t\": %.3f, \"unix\": %.3f, \"devices\": %u, \"connected\": %u, "
+		       "\"settled\": %u, \"off\": %u, \"chunks\": %llu, \"bad_chunks\": %llu, "
+		       "\"peak_rss_kib\": %llu, \"states\": {",
+		       secs, (double)wall.tv_sec + (double)wall.tv_nsec / 1e9, fl->n, c->connected,
+		       c->settled, c->off, (unsigned long long)c->chunks,
+		       (unsigned long long)c->bad, peak_rss_kib());
 		bool first = true;
 		for (unsigned s = 0; s < 8; s++) {
 			if (!c->states[s])
@@ -425,8 +502,8 @@ static void print_census(struct fleet *fl, const struct census *c, double secs, 
 		for (unsigned s = 0; s < 8; s++)
 			if (c->states[s])
 				printf(" %s %u", tern_state_name((enum tern_state)s), c->states[s]);
-		printf("; %llu chunks fetched, %llu bad\n", (unsigned long long)c->chunks,
-		       (unsigned long long)c->bad);
+		printf("; %llu chunks fetched, %llu bad; peak RSS %llu KiB\n",
+		       (unsigned long long)c->chunks, (unsigned long long)c->bad, peak_rss_kib());
 	}
 	fflush(stdout);
 }
@@ -489,12 +566,16 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 	a->slow_ms = 50;
 	a->off_ms = 2000;
 	a->drop_ms = 2000;
+	a->report_ms = 1000;
 	for (int i = 0; i < argc; i++) {
 		const char *f = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		bool ok = true, takes = true;
 		if (!strcmp(f, "--json")) {
 			a->json = true;
+			takes = false;
+		} else if (!strcmp(f, "--username-from-id")) {
+			a->username_from_id = true;
 			takes = false;
 		} else if (!strcmp(f, "--help")) {
 			fputs(fleet_help, stdout);
@@ -546,6 +627,8 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 			ok = arg_uint(v, &a->off_ms);
 		else if (!strcmp(f, "--drop-ms"))
 			ok = arg_uint(v, &a->drop_ms);
+		else if (!strcmp(f, "--report-ms"))
+			ok = arg_uint(v, &a->report_ms) && a->report_ms > 0;
 		else {
 			ok = false;
 			for (unsigned k = 0; k < F__COUNT; k++)
@@ -602,6 +685,7 @@ int fleet_main(int argc, char **argv)
 		free(fl);
 		return 1;
 	}
+	unsigned opened = 0;
 	fl->n = a->n_devices;
 	fl->n_workers = a->workers < fl->n ? a->workers : fl->n;
 	fl->devs = calloc(fl->n, sizeof(*fl->devs));
@@ -615,10 +699,16 @@ int fleet_main(int argc, char **argv)
 		w->fl = fl;
 		w->first = k;
 		w->step = fl->n_workers;
+		w->n_ring = fl->n / fl->n_workers + 1;
+		w->ring = calloc(w->n_ring, sizeof(*w->ring));
+		w->batch = calloc(w->n_ring, sizeof(*w->batch));
 		pthread_mutex_init(&w->lock, NULL);
 		pthread_cond_init(&w->cond, NULL);
+		if (!w->ring || !w->batch) {
+			fprintf(stderr, "ternd: fleet: %s\n", tern_strerror(TERN_E_NOMEM));
+			goto out_close;
+		}
 	}
-	unsigned opened = 0;
 	for (unsigned i = 0; i < fl->n; i++) {
 		struct fdev *fd = &fl->devs[i];
 		fd->fl = fl;
@@ -667,7 +757,7 @@ int fleet_main(int argc, char **argv)
 		}
 		if (a->duration && now - t0 >= (uint64_t)a->duration * 1000u)
 			break;
-		if (now - last_report >= 1000) {
+		if (now - last_report >= a->report_ms) {
 			last_report = now;
 			if (a->json) {
 				struct census c;
@@ -675,7 +765,7 @@ int fleet_main(int argc, char **argv)
 				print_census(fl, &c, (double)(now - t0) / 1000.0, true);
 			}
 		}
-		sleep_ms(started < fl->n ? 2 : 20);
+		sleep_ms(started < fl->n ? 2 : a->report_ms < 20 ? a->report_ms : 20);
 	}
 	atomic_store(&fl->stop, true);
 	for (unsigned k = 0; k < n_threads; k++) {
@@ -704,6 +794,8 @@ out_close:
 	for (unsigned k = 0; k < fl->n_workers; k++) {
 		pthread_mutex_destroy(&fl->workers[k].lock);
 		pthread_cond_destroy(&fl->workers[k].cond);
+		free(fl->workers[k].ring);
+		free(fl->workers[k].batch);
 	}
 out:
 	free(fl->devs);

@@ -15,9 +15,10 @@ struct fleet_args {
 	uint64_t slot_size, image_size;
 	unsigned workers, connect_rate, duration;
 	unsigned retry_min_ms, retry_max_ms, max_attempts, fetch_timeout_ms;
-	unsigned slow_ms, off_ms, drop_ms;
+	unsigned slow_ms, off_ms, drop_ms, report_ms;
 	const char *fault_sel[FLEET_N_FAULTS]; /* "all", "N%", "id,id" or NULL */
 	bool json;
+	bool username_from_id; /* each device logs in as its id */
 };
 
 /* Runs `ternd fleet ARGS...` (argv without "fleet"); returns the exit code. */

@@ -22,6 +22,7 @@ TOOL="$PY $HERE/../mqtt/mqtt_tool.py"
 source "$HERE/../lib/broker.sh"
 
 work=$(mktemp -d /tmp/tern-fleet-test.XXXXXX)
+chmod 711 "$work" # the TLS broker, started as root, runs as user mosquitto
 fleet_pid=""
 watch_pid=""
 cleanup() {
@@ -125,7 +126,7 @@ ok "mosquitto on 127.0.0.1:$BROKER_PORT"
 URL=$BROKER_URL
 "$TERN" watch --broker "$URL" --quiet --duration 600 >watch.out 2>watch.err &
 watch_pid=$!
-wait_until 5 grep -q watching watch.err
+wait_until 5 grep -qs watching watch.err
 
 "$TERN" key generate --out signing.key >/dev/null
 "$TERN" key generate --out other.key >/dev/null
@@ -182,14 +183,22 @@ sleep 0.5
 check "... and nothing changed on the device" cmp -s before.json after.json
 check "... it still reports generation 2, confirmed on 2.0.0" \
 	[ "$(sqlite3 "$TERN_DB" "select generation || ' ' || state || ' ' || version from devices where id='sim-0001'")" = "2 confirmed 2.0.0" ]
+# Activate later: staged, waiting; then an activate command boots it on trial.
+"$TERN" deploy sim-4.0.0-4 --key signing.key --device sim-0003 --activate later --broker "$URL" >/dev/null
+check "activate later: sim-0003 stages 4.0.0 and waits on 2.0.0" wait_until 20 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select state || \" \" || version || \" \" || target from devices where id=\"sim-0003\"")" = "staged 2.0.0 sim-4.0.0-4" ]'
+"$TERN" deploy sim-4.0.0-4 --key signing.key --device sim-0003 --action activate --broker "$URL" >/dev/null
+check "... then an activate command runs it: confirmed on 4.0.0" wait_until 20 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select state || \" \" || version from devices where id=\"sim-0003\"")" = "confirmed 4.0.0" ]'
 fleet_stop
 check "fleet stops on SIGTERM" [ $? -eq 0 ]
-check "every device installed once, from one offer" all_devices 'd["installs"] <= 1 and d["fresh_offers"] <= 1'
+check "every device installed each release once, from one offer (sim-0003: two releases)" \
+	all_devices 'd["installs"] == d["fresh_offers"] == (2 if d["id"] == "sim-0003" else 1)'
 
 # ------------------------------------------- 2. > 1020 chunks, broker killed mid-transfer
 fleet_start f2 --devices 8 --dir fleet2 --keyring signing.pub --id-prefix big- --slot-size 5M \
 	--slow all --slow-ms 2 --power-cut big-0002 --off-ms 1500 --net-drop big-0003 \
-	--drop-ms 1500 --crash big-0004
+	--drop-ms 1500 --crash big-0004 --unhealthy big-0005 --power-cut-install big-0006
 wait_until 10 eval '[ "$(last_status connected)" -eq 8 ]'
 devs8=()
 for i in $(seq 1 8); do devs8+=(--device "$(printf 'big-%04u' "$i")"); done
@@ -203,12 +212,16 @@ broker_restart
 check "broker killed and restarted (empty: no persistence in tests)" kill -0 "$BROKER_PID"
 "$TERN" publish big.tern --broker "$URL" --force >/dev/null
 check "the operator publishes the release again" [ $? -eq 0 ]
-check "all 8 settle (7 confirmed, the crashing one rolled back)" wait_until 90 settled_is 8
+check "all 8 settle (6 confirmed, 2 rolled back)" wait_until 90 settled_is 8
 fleet_stop
-check "... 7 CONFIRMED on 3.0.0" [ "$(grep -c '"state": "confirmed", "version": "3.0.0"' "$fleet_out")" -eq 7 ]
+check "... 6 CONFIRMED on 3.0.0" [ "$(grep -c '"state": "confirmed", "version": "3.0.0"' "$fleet_out")" -eq 6 ]
 check "... the trial that crashed on boot rolled back to 1.0.0" \
 	[ "$(dev_field big-0004 state) $(dev_field big-0004 version) $(dev_field big-0004 reason)" = "rolled-back 1.0.0 trial-boot-failed" ]
-check "none installed twice" all_devices 'd["installs"] == 1'
+check "the unhealthy trial image rolled back to 1.0.0" \
+	[ "$(dev_field big-0005 state) $(dev_field big-0005 version) $(dev_field big-0005 reason)" = "rolled-back 1.0.0 health-check-failed" ]
+check "big-0006 lost power at the end of its install and still confirmed" \
+	[ "$(dev_field big-0006 power_cuts) $(dev_field big-0006 state)" = "1 confirmed" ]
+check "none installed twice" all_devices 'd["installs"] <= 1'
 check "none re-downloaded from zero (chunks fetched <= 1030 + 3 windows)" \
 	all_devices 'd["chunks_fetched"] <= 1030 + 3 * 64 and d["fresh_offers"] == 1'
 check "big-0002 lost power mid-download and resumed from its record" \
@@ -243,4 +256,26 @@ check "the fix fetched that chunk again alone, not the whole image (50 chunks + 
 check "the give-up was bounded: 5 attempts" [ "$(dev_field cc-0003 bad_chunks)" -eq 5 ]
 check "... and reported" \
 	[ "$(events_where "device_id='cc-0003' and kind='error' and detail like '%gave up after 5 attempts'")" -eq 1 ]
+
+# ------------------------ 4. TLS, per-device passwords and the ACL template (username = id)
+broker_stop
+kill "$watch_pid" 2>/dev/null
+wait "$watch_pid" 2>/dev/null
+watch_pid=""
+if broker_start_tls "$work/tls" operator:op-secret tls-0001:dev-pw tls-0002:dev-pw; then
+	URL=$BROKER_URL
+	OP=(--broker "$URL" --cafile "$BROKER_CA" --username operator --password op-secret)
+	"$TERN" publish r2.tern "${OP[@]}" --force >/dev/null || bad "TLS: publish"
+	fleet_start f4 --devices 2 --dir fleet4 --keyring signing.pub --id-prefix tls- \
+		--username-from-id --password dev-pw --cafile "$BROKER_CA"
+	fleet_out=f4.out
+	check "TLS + ACL: both devices connect as themselves" \
+		wait_until 15 eval '[ "$(last_status connected)" -eq 2 ]'
+	"$TERN" deploy sim-2.0.0-2 --key signing.key --device tls-0001 --device tls-0002 "${OP[@]}" >/dev/null
+	check "TLS + ACL: both CONFIRMED on 2.0.0 (reading rel/#, their own desired)" \
+		wait_until 30 confirmed_is 2
+	fleet_stop
+else
+	bad "start the TLS broker"
+fi
 finish
