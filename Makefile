@@ -48,6 +48,7 @@ all: deps
 # Every module adds its own targets.
 include protocol/module.mk
 include device/module.mk
+include transport/module.mk
 include boards/sim/module.mk
 include boards/linux/module.mk
 include host/module.mk

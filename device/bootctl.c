@@ -8,18 +8,6 @@
 
 #include <string.h>
 
-uint32_t tern_crc32(uint32_t crc, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	crc = ~crc;
-	while (len--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
-	}
-	return ~crc;
-}
-
 /* On flash: 4 magic, 4 seq, 2 active, 2 trial_slot, 1 trial_pending, 1 attempts, 1 event,
  * 1 reserved, 4 reason, 8 event_sequence, 4 + 4 floors (fw, cfg), 8 confirmed_sequence
  * (44 bytes), then

@@ -366,6 +366,36 @@ int tern_cbor_read_map(struct tern_cbor_reader *r, uint64_t *n)
 	return rc;
 }
 
+int tern_cbor_read_map_max(struct tern_cbor_reader *r, uint64_t *n, uint64_t max)
+{
+	int rc = tern_cbor_read_map(r, n);
+	if (!rc && *n > max)
+		rc = TERN_E_TOO_LARGE;
+	return rc;
+}
+
+int tern_cbor_read_map_key(struct tern_cbor_reader *r, uint64_t *key, uint64_t *seen)
+{
+	struct tern_cbor_item it;
+	int rc = tern_cbor_peek(r, &it);
+	if (rc)
+		return rc;
+	if (it.type != TERN_CBOR_UINT) {
+		*key = UINT64_MAX;
+		if ((rc = tern_cbor_skip(r)))
+			return rc;
+		return tern_cbor_skip(r);
+	}
+	(void)tern_cbor_next(r, &it);
+	*key = it.val;
+	if (it.val < 64) {
+		if (*seen & ((uint64_t)1 << it.val))
+			return TERN_E_MALFORMED;
+		*seen |= (uint64_t)1 << it.val;
+	}
+	return 0;
+}
+
 void tern_cbor_writer_init(struct tern_cbor_writer *w, uint8_t *buf, size_t size)
 {
 	w->buf = buf;

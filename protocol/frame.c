@@ -1,6 +1,8 @@
 /* USB framing: header, CRC32, stream reassembly, message bodies, dispatch tables. */
 #include "tern/tern_frame.h"
 
+#include "tern/tern_crc32.h"
+
 #include "tern/tern_cbor.h"
 #include "tern/tern_err.h"
 #include "tern/tern_msg.h"
@@ -71,25 +73,6 @@ const char *tern_frame_state_name(uint64_t state)
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }
 
-/* ---- CRC32 (IEEE), a 16-entry table: small enough for any board, fast enough here. */
-
-uint32_t tern_frame_crc32(uint32_t crc, const void *data, size_t len)
-{
-	static const uint32_t nibble[16] = {
-	    0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
-	    0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
-	    0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
-	};
-	const uint8_t *p = data;
-	crc = ~crc;
-	for (size_t i = 0; i < len; i++) {
-		crc ^= p[i];
-		crc = (crc >> 4) ^ nibble[crc & 15];
-		crc = (crc >> 4) ^ nibble[crc & 15];
-	}
-	return ~crc;
-}
-
 /* ---- Header. */
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -125,8 +108,8 @@ size_t tern_frame_seal(uint8_t *buf, size_t size, uint8_t type, uint8_t flags, u
 	h.flags = flags;
 	put_le32(h.seq, seq);
 	put_le32(h.len, (uint32_t)body_len);
-	uint32_t crc = tern_frame_crc32(0, &h, TERN_FRAME_CRC_SPAN);
-	crc = tern_frame_crc32(crc, buf + TERN_FRAME_HDR_LEN, body_len);
+	uint32_t crc = tern_crc32(0, &h, TERN_FRAME_CRC_SPAN);
+	crc = tern_crc32(crc, buf + TERN_FRAME_HDR_LEN, body_len);
 	put_le32(h.crc, crc);
 	memcpy(buf, &h, sizeof(h));
 	return TERN_FRAME_HDR_LEN + body_len;
@@ -167,8 +150,8 @@ int tern_frame_decode(const uint8_t *buf, size_t len, struct tern_frame *f, size
 	f->body = buf + TERN_FRAME_HDR_LEN;
 	f->body_len = body_len;
 	*used = TERN_FRAME_HDR_LEN + (size_t)body_len;
-	uint32_t crc = tern_frame_crc32(0, buf, TERN_FRAME_CRC_SPAN);
-	crc = tern_frame_crc32(crc, f->body, body_len);
+	uint32_t crc = tern_crc32(0, buf, TERN_FRAME_CRC_SPAN);
+	crc = tern_crc32(crc, f->body, body_len);
 	if (crc != get_le32(h.crc))
 		return TERN_E_CRC;
 	return 0;

@@ -198,48 +198,18 @@ static int read_u32(struct tern_cbor_reader *r, uint32_t *v)
 	return rc;
 }
 
-/*
- * Reads the key of a map entry whose keys are small unsigned integers: sets @key, or
- * UINT64_MAX for a key of another type (to be skipped), and rejects duplicates.
- */
-static int read_key(struct tern_cbor_reader *r, uint64_t *key, uint64_t *seen)
-{
-	struct tern_cbor_item it;
-	int rc = tern_cbor_peek(r, &it);
-	if (rc)
-		return rc;
-	if (it.type != TERN_CBOR_UINT) {
-		*key = UINT64_MAX;
-		return tern_cbor_skip(r);
-	}
-	(void)tern_cbor_next(r, &it);
-	*key = it.val;
-	if (it.val < 64) {
-		if (*seen & ((uint64_t)1 << it.val))
-			return TERN_E_MALFORMED;
-		*seen |= (uint64_t)1 << it.val;
-	}
-	return 0;
-}
-
-static int read_map_head(struct tern_cbor_reader *r, uint64_t *n)
-{
-	int rc = tern_cbor_read_map(r, n);
-	if (!rc && *n > MAP_MAX_ENTRIES)
-		rc = TERN_E_TOO_LARGE;
-	return rc;
-}
-
 static int read_component(struct tern_cbor_reader *r, struct tern_component *c)
 {
 	uint64_t n, key, seen = 0, kind;
 	const uint8_t *digest;
 	size_t digest_len;
-	int rc = read_map_head(r, &n);
+	int rc = tern_cbor_read_map_max(r, &n, MAP_MAX_ENTRIES);
 	for (uint64_t i = 0; !rc && i < n; i++) {
-		if ((rc = read_key(r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(r, &key, &seen)))
 			break;
 		switch (key) {
+		case UINT64_MAX: /* a non-integer key, skipped with its value */
+			break;
 		case TERN_CK_NAME:
 			rc = tern_cbor_read_text_into(r, c->name, sizeof(c->name));
 			break;
@@ -305,10 +275,12 @@ static int read_boards(struct tern_cbor_reader *r, struct tern_manifest *m)
 static int read_early_life(struct tern_cbor_reader *r, struct tern_early_life *el)
 {
 	uint64_t n, key, seen = 0;
-	int rc = read_map_head(r, &n);
+	int rc = tern_cbor_read_map_max(r, &n, MAP_MAX_ENTRIES);
 	for (uint64_t i = 0; !rc && i < n; i++) {
-		if ((rc = read_key(r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(r, &key, &seen)))
 			break;
+		if (key == UINT64_MAX)
+			continue; /* a non-integer key, skipped with its value */
 		if (key == TERN_EK_TRIAL_ATTEMPTS)
 			rc = read_u32(r, &el->trial_attempts);
 		else if (key == TERN_EK_HEALTH_TIMEOUT)
@@ -398,14 +370,12 @@ int tern_manifest_decode(struct tern_manifest *m, const uint8_t *buf, size_t len
 	if (len > TERN_MANIFEST_MAX)
 		return TERN_E_TOO_LARGE;
 	tern_cbor_reader_init(&r, buf, len);
-	if ((rc = read_map_head(&r, &n)))
+	if ((rc = tern_cbor_read_map_max(&r, &n, MAP_MAX_ENTRIES)))
 		return rc;
 	for (uint64_t i = 0; i < n; i++) {
-		if ((rc = read_key(&r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(&r, &key, &seen)))
 			return rc;
-		if (key == UINT64_MAX)
-			rc = tern_cbor_skip(&r); /* value of a non-integer key */
-		else
+		if (key != UINT64_MAX) /* else skipped with its value */
 			rc = read_entry(&r, key, m);
 		if (rc)
 			return rc;

@@ -1,6 +1,7 @@
 # libternproto: what host and device agree on byte for byte.
 PROTO_SRC := protocol/err.c protocol/cbor.c protocol/cose.c protocol/manifest.c \
-	protocol/release.c protocol/topic.c protocol/msg.c protocol/frame.c $(SHA_SRC)
+	protocol/release.c protocol/topic.c protocol/msg.c protocol/frame.c protocol/crc32.c \
+	$(SHA_SRC)
 # Signing (host side only) lives in its own library so devices never link it.
 PROTO_SIGN_SRC := protocol/sign.c protocol/msg_sign.c
 

@@ -15,7 +15,7 @@ struct status_map {
 	const char *name;
 };
 
-/* Indexed by enum tern_status. */
+/* Indexed by enum tern_wire_status. */
 static const struct status_map statuses[TERN_ST__COUNT] = {
     [TERN_ST_OK] = {0, "ok"},
     [TERN_ST_ERROR] = {TERN_E_INVAL, "error"},
@@ -101,40 +101,6 @@ const char *tern_event_kind_name(uint64_t kind)
 }
 
 /* ---- Decoding helpers */
-
-static int read_map_head(struct tern_cbor_reader *r, uint64_t *n)
-{
-	int rc = tern_cbor_read_map(r, n);
-	if (!rc && *n > MAP_MAX_ENTRIES)
-		rc = TERN_E_TOO_LARGE;
-	return rc;
-}
-
-/*
- * Reads a map key: small unsigned integers are returned in @key and checked against
- * duplicates; a key of another type is skipped with its value (@key = UINT64_MAX).
- */
-static int read_key(struct tern_cbor_reader *r, uint64_t *key, uint64_t *seen)
-{
-	struct tern_cbor_item it;
-	int rc = tern_cbor_peek(r, &it);
-	if (rc)
-		return rc;
-	if (it.type != TERN_CBOR_UINT) {
-		*key = UINT64_MAX;
-		if ((rc = tern_cbor_skip(r)))
-			return rc;
-		return tern_cbor_skip(r);
-	}
-	(void)tern_cbor_next(r, &it);
-	*key = it.val;
-	if (it.val < 64) {
-		if (*seen & ((uint64_t)1 << it.val))
-			return TERN_E_MALFORMED;
-		*seen |= (uint64_t)1 << it.val;
-	}
-	return 0;
-}
 
 static int read_enum(struct tern_cbor_reader *r, uint64_t count, uint64_t *v)
 {
@@ -230,10 +196,10 @@ int tern_desired_decode(struct tern_desired *d, const uint8_t *buf, size_t len)
 	if (len > TERN_DESIRED_MAX)
 		return TERN_E_TOO_LARGE;
 	tern_cbor_reader_init(&r, buf, len);
-	if ((rc = read_map_head(&r, &n)))
+	if ((rc = tern_cbor_read_map_max(&r, &n, MAP_MAX_ENTRIES)))
 		return rc;
 	for (uint64_t i = 0; i < n && !rc; i++) {
-		if ((rc = read_key(&r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(&r, &key, &seen)))
 			break;
 		switch (key) {
 		case UINT64_MAX:
@@ -393,9 +359,9 @@ size_t tern_state_encode(const struct tern_state_msg *s, uint8_t *buf, size_t si
 static int read_slot(struct tern_cbor_reader *r, struct tern_slot_info *sl)
 {
 	uint64_t n, key, seen = 0;
-	int rc = read_map_head(r, &n);
+	int rc = tern_cbor_read_map_max(r, &n, MAP_MAX_ENTRIES);
 	for (uint64_t i = 0; i < n && !rc; i++) {
-		if ((rc = read_key(r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(r, &key, &seen)))
 			break;
 		switch (key) {
 		case UINT64_MAX:
@@ -449,10 +415,10 @@ int tern_state_decode(struct tern_state_msg *s, const uint8_t *buf, size_t len)
 	if (len > TERN_STATE_MAX)
 		return TERN_E_TOO_LARGE;
 	tern_cbor_reader_init(&r, buf, len);
-	if ((rc = read_map_head(&r, &n)))
+	if ((rc = tern_cbor_read_map_max(&r, &n, MAP_MAX_ENTRIES)))
 		return rc;
 	for (uint64_t i = 0; i < n && !rc; i++) {
-		if ((rc = read_key(&r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(&r, &key, &seen)))
 			break;
 		switch (key) {
 		case UINT64_MAX:
@@ -576,10 +542,10 @@ int tern_event_decode(struct tern_event_msg *e, const uint8_t *buf, size_t len)
 	if (len > TERN_EVENT_MAX)
 		return TERN_E_TOO_LARGE;
 	tern_cbor_reader_init(&r, buf, len);
-	if ((rc = read_map_head(&r, &n)))
+	if ((rc = tern_cbor_read_map_max(&r, &n, MAP_MAX_ENTRIES)))
 		return rc;
 	for (uint64_t i = 0; i < n && !rc; i++) {
-		if ((rc = read_key(&r, &key, &seen)))
+		if ((rc = tern_cbor_read_map_key(&r, &key, &seen)))
 			break;
 		switch (key) {
 		case UINT64_MAX:

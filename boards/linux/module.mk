@@ -5,13 +5,14 @@ LINUX_SRC := boards/linux/config.c boards/linux/bootenv.c boards/linux/bootloade
 	boards/linux/board.c boards/linux/command.c boards/linux/fileio.c \
 	boards/linux/usb.c boards/linux/usb_ffs.c
 LINUX_LIB := $(BUILD)/libternlinux.a
-TERND_OBJS := $(BUILD)/obj/boards/linux/ternd.o $(BUILD)/obj/boards/sim/ternd.o
+TERND_OBJS := $(BUILD)/obj/boards/linux/ternd.o $(BUILD)/obj/boards/sim/ternd.o \
+	$(BUILD)/obj/boards/sim/fleet.o
 
 $(LINUX_LIB): $(LINUX_SRC:%.c=$(BUILD)/obj/%.o)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/ternd: $(TERND_OBJS) $(LINUX_LIB) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS) -lpthread
+$(BUILD)/ternd: $(TERND_OBJS) $(LINUX_LIB) $(TRANSPORT_LIB) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS) $(TRANSPORT_LIBS) -lpthread
 
 all: $(LINUX_LIB) $(BUILD)/ternd

@@ -29,6 +29,7 @@ static const char usage_text[] =
     "  ternd [--config FILE] status [--json]\n"
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
     "  ternd sim ...                           a simulated device (ternd sim --help)\n"
+    "  ternd fleet ...                         many sim devices over MQTT (ternd fleet --help)\n"
     "FILE defaults to " DEFAULT_CONFIG ".\n";
 
 static int usage(const char *why)
@@ -610,7 +611,7 @@ static const struct command commands[] = {
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && !strcmp(argv[1], "sim"))
+	if (argc >= 2 && (!strcmp(argv[1], "sim") || !strcmp(argv[1], "fleet")))
 		return tern_sim_main(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	struct opts o = {DEFAULT_CONFIG, 0, NULL};

@@ -195,6 +195,8 @@ int tern_sim_boot(struct tern_sim_device *d, unsigned max_boots)
 			return rc;
 		bool parsed = tern_sim_image_parse(hdr, sizeof(hdr), &img);
 		enum tern_sim_health health = parsed ? img.health : TERN_SIM_CRASH;
+		if (res.trial && d->force_trial_health)
+			health = d->trial_health;
 		logf_(d, "boot: slot %s%s, image %s (%s)", slot_name(res.slot[TERN_PAIR_FW]),
 		      res.trial ? " on trial" : "", parsed ? img.version : "?",
 		      tern_sim_health_name(health));

@@ -1,7 +1,8 @@
-# The simulated board (file- or memory-backed flash, boot simulator) and `ternd sim`
-# (boards/sim/ternd.c; the ternd binary is linked in boards/linux/module.mk).
+# The simulated board (file- or memory-backed flash, boot simulator), `ternd sim` and
+# `ternd fleet` (boards/sim/ternd.c, fleet.c; the ternd binary is linked in
+# boards/linux/module.mk).
 ALL_CFLAGS += -Iboards/sim/include
-SIM_SRC := boards/sim/flash.c boards/sim/device.c boards/sim/usb.c
+SIM_SRC := boards/sim/flash.c boards/sim/device.c boards/sim/usb.c boards/sim/simdir.c
 SIM_LIB := $(BUILD)/libternsim.a
 
 $(SIM_LIB): $(SIM_SRC:%.c=$(BUILD)/obj/%.o)

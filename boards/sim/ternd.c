@@ -5,6 +5,8 @@
  *   DEVDIR/flash.img     the whole flash (slots, boot control, install journal)
  *   DEVDIR/running       what the bootloader started last (the device's RAM)
  */
+#include "fleet_priv.h"
+#include "simdir_priv.h"
 #include "tern/tern_sim.h"
 
 #include "tern/tern_err.h"
@@ -18,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_BOOTS     16
+#define MAX_BOOTS     SIMDEV_MAX_BOOTS
 #define INSTALL_PIECE (256 * 1024) /* release bytes fed to the agent at a time */
 
 static const char usage_text[] =
@@ -30,7 +32,9 @@ static const char usage_text[] =
     "  ternd sim cancel DEVDIR        (abandon an interrupted install)\n"
     "  ternd sim reboot DEVDIR [--power-cut-at N [--torn]]\n"
     "  ternd sim status DEVDIR [--json]\n"
-    "  ternd sim mkimage --health ok|fail|crash [--size 1M] [--version V] --out FILE\n";
+    "  ternd sim mkimage --health ok|fail|crash [--size 1M] [--version V] --out FILE\n"
+    "  ternd fleet --devices N --dir DIR --broker URL [--keyring signing.pub] ...\n"
+    "                 (many sim devices over MQTT in one process; ternd fleet --help)\n";
 
 static int fail(int rc, const char *what)
 {
@@ -45,203 +49,6 @@ static int usage(const char *why)
 {
 	fprintf(stderr, "ternd: %s\n%s", why, usage_text);
 	return 2;
-}
-
-/* Parses "123", "64K", "8M", "1G" (binary units). */
-static bool parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	uint64_t mul = 1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1024;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024 * 1024;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024ull * 1024 * 1024;
-	else if (*end != '\0')
-		return false;
-	if (mul != 1 && end[1] != '\0')
-		return false;
-	if (v > UINT64_MAX / mul)
-		return false;
-	*out = v * mul;
-	return true;
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end != '\0')
-		return false;
-	*out = v;
-	return true;
-}
-
-static int path_join(char *out, size_t size, const char *dir, const char *name)
-{
-	int n = snprintf(out, size, "%s/%s", dir, name);
-	return n < 0 || (size_t)n >= size ? TERN_E_TOO_LARGE : 0;
-}
-
-/* Reads a whole small file into @buf (NUL-terminated). */
-static int read_small(const char *path, char *buf, size_t size, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
-	size_t n = fread(buf, 1, size - 1, f);
-	int rc = ferror(f) ? TERN_E_IO : !feof(f) ? TERN_E_TOO_LARGE : 0;
-	fclose(f);
-	buf[n] = '\0';
-	if (len)
-		*len = n;
-	return rc;
-}
-
-static int write_small(const char *path, const char *text)
-{
-	char tmp[4096];
-	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return TERN_E_TOO_LARGE;
-	FILE *f = fopen(tmp, "wb");
-	if (!f)
-		return TERN_E_IO;
-	bool ok = fputs(text, f) >= 0;
-	ok = fclose(f) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0)
-		return TERN_E_IO;
-	return 0;
-}
-
-/* Looks up "key=value" in @text; copies the value into @out. */
-static bool conf_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
-{
-	char buf[32];
-	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
-}
-
-/* A sim device opened from its folder. */
-struct simdev {
-	char dir[2048];
-	bool powered; /* false after a simulated power cut, until the next reboot */
-	struct tern_sim_geometry geo;
-	struct tern_sim_device dev;
-};
-
-static int load_keyring(const char *dir, struct tern_keyring *kr)
-{
-	memset(kr, 0, sizeof(*kr));
-	for (int i = 0; i < TERN_KEYRING_MAX; i++) {
-		char name[32], path[2100], pem[4096];
-		size_t len;
-		snprintf(name, sizeof(name), "keyring-%d.pub", i);
-		if (path_join(path, sizeof(path), dir, name))
-			return TERN_E_TOO_LARGE;
-		int rc = read_small(path, pem, sizeof(pem), &len);
-		if (rc == TERN_E_NOT_FOUND)
-			break;
-		if (rc)
-			return rc;
-		struct tern_pubkey pk;
-		if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)) ||
-		    (rc = tern_keyring_add(kr, &pk)))
-			return rc;
-	}
-	return kr->n_keys ? 0 : TERN_E_KEY;
-}
-
-static int save_running(const struct simdev *s)
-{
-	char path[2100], text[128];
-	if (path_join(path, sizeof(path), s->dir, "running"))
-		return TERN_E_TOO_LARGE;
-	bool powered = s->dev.running && !s->dev.flash.powered_off;
-	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\npowered=%u\n",
-		 s->dev.boot.slot[TERN_PAIR_FW], s->dev.boot.slot[TERN_PAIR_CFG],
-		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots, powered ? 1u : 0u);
-	return write_small(path, text);
-}
-
-/* Opens DEVDIR: config, keyring, flash. The agent is attached by the caller. */
-static int simdev_open(struct simdev *s, const char *dir)
-{
-	char path[2100], conf[1024], board[TERN_NAME_MAX + 1];
-	uint64_t v[5];
-	int rc;
-	struct stat st;
-	memset(s, 0, sizeof(*s));
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "ternd: %s: no such device folder (run 'ternd sim init' first)\n",
-			dir);
-		return TERN_E_NOT_FOUND;
-	}
-	snprintf(s->dir, sizeof(s->dir), "%s", dir);
-	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
-	    (rc = read_small(path, conf, sizeof(conf), NULL)))
-		return rc;
-	if (!conf_get(conf, "board", board, sizeof(board)) ||
-	    !conf_get_u64(conf, "slot_size", &v[0]) ||
-	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
-	    !conf_get_u64(conf, "journal_size", &v[2]) ||
-	    !conf_get_u64(conf, "sector_size", &v[3]) ||
-	    !conf_get_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
-		return TERN_E_MALFORMED;
-	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
-	struct tern_keyring kr;
-	if ((rc = load_keyring(dir, &kr)))
-		return rc;
-	struct tern_sim_flash f;
-	if ((rc = path_join(path, sizeof(path), dir, "flash.img")) ||
-	    (rc = tern_sim_flash_open_file(&f, &s->geo, path, false)))
-		return rc;
-	tern_sim_device_init(&s->dev, &f, &kr, board);
-	return 0;
-}
-
-/* Attaches the agent to what runs now (the "running" file). Sets s->powered. */
-static int simdev_attach(struct simdev *s)
-{
-	char path[2100], text[256];
-	uint64_t fw, cfg, trial, boots = 0, powered = 1;
-	int rc;
-	if ((rc = path_join(path, sizeof(path), s->dir, "running")) ||
-	    (rc = read_small(path, text, sizeof(text), NULL)))
-		return rc;
-	if (!conf_get_u64(text, "fw", &fw) || !conf_get_u64(text, "cfg", &cfg) ||
-	    !conf_get_u64(text, "trial", &trial) || fw > 1 || (cfg > 1 && cfg != TERN_SLOT_NONE))
-		return TERN_E_MALFORMED;
-	conf_get_u64(text, "boots", &boots);
-	conf_get_u64(text, "powered", &powered);
-	struct tern_boot_result b = {{(uint8_t)fw, (uint8_t)cfg}, trial != 0};
-	s->dev.n_boots = (unsigned)boots;
-	s->powered = powered != 0;
-	return tern_sim_attach(&s->dev, &b);
 }
 
 /* Attaches and refuses to go on when the device is off after a power cut. */
@@ -278,11 +85,6 @@ static int report_cut(struct simdev *s, uint64_t cut_at, const char *during)
 		"ternd: power cut at flash operation %llu during %s; run 'ternd sim reboot %s'\n",
 		(unsigned long long)cut_at, during, s->dir);
 	return 3;
-}
-
-static void simdev_close(struct simdev *s)
-{
-	tern_sim_flash_close(&s->dev.flash);
 }
 
 static void print_line(void *arg, const char *line)
@@ -345,115 +147,59 @@ static int cmd_mkimage(int argc, char **argv)
 	return 0;
 }
 
-/* --- init --- */
-
-static int copy_key(const char *src, const char *dir, int n)
-{
-	char pem[4096], path[2100], name[32];
-	size_t len;
-	int rc = read_small(src, pem, sizeof(pem), &len);
-	if (rc)
-		return rc;
-	struct tern_pubkey pk;
-	if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)))
-		return rc;
-	snprintf(name, sizeof(name), "keyring-%d.pub", n);
-	if ((rc = path_join(path, sizeof(path), dir, name)))
-		return rc;
-	return write_small(path, pem);
-}
-
 static int cmd_init(int argc, char **argv)
 {
 	if (argc < 1 || argv[0][0] == '-')
 		return usage("init needs DEVDIR");
-	const char *dir = argv[0], *board = TERN_SIM_BOARD_ID, *version = "1.0.0";
 	const char *keys[TERN_KEYRING_MAX];
-	int n_keys = 0;
-	uint64_t slot = 8ull * 1024 * 1024, image = 64 * 1024;
+	struct simdev_params p = {
+	    .dir = argv[0],
+	    .keys = keys,
+	    .board = TERN_SIM_BOARD_ID,
+	    .version = "1.0.0",
+	    .slot_size = 8ull * 1024 * 1024,
+	    .image_size = 64 * 1024,
+	};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--keyring") && i + 1 < argc) {
-			if (n_keys == TERN_KEYRING_MAX)
+			if (p.n_keys == TERN_KEYRING_MAX)
 				return usage("too many --keyring");
-			keys[n_keys++] = argv[++i];
+			keys[p.n_keys++] = argv[++i];
 		} else if (!strcmp(argv[i], "--board") && i + 1 < argc)
-			board = argv[++i];
+			p.board = argv[++i];
 		else if (!strcmp(argv[i], "--version") && i + 1 < argc)
-			version = argv[++i];
+			p.version = argv[++i];
 		else if (!strcmp(argv[i], "--slot-size") && i + 1 < argc) {
-			if (!parse_size(argv[++i], &slot) || slot < 8192 || slot > (1ull << 34))
+			if (!parse_size(argv[++i], &p.slot_size) || p.slot_size < 8192 ||
+			    p.slot_size > (1ull << 34))
 				return usage("--slot-size wants a size such as 8M");
 		} else if (!strcmp(argv[i], "--image-size") && i + 1 < argc) {
-			if (!parse_size(argv[++i], &image))
+			if (!parse_size(argv[++i], &p.image_size))
 				return usage("--image-size wants a size such as 64K");
 		} else
 			return usage("init: unknown argument");
 	}
-	if (n_keys == 0)
+	if (p.n_keys == 0)
 		return usage("init needs --keyring signing.pub");
-	if (strlen(board) == 0 || strlen(board) > TERN_NAME_MAX)
+	if (strlen(p.board) == 0 || strlen(p.board) > TERN_NAME_MAX)
 		return usage("--board must be 1 to 32 characters");
-	if (strlen(version) == 0 || strlen(version) > TERN_VERSION_MAX)
+	if (strlen(p.version) == 0 || strlen(p.version) > TERN_VERSION_MAX)
 		return usage("--version must be 1 to 32 characters");
-	if (image > slot)
-		image = slot;
-	if (image < TERN_SIM_IMAGE_HDR_LEN)
+	if (p.image_size > p.slot_size)
+		p.image_size = p.slot_size;
+	if (p.image_size < TERN_SIM_IMAGE_HDR_LEN)
 		return usage("--image-size is too small");
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return fail(TERN_E_IO, dir);
-	char path[2100], conf[512];
-	if (path_join(path, sizeof(path), dir, "flash.img") == 0 && access(path, F_OK) == 0) {
+	int rc = simdev_create(&p, print_line, NULL);
+	if (rc == TERN_E_EXISTS) {
 		fprintf(stderr, "ternd: %s: a device is already there; remove the folder first\n",
-			dir);
+			p.dir);
 		return 1;
 	}
-	int rc;
-	for (int i = 0; i < n_keys; i++)
-		if ((rc = copy_key(keys[i], dir, i)))
-			return fail(rc, keys[i]);
-	struct simdev *s = calloc(1, sizeof(*s));
-	if (!s)
-		return fail(TERN_E_NOMEM, NULL);
-	tern_sim_geometry_default(&s->geo, slot);
-	struct tern_sim_flash f;
-	uint8_t *img = NULL;
-	snprintf(s->dir, sizeof(s->dir), "%s", dir);
-	if ((rc = tern_sim_flash_open_file(&f, &s->geo, path, true)))
-		goto out;
-	s->geo = f.geo; /* with defaults applied */
-	snprintf(conf, sizeof(conf),
-		 "board=%s\nslot_size=%llu\ncfg_slot_size=%llu\njournal_size=%llu\n"
-		 "sector_size=%u\nwrite_align=%u\n",
-		 board, (unsigned long long)s->geo.slot_size,
-		 (unsigned long long)s->geo.cfg_slot_size, (unsigned long long)s->geo.journal_size,
-		 s->geo.sector_size, s->geo.write_align);
-	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
-	    (rc = write_small(path, conf)))
-		goto out_close;
-	struct tern_keyring kr;
-	if ((rc = load_keyring(dir, &kr)))
-		goto out_close;
-	tern_sim_device_init(&s->dev, &f, &kr, board);
-	img = malloc(image);
-	if (!img) {
-		rc = TERN_E_NOMEM;
-		goto out_close;
-	}
-	if ((rc = tern_sim_image_make(img, image, TERN_SIM_HEALTHY, version)) ||
-	    (rc = tern_sim_provision(&s->dev, img, image, version, TERN_CHUNK_DEFAULT)))
-		goto out_close;
-	s->dev.log = print_line;
-	if ((rc = tern_sim_boot(&s->dev, MAX_BOOTS)) || (rc = save_running(s)) ||
-	    (rc = tern_sim_flash_sync(&s->dev.flash)))
-		goto out_close;
-	printf("initialized %s: board %s, slots of %llu bytes, slot A runs %s\n", dir, board,
-	       (unsigned long long)s->geo.slot_size, version);
-out_close:
-	tern_sim_flash_close(&s->dev.flash);
-out:
-	free(img);
-	free(s);
-	return rc ? fail(rc, dir) : 0;
+	if (rc)
+		return fail(rc, p.dir);
+	printf("initialized %s: board %s, slots of %llu bytes, slot A runs %s\n", p.dir, p.board,
+	       (unsigned long long)(p.slot_size + 4095) / 4096 * 4096, p.version);
+	return 0;
 }
 
 /* --- install, activate, reboot --- */
@@ -817,6 +563,8 @@ static const struct command sim_commands[] = {
 
 int tern_sim_main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "fleet"))
+		return fleet_main(argc - 2, argv + 2);
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
 			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
 		fputs(usage_text, stdout);

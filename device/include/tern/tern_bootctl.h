@@ -11,6 +11,7 @@
 #define TERN_BOOTCTL_H
 
 #include "tern/tern_board.h"
+#include "tern/tern_crc32.h"
 #include "tern/tern_manifest.h"
 
 #include <stdbool.h>
@@ -113,9 +114,6 @@ struct tern_boot_result {
  */
 int tern_boot_select(const struct tern_board *b, struct tern_boot_result *res, uint8_t *buf,
 		     size_t buf_len);
-
-/* CRC-32 (IEEE 802.3, as zlib), continuing from @crc (0 to start). */
-uint32_t tern_crc32(uint32_t crc, const void *data, size_t len);
 
 /* Names for status output: "empty", "installing", ..., and "none", "staged", ... */
 const char *tern_slot_state_name(unsigned state);

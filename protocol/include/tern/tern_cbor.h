@@ -67,6 +67,17 @@ int tern_cbor_read_bytes(struct tern_cbor_reader *r, const uint8_t **p, size_t *
 int tern_cbor_read_text(struct tern_cbor_reader *r, const char **p, size_t *len);
 int tern_cbor_read_array(struct tern_cbor_reader *r, uint64_t *n);
 int tern_cbor_read_map(struct tern_cbor_reader *r, uint64_t *n);
+/* Reads a map head announcing at most @max entries (TERN_E_TOO_LARGE above). */
+int tern_cbor_read_map_max(struct tern_cbor_reader *r, uint64_t *n, uint64_t max);
+
+/*
+ * Reads the key of an entry of a map keyed by small unsigned integers (tern's maps).
+ * Sets @key and refuses a key below 64 already in the bit set @seen (TERN_E_MALFORMED;
+ * the caller zeroes @seen per map). A key of another type is skipped together with its
+ * value and gives @key = UINT64_MAX: the caller then reads nothing for this entry.
+ */
+int tern_cbor_read_map_key(struct tern_cbor_reader *r, uint64_t *key, uint64_t *seen);
+
 /* Reads a text string into @out (NUL-terminated); TERN_E_TOO_LARGE if it needs more
  * than @size - 1 bytes, TERN_E_MALFORMED if it is empty or has a NUL byte. */
 int tern_cbor_read_text_into(struct tern_cbor_reader *r, char *out, size_t size);

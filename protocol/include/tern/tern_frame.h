@@ -120,9 +120,6 @@ enum tern_frame_dev_state {
 /* "idle", "downloading", ..., "failed"; "unknown" when out of range. */
 const char *tern_frame_state_name(uint64_t state);
 
-/* ---- CRC32 (IEEE 802.3, reflected, as zlib): start with @crc = 0, chain calls. */
-uint32_t tern_frame_crc32(uint32_t crc, const void *data, size_t len);
-
 /* ---- Frames. */
 
 /* A decoded frame. @body borrows from the decoder's buffer. */

@@ -8,7 +8,7 @@
  * message is not valid or the buffer is too small.
  *
  * Errors never go on the wire as internal TERN_E* codes: they travel as a stable
- * enum tern_status (tern_status_from_err() / tern_status_to_err()).
+ * enum tern_wire_status (tern_status_from_err() / tern_status_to_err()).
  */
 #ifndef TERN_MSG_H
 #define TERN_MSG_H
@@ -36,7 +36,7 @@
 #define TERN_SLOTS		2   /* A and B */
 
 /* ---- Wire status: stable numbers, never internal codes. Append only. */
-enum tern_status {
+enum tern_wire_status {
 	TERN_ST_OK = 0,
 	TERN_ST_ERROR = 1, /* an error without a more precise status */
 	TERN_ST_NOMEM = 2,
@@ -176,7 +176,7 @@ enum tern_state_key {
 	TERN_SK_TARGET = 6,	 /* text: release being worked on, optional */
 	TERN_SK_DONE = 7,	 /* uint: chunks verified so far */
 	TERN_SK_TOTAL = 8,	 /* uint: chunks in the target release */
-	TERN_SK_LAST_STATUS = 9, /* uint enum tern_status of the last failure */
+	TERN_SK_LAST_STATUS = 9, /* uint enum tern_wire_status of the last failure */
 	TERN_SK_GENERATION = 10, /* uint: last desired generation accepted */
 	TERN_SK_TIME = 11,	 /* uint: device clock, seconds */
 	TERN_SK_FLOOR = 12,	 /* uint: security counter floor */
@@ -205,7 +205,7 @@ struct tern_state_msg {
 	struct tern_slot_info slots[TERN_SLOTS];
 	char target[TERN_RELEASE_ID_MAX + 1]; /* "" when none */
 	uint64_t done, total;
-	uint16_t last_status; /* enum tern_status */
+	uint16_t last_status; /* enum tern_wire_status */
 	uint64_t generation;
 	uint64_t time;
 	uint32_t floor;
@@ -232,7 +232,7 @@ enum tern_event_key {
 	TERN_EVK_FROM = 5,	  /* uint enum tern_dev_state, required */
 	TERN_EVK_TO = 6,	  /* uint enum tern_dev_state, required */
 	TERN_EVK_RELEASE = 7,	  /* text, optional */
-	TERN_EVK_STATUS = 8,	  /* uint enum tern_status, required */
+	TERN_EVK_STATUS = 8,	  /* uint enum tern_wire_status, required */
 	TERN_EVK_DETAIL = 9,	  /* text, optional */
 	TERN_EVK_GENERATION = 10, /* uint: the desired generation concerned, optional */
 };

@@ -122,6 +122,10 @@ struct tern_sim_device {
 	unsigned n_boots;
 	tern_sim_log_fn log;
 	void *log_arg;
+	/* Fault injection (fleet): a trial boot behaves as @trial_health says, whatever the
+	 * image's header says. */
+	bool force_trial_health;
+	enum tern_sim_health trial_health;
 	uint8_t scratch[4096];
 };
 

@@ -1,0 +1,713 @@
+/*
+ * `ternd fleet`: many sim devices in one process, each with its own folder, agent and
+ * MQTT client (transport/), driven by a few worker threads. paho's callbacks only queue
+ * and wake the worker that owns the device; all agent and flash work runs there.
+ */
+#include "fleet_priv.h"
+#include "simdir_priv.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_mqttdev.h"
+#include "tern/tern_sim.h"
+#include "tern/tern_topic.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char fleet_help[] =
+    "usage: ternd fleet --devices N --dir DIR --broker URL [--keyring signing.pub]\n"
+    "         [--prefix P] [--board sim] [--id-prefix sim-] [--version 1.0.0]\n"
+    "         [--slot-size 2M] [--workers N] [--connect-rate N] [--duration S] [--json]\n"
+    "         [--username U --password P] [--cafile CA]\n"
+    "         [--retry-min-ms 500] [--retry-max-ms 16000] [--max-attempts 8]\n"
+    "         [--fetch-timeout-ms 10000]\n"
+    "         [--unhealthy SEL] [--crash SEL] [--power-cut SEL] [--power-cut-install SEL]\n"
+    "         [--net-drop SEL] [--slow SEL] [--slow-ms 50] [--off-ms 2000] [--drop-ms 2000]\n"
+    "\n"
+    "Runs N simulated devices (ids ID-PREFIX0001...) in one process, each in DIR/ID (made\n"
+    "with 'ternd sim init' semantics when missing, so 'ternd sim status DIR/ID' works\n"
+    "afterwards), each with its own MQTT client. Devices reboot inside the process.\n"
+    "SEL picks devices for a fault: 'all', a percentage '10%', or ids 'sim-0001,sim-0002'.\n"
+    "  --unhealthy/--crash    the trial image fails its health check / crashes on boot\n"
+    "  --power-cut            power fails halfway through the download (back after --off-ms)\n"
+    "  --power-cut-install    power fails near the end (last chunk, finish or activate)\n"
+    "  --net-drop             the connection drops halfway (back after --drop-ms)\n"
+    "  --slow                 at most one chunk per --slow-ms\n"
+    "Runs until SIGINT/SIGTERM or --duration; prints a summary. --json: a status line\n"
+    "every second and one line per device at the end.\n";
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_signal = 1;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+enum fault { F_UNHEALTHY, F_CRASH, F_CUT_DOWNLOAD, F_CUT_INSTALL, F_NET_DROP, F_SLOW, F__COUNT };
+_Static_assert(F__COUNT == FLEET_N_FAULTS, "one selection per fault");
+
+static const char *const fault_flags[F__COUNT] = {
+    "--unhealthy", "--crash", "--power-cut", "--power-cut-install", "--net-drop", "--slow",
+};
+
+struct fleet;
+struct worker;
+
+struct fdev {
+	struct fleet *fl;
+	struct worker *w;
+	unsigned index;
+	char id[TERN_DEVICE_ID_MAX + 1];
+	struct simdev sd;
+	struct tern_mqttdev *mq;
+	atomic_bool ready;   /* paho queued something */
+	atomic_bool started; /* the main thread has started its transport */
+	bool faults[F__COUNT];
+	bool cut_armed, drop_done;
+	bool off; /* power cut: waiting for power_on_at */
+	uint64_t power_on_at;
+	uint64_t next_ms;
+	unsigned power_cuts;
+	char record_path[2100];
+};
+
+struct worker {
+	struct fleet *fl;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool ready;
+	unsigned first, step; /* devices first, first + step, ... */
+};
+
+struct fleet {
+	struct fleet_args a;
+	char uri[300];
+	struct fdev *devs;
+	unsigned n;
+	struct worker *workers;
+	unsigned n_workers;
+	atomic_bool stop;
+};
+
+/* ---- board hooks for the transport */
+
+static int rec_load(void *ctx, uint8_t *buf, size_t size, size_t *len)
+{
+	struct fdev *fd = ctx;
+	int rc = read_small(fd->record_path, (char *)buf, size, len);
+	if (rc == TERN_E_NOT_FOUND) {
+		*len = 0;
+		return 0;
+	}
+	return rc;
+}
+
+static int rec_store(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct fdev *fd = ctx;
+	char text[TERN_MQTTDEV_RECORD_MAX + 1];
+	if (len >= sizeof(text))
+		return TERN_E_TOO_LARGE;
+	memcpy(text, buf, len);
+	text[len] = '\0';
+	return write_small(fd->record_path, text);
+}
+
+static int dev_boot(struct fdev *fd)
+{
+	struct tern_sim_device *dev = &fd->sd.dev;
+	int rc = tern_sim_boot(dev, SIMDEV_MAX_BOOTS);
+	fd->sd.powered = rc == 0;
+	int src = save_running(&fd->sd);
+	return rc ? rc : src;
+}
+
+static int rec_reboot(void *ctx)
+{
+	return dev_boot(ctx);
+}
+
+static void on_power_lost(void *ctx)
+{
+	struct fdev *fd = ctx;
+	fd->off = true;
+	fd->power_cuts++;
+	fd->power_on_at = now_ms() + fd->fl->a.off_ms;
+	fd->sd.powered = false;
+	save_running(&fd->sd);
+}
+
+static void notify(void *arg)
+{
+	struct fdev *fd = arg;
+	atomic_store(&fd->ready, true);
+	struct worker *w = fd->w;
+	pthread_mutex_lock(&w->lock);
+	w->ready = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- faults */
+
+static uint32_t mix(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+/* True when device @idx / @id is selected by @sel ("all", "N%", "id,id,..."). */
+static bool selected(const char *sel, unsigned idx, const char *id, unsigned salt)
+{
+	if (!sel)
+		return false;
+	if (!strcmp(sel, "all"))
+		return true;
+	size_t len = strlen(sel);
+	if (len > 1 && sel[len - 1] == '%') {
+		char *end;
+		unsigned long pct = strtoul(sel, &end, 10);
+		return end == sel + len - 1 && mix(idx * 2654435761u + salt) % 100 < pct;
+	}
+	size_t idlen = strlen(id);
+	for (const char *p = sel; *p;) {
+		const char *comma = strchr(p, ',');
+		size_t l = comma ? (size_t)(comma - p) : strlen(p);
+		if (l == idlen && !strncmp(p, id, l))
+			return true;
+		p = comma ? comma + 1 : p + l;
+	}
+	return false;
+}
+
+static void apply_faults(struct fdev *fd, uint64_t now)
+{
+	struct tern_agent *ag = &fd->sd.dev.agent;
+	if (ag->state != TERN_ST_DOWNLOADING || fd->off)
+		return;
+	uint64_t total = 0, verified = 0;
+	for (unsigned i = 0; i < ag->job.n_comp; i++) {
+		total += ag->job.comp[i].n_chunks;
+		verified += ag->job.comp[i].n_verified;
+	}
+	if (!fd->cut_armed && fd->faults[F_CUT_DOWNLOAD] && verified * 2 >= total && total) {
+		fd->cut_armed = true;
+		tern_sim_power_cut_at(&fd->sd.dev.flash, 1 + mix(fd->index) % 3, false);
+	}
+	if (!fd->cut_armed && fd->faults[F_CUT_INSTALL] && verified + 1 >= total && total) {
+		fd->cut_armed = true;
+		tern_sim_power_cut_at(&fd->sd.dev.flash, 1 + mix(fd->index + 7) % 12, true);
+	}
+	if (!fd->drop_done && fd->faults[F_NET_DROP] && verified * 2 >= total && total) {
+		fd->drop_done = true;
+		tern_mqttdev_net_drop(fd->mq, now, fd->fl->a.drop_ms);
+	}
+}
+
+static void power_on(struct fdev *fd)
+{
+	fd->off = false;
+	tern_sim_power_restore(&fd->sd.dev.flash);
+	if (dev_boot(fd) != 0) {
+		fd->off = true; /* nothing bootable: stays off */
+		fd->power_on_at = UINT64_MAX;
+		return;
+	}
+	tern_mqttdev_restart(fd->mq);
+}
+
+/* ---- workers */
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct fleet *fl = w->fl;
+	uint64_t wake = now_ms();
+	while (!atomic_load(&fl->stop)) {
+		pthread_mutex_lock(&w->lock);
+		while (!w->ready && !atomic_load(&fl->stop)) {
+			uint64_t now = now_ms();
+			if (now >= wake)
+				break;
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			uint64_t ns = (uint64_t)until.tv_nsec + (wake - now) * 1000000u;
+			until.tv_sec += (time_t)(ns / 1000000000u);
+			until.tv_nsec = (long)(ns % 1000000000u);
+			pthread_cond_timedwait(&w->cond, &w->lock, &until);
+		}
+		w->ready = false;
+		pthread_mutex_unlock(&w->lock);
+		uint64_t now = now_ms();
+		wake = now + 200;
+		for (unsigned i = w->first; i < fl->n; i += w->step) {
+			struct fdev *fd = &fl->devs[i];
+			if (!atomic_load(&fd->started))
+				continue;
+			if (fd->off) {
+				if (now >= fd->power_on_at)
+					power_on(fd);
+				else if (fd->power_on_at < wake)
+					wake = fd->power_on_at;
+				continue;
+			}
+			bool ready = atomic_exchange(&fd->ready, false);
+			if (!ready && now < fd->next_ms) {
+				if (fd->next_ms < wake)
+					wake = fd->next_ms;
+				continue;
+			}
+			tern_mqttdev_step(fd->mq, now, &fd->next_ms);
+			apply_faults(fd, now);
+			if (fd->next_ms < wake)
+				wake = fd->next_ms;
+		}
+	}
+	return NULL;
+}
+
+/* ---- setup */
+
+static int dev_open(struct fleet *fl, struct fdev *fd)
+{
+	const struct fleet_args *a = &fl->a;
+	char dir[2048];
+	int n = snprintf(dir, sizeof(dir), "%s/%s", a->dir, fd->id);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return TERN_E_TOO_LARGE;
+	char flash[2100];
+	int rc = path_join(flash, sizeof(flash), dir, "flash.img");
+	if (rc)
+		return rc;
+	if (access(flash, F_OK) != 0) {
+		if (!a->keyring) {
+			fprintf(stderr, "ternd: fleet: %s is not initialized; give --keyring\n",
+				dir);
+			return TERN_E_USAGE;
+		}
+		const char *keys[1] = {a->keyring};
+		struct simdev_params p = {
+		    .dir = dir,
+		    .keys = keys,
+		    .n_keys = 1,
+		    .board = a->board,
+		    .slot_size = a->slot_size,
+		    .image_size = a->image_size,
+		    .version = a->version,
+		};
+		if ((rc = simdev_create(&p, NULL, NULL)))
+			return rc;
+	}
+	if ((rc = simdev_open(&fd->sd, dir)))
+		return rc;
+	if ((rc = path_join(fd->record_path, sizeof(fd->record_path), dir, "mqtt.state")))
+		return rc;
+	struct tern_sim_device *dev = &fd->sd.dev;
+	if (simdev_attach(&fd->sd) != 0)
+		dev->n_boots = 0;
+	if (fd->faults[F_UNHEALTHY] || fd->faults[F_CRASH]) {
+		dev->force_trial_health = true;
+		dev->trial_health = fd->faults[F_CRASH] ? TERN_SIM_CRASH : TERN_SIM_UNHEALTHY;
+	}
+	/* The fleet starting is the device powering on. */
+	if ((rc = dev_boot(fd)))
+		return rc;
+	struct tern_mqttdev_config cfg = {
+	    .uri = fl->uri,
+	    .username = a->username,
+	    .password = a->password,
+	    .cafile = a->cafile,
+	    .prefix = a->prefix,
+	    .device_id = fd->id,
+	    .retry_min_ms = a->retry_min_ms,
+	    .retry_max_ms = a->retry_max_ms,
+	    .max_attempts = a->max_attempts,
+	    .fetch_timeout_ms = a->fetch_timeout_ms,
+	    .chunk_delay_ms = fd->faults[F_SLOW] ? a->slow_ms : 0,
+	    .seed = fd->index + 1,
+	    .notify = notify,
+	    .notify_arg = fd,
+	};
+	struct tern_mqttdev_board b = {
+	    .agent = &dev->agent,
+	    .keyring = &dev->keyring,
+	    .board_id = dev->board_id,
+	    .load = rec_load,
+	    .store = rec_store,
+	    .reboot = rec_reboot,
+	    .power_lost = on_power_lost,
+	    .ctx = fd,
+	};
+	return tern_mqttdev_create(&fd->mq, &cfg, &b);
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* ---- reports */
+
+struct census {
+	unsigned states[8];
+	unsigned connected, settled, off;
+	uint64_t chunks, bad;
+};
+
+static void take_census(struct fleet *fl, struct census *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fdev *fd = &fl->devs[i];
+		struct tern_mqttdev_stats st;
+		tern_mqttdev_stats(fd->mq, &st);
+		unsigned s = (unsigned)fd->sd.dev.agent.state;
+		c->states[s < 8 ? s : 0]++;
+		c->connected += st.connected;
+		c->settled += st.settled && !fd->off;
+		c->off += fd->off;
+		c->chunks += st.chunks_fetched;
+		c->bad += st.chunks_bad;
+	}
+}
+
+static void print_census(struct fleet *fl, const struct census *c, double secs, bool json)
+{
+	if (json) {
+		printf("{\"t\": %.3f, \"devices\": %u, \"connected\": %u, \"settled\": %u, "
+		       "\"off\": %u, \"chunks\": %llu, \"bad_chunks\": %llu, \"states\": {",
+		       secs, fl->n, c->connected, c->settled, c->off, (unsigned long long)c->chunks,
+		       (unsigned long long)c->bad);
+		bool first = true;
+		for (unsigned s = 0; s < 8; s++) {
+			if (!c->states[s])
+				continue;
+			printf("%s\"%s\": %u", first ? "" : ", ",
+			       tern_state_name((enum tern_state)s), c->states[s]);
+			first = false;
+		}
+		printf("}}\n");
+	} else {
+		printf("fleet: %u devices, %u connected, %u settled, %u off:", fl->n, c->connected,
+		       c->settled, c->off);
+		for (unsigned s = 0; s < 8; s++)
+			if (c->states[s])
+				printf(" %s %u", tern_state_name((enum tern_state)s), c->states[s]);
+		printf("; %llu chunks fetched, %llu bad\n", (unsigned long long)c->chunks,
+		       (unsigned long long)c->bad);
+	}
+	fflush(stdout);
+}
+
+static void print_devices(struct fleet *fl)
+{
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fdev *fd = &fl->devs[i];
+		struct tern_mqttdev_stats st;
+		struct tern_status s;
+		tern_mqttdev_stats(fd->mq, &st);
+		tern_agent_status(&fd->sd.dev.agent, &s);
+		const struct tern_slot_meta *run =
+		    &s.slots[tern_slot_area(TERN_PAIR_FW, s.running[TERN_PAIR_FW])];
+		printf(
+		    "{\"id\": \"%s\", \"state\": \"%s\", \"version\": \"%s\", \"sequence\": %llu, "
+		    "\"reason\": %s%s%s, \"generation\": %llu, \"settled\": %s, "
+		    "\"chunks_fetched\": %llu, \"bad_chunks\": %llu, \"indexes_fetched\": %llu, "
+		    "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, "
+		    "\"refused\": %llu, \"connects\": %llu, \"boots\": %u, \"power_cuts\": %u}\n",
+		    fd->id, tern_state_name(s.state), run->version,
+		    (unsigned long long)run->sequence, s.reason ? "\"" : "",
+		    s.reason ? tern_errname(s.reason) : "null", s.reason ? "\"" : "",
+		    (unsigned long long)st.generation, st.settled ? "true" : "false",
+		    (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_bad,
+		    (unsigned long long)st.indexes_fetched, (unsigned long long)st.installs,
+		    (unsigned long long)st.fresh_offers, (unsigned long long)st.resumes,
+		    (unsigned long long)st.refused, (unsigned long long)st.connects,
+		    fd->sd.dev.n_boots, fd->power_cuts);
+	}
+	fflush(stdout);
+}
+
+/* ---- arguments */
+
+static bool arg_uint(const char *s, unsigned *out)
+{
+	uint64_t v;
+	if (!parse_u64(s, &v) || v > 0x7fffffffu)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+static int parse_args(struct fleet_args *a, int argc, char **argv)
+{
+	memset(a, 0, sizeof(*a));
+	a->prefix = TERN_TOPIC_PREFIX_DEFAULT;
+	a->board = TERN_SIM_BOARD_ID;
+	a->id_prefix = "sim-";
+	a->version = "1.0.0";
+	a->slot_size = 2 * 1024 * 1024;
+	a->image_size = 64 * 1024;
+	a->connect_rate = 250;
+	a->workers = 2;
+	a->retry_min_ms = 500;
+	a->retry_max_ms = 16000;
+	a->max_attempts = 8;
+	a->fetch_timeout_ms = 10000;
+	a->slow_ms = 50;
+	a->off_ms = 2000;
+	a->drop_ms = 2000;
+	for (int i = 0; i < argc; i++) {
+		const char *f = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		bool ok = true, takes = true;
+		if (!strcmp(f, "--json")) {
+			a->json = true;
+			takes = false;
+		} else if (!strcmp(f, "--help")) {
+			fputs(fleet_help, stdout);
+			return 1;
+		} else if (!v) {
+			ok = false;
+		} else if (!strcmp(f, "--devices"))
+			ok = arg_uint(v, &a->n_devices) && a->n_devices > 0 &&
+			     a->n_devices <= 100000;
+		else if (!strcmp(f, "--dir"))
+			a->dir = v;
+		else if (!strcmp(f, "--broker"))
+			a->broker = v;
+		else if (!strcmp(f, "--keyring"))
+			a->keyring = v;
+		else if (!strcmp(f, "--prefix"))
+			a->prefix = v;
+		else if (!strcmp(f, "--board"))
+			a->board = v;
+		else if (!strcmp(f, "--id-prefix"))
+			a->id_prefix = v;
+		else if (!strcmp(f, "--version"))
+			a->version = v;
+		else if (!strcmp(f, "--username"))
+			a->username = v;
+		else if (!strcmp(f, "--password"))
+			a->password = v;
+		else if (!strcmp(f, "--cafile"))
+			a->cafile = v;
+		else if (!strcmp(f, "--slot-size"))
+			ok = parse_size(v, &a->slot_size) && a->slot_size >= 8192;
+		else if (!strcmp(f, "--workers"))
+			ok = arg_uint(v, &a->workers) && a->workers > 0 && a->workers <= 64;
+		else if (!strcmp(f, "--connect-rate"))
+			ok = arg_uint(v, &a->connect_rate) && a->connect_rate > 0;
+		else if (!strcmp(f, "--duration"))
+			ok = arg_uint(v, &a->duration);
+		else if (!strcmp(f, "--retry-min-ms"))
+			ok = arg_uint(v, &a->retry_min_ms) && a->retry_min_ms > 0;
+		else if (!strcmp(f, "--retry-max-ms"))
+			ok = arg_uint(v, &a->retry_max_ms);
+		else if (!strcmp(f, "--max-attempts"))
+			ok = arg_uint(v, &a->max_attempts) && a->max_attempts > 0;
+		else if (!strcmp(f, "--fetch-timeout-ms"))
+			ok = arg_uint(v, &a->fetch_timeout_ms) && a->fetch_timeout_ms > 0;
+		else if (!strcmp(f, "--slow-ms"))
+			ok = arg_uint(v, &a->slow_ms);
+		else if (!strcmp(f, "--off-ms"))
+			ok = arg_uint(v, &a->off_ms);
+		else if (!strcmp(f, "--drop-ms"))
+			ok = arg_uint(v, &a->drop_ms);
+		else {
+			ok = false;
+			for (unsigned k = 0; k < F__COUNT; k++)
+				if (!strcmp(f, fault_flags[k])) {
+					a->fault_sel[k] = v;
+					ok = true;
+				}
+			if (!ok) {
+				fprintf(stderr, "ternd: fleet: unknown argument %s\n%s", f,
+					fleet_help);
+				return -1;
+			}
+		}
+		if (!ok) {
+			fprintf(stderr, "ternd: fleet: %s needs a valid value\n%s", f, fleet_help);
+			return -1;
+		}
+		if (takes)
+			i++;
+	}
+	if (!a->n_devices || !a->dir || !a->broker) {
+		fprintf(stderr, "ternd: fleet needs --devices, --dir and --broker\n%s", fleet_help);
+		return -1;
+	}
+	if (!tern_topic_prefix_valid(a->prefix)) {
+		fprintf(stderr, "ternd: fleet: --prefix '%s' is not a valid topic prefix\n",
+			a->prefix);
+		return -1;
+	}
+	return 0;
+}
+
+int fleet_main(int argc, char **argv)
+{
+	struct fleet *fl = calloc(1, sizeof(*fl));
+	if (!fl)
+		return 1;
+	int exit_code = 1, rc = parse_args(&fl->a, argc, argv);
+	if (rc) {
+		free(fl);
+		return rc > 0 ? 0 : 2;
+	}
+	const struct fleet_args *a = &fl->a;
+	if (tern_mqttdev_uri(a->broker, fl->uri, sizeof(fl->uri))) {
+		fprintf(stderr,
+			"ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
+			a->broker);
+		free(fl);
+		return 2;
+	}
+	raise_nofile();
+	if (mkdir(a->dir, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "ternd: fleet: cannot make %s: %s\n", a->dir, strerror(errno));
+		free(fl);
+		return 1;
+	}
+	fl->n = a->n_devices;
+	fl->n_workers = a->workers < fl->n ? a->workers : fl->n;
+	fl->devs = calloc(fl->n, sizeof(*fl->devs));
+	fl->workers = calloc(fl->n_workers, sizeof(*fl->workers));
+	if (!fl->devs || !fl->workers) {
+		fprintf(stderr, "ternd: fleet: %s\n", tern_strerror(TERN_E_NOMEM));
+		goto out;
+	}
+	for (unsigned k = 0; k < fl->n_workers; k++) {
+		struct worker *w = &fl->workers[k];
+		w->fl = fl;
+		w->first = k;
+		w->step = fl->n_workers;
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL);
+	}
+	unsigned opened = 0;
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fdev *fd = &fl->devs[i];
+		fd->fl = fl;
+		fd->index = i;
+		fd->w = &fl->workers[i % fl->n_workers];
+		int n = snprintf(fd->id, sizeof(fd->id), "%s%04u", a->id_prefix, i + 1);
+		if (n < 0 || (size_t)n >= sizeof(fd->id) ||
+		    !tern_topic_id_valid(fd->id, TERN_DEVICE_ID_MAX)) {
+			fprintf(stderr, "ternd: fleet: --id-prefix '%s' makes invalid device ids\n",
+				a->id_prefix);
+			goto out_close;
+		}
+		for (unsigned k = 0; k < F__COUNT; k++)
+			fd->faults[k] = selected(a->fault_sel[k], i, fd->id, k * 7919u);
+		if ((rc = dev_open(fl, fd))) {
+			fprintf(stderr, "ternd: fleet: %s/%s: %s (%s)\n", a->dir, fd->id,
+				tern_strerror(rc), tern_errname(rc));
+			goto out_close;
+		}
+		opened++;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	unsigned n_threads = 0;
+	for (unsigned k = 0; k < fl->n_workers; k++) {
+		if (pthread_create(&fl->workers[k].thread, NULL, worker_main, &fl->workers[k]))
+			break;
+		n_threads++;
+	}
+	uint64_t t0 = now_ms(), last_report = t0;
+	/* Staggered connects: the broker's listen backlog overflows otherwise. */
+	unsigned started = 0;
+	while (!stop_signal) {
+		uint64_t now = now_ms();
+		while (started < fl->n && (uint64_t)started * 1000u / a->connect_rate <= now - t0 &&
+		       !stop_signal) {
+			struct fdev *fd = &fl->devs[started];
+			if ((rc = tern_mqttdev_start(fd->mq)))
+				fprintf(stderr, "ternd: fleet: %s: %s (%s)\n", fd->id,
+					tern_strerror(rc), tern_errname(rc));
+			atomic_store(&fd->started, true);
+			started++;
+		}
+		if (a->duration && now - t0 >= (uint64_t)a->duration * 1000u)
+			break;
+		if (now - last_report >= 1000) {
+			last_report = now;
+			if (a->json) {
+				struct census c;
+				take_census(fl, &c);
+				print_census(fl, &c, (double)(now - t0) / 1000.0, true);
+			}
+		}
+		sleep_ms(started < fl->n ? 2 : 20);
+	}
+	atomic_store(&fl->stop, true);
+	for (unsigned k = 0; k < n_threads; k++) {
+		struct worker *w = &fl->workers[k];
+		pthread_mutex_lock(&w->lock);
+		pthread_cond_signal(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+	}
+	struct census c;
+	take_census(fl, &c);
+	if (a->json)
+		print_devices(fl);
+	print_census(fl, &c, (double)(now_ms() - t0) / 1000.0, a->json);
+	exit_code = 0;
+out_close:
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fdev *fd = &fl->devs[i];
+		if (fd->mq)
+			tern_mqttdev_destroy(fd->mq);
+		if (i < opened) {
+			tern_sim_flash_sync(&fd->sd.dev.flash);
+			simdev_close(&fd->sd);
+		}
+	}
+	for (unsigned k = 0; k < fl->n_workers; k++) {
+		pthread_mutex_destroy(&fl->workers[k].lock);
+		pthread_cond_destroy(&fl->workers[k].cond);
+	}
+out:
+	free(fl->devs);
+	free(fl->workers);
+	free(fl);
+	return exit_code;
+}

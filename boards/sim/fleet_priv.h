@@ -1,0 +1,26 @@
+/* `ternd fleet`: many sim devices in one process (boards/sim/fleet.c, docs/mqtt.md). */
+#ifndef TERN_FLEET_PRIV_H
+#define TERN_FLEET_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Fault kinds a device can be given (--unhealthy ... --slow). */
+#define FLEET_N_FAULTS 6
+
+struct fleet_args {
+	unsigned n_devices;
+	const char *dir, *broker, *keyring, *prefix, *board, *id_prefix, *version;
+	const char *username, *password, *cafile;
+	uint64_t slot_size, image_size;
+	unsigned workers, connect_rate, duration;
+	unsigned retry_min_ms, retry_max_ms, max_attempts, fetch_timeout_ms;
+	unsigned slow_ms, off_ms, drop_ms;
+	const char *fault_sel[FLEET_N_FAULTS]; /* "all", "N%", "id,id" or NULL */
+	bool json;
+};
+
+/* Runs `ternd fleet ARGS...` (argv without "fleet"); returns the exit code. */
+int fleet_main(int argc, char **argv);
+
+#endif

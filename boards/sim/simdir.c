@@ -1,0 +1,283 @@
+/* A sim device kept in a folder (docs/device.md), shared by `ternd sim` and `ternd fleet`:
+ *   DEVDIR/device.conf   board id and flash geometry
+ *   DEVDIR/keyring-N.pub trusted public keys (PEM)
+ *   DEVDIR/flash.img     the whole flash (slots, boot control, install journal)
+ *   DEVDIR/running       what the bootloader started last (the device's RAM)
+ */
+#include "simdir_priv.h"
+
+#include "tern/tern_err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* Parses "123", "64K", "8M", "1G" (binary units). */
+bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	uint64_t mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1024;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024ull * 1024 * 1024;
+	else if (*end != '\0')
+		return false;
+	if (mul != 1 && end[1] != '\0')
+		return false;
+	if (v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+int path_join(char *out, size_t size, const char *dir, const char *name)
+{
+	int n = snprintf(out, size, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= size ? TERN_E_TOO_LARGE : 0;
+}
+
+/* Reads a whole small file into @buf (NUL-terminated). */
+int read_small(const char *path, char *buf, size_t size, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	size_t n = fread(buf, 1, size - 1, f);
+	int rc = ferror(f) ? TERN_E_IO : !feof(f) ? TERN_E_TOO_LARGE : 0;
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return rc;
+}
+
+int write_small(const char *path, const char *text)
+{
+	char tmp[4096];
+	int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return TERN_E_TOO_LARGE;
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return TERN_E_IO;
+	bool ok = fputs(text, f) >= 0;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0)
+		return TERN_E_IO;
+	return 0;
+}
+
+/* Looks up "key=value" in @text; copies the value into @out. */
+bool conf_get(const char *text, const char *key, char *out, size_t size)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
+		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
+			size_t vlen = llen - klen - 1;
+			if (vlen >= size)
+				return false;
+			memcpy(out, line + klen + 1, vlen);
+			out[vlen] = '\0';
+			return true;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
+{
+	char buf[32];
+	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
+}
+
+int load_keyring(const char *dir, struct tern_keyring *kr)
+{
+	memset(kr, 0, sizeof(*kr));
+	for (int i = 0; i < TERN_KEYRING_MAX; i++) {
+		char name[32], path[2100], pem[4096];
+		size_t len;
+		snprintf(name, sizeof(name), "keyring-%d.pub", i);
+		if (path_join(path, sizeof(path), dir, name))
+			return TERN_E_TOO_LARGE;
+		int rc = read_small(path, pem, sizeof(pem), &len);
+		if (rc == TERN_E_NOT_FOUND)
+			break;
+		if (rc)
+			return rc;
+		struct tern_pubkey pk;
+		if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)) ||
+		    (rc = tern_keyring_add(kr, &pk)))
+			return rc;
+	}
+	return kr->n_keys ? 0 : TERN_E_KEY;
+}
+
+int save_running(const struct simdev *s)
+{
+	char path[2100], text[128];
+	if (path_join(path, sizeof(path), s->dir, "running"))
+		return TERN_E_TOO_LARGE;
+	bool powered = s->dev.running && !s->dev.flash.powered_off;
+	snprintf(text, sizeof(text), "fw=%u\ncfg=%u\ntrial=%u\nboots=%u\npowered=%u\n",
+		 s->dev.boot.slot[TERN_PAIR_FW], s->dev.boot.slot[TERN_PAIR_CFG],
+		 s->dev.boot.trial ? 1u : 0u, s->dev.n_boots, powered ? 1u : 0u);
+	return write_small(path, text);
+}
+
+/* Opens DEVDIR: config, keyring, flash. The agent is attached by the caller. */
+int simdev_open(struct simdev *s, const char *dir)
+{
+	char path[2100], conf[1024], board[TERN_NAME_MAX + 1];
+	uint64_t v[5];
+	int rc;
+	struct stat st;
+	memset(s, 0, sizeof(*s));
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "ternd: %s: no such device folder (run 'ternd sim init' first)\n",
+			dir);
+		return TERN_E_NOT_FOUND;
+	}
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
+	    (rc = read_small(path, conf, sizeof(conf), NULL)))
+		return rc;
+	if (!conf_get(conf, "board", board, sizeof(board)) ||
+	    !conf_get_u64(conf, "slot_size", &v[0]) ||
+	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
+	    !conf_get_u64(conf, "journal_size", &v[2]) ||
+	    !conf_get_u64(conf, "sector_size", &v[3]) ||
+	    !conf_get_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
+		return TERN_E_MALFORMED;
+	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
+	struct tern_keyring kr;
+	if ((rc = load_keyring(dir, &kr)))
+		return rc;
+	struct tern_sim_flash f;
+	if ((rc = path_join(path, sizeof(path), dir, "flash.img")) ||
+	    (rc = tern_sim_flash_open_file(&f, &s->geo, path, false)))
+		return rc;
+	tern_sim_device_init(&s->dev, &f, &kr, board);
+	return 0;
+}
+
+/* Attaches the agent to what runs now (the "running" file). Sets s->powered. */
+int simdev_attach(struct simdev *s)
+{
+	char path[2100], text[256];
+	uint64_t fw, cfg, trial, boots = 0, powered = 1;
+	int rc;
+	if ((rc = path_join(path, sizeof(path), s->dir, "running")) ||
+	    (rc = read_small(path, text, sizeof(text), NULL)))
+		return rc;
+	if (!conf_get_u64(text, "fw", &fw) || !conf_get_u64(text, "cfg", &cfg) ||
+	    !conf_get_u64(text, "trial", &trial) || fw > 1 || (cfg > 1 && cfg != TERN_SLOT_NONE))
+		return TERN_E_MALFORMED;
+	conf_get_u64(text, "boots", &boots);
+	conf_get_u64(text, "powered", &powered);
+	struct tern_boot_result b = {{(uint8_t)fw, (uint8_t)cfg}, trial != 0};
+	s->dev.n_boots = (unsigned)boots;
+	s->powered = powered != 0;
+	return tern_sim_attach(&s->dev, &b);
+}
+
+void simdev_close(struct simdev *s)
+{
+	tern_sim_flash_close(&s->dev.flash);
+}
+
+/* --- init --- */
+
+static int copy_key(const char *src, const char *dir, int n)
+{
+	char pem[4096], path[2100], name[32];
+	size_t len;
+	int rc = read_small(src, pem, sizeof(pem), &len);
+	if (rc)
+		return rc;
+	struct tern_pubkey pk;
+	if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)))
+		return rc;
+	snprintf(name, sizeof(name), "keyring-%d.pub", n);
+	if ((rc = path_join(path, sizeof(path), dir, name)))
+		return rc;
+	return write_small(path, pem);
+}
+
+int simdev_create(const struct simdev_params *p, tern_sim_log_fn log, void *log_arg)
+{
+	const char *dir = p->dir;
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return TERN_E_IO;
+	char path[2100], conf[512];
+	if (path_join(path, sizeof(path), dir, "flash.img") == 0 && access(path, F_OK) == 0)
+		return TERN_E_EXISTS;
+	int rc;
+	for (int i = 0; i < p->n_keys; i++)
+		if ((rc = copy_key(p->keys[i], dir, i)))
+			return rc;
+	struct simdev *s = calloc(1, sizeof(*s));
+	if (!s)
+		return TERN_E_NOMEM;
+	tern_sim_geometry_default(&s->geo, p->slot_size);
+	struct tern_sim_flash f;
+	uint8_t *img = NULL;
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	if ((rc = tern_sim_flash_open_file(&f, &s->geo, path, true)))
+		goto out;
+	s->geo = f.geo; /* with defaults applied */
+	snprintf(conf, sizeof(conf),
+		 "board=%s\nslot_size=%llu\ncfg_slot_size=%llu\njournal_size=%llu\n"
+		 "sector_size=%u\nwrite_align=%u\n",
+		 p->board, (unsigned long long)s->geo.slot_size,
+		 (unsigned long long)s->geo.cfg_slot_size, (unsigned long long)s->geo.journal_size,
+		 s->geo.sector_size, s->geo.write_align);
+	tern_sim_device_init(&s->dev, &f, NULL, p->board);
+	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
+	    (rc = write_small(path, conf)))
+		goto out_close;
+	if ((rc = load_keyring(dir, &s->dev.keyring)))
+		goto out_close;
+	img = malloc(p->image_size);
+	if (!img) {
+		rc = TERN_E_NOMEM;
+		goto out_close;
+	}
+	if ((rc = tern_sim_image_make(img, p->image_size, TERN_SIM_HEALTHY, p->version)) ||
+	    (rc = tern_sim_provision(&s->dev, img, p->image_size, p->version, TERN_CHUNK_DEFAULT)))
+		goto out_close;
+	s->dev.log = log;
+	s->dev.log_arg = log_arg;
+	if ((rc = tern_sim_boot(&s->dev, SIMDEV_MAX_BOOTS)) || (rc = save_running(s)) ||
+	    (rc = tern_sim_flash_sync(&s->dev.flash)))
+		goto out_close;
+out_close:
+	tern_sim_flash_close(&s->dev.flash);
+out:
+	free(img);
+	free(s);
+	return rc;
+}

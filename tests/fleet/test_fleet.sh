@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# End to end: `ternd fleet` (sim devices with the agent's MQTT transport) against a real
+# mosquitto, driven by the real host commands (tern publish, deploy, watch, devices).
+#   1. 50 devices, one release: all CONFIRMED; tern devices --json shows it. Forged,
+#      replayed and misaddressed desired states are refused, reported, change nothing.
+#   2. A release of more than 1020 chunks to 8 devices; the broker killed (-9) and
+#      restarted mid-transfer (it comes back empty: the operator publishes again); one
+#      device powered off mid-download, one loses its network, one crashes on its trial
+#      boot: all finish, none installs twice, none re-downloads from zero.
+#   3. Devices offline when deployed converge when they connect; a chunk corrupted in
+#      the broker is detected, reported, fetched again alone with backoff, and the
+#      install succeeds once it is republished; a chunk that stays corrupt makes the
+#      device give up after a bounded number of attempts, on its old image.
+set -u
+BUILD=${BUILD:-build}
+BUILD=$(cd "$BUILD" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+TERN=$BUILD/tern
+TERND=$BUILD/ternd
+PY=/usr/bin/python3
+TOOL="$PY $HERE/../mqtt/mqtt_tool.py"
+source "$HERE/../lib/broker.sh"
+
+work=$(mktemp -d /tmp/tern-fleet-test.XXXXXX)
+fleet_pid=""
+watch_pid=""
+cleanup() {
+	[ -n "$fleet_pid" ] && kill "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null
+	[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
+	broker_stop
+	[ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+export HOME=$work TERN_DB=$work/tern.db
+unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+}
+finish() {
+	echo "$pass passed, $fail failed"
+	[ $fail -eq 0 ]
+	exit
+}
+
+# fleet_start NAME ARGS...: ternd fleet in the background, JSON lines into NAME.out
+fleet_start() {
+	local name=$1
+	shift
+	"$TERND" fleet --broker "$URL" --json "$@" >"$name.out" 2>"$name.err" &
+	fleet_pid=$!
+	fleet_out=$name.out
+}
+# fleet_stop: SIGTERM, wait; the per-device lines are then in $fleet_out
+fleet_stop() {
+	kill -TERM "$fleet_pid" 2>/dev/null
+	wait "$fleet_pid"
+	local rc=$?
+	fleet_pid=""
+	return $rc
+}
+# last_status FIELD...: a value from the last status line, e.g. last_status states confirmed
+last_status() {
+	$PY - "$fleet_out" "$@" <<'EOF'
+import json, sys
+v = None
+for line in open(sys.argv[1]):
+    try:
+        x = json.loads(line)
+    except ValueError:
+        continue
+    if "devices" in x:
+        v = x
+for k in sys.argv[2:]:
+    v = (v or {}).get(k, 0)
+print(v or 0)
+EOF
+}
+# wait_until SECONDS CMD...: polls CMD every 0.2 s
+wait_until() {
+	local limit=$1 i
+	shift
+	for i in $(seq 1 $((limit * 5))); do
+		"$@" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+confirmed_is() { [ "$(last_status states confirmed)" -eq "$1" ]; }
+settled_is() { [ "$(last_status settled)" -eq "$1" ]; }
+# dev_field ID FIELD: from the per-device lines printed when the fleet stopped
+dev_field() {
+	$PY -c '
+import json, sys
+for line in open(sys.argv[1]):
+    x = json.loads(line)
+    if x.get("id") == sys.argv[2]:
+        print(x[sys.argv[3]])
+' "$fleet_out" "$1" "$2"
+}
+# all_devices PYTHON-EXPR: true when EXPR holds for every per-device line (as d)
+all_devices() {
+	$PY -c '
+import json, sys
+devs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"id\"")]
+bad = [d["id"] for d in devs if not (eval(sys.argv[2]))]
+if not devs or bad:
+    sys.exit("no devices" if not devs else "fails for %s: %s" % (bad[:5], [d for d in devs if d["id"] in bad][:2]))
+' "$fleet_out" "$1"
+}
+events_where() { sqlite3 "$TERN_DB" "select count(*) from events where $1"; }
+
+if ! broker_start "$work/broker"; then
+	bad "start mosquitto"
+	finish
+fi
+ok "mosquitto on 127.0.0.1:$BROKER_PORT"
+URL=$BROKER_URL
+"$TERN" watch --broker "$URL" --quiet --duration 600 >watch.out 2>watch.err &
+watch_pid=$!
+wait_until 5 grep -q watching watch.err
+
+"$TERN" key generate --out signing.key >/dev/null
+"$TERN" key generate --out other.key >/dev/null
+mkrel() { # VERSION SEQUENCE SIZE OUT [HEALTH]
+	"$TERND" sim mkimage --health "${5:-ok}" --size "$3" --version "$1" --out "fw-$1.bin" >/dev/null &&
+		"$TERN" release create --key signing.key --board sim --version "$1" --sequence "$2" \
+			--chunk-size 4K --firmware "fw-$1.bin" --out "$4" >/dev/null
+}
+mkrel 2.0.0 2 200K r2.tern
+mkrel 3.0.0 3 4120K big.tern # 1030 chunks of 4 KiB
+mkrel 4.0.0 4 200K r4.tern
+mkrel 5.0.0 5 200K r5.tern
+for r in r2 big r4 r5; do "$TERN" publish $r.tern --broker "$URL" >/dev/null || bad "publish $r"; done
+check "releases published (big: 1030 chunks)" [ "$(sqlite3 "$TERN_DB" "select count(*) from releases where complete=1")" -eq 4 ]
+
+# ---------------------------------------------------------------- 1. 50 devices
+devs50=()
+for i in $(seq 1 50); do devs50+=(--device "$(printf 'sim-%04u' "$i")"); done
+fleet_start f1 --devices 50 --dir fleet1 --keyring signing.pub
+check "50 devices connect" wait_until 20 eval '[ "$(last_status connected)" -eq 50 ]'
+"$TERN" deploy sim-2.0.0-2 --key signing.key "${devs50[@]}" --broker "$URL" >deploy.out 2>&1
+check "deploy to 50 devices" [ "$(grep -c '^deployed' deploy.out)" -eq 50 ]
+t0=$(date +%s.%N)
+check "all 50 end CONFIRMED" wait_until 60 confirmed_is 50
+echo "     (deploy to all confirmed: $($PY -c "import time; print('%.1f s' % (time.time() - $t0))"))"
+check "tern devices --json: 50 devices confirmed on 2.0.0, online, no error" wait_until 10 $PY -c '
+import json, subprocess, sys
+d = json.loads(subprocess.run([sys.argv[1], "devices", "--json"], capture_output=True, check=True).stdout)
+ok = [x for x in d if x["version"] == "2.0.0" and x["state"] == "confirmed" and x["online"] and x["board"] == "sim" and not x["last_error"]]
+sys.exit(0 if len(ok) == 50 else 1)' "$TERN"
+check "the audit trail has each device's transitions" \
+	[ "$(events_where "kind='transition' and to_state='confirmed'")" -eq 50 ]
+check "ternd sim status reads a fleet device's folder" \
+	eval '"$TERND" sim status fleet1/sim-0007 --json | grep -q "\"running_version\": \"2.0.0\""'
+
+# Refusals, on sim-0001 (confirmed on 2.0.0, generation 1).
+$TOOL get "$URL" tern/dev/sim-0001/desired gen1.bin >/dev/null
+$TOOL get "$URL" tern/dev/sim-0002/desired other-dev.bin >/dev/null
+"$TERN" deploy sim-2.0.0-2 --key signing.key --device sim-0001 --broker "$URL" >/dev/null
+wait_until 10 eval '[ "$(sqlite3 "$TERN_DB" "select generation from devices where id=\"sim-0001\"")" = 2 ]'
+check "sim-0001 accepts generation 2 (it runs that release already: nothing to do)" \
+	[ "$(sqlite3 "$TERN_DB" "select generation from devices where id='sim-0001'")" = 2 ]
+"$TERND" sim status fleet1/sim-0001 --json >before.json
+"$TERN" deploy sim-4.0.0-4 --key other.key --device sim-0001 --broker "$URL" >/dev/null 2>&1
+mosquitto_pub -L "$URL/tern/dev/sim-0001/desired" -r -q 1 -f gen1.bin
+mosquitto_pub -L "$URL/tern/dev/sim-0001/desired" -r -q 1 -f other-dev.bin
+check "forged (unknown key), replayed (generation 1) and misaddressed: three refusals reported" \
+	wait_until 10 eval '[ "$(events_where "device_id=\"sim-0001\" and kind=\"refused\"")" -eq 3 ]'
+for st in unknown-key old-generation wrong-device; do
+	check "... $st" [ "$(events_where "device_id='sim-0001' and kind='refused' and status='$st'")" -eq 1 ]
+done
+sleep 0.5
+"$TERND" sim status fleet1/sim-0001 --json >after.json
+check "... and nothing changed on the device" cmp -s before.json after.json
+check "... it still reports generation 2, confirmed on 2.0.0" \
+	[ "$(sqlite3 "$TERN_DB" "select generation || ' ' || state || ' ' || version from devices where id='sim-0001'")" = "2 confirmed 2.0.0" ]
+fleet_stop
+check "fleet stops on SIGTERM" [ $? -eq 0 ]
+check "every device installed once, from one offer" all_devices 'd["installs"] <= 1 and d["fresh_offers"] <= 1'
+
+# ------------------------------------------- 2. > 1020 chunks, broker killed mid-transfer
+fleet_start f2 --devices 8 --dir fleet2 --keyring signing.pub --id-prefix big- --slot-size 5M \
+	--slow all --slow-ms 2 --power-cut big-0002 --off-ms 1500 --net-drop big-0003 \
+	--drop-ms 1500 --crash big-0004
+wait_until 10 eval '[ "$(last_status connected)" -eq 8 ]'
+devs8=()
+for i in $(seq 1 8); do devs8+=(--device "$(printf 'big-%04u' "$i")"); done
+"$TERN" deploy sim-3.0.0-3 --key signing.key "${devs8[@]}" --broker "$URL" >/dev/null
+check "transfer under way (some chunks fetched)" wait_until 20 eval '[ "$(last_status chunks)" -ge 2000 ]'
+kill -9 "$BROKER_PID"
+wait "$BROKER_PID" 2>/dev/null
+BROKER_PID=""
+sleep 0.5
+broker_restart
+check "broker killed and restarted (empty: no persistence in tests)" kill -0 "$BROKER_PID"
+"$TERN" publish big.tern --broker "$URL" --force >/dev/null
+check "the operator publishes the release again" [ $? -eq 0 ]
+check "all 8 settle (7 confirmed, the crashing one rolled back)" wait_until 90 settled_is 8
+fleet_stop
+check "... 7 CONFIRMED on 3.0.0" [ "$(grep -c '"state": "confirmed", "version": "3.0.0"' "$fleet_out")" -eq 7 ]
+check "... the trial that crashed on boot rolled back to 1.0.0" \
+	[ "$(dev_field big-0004 state) $(dev_field big-0004 version) $(dev_field big-0004 reason)" = "rolled-back 1.0.0 trial-boot-failed" ]
+check "none installed twice" all_devices 'd["installs"] == 1'
+check "none re-downloaded from zero (chunks fetched <= 1030 + 3 windows)" \
+	all_devices 'd["chunks_fetched"] <= 1030 + 3 * 64 and d["fresh_offers"] == 1'
+check "big-0002 lost power mid-download and resumed from its record" \
+	[ "$(dev_field big-0002 power_cuts) $(dev_field big-0002 resumes) $(dev_field big-0002 state)" = "1 1 confirmed" ]
+check "big-0003 lost its network and came back" [ "$(dev_field big-0003 connects)" -ge 2 ]
+check "everyone reconnected after the broker restart" all_devices 'd["connects"] >= 2'
+for r in r4 r5; do "$TERN" publish $r.tern --broker "$URL" --force >/dev/null || bad "publish $r again"; done
+
+# ----------------------------- 3. offline deploy, corrupted chunk in the broker, giving up
+"$TERN" deploy sim-4.0.0-4 --key signing.key --device cc-0001 --device cc-0002 --broker "$URL" >/dev/null
+"$TERN" deploy sim-5.0.0-5 --key signing.key --device cc-0003 --broker "$URL" >/dev/null
+dd if=/dev/urandom of=junk.bin bs=4096 count=1 2>/dev/null
+mosquitto_pub -L "$URL/tern/rel/sim-4.0.0-4/firmware/0/5" -r -q 1 -f junk.bin
+mosquitto_pub -L "$URL/tern/rel/sim-5.0.0-5/firmware/0/7" -r -q 1 -f junk.bin
+fleet_start f3 --devices 3 --dir fleet3 --keyring signing.pub --retry-min-ms 400 \
+	--retry-max-ms 800 --max-attempts 5 --id-prefix cc-
+check "devices deployed while offline start when they connect; the bad chunk is reported" \
+	wait_until 20 eval '[ "$(events_where "device_id in (\"cc-0001\",\"cc-0002\") and kind=\"error\" and status=\"digest-mismatch\"")" -ge 2 ]'
+check "... with what and when" \
+	[ "$(events_where "device_id='cc-0001' and kind='error' and detail like 'chunk 5 of firmware: digest-mismatch; fetching it again in % ms%'")" -ge 1 ]
+check "... the devices keep running their old image" \
+	eval '"$TERND" sim status fleet3/cc-0001 --json | grep -q "\"running_version\": \"1.0.0\""'
+dd if=fw-4.0.0.bin of=chunk5.bin bs=4096 skip=5 count=1 2>/dev/null
+mosquitto_pub -L "$URL/tern/rel/sim-4.0.0-4/firmware/0/5" -r -q 1 -f chunk5.bin
+check "once the chunk is republished, both finish CONFIRMED on 4.0.0" wait_until 30 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select count(*) from devices where id in (\"cc-0001\",\"cc-0002\") and version=\"4.0.0\" and state=\"confirmed\"")" -eq 2 ]'
+check "cc-0003 gives up on a chunk that stays corrupt: failed, old image" wait_until 30 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select state || \" \" || version || \" \" || last_status from devices where id=\"cc-0003\"")" = "failed 1.0.0 digest-mismatch" ]'
+fleet_stop
+check "the fix fetched that chunk again alone, not the whole image (50 chunks + retries)" \
+	all_devices 'd["id"] == "cc-0003" or (d["chunks_fetched"] - d["bad_chunks"] == 50 and 1 <= d["bad_chunks"] <= 5 and d["indexes_fetched"] == 1)'
+check "the give-up was bounded: 5 attempts" [ "$(dev_field cc-0003 bad_chunks)" -eq 5 ]
+check "... and reported" \
+	[ "$(events_where "device_id='cc-0003' and kind='error' and detail like '%gave up after 5 attempts'")" -eq 1 ]
+finish
