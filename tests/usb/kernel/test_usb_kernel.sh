@@ -142,6 +142,12 @@ if ! grep -q "^TERNTEST begin" "$res"; then
 		echo "check-usb-kernel: FAILED: the guest did not start within $TIMEOUT s"
 		exit 1
 	fi
+	# The firmware ran (SeaBIOS): QEMU works and the kernel or the initramfs failed.
+	if grep -qa "SeaBIOS\|Booting from ROM" "$log"; then
+		echo "check-usb-kernel: FAILED: QEMU started but the guest never reached the test"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 	skip "QEMU cannot run here (see above)"
 fi
 
