@@ -27,9 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FS_BULK_MPS 64
-#define HS_BULK_MPS 512
-#define TX_CHUNK    16384
+#define FS_BULK_MPS		 64
+#define HS_BULK_MPS		 512
+#define TX_CHUNK		 16384
+#define TERN_FFS_REBOOT_GRACE_MS 300 /* on the bus after a REBOOT's ACK was read */
 
 /* ---- descriptors */
 
@@ -126,9 +127,21 @@ static void on_wake(int sig)
 	(void)sig; /* only interrupts a blocking read or write */
 }
 
+/* SIGTERM and SIGINT go to the thread that reads ep0, so that its read is interrupted
+ * and ternd stops at once. */
+static void block_stop_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void *rx_main(void *arg)
 {
 	struct ffs_conn *c = arg;
+	block_stop_signals();
 	pthread_mutex_lock(&c->mu);
 	while (!c->closing) {
 		pthread_mutex_unlock(&c->mu);
@@ -157,6 +170,7 @@ static void *rx_main(void *arg)
 static void *tx_main(void *arg)
 {
 	struct ffs_conn *c = arg;
+	block_stop_signals();
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		while (!c->closing && tern_usbdev_in_pending(&c->dev) == 0)
@@ -349,6 +363,11 @@ int tern_ffs_serve(struct tern_linux *lx, const char *dir, volatile sig_atomic_t
 		bool acked = c->reboot_acked;
 		pthread_mutex_unlock(&c->mu);
 		if (acked) {
+			/* The host has the ACK's bytes, but its libusb may not have reaped them
+			 * yet; leaving the bus at once can fail its request first (seen once
+			 * in 11 QEMU runs). A board's reboot takes longer than this anyway. */
+			struct timespec grace = {0, TERN_FFS_REBOOT_GRACE_MS * 1000000L};
+			nanosleep(&grace, NULL);
 			*end = TERN_FFS_REBOOT;
 			break;
 		}

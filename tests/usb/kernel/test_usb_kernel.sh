@@ -115,13 +115,14 @@ cp "$HERE/guest-init" "$root/init"
 cp "$ROOT/boards/linux/usb-gadget-setup" "$root/usb-gadget-setup"
 cp "$HERE/ternd.conf" "$HERE/bootctl" "$HERE/boot" "$HERE/reboot" "$root/data/"
 
-# A signing key the device trusts, the release, and the slots (1 MiB files).
+# A signing key the device trusts, the release (2 MB, 123 chunks: long enough to be
+# unplugged in the middle), and the slots (4 MiB files).
 "$BUILD/tern" key generate --out "$work/signing.key" >/dev/null || exit 1
 cp "$work/signing.pub" "$root/data/keys/"
-head -c 300000 /dev/urandom >"$work/fw-2.0.0.bin"
+head -c 2000000 /dev/urandom >"$work/fw-2.0.0.bin"
 "$BUILD/tern" release create --key "$work/signing.key" --board qemu-gadget --version 2.0.0 \
 	--sequence 2 --firmware "$work/fw-2.0.0.bin" --out "$root/data/fw-2.0.0.tern" >/dev/null || exit 1
-truncate -s 1M "$root/data/slots/a.img" "$root/data/slots/b.img"
+truncate -s 4M "$root/data/slots/a.img" "$root/data/slots/b.img"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz" || exit 1
 echo "check-usb-kernel: kernel $kver, initramfs $(du -k "$work/initrd.gz" | cut -f1) KiB, ready after $(elapsed) s"
 
