@@ -1,10 +1,10 @@
 /* `tern deploy`: signed, retained desired states with generations from the database. */
 #include "broker.h"
 #include "db.h"
+#include "deploy.h"
 #include "host.h"
 #include "host_util.h"
 #include "mqtt.h"
-#include "release_file.h"
 
 #include "tern/tern_err.h"
 #include "tern/tern_msg.h"
@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,60 +130,14 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	return -1;
 }
 
-/* Resolves RELEASE (a file, or an id known to the database) to its id and sequence. */
-static int resolve_release(struct db *db, const char *release, char *id, size_t id_size,
-			   uint64_t *sequence)
-{
-	struct stat st;
-	if (stat(release, &st) == 0 && S_ISREG(st.st_mode)) {
-		static struct release_file rf;
-		int rc = release_file_open(&rf, release, NULL);
-		if (rc)
-			return host_fail(release, rc), rc;
-		snprintf(id, id_size, "%s", rf.head.manifest.release_id);
-		*sequence = rf.head.manifest.sequence;
-		release_file_close(&rf);
-		return 0;
-	}
-	if (!tern_topic_id_valid(release, TERN_RELEASE_ID_MAX)) {
-		fprintf(stderr, "tern: %s: no such release file, and not a release id\n", release);
-		return TERN_E_NOT_FOUND;
-	}
-	bool complete;
-	int rc = db_release_get(db, release, sequence, &complete);
-	if (rc == TERN_E_NOT_FOUND) {
-		fprintf(stderr,
-			"tern: release %s is not in the database: publish it first ('tern "
-			"publish FILE.tern') or give the release file\n",
-			release);
-		return rc;
-	}
-	if (!rc && !complete) {
-		fprintf(stderr,
-			"tern: release %s was not completely published: run 'tern publish' "
-			"again to finish it\n",
-			release);
-		return TERN_E_STATE;
-	}
-	if (!rc)
-		snprintf(id, id_size, "%s", release);
-	return rc;
-}
-
-struct signed_msg {
-	uint8_t bytes[TERN_SIGNED_DESIRED_MAX];
-	size_t len;
-	uint64_t generation;
-};
-
 int cmd_deploy(int argc, char **argv)
 {
 	static struct deploy_args a;
 	struct tern_signer sg = {0};
 	struct db *db = NULL;
 	struct mqtt *mq = NULL;
-	struct signed_msg *msgs = NULL;
-	char release_id[TERN_RELEASE_ID_MAX + 1], topic[TERN_TOPIC_MAX], client_id[64];
+	struct deploy_msg *msgs = NULL;
+	char release_id[TERN_RELEASE_ID_MAX + 1], client_id[64];
 	uint64_t sequence;
 	int rc, status = parse_deploy(argc, argv, &a);
 	if (status >= 0)
@@ -196,7 +149,8 @@ int cmd_deploy(int argc, char **argv)
 	}
 	if (db_open(&db, broker_opt(&a.bo, BF_DB)))
 		goto out;
-	if (resolve_release(db, a.release, release_id, sizeof(release_id), &sequence))
+	if (deploy_resolve_release(db, a.release, release_id, sizeof(release_id), &sequence, NULL,
+				   0, NULL, 0))
 		goto out;
 	if (a.all && (rc = db_device_ids(db, add_device, &a))) {
 		host_fail("--all", rc);
@@ -224,21 +178,10 @@ int cmd_deploy(int argc, char **argv)
 					 .issued = (uint64_t)time(NULL)};
 		snprintf(d.device_id, sizeof(d.device_id), "%s", a.devices[i]);
 		snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
-		uint64_t last;
-		if (db_generation_last(db, d.device_id, &last)) {
+		if ((rc = deploy_issue(db, &sg, &d, &msgs[i]))) {
 			db_rollback(db);
-			goto out;
-		}
-		d.generation = last + 1;
-		msgs[i].generation = d.generation;
-		msgs[i].len = tern_desired_sign(&sg, &d, msgs[i].bytes, sizeof(msgs[i].bytes));
-		if (!msgs[i].len) {
-			db_rollback(db);
-			host_fail("signing", TERN_E_CRYPTO);
-			goto out;
-		}
-		if (db_desired_put(db, &d, msgs[i].bytes, msgs[i].len)) {
-			db_rollback(db);
+			if (rc != TERN_E_DB)
+				host_fail("signing", rc);
 			goto out;
 		}
 	}
@@ -249,10 +192,7 @@ int cmd_deploy(int argc, char **argv)
 	if (mqtt_connect(&mq, &a.bo, &mp))
 		goto out;
 	for (size_t i = 0; i < a.n_devices; i++) {
-		if (!tern_topic_dev(broker_opt(&a.bo, BF_PREFIX), a.devices[i], TERN_DEV_DESIRED,
-				    topic, sizeof(topic)))
-			goto out;
-		if ((rc = mqtt_publish(mq, topic, msgs[i].bytes, msgs[i].len, true))) {
+		if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
 			host_fail("publish", rc);
 			goto out;
 		}

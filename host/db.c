@@ -42,6 +42,33 @@ static const char schema[] =
     " device_id TEXT NOT NULL, generation INTEGER NOT NULL, release_id TEXT NOT NULL,"
     " sequence INTEGER NOT NULL, action TEXT NOT NULL, activate TEXT NOT NULL,"
     " issued_at INTEGER NOT NULL, message BLOB NOT NULL, PRIMARY KEY(device_id, generation));"
+    /* Staged rollouts (docs/rollout.md). */
+    "CREATE TABLE IF NOT EXISTS rollouts("
+    " name TEXT PRIMARY KEY, release_id TEXT NOT NULL, version TEXT, sequence INTEGER NOT NULL,"
+    " notes TEXT, key_file TEXT, targets TEXT NOT NULL, waves_spec TEXT NOT NULL,"
+    " bake_s INTEGER NOT NULL, max_fail_ppm INTEGER NOT NULL, min_success_ppm INTEGER NOT NULL,"
+    " device_timeout_s INTEGER NOT NULL, approve_each INTEGER NOT NULL, activate TEXT NOT NULL,"
+    " state TEXT NOT NULL, reason TEXT, current_wave INTEGER NOT NULL DEFAULT 0,"
+    " revert INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rollout_waves("
+    " rollout TEXT NOT NULL, wave INTEGER NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,"
+    " started_at REAL, reported_at REAL, bake_until REAL, activated_at REAL, gated_at REAL,"
+    " PRIMARY KEY(rollout, wave));"
+    "CREATE TABLE IF NOT EXISTS rollout_members("
+    " rollout TEXT NOT NULL, device_id TEXT NOT NULL, wave INTEGER NOT NULL, rank INTEGER NOT NULL,"
+    " prev_release TEXT, prev_sequence INTEGER, generation INTEGER, deployed_at REAL,"
+    " outcome TEXT NOT NULL DEFAULT 'waiting', reason TEXT, outcome_at REAL,"
+    " activate_generation INTEGER, revert_generation INTEGER, revert_at REAL,"
+    " revert_outcome TEXT, PRIMARY KEY(rollout, device_id));"
+    "CREATE INDEX IF NOT EXISTS rollout_members_by_wave ON rollout_members(rollout, wave, rank);"
+    /* Desired states committed but not yet acknowledged by the broker. */
+    "CREATE TABLE IF NOT EXISTS rollout_outbox("
+    " rollout TEXT NOT NULL, device_id TEXT NOT NULL, generation INTEGER NOT NULL,"
+    " PRIMARY KEY(device_id, generation));"
+    "CREATE TABLE IF NOT EXISTS rollout_events("
+    " seq INTEGER PRIMARY KEY, rollout TEXT NOT NULL, at REAL NOT NULL, wave INTEGER,"
+    " device_id TEXT, kind TEXT NOT NULL, actor TEXT, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS rollout_events_by_rollout ON rollout_events(rollout, seq);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 enum stmt_id {
@@ -60,6 +87,8 @@ enum stmt_id {
 	S_ONLINE_UPDATE,
 	S_DEVICES,
 	S_PROVISIONED,
+	S_RELEASE_FILE,
+	S_DESIRED_GET,
 	S__COUNT
 };
 
@@ -105,6 +134,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_DEVICES] = "SELECT id, board, version, release_id, state, target, last_status,"
 		  " active_slot, done, total, generation, last_seen, online FROM devices"
 		  " ORDER BY id",
+    [S_RELEASE_FILE] = "SELECT file FROM releases WHERE id=?1",
+    [S_DESIRED_GET] = "SELECT message FROM desired WHERE device_id=?1 AND generation=?2",
 };
 
 struct db {
@@ -553,5 +584,53 @@ int db_count(struct db *db, const char *table, uint64_t *n)
 	if (!rc)
 		*n = (uint64_t)sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
+	return rc;
+}
+
+sqlite3 *db_sqlite(struct db *db)
+{
+	return db->h;
+}
+
+int db_fail(struct db *db, const char *what)
+{
+	return fail(db, what);
+}
+
+int db_release_file(struct db *db, const char *release_id, char *file, size_t size)
+{
+	sqlite3_stmt *s = stmt(db, S_RELEASE_FILE);
+	if (!s)
+		return fail(db, "find release");
+	bind_text(s, 1, release_id);
+	int rc = sqlite3_step(s);
+	file[0] = '\0';
+	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0))
+		snprintf(file, size, "%s", (const char *)sqlite3_column_text(s, 0));
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(db, "find release");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int db_desired_get(struct db *db, const char *device_id, uint64_t generation, uint8_t *buf,
+		   size_t size, size_t *len)
+{
+	sqlite3_stmt *s = stmt(db, S_DESIRED_GET);
+	if (!s)
+		return fail(db, "read desired state");
+	bind_text(s, 1, device_id);
+	bind_u64(s, 2, generation);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+		rc = n <= size ? 0 : TERN_E_TOO_LARGE;
+		if (!rc) {
+			memcpy(buf, sqlite3_column_blob(s, 0), n);
+			*len = n;
+		}
+	} else {
+		rc = rc == SQLITE_DONE ? TERN_E_NOT_FOUND : fail(db, "read desired state");
+	}
+	sqlite3_reset(s);
 	return rc;
 }

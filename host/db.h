@@ -102,6 +102,19 @@ int db_devices_begin(struct db *db, struct db_iter **it);
 int db_devices_next(struct db_iter *it, struct db_device *row);
 void db_devices_end(struct db_iter *it);
 
+/* The file `tern publish` recorded for @release_id ("" when none). */
+int db_release_file(struct db *db, const char *release_id, char *file, size_t size);
+
+/* The signed desired state issued to @device_id as @generation. TERN_E_NOT_FOUND if none. */
+int db_desired_get(struct db *db, const char *device_id, uint64_t generation, uint8_t *buf,
+		   size_t size, size_t *len);
+
+/* The SQLite handle, for modules with their own statements (rollouts). Borrowed. */
+struct sqlite3;
+struct sqlite3 *db_sqlite(struct db *db);
+/* Prints "database PATH: @what: <SQLite's reason>" and returns TERN_E_DB. */
+int db_fail(struct db *db, const char *what);
+
 /* Counts rows of a table (tests and `tern watch` summaries). */
 int db_count(struct db *db, const char *table, uint64_t *n);
 

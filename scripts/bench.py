@@ -332,7 +332,95 @@ def bench_events(work):
         proc.wait()
 
 
-BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events), ("usb", bench_usb)]
+def bench_rollout(work):
+    """A 3-wave rollout of a 1 MiB release to 1000 sim devices (ternd fleet) with zero
+    bake: the controller's overhead - wall time beyond the waves' own transfer times,
+    each taken from the last desired state signed to the last member's verdict - its CPU
+    time, and the database size after it. One run (it takes a while)."""
+    import sqlite3
+    ternd = os.environ.get("TERND", os.path.join(BUILD, "ternd"))
+    if subprocess.run([ternd, "fleet", "--help"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        print("rollout: skipped - %s has no 'fleet' command (the fleet simulator)" % ternd)
+        return
+    n = int(os.environ.get("BENCH_ROLLOUT_DEVICES", "1000"))
+    proc, port = start_broker(work)
+    url = "mqtt://127.0.0.1:%d" % port
+    db = os.path.join(work, "rollout.db")
+    env = dict(os.environ, TERN_DB=db, TERN_BROKER=url)
+    fleet = None
+
+    def tern(*args, **kw):
+        return subprocess.run([TERN] + list(args), cwd=work, env=env, check=True,
+                              stdout=subprocess.DEVNULL, **kw)
+    try:
+        tern("key", "generate", "--out", "bench.key")
+        subprocess.run([ternd, "sim", "mkimage", "--health", "ok", "--version", "2.0.0", "--size",
+                        "1M", "--out", "fw.bin"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+        tern("release", "create", "--key", "bench.key", "--board", "sim", "--version", "2.0.0",
+             "--sequence", "2", "--firmware", "fw.bin", "--out", "fw.tern")
+        tern("publish", "fw.tern")
+        fleet = subprocess.Popen([ternd, "fleet", "--devices", str(n), "--dir",
+                                  os.path.join(work, "fleet"), "--broker", url, "--keyring",
+                                  "bench.pub"], cwd=work, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        # Every device connected and reporting before the clock starts.
+        seen = 0
+        for _ in range(60):
+            tern("watch", "--duration", "1", "--quiet", stderr=subprocess.DEVNULL)
+            con = sqlite3.connect(db)
+            seen = con.execute("select count(*) from devices where online=1").fetchone()[0]
+            con.close()
+            if seen >= n:
+                break
+        if seen < n:
+            sys.exit("bench: only %d of %d devices came online" % (seen, n))
+        ids = ",".join("sim-%04d" % (i + 1) for i in range(n))
+        tern("rollout", "create", "fw.tern", "--key", "bench.key", "--name", "bench",
+             "--devices", ids, "--waves", "1%,10%,100%", "--bake", "0", "--max-failures", "5%")
+        with tempfile.NamedTemporaryFile("r") as tf:
+            t0 = time.perf_counter()
+            r = subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", tf.name, TERN, "rollout",
+                                "run", "bench"], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                sys.exit("bench: rollout run failed: %s" % r.stderr.decode(errors="replace"))
+            user, system = (float(x) for x in tf.read().split()[-2:])
+        con = sqlite3.connect(db)
+        waves = con.execute(
+            "select w.wave, w.size, max(m.deployed_at), max(m.outcome_at), w.started_at,"
+            " w.gated_at, sum(m.outcome='succeeded') from rollout_waves w join rollout_members m"
+            " on m.rollout=w.rollout and m.wave=w.wave where w.rollout='bench'"
+            " group by w.wave order by w.wave").fetchall()
+        con.execute("pragma wal_checkpoint(TRUNCATE)")
+        con.close()
+        size = sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
+        print("rollout: %d devices, 1 MiB release, waves 1%%,10%%,100%%, zero bake" % n)
+        transfer = 0.0
+        for wave, wsize, last_signed, last_verdict, started, gated, ok in waves:
+            t = last_verdict - last_signed
+            transfer += t
+            print("  wave %d: %4d devices, %4d succeeded, transfer %6.2f s, wave %6.2f s"
+                  % (wave + 1, wsize, ok, t, gated - started))
+        print("  %-34s %7.2f s" % ("rollout run, wall", wall))
+        print("  %-34s %7.2f s" % ("the waves' transfers", transfer))
+        print("  %-34s %7.2f s   (%.0f%% of the wall time)"
+              % ("controller overhead", wall - transfer, 100.0 * (wall - transfer) / wall))
+        print("  %-34s %7.2f s   (user %.2f, system %.2f)" % ("controller CPU", user + system,
+                                                                user, system))
+        print("  %-34s %7.1f MiB (%d bytes per device)" % ("database after it", size / MIB,
+                                                               size // n), flush=True)
+    finally:
+        if fleet:
+            fleet.terminate()
+            fleet.wait()
+        proc.terminate()
+        proc.wait()
+
+
+BENCHES = [("release", bench_release), ("device", bench_device), ("events", bench_events), ("usb", bench_usb),
+           ("rollout", bench_rollout)]
 
 
 def main():

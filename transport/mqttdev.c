@@ -68,6 +68,8 @@ struct tern_mqttdev {
 	uint64_t since_progress;  /* chunks verified since the last progress report */
 	enum tern_state reported; /* state last reported */
 	bool reported_valid;
+	enum tern_state restored; /* state last reported, from the record (before a reboot) */
+	bool restored_valid;
 	uint64_t now;
 	struct tern_mqttdev_stats st;
 	char t_desired[TERN_TOPIC_MAX], t_state[TERN_TOPIC_MAX], t_events[TERN_TOPIC_MAX],
@@ -253,10 +255,10 @@ static int record_store(struct tern_mqttdev *d)
 	hex_encode(d->desired, d->desired_len, hx);
 	int n = snprintf(text, sizeof(text),
 			 "generation=%llu\nattempted=%llu\ndone=%llu\nevents=%llu\nslot0=%s\n"
-			 "slot1=%s\ndesired=%s\n",
+			 "slot1=%s\ndesired=%s\nreported=%d\n",
 			 (unsigned long long)d->gen, (unsigned long long)d->attempted,
 			 (unsigned long long)d->done, (unsigned long long)d->evseq, d->slot_rel[0],
-			 d->slot_rel[1], hx);
+			 d->slot_rel[1], hx, d->reported_valid ? (int)d->reported : -1);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return TERN_E_TOO_LARGE;
 	d->dirty = false;
@@ -279,6 +281,13 @@ static int record_load(struct tern_mqttdev *d)
 		d->slot_rel[0][0] = '\0';
 	if (!rec_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
 		d->slot_rel[1][0] = '\0';
+	char rep[8];
+	d->restored_valid = false;
+	if (rec_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
+	    rep[0] <= '0' + TERN_ST_FAILED && !rep[1]) {
+		d->restored = (enum tern_state)(rep[0] - '0');
+		d->restored_valid = true;
+	}
 	d->have_desired = false;
 	d->desired_len = 0;
 	if (rec_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
@@ -677,23 +686,26 @@ static void fetch_retry(struct tern_mqttdev *d)
 	subscribe(d, d->sub); /* subscribing again sends the retained messages again */
 }
 
+static const char *reboot_outcome(enum tern_state after)
+{
+	return after == TERN_ST_CONFIRMED     ? "trial passed its health check; confirmed"
+	       : after == TERN_ST_ROLLED_BACK ? "trial failed; back on the previous image"
+					      : "rebooted";
+}
+
 static void reboot(struct tern_mqttdev *d)
 {
 	struct tern_agent *ag = d->b.agent;
 	d->st.reboots++;
 	sync_state(d, "activated; rebooting into the trial");
+	record_store(d); /* a board that really reboots does not come back to store it */
 	int rc = d->b.reboot(d->b.ctx);
 	if (rc) {
 		power_lost(d);
 		return;
 	}
 	d->reported_valid = true;
-	enum tern_state after = ag->state;
-	const char *why = after == TERN_ST_CONFIRMED ? "trial passed its health check; confirmed"
-			  : after == TERN_ST_ROLLED_BACK
-			      ? "trial failed; back on the previous image"
-			      : "rebooted";
-	sync_state(d, why);
+	sync_state(d, reboot_outcome(ag->state));
 }
 
 /* What the accepted desired state asks, against what the agent is doing. */
@@ -832,7 +844,10 @@ static void on_up(struct tern_mqttdev *d)
 	d->connecting = false;
 	d->st.connects++;
 	publish(d, d->t_online, TERN_ONLINE_PAYLOAD, strlen(TERN_ONLINE_PAYLOAD), true);
-	publish_state(d);
+	if (d->reported_valid && d->reported != d->b.agent->state)
+		sync_state(d, reboot_outcome(d->b.agent->state)); /* what the reboot did */
+	else
+		publish_state(d);
 	subscribe(d, d->t_desired);
 	if (d->ph != PH_IDLE) {
 		/* The broker may have lost our session: the fetch subscription again. */
@@ -983,7 +998,10 @@ int tern_mqttdev_start(struct tern_mqttdev *d)
 	d->reported_valid = false;
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
-	d->reported = d->b.agent->state;
+	/* A board whose reboot ends the process (boards/linux) starts again in a new one:
+	 * the state reported before it comes from the record, so the first report after
+	 * connecting carries the reboot's outcome as a transition (staged -> confirmed). */
+	d->reported = d->restored_valid ? d->restored : d->b.agent->state;
 	d->reported_valid = true;
 	return do_connect(d);
 }

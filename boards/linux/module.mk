@@ -5,7 +5,8 @@ LINUX_SRC := boards/linux/config.c boards/linux/bootenv.c boards/linux/bootloade
 	boards/linux/board.c boards/linux/command.c boards/linux/fileio.c \
 	boards/linux/usb.c boards/linux/usb_ffs.c
 LINUX_LIB := $(BUILD)/libternlinux.a
-TERND_OBJS := $(BUILD)/obj/boards/linux/ternd.o $(BUILD)/obj/boards/sim/ternd.o \
+TERND_OBJS := $(BUILD)/obj/boards/linux/ternd.o $(BUILD)/obj/boards/linux/mqtt.o \
+	$(BUILD)/obj/boards/sim/ternd.o \
 	$(BUILD)/obj/boards/sim/fleet.o
 
 $(LINUX_LIB): $(LINUX_SRC:%.c=$(BUILD)/obj/%.o)

@@ -9,6 +9,7 @@
 #include "tern/tern_err.h"
 
 #include "linux_priv.h"
+#include "mqtt_priv.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -21,9 +22,10 @@
 static const char usage_text[] =
     "usage:\n"
     "  ternd [--config FILE] check             check the configuration, slots and bootloader\n"
-    "  ternd [--config FILE] run               after boot: trial, health check, confirm or roll "
-    "back;\n"
-    "                                          then serve USB when [usb] is enabled\n"
+    "  ternd [--config FILE] run [--duration S]  after boot: trial, health check, confirm or "
+    "roll back;\n"
+    "                                          then serve MQTT ([mqtt] url) until SIGTERM,\n"
+    "                                          or USB ([usb] enabled) until SIGTERM or a reboot\n"
     "  ternd [--config FILE] install RELEASE [--no-activate]\n"
     "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
@@ -401,8 +403,16 @@ static int serve_usb(struct tern_linux *lx)
 
 static int cmd_run(struct opts *o)
 {
-	if (o->argc != 0)
-		return usage("run takes no arguments");
+	unsigned duration = 0; /* seconds of serving MQTT, for tests (0: until SIGTERM) */
+	char *end;
+	if (o->argc == 2 && !strcmp(o->argv[0], "--duration") && o->argv[1][0] >= '0' &&
+	    o->argv[1][0] <= '9') {
+		unsigned long v = strtoul(o->argv[1], &end, 10);
+		if (*end || v > 86400ul * 365)
+			return usage("run --duration needs SECONDS");
+		duration = (unsigned)v;
+	} else if (o->argc != 0)
+		return usage("run takes only --duration SECONDS");
 	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
@@ -459,9 +469,14 @@ static int cmd_run(struct opts *o)
 			goto out;
 		}
 	}
-	if (lx->cfg.mqtt_url[0])
-		printf("ternd: the MQTT transport is not built into this ternd yet\n");
-	if (lx->cfg.usb_enabled) {
+	if (lx->cfg.mqtt_url[0]) {
+		if (lx->cfg.usb_enabled)
+			printf(
+			    "ternd: [mqtt] and [usb] together are not served yet; serving MQTT\n");
+		fflush(stdout);
+		if (tern_linux_serve(lx, duration))
+			ret = 1; /* its line is printed */
+	} else if (lx->cfg.usb_enabled) {
 		ret = serve_usb(lx);
 		lx = NULL; /* closed by serve_usb */
 	}

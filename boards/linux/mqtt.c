@@ -1,0 +1,331 @@
+/*
+ * `ternd run`'s MQTT loop: the agent's MQTT transport (transport/, tern_mqttdev.h) on
+ * the Linux board. One thread owns the agent and steps the transport; paho's thread
+ * only wakes it through an eventfd, and SIGTERM/SIGINT arrive through a signalfd, so
+ * the loop is a poll() on both with the transport's next deadline as the timeout.
+ */
+#include "mqtt_priv.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_mqttdev.h"
+#include "tern/tern_topic.h"
+
+#include "linux_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PASSWORD_MAX 256
+
+struct serve {
+	struct tern_linux *lx;
+	struct tern_mqttdev *mq;
+	int wake_fd; /* eventfd: written by notify on paho's thread */
+	char uri[600];
+	char password[PASSWORD_MAX + 1];
+	char record_path[TERN_LINUX_PATH_MAX + 16];
+	bool reboot;	      /* the transport asked for the reboot into a trial */
+	int reboot_rc;	      /* the bootloader could not be armed for it */
+	enum tern_state seen; /* agent state the bootloader variables were synced for */
+	bool seen_pending;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Reads a whole small file into @buf (@size bytes at most). TERN_E_NOT_FOUND when it
+ * does not exist, TERN_E_TOO_LARGE when it does not fit. */
+static int read_file(const char *path, uint8_t *buf, size_t size, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
+	size_t got = 0;
+	int rc = 0;
+	for (;;) {
+		uint8_t extra;
+		ssize_t n = got < size ? read(fd, buf + got, size - got) : read(fd, &extra, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = TERN_E_IO;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (got == size) {
+			rc = TERN_E_TOO_LARGE;
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	*len = got;
+	return rc;
+}
+
+/* ---- the transport's board hooks (called from tern_mqttdev_step, our thread) */
+
+static int record_load(void *ctx, uint8_t *buf, size_t size, size_t *len)
+{
+	struct serve *s = ctx;
+	int rc = read_file(s->record_path, buf, size, len);
+	if (rc == TERN_E_NOT_FOUND) {
+		*len = 0;
+		return 0;
+	}
+	return rc;
+}
+
+/* The record replaces the file atomically: temporary file, fsync, rename. */
+static int record_store(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct serve *s = ctx;
+	return tern_linux_replace_file(s->record_path, buf, len);
+}
+
+/* An update was activated. The bootloader is armed for it first (the record already
+ * says "trial pending"); then, since this process does not come back from a reboot,
+ * the hook returns non-zero: the transport stops as for a device that went off
+ * (publishing "offline" and disconnecting, so what it reported reaches the broker),
+ * and the loop runs the reboot command. */
+static int on_reboot(void *ctx)
+{
+	struct serve *s = ctx;
+	s->reboot = true;
+	s->reboot_rc = tern_linux_sync_bootloader(s->lx);
+	return TERN_E_STATE;
+}
+
+static void notify(void *arg)
+{
+	struct serve *s = arg;
+	uint64_t one = 1;
+	ssize_t n = write(s->wake_fd, &one, sizeof(one));
+	(void)n; /* EAGAIN: the counter is already non-zero, the loop wakes anyway */
+}
+
+/* The bootloader's variables follow the record after every change the transport made
+ * through the agent (a slot disarmed for writing is kept so by the board). */
+static void follow_agent(struct serve *s)
+{
+	const struct tern_agent *ag = &s->lx->agent;
+	bool pending = ag->bc.trial_pending != 0;
+	if (ag->state == s->seen && pending == s->seen_pending)
+		return;
+	s->seen = ag->state;
+	s->seen_pending = pending;
+	int rc = tern_linux_sync_bootloader(s->lx);
+	if (rc)
+		fprintf(stderr, "ternd: updating the bootloader's variables: %s (%s)\n",
+			tern_strerror(rc), tern_errname(rc));
+}
+
+/* ---- settings */
+
+static int read_password(struct serve *s, const char *path)
+{
+	size_t len = 0;
+	int rc = read_file(path, (uint8_t *)s->password, PASSWORD_MAX, &len);
+	if (rc)
+		return rc;
+	s->password[len] = '\0';
+	s->password[strcspn(s->password, "\r\n")] = '\0'; /* the first line */
+	return 0;
+}
+
+/* Checks [mqtt] and fills the transport's settings. Prints the reason of a refusal. */
+static int settings(struct serve *s, struct tern_mqttdev_config *mc)
+{
+	const struct tern_linux_config *cfg = &s->lx->cfg;
+	int rc;
+	if (!tern_topic_id_valid(cfg->device_id, TERN_DEVICE_ID_MAX)) {
+		fprintf(stderr, "ternd: %s: MQTT needs [device] id (1..64 of A-Z a-z 0-9 . _ -)\n",
+			cfg->path);
+		return TERN_E_INVAL;
+	}
+	if (tern_mqttdev_uri(cfg->mqtt_url, s->uri, sizeof(s->uri))) {
+		fprintf(stderr,
+			"ternd: %s: [mqtt] url '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
+			cfg->path, cfg->mqtt_url);
+		return TERN_E_INVAL;
+	}
+	const char *prefix = cfg->mqtt_prefix[0] ? cfg->mqtt_prefix : TERN_TOPIC_PREFIX_DEFAULT;
+	if (!tern_topic_prefix_valid(prefix)) {
+		fprintf(stderr, "ternd: %s: [mqtt] prefix '%s' is not a valid topic prefix\n",
+			cfg->path, prefix);
+		return TERN_E_INVAL;
+	}
+	if (cfg->mqtt_password_file[0] && (rc = read_password(s, cfg->mqtt_password_file))) {
+		fprintf(stderr, "ternd: %s: [mqtt] password_file %s: %s\n", cfg->path,
+			cfg->mqtt_password_file, tern_strerror(rc));
+		return rc;
+	}
+	if (cfg->mqtt_client_id[0] && strcmp(cfg->mqtt_client_id, cfg->device_id))
+		printf("ternd: note: [mqtt] client_id is not used: the transport connects with "
+		       "the device id as its client id\n");
+	int n = snprintf(s->record_path, sizeof(s->record_path), "%s/mqtt", cfg->state_dir);
+	if (n < 0 || (size_t)n >= sizeof(s->record_path)) {
+		fprintf(stderr, "ternd: %s: [device] state is too long a path\n", cfg->path);
+		return TERN_E_TOO_LARGE;
+	}
+	memset(mc, 0, sizeof(*mc));
+	mc->uri = s->uri;
+	mc->username = cfg->mqtt_username[0] ? cfg->mqtt_username : NULL;
+	mc->password = cfg->mqtt_password_file[0] ? s->password : NULL;
+	mc->cafile = cfg->mqtt_ca[0] ? cfg->mqtt_ca : NULL;
+	mc->cert = cfg->mqtt_cert[0] ? cfg->mqtt_cert : NULL;
+	mc->cert_key = cfg->mqtt_key[0] ? cfg->mqtt_key : NULL;
+	mc->prefix = prefix;
+	mc->device_id = cfg->device_id;
+	mc->seed = (uint32_t)getpid() ^ (uint32_t)now_ms();
+	mc->notify = notify;
+	mc->notify_arg = s;
+	return 0;
+}
+
+/* Runs [system] reboot, as `ternd run` does when it leaves a failed trial. */
+static int run_reboot_command(const struct tern_linux *lx)
+{
+	if (!lx->cfg.reboot_cmd[0]) {
+		printf(
+		    "ternd: no reboot command configured ([system] reboot); reboot the device\n");
+		return 0;
+	}
+	struct tern_health_result r;
+	fflush(stdout);
+	int rc = tern_linux_run_command(lx->cfg.reboot_cmd, lx->cfg.dir, 60, &r);
+	if (rc || !r.passed) {
+		fprintf(stderr, "ternd: the reboot command failed (exit %d): %s\n",
+			rc ? -1 : r.exit_code, rc ? "cannot start it" : r.output);
+		return TERN_E_IO;
+	}
+	return 0;
+}
+
+/* ---- the loop */
+
+/* Steps the transport until a stop signal, the deadline or a reboot. */
+static void loop(struct serve *s, int sig_fd, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = now_ms(), next;
+		if (deadline && now >= deadline) {
+			printf("ternd: --duration reached; stopping\n");
+			return;
+		}
+		tern_mqttdev_step(s->mq, now, &next);
+		follow_agent(s);
+		if (s->reboot)
+			return;
+		if (deadline && next > deadline)
+			next = deadline;
+		uint64_t wait = next > now ? next - now : 0;
+		struct pollfd p[2] = {{s->wake_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}};
+		int n = poll(p, 2, (int)(wait < 60000 ? wait : 60000));
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "ternd: poll: %s\n", strerror(errno));
+			return;
+		}
+		if (n > 0 && (p[0].revents & POLLIN)) {
+			uint64_t count;
+			if (read(s->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+				return;
+		}
+		if (n > 0 && (p[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				printf("ternd: %s; stopping\n",
+				       si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+				return;
+			}
+		}
+	}
+}
+
+int tern_linux_serve(struct tern_linux *lx, unsigned duration_s)
+{
+	struct serve *s = calloc(1, sizeof(*s));
+	if (!s)
+		return TERN_E_NOMEM;
+	s->lx = lx;
+	s->wake_fd = -1;
+	s->seen = lx->agent.state;
+	s->seen_pending = lx->agent.bc.trial_pending != 0;
+	int rc, sig_fd = -1;
+	bool told = false; /* the failure's line is printed */
+	struct tern_mqttdev_config mc;
+	if ((rc = settings(s, &mc))) {
+		told = true;
+		goto out_free;
+	}
+	/* Blocked before paho starts its threads (they inherit the mask), so the signals
+	 * come only through the signalfd. */
+	sigset_t stop_sigs, old_mask;
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGTERM);
+	sigaddset(&stop_sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
+	sig_fd = signalfd(-1, &stop_sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (sig_fd < 0 || s->wake_fd < 0) {
+		rc = TERN_E_IO;
+		goto out_mask;
+	}
+	struct tern_mqttdev_board b = {
+	    .agent = &lx->agent,
+	    .keyring = &lx->keyring,
+	    .board_id = lx->cfg.board_id,
+	    .load = record_load,
+	    .store = record_store,
+	    .reboot = on_reboot,
+	    .ctx = s,
+	};
+	if ((rc = tern_mqttdev_create(&s->mq, &mc, &b)))
+		goto out_mask;
+	if ((rc = tern_mqttdev_start(s->mq)))
+		goto out_destroy;
+	printf("ternd: serving MQTT at %s as %s (prefix %s)\n", lx->cfg.mqtt_url, lx->cfg.device_id,
+	       mc.prefix);
+	fflush(stdout);
+	loop(s, sig_fd, duration_s ? now_ms() + (uint64_t)duration_s * 1000u : 0);
+	tern_mqttdev_stop(s->mq); /* "offline", then DISCONNECT (the will is for crashes) */
+out_destroy:
+	tern_mqttdev_destroy(s->mq);
+out_mask:
+	if (sig_fd >= 0)
+		close(sig_fd);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL); /* the reboot command gets the default */
+	if (rc == 0 && s->reboot) {
+		told = true;
+		if ((rc = s->reboot_rc)) {
+			fprintf(stderr, "ternd: cannot arm the bootloader for the trial: %s (%s)\n",
+				tern_strerror(rc), tern_errname(rc));
+		} else {
+			printf("ternd: rebooting: activated; the next boot runs the trial\n");
+			rc = run_reboot_command(lx);
+		}
+	}
+out_free:
+	if (rc && !told)
+		fprintf(stderr, "ternd: MQTT: %s (%s)\n", tern_strerror(rc), tern_errname(rc));
+	fflush(stdout);
+	free(s);
+	return rc;
+}

@@ -1,0 +1,1793 @@
+/*
+ * `tern rollout create|run|status|pause|resume|approve|abort`: staged rollouts driven
+ * from the host database. The controller (`run`) is a loop of steps; each step is one
+ * transaction that reads the rollout, what devices reported, and decides; desired
+ * states go through an outbox so that a controller killed at any moment continues
+ * where it stopped (docs/rollout.md).
+ */
+#include "broker.h"
+#include "db.h"
+#include "deploy.h"
+#include "host.h"
+#include "host_util.h"
+#include "mqtt.h"
+#include "recorder.h"
+#include "rollout.h"
+#include "rollout_db.h"
+#include "rollout_plan.h"
+
+#include "tern/tern_err.h"
+#include "tern/tern_msg.h"
+#include "tern/tern_topic.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STEP_MS		  200 /* the controller looks at the database this often */
+#define OUTBOX_BATCH	  256 /* desired states published per outbox pass */
+#define EXIT_NEEDS_ACTION 3   /* run --no-wait: paused or waiting for approval */
+
+static const char create_help[] =
+    "usage: tern rollout create RELEASE --key FILE.key --name NAME\n"
+    "           [--devices all|ID[,ID...] | --board B] --waves 1,10%,50%,100%\n"
+    "           [--bake 10m] [--max-failures 5%] [--min-success 95%]\n"
+    "           [--device-timeout 15m] [--approve-each-wave] [--activate together|each]\n"
+    "\n"
+    "Plans a staged rollout of RELEASE (a release file, or an id 'tern publish' printed)\n"
+    "and records it in the host database; 'tern rollout run NAME' carries it out.\n"
+    "  --devices all        every device in the database (default); or ids, repeated or\n"
+    "                       comma-separated; --board B: every known device of board B\n"
+    "  --waves LIST         cumulative size of the rollout after each wave, as counts or\n"
+    "                       percentages of the target set (1,10%,50%,100%); members are\n"
+    "                       chosen by a hash of (NAME, device id): stable across reruns\n"
+    "  --bake D             watch each wave for D after every member reported (0, 45s,\n"
+    "                       10m, 2h; default 0); a roll back meanwhile is a failure\n"
+    "  --max-failures R     pause as soon as more than R of a wave failed (default 0%)\n"
+    "  --min-success R      promote only if at least R of a wave succeeded (default none)\n"
+    "  --device-timeout D   a member that has not succeeded or failed after D counts as\n"
+    "                       failed (timed out); 0: wait for ever (default 15m)\n"
+    "  --approve-each-wave  wait for 'tern rollout approve NAME' before each next wave\n"
+    "  --activate together  stage the whole wave, then boot every staged member at once;\n"
+    "             each      each device boots the release as soon as it is staged (default)\n"
+    "\n" BROKER_HELP;
+
+static const char run_help[] =
+    "usage: tern rollout run NAME [--key FILE.key] [--no-wait] [--client-id ID] --broker URL\n"
+    "\n"
+    "Drives the rollout: deploys each wave with signed desired states, records what the\n"
+    "devices report, bakes, applies the gates. Safe to stop (Ctrl-C, kill) and run again\n"
+    "at any moment: it continues from the database. Returns when the rollout is done or\n"
+    "aborted; while it is paused or waiting for approval it waits, or with --no-wait\n"
+    "exits with status 3. --key overrides the key file given to 'rollout create'.\n"
+    "A live line per wave on a terminal; plain lines otherwise; NO_COLOR is respected.\n"
+    "\n" BROKER_HELP;
+
+static const char status_help[] =
+    "usage: tern rollout status [NAME] [--json] [--members] [--db FILE]\n"
+    "\n"
+    "Every rollout, or one: state (created, running, waiting-approval, paused, done,\n"
+    "aborted), the reason when paused or aborted, and per wave its size and how many\n"
+    "members succeeded, failed and are pending. --members: one line per member of NAME\n"
+    "(wave, device, outcome, reason), in the order they are deployed.\n";
+
+static const char decide_help[] =
+    "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
+    "       tern rollout abort NAME [--revert [--key FILE.key] --broker URL] [--by WHO]\n"
+    "\n"
+    "  pause    stop deploying (devices already told carry on); the controller keeps\n"
+    "           watching\n"
+    "  resume   continue a paused rollout; a wave that failed its gate is passed by\n"
+    "           the operator's decision, recorded as such\n"
+    "  approve  start the next wave of a rollout waiting for approval\n"
+    "  abort    stop for good; --revert also sends every member that took the release\n"
+    "           back to its previous release (signed like any command), waits for their\n"
+    "           reports (up to the device timeout) and records the outcome\n"
+    "Every decision is recorded with the time and who made it (--by, else $USER).\n";
+
+/* ---- shared with `tern report` */
+
+const char *rollout_actor(const char *by)
+{
+	if (by && *by)
+		return by;
+	const char *u = getenv("USER");
+	return u && *u ? u : "unknown";
+}
+
+int rollout_load(struct db *db, const char *name, struct rollout *r)
+{
+	sqlite3_stmt *s = rdb_query(
+	    db,
+	    "SELECT name, release_id, version, sequence, notes, key_file, targets, waves_spec,"
+	    " bake_s, device_timeout_s, max_fail_ppm, min_success_ppm, approve_each, activate,"
+	    " state, reason, current_wave, revert, created_at, updated_at,"
+	    " (SELECT count(*) FROM rollout_waves w WHERE w.rollout=r.name)"
+	    " FROM rollouts r WHERE name=?1",
+	    "t", name);
+	if (!s)
+		return TERN_E_DB;
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			return db_fail(db, "read rollout");
+		fprintf(stderr, "tern: no rollout named '%s' (see 'tern rollout status')\n", name);
+		return TERN_E_NOT_FOUND;
+	}
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", rdb_text(s, 0));
+	snprintf(r->release_id, sizeof(r->release_id), "%s", rdb_text(s, 1));
+	snprintf(r->version, sizeof(r->version), "%s", rdb_text(s, 2));
+	r->sequence = (uint64_t)sqlite3_column_int64(s, 3);
+	snprintf(r->notes, sizeof(r->notes), "%s", rdb_text(s, 4));
+	snprintf(r->key_file, sizeof(r->key_file), "%s", rdb_text(s, 5));
+	snprintf(r->targets, sizeof(r->targets), "%s", rdb_text(s, 6));
+	snprintf(r->waves_spec, sizeof(r->waves_spec), "%s", rdb_text(s, 7));
+	r->bake_s = (uint64_t)sqlite3_column_int64(s, 8);
+	r->device_timeout_s = (uint64_t)sqlite3_column_int64(s, 9);
+	r->max_fail_ppm = (uint32_t)sqlite3_column_int64(s, 10);
+	r->min_success_ppm = (uint32_t)sqlite3_column_int64(s, 11);
+	r->approve_each = sqlite3_column_int(s, 12) != 0;
+	r->activate_together = !strcmp(rdb_text(s, 13), "together");
+	snprintf(r->state, sizeof(r->state), "%s", rdb_text(s, 14));
+	snprintf(r->reason, sizeof(r->reason), "%s", rdb_text(s, 15));
+	r->current_wave = sqlite3_column_int64(s, 16);
+	r->revert = sqlite3_column_int64(s, 17);
+	r->created_at = sqlite3_column_double(s, 18);
+	r->updated_at = sqlite3_column_double(s, 19);
+	r->n_waves = sqlite3_column_int64(s, 20);
+	sqlite3_finalize(s);
+	return 0;
+}
+
+int rollout_waves(struct db *db, const char *name,
+		  int (*fn)(void *ctx, const struct rollout_wave_row *w), void *ctx)
+{
+	sqlite3_stmt *s = rdb_query(
+	    db,
+	    "SELECT w.wave, w.state, w.size,"
+	    " coalesce(sum(m.outcome='succeeded'), 0),"
+	    " coalesce(sum(m.outcome IN ('failed','timed-out')), 0),"
+	    " coalesce(sum(m.outcome IN ('waiting','pending')), 0),"
+	    " coalesce(w.started_at, 0), coalesce(w.reported_at, 0), coalesce(w.bake_until, 0),"
+	    " coalesce(w.gated_at, 0)"
+	    " FROM rollout_waves w LEFT JOIN rollout_members m ON m.rollout=w.rollout AND"
+	    " m.wave=w.wave WHERE w.rollout=?1 GROUP BY w.wave ORDER BY w.wave",
+	    "t", name);
+	if (!s)
+		return TERN_E_DB;
+	int rc, cb = 0;
+	while (!cb && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct rollout_wave_row w = {0};
+		w.wave = sqlite3_column_int64(s, 0);
+		snprintf(w.state, sizeof(w.state), "%s", rdb_text(s, 1));
+		w.c.size = (uint64_t)sqlite3_column_int64(s, 2);
+		w.c.succeeded = (uint64_t)sqlite3_column_int64(s, 3);
+		w.c.failed = (uint64_t)sqlite3_column_int64(s, 4);
+		w.c.pending = (uint64_t)sqlite3_column_int64(s, 5);
+		w.started_at = sqlite3_column_double(s, 6);
+		w.reported_at = sqlite3_column_double(s, 7);
+		w.bake_until = sqlite3_column_double(s, 8);
+		w.gated_at = sqlite3_column_double(s, 9);
+		cb = fn(ctx, &w);
+	}
+	if (!cb && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		cb = db_fail(db, "read waves");
+	sqlite3_finalize(s);
+	return cb;
+}
+
+/* ---- create */
+
+struct id_list {
+	const char **ids;
+	size_t n, cap;
+};
+
+static int id_add(void *ctx, const char *id)
+{
+	struct id_list *l = ctx;
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->ids[i], id))
+			return 0; /* given twice */
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		const char **p = realloc(l->ids, cap * sizeof(*p));
+		if (!p)
+			return TERN_E_NOMEM;
+		l->ids = p;
+		l->cap = cap;
+	}
+	char *copy = strdup(id);
+	if (!copy)
+		return TERN_E_NOMEM;
+	l->ids[l->n++] = copy;
+	return 0;
+}
+
+static void id_free(struct id_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free((void *)l->ids[i]);
+	free(l->ids);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Adds ids from "a,b,c"; "all" sets @all. Returns 0, TERN_E_USAGE or TERN_E_NOMEM. */
+static int parse_devices(const char *arg, struct id_list *l, bool *all)
+{
+	char buf[TERN_DEVICE_ID_MAX + 1];
+	const char *p = arg;
+	for (;;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == 0 || len > TERN_DEVICE_ID_MAX)
+			return TERN_E_USAGE;
+		memcpy(buf, p, len);
+		buf[len] = '\0';
+		if (!strcmp(buf, "all")) {
+			*all = true;
+		} else {
+			if (!tern_topic_id_valid(buf, TERN_DEVICE_ID_MAX))
+				return TERN_E_USAGE;
+			int rc = id_add(l, buf);
+			if (rc)
+				return rc;
+		}
+		if (!end)
+			return 0;
+		p = end + 1;
+	}
+}
+
+/* Devices of the target set from the database: all, or of one board. */
+static int targets_from_db(struct db *db, const char *board, struct id_list *l)
+{
+	sqlite3_stmt *s = rdb_query(
+	    db, "SELECT id FROM devices WHERE ?1 IS NULL OR board=?1 ORDER BY id", "t", board);
+	if (!s)
+		return TERN_E_DB;
+	int rc, cb = 0;
+	while (!cb && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		cb = id_add(l, rdb_text(s, 0));
+	if (!cb && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		cb = db_fail(db, "list devices");
+	sqlite3_finalize(s);
+	return cb;
+}
+
+struct create_args {
+	const char *release, *key, *name, *board, *waves, *activate;
+	struct id_list ids;
+	bool all, approve_each;
+	uint64_t bake_s, timeout_s;
+	uint32_t max_fail, min_success;
+	struct broker_opts bo;
+};
+
+static int parse_create(int argc, char **argv, struct create_args *a)
+{
+	static const struct option opts[] = {
+	    {"key", required_argument, NULL, 'k'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"devices", required_argument, NULL, 'd'},
+	    {"board", required_argument, NULL, 'b'},
+	    {"waves", required_argument, NULL, 'w'},
+	    {"bake", required_argument, NULL, 'B'},
+	    {"max-failures", required_argument, NULL, 'f'},
+	    {"min-success", required_argument, NULL, 's'},
+	    {"device-timeout", required_argument, NULL, 't'},
+	    {"approve-each-wave", no_argument, NULL, 'A'},
+	    {"activate", required_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    BROKER_LONG_OPTIONS,
+	    {0, 0, 0, 0},
+	};
+	const char *cmd = "rollout create";
+	int c;
+	a->timeout_s = 15 * 60;
+	a->activate = "each";
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (broker_opts_flag(&a->bo, c, optarg))
+			continue;
+		switch (c) {
+		case 'k':
+			a->key = optarg;
+			break;
+		case 'n':
+			a->name = optarg;
+			break;
+		case 'd':
+			if (parse_devices(optarg, &a->ids, &a->all))
+				return host_usage(cmd, "--devices takes all, or device ids "
+						       "(1 to 64 of A-Z a-z 0-9 . _ -)");
+			break;
+		case 'b':
+			a->board = optarg;
+			break;
+		case 'w':
+			a->waves = optarg;
+			break;
+		case 'B':
+			if (rollout_parse_duration(optarg, &a->bake_s))
+				return host_usage(cmd, "--bake takes a duration: 0, 45s, 10m, 2h");
+			break;
+		case 't':
+			if (rollout_parse_duration(optarg, &a->timeout_s))
+				return host_usage(
+				    cmd, "--device-timeout takes a duration: 0, 45s, 10m, 2h");
+			break;
+		case 'f':
+			if (rollout_parse_ratio(optarg, &a->max_fail))
+				return host_usage(cmd, "--max-failures takes a percentage: 5%");
+			break;
+		case 's':
+			if (rollout_parse_ratio(optarg, &a->min_success))
+				return host_usage(cmd, "--min-success takes a percentage: 95%");
+			break;
+		case 'A':
+			a->approve_each = true;
+			break;
+		case 'a':
+			if (strcmp(optarg, "together") && strcmp(optarg, "each"))
+				return host_usage(cmd, "--activate takes together or each");
+			a->activate = optarg;
+			break;
+		case 'h':
+			fputs(create_help, stdout);
+			return 0;
+		default:
+			return host_usage(cmd, NULL);
+		}
+	}
+	if (optind + 1 != argc)
+		return host_usage(cmd, "give one release (file or id)");
+	a->release = argv[optind];
+	if (!a->key)
+		return host_usage(cmd, "--key FILE.key (the release signing key) is required");
+	if (!a->name || !tern_topic_id_valid(a->name, ROLLOUT_NAME_MAX))
+		return host_usage(cmd, "--name NAME is required: 1 to 64 of A-Z a-z 0-9 . _ -");
+	if (!a->waves)
+		return host_usage(cmd, "--waves is required, e.g. --waves 1,10%,50%,100%");
+	if (a->board && (a->all || a->ids.n))
+		return host_usage(cmd, "give --devices or --board, not both");
+	if (a->all && a->ids.n)
+		return host_usage(cmd, "--devices all and device ids together");
+	if (!a->board && !a->ids.n)
+		a->all = true;
+	if (broker_opts_finish(&a->bo, false))
+		return 2;
+	return -1;
+}
+
+static int insert_plan(struct db *db, const struct create_args *a, const char *release_id,
+		       uint64_t sequence, const char *version, const char *notes,
+		       const char *key_abs, const char *targets, const uint64_t *sizes,
+		       size_t n_waves)
+{
+	double now = rdb_now();
+	int rc = rdb_exec(
+	    db,
+	    "INSERT INTO rollouts(name, release_id, version, sequence, notes, key_file,"
+	    " targets, waves_spec, bake_s, max_fail_ppm, min_success_ppm,"
+	    " device_timeout_s, approve_each, activate, state, created_at, updated_at)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+	    " 'created', ?15, ?15)",
+	    "tttittttiiiiitd", a->name, release_id, version, (int64_t)sequence, notes, key_abs,
+	    targets, a->waves, (int64_t)a->bake_s, (int64_t)a->max_fail, (int64_t)a->min_success,
+	    (int64_t)a->timeout_s, (int64_t)(a->approve_each ? 1 : 0), a->activate, now);
+	size_t next = 0;
+	for (size_t w = 0; !rc && w < n_waves; w++) {
+		rc = rdb_exec(db,
+			      "INSERT INTO rollout_waves(rollout, wave, size, state)"
+			      " VALUES(?1, ?2, ?3, 'pending')",
+			      "tii", a->name, (int64_t)w, (int64_t)sizes[w]);
+		for (uint64_t k = 0; !rc && k < sizes[w]; k++, next++)
+			rc = rdb_exec(db,
+				      "INSERT INTO rollout_members(rollout, device_id, wave, rank)"
+				      " VALUES(?1, ?2, ?3, ?4)",
+				      "ttii", a->name, a->ids.ids[next], (int64_t)w, (int64_t)next);
+	}
+	char bake[32], timeout[32], maxf[16], mins[16];
+	if (!rc)
+		rc = rdb_event(
+		    db, a->name, -1, NULL, "created", rollout_actor(NULL),
+		    "release %s to %s: %zu devices in %zu waves (%s), bake %s, max "
+		    "failures %s, min success %s, device timeout %s%s, activate %s",
+		    release_id, targets, next, n_waves, a->waves,
+		    rollout_format_duration(a->bake_s, bake, sizeof(bake)),
+		    rollout_format_ratio(a->max_fail, maxf, sizeof(maxf)),
+		    a->min_success ? rollout_format_ratio(a->min_success, mins, sizeof(mins))
+				   : "none",
+		    a->timeout_s ? rollout_format_duration(a->timeout_s, timeout, sizeof(timeout))
+				 : "none",
+		    a->approve_each ? ", approval before each wave" : "", a->activate);
+	return rc;
+}
+
+int cmd_rollout_create(int argc, char **argv)
+{
+	static struct create_args a;
+	static char notes[TERN_NOTES_MAX + 1];
+	struct tern_signer sg = {0};
+	struct db *db = NULL;
+	char release_id[TERN_RELEASE_ID_MAX + 1], version[TERN_VERSION_MAX + 1], targets[256];
+	char key_abs[4096];
+	uint64_t sequence, sizes[ROLLOUT_MAX_WAVES];
+	struct rollout_wave_spec spec[ROLLOUT_MAX_WAVES];
+	size_t n_spec, n_waves;
+	int rc, status = parse_create(argc, argv, &a);
+	if (status >= 0)
+		goto out;
+	status = 1;
+	if (rollout_parse_waves(a.waves, spec, ROLLOUT_MAX_WAVES, &n_spec)) {
+		status = host_usage("rollout create",
+				    "--waves takes growing counts or percentages: 1,10%,50%,100%");
+		goto out;
+	}
+	if ((rc = host_load_signer(a.key, &sg))) {
+		host_fail(a.key, rc);
+		goto out;
+	}
+	if (!realpath(a.key, key_abs)) {
+		host_fail(a.key, TERN_E_NOT_FOUND);
+		goto out;
+	}
+	if (db_open(&db, broker_opt(&a.bo, BF_DB)))
+		goto out;
+	if (deploy_resolve_release(db, a.release, release_id, sizeof(release_id), &sequence,
+				   version, sizeof(version), notes, sizeof(notes)))
+		goto out;
+	if (a.all || a.board) {
+		if ((rc = targets_from_db(db, a.board, &a.ids))) {
+			host_fail("devices", rc);
+			goto out;
+		}
+		snprintf(targets, sizeof(targets), a.board ? "board %s" : "all devices",
+			 a.board ? a.board : "");
+	} else {
+		snprintf(targets, sizeof(targets), "%zu listed device%s", a.ids.n,
+			 a.ids.n == 1 ? "" : "s");
+	}
+	if (a.ids.n == 0) {
+		fprintf(stderr,
+			"tern: rollout create: no devices to target (%s): run 'tern watch' "
+			"while devices connect, or give --devices ID\n",
+			targets);
+		goto out;
+	}
+	if (rollout_wave_sizes(spec, n_spec, a.ids.n, sizes, ROLLOUT_MAX_WAVES, &n_waves)) {
+		host_fail("--waves", TERN_E_INVAL);
+		goto out;
+	}
+	if ((rc = rollout_order(a.name, a.ids.ids, a.ids.n))) {
+		host_fail(NULL, rc);
+		goto out;
+	}
+	int64_t exists;
+	if (db_begin(db))
+		goto out;
+	if ((rc = rdb_int(db, &exists, "SELECT count(*) FROM rollouts WHERE name=?1", "t",
+			  a.name)) ||
+	    exists) {
+		db_rollback(db);
+		if (!rc)
+			fprintf(stderr,
+				"tern: a rollout named '%s' exists already; choose another "
+				"--name\n",
+				a.name);
+		goto out;
+	}
+	if (insert_plan(db, &a, release_id, sequence, version, notes, key_abs, targets, sizes,
+			n_waves)) {
+		db_rollback(db);
+		goto out;
+	}
+	if (db_commit(db))
+		goto out;
+	uint64_t planned = 0;
+	for (size_t w = 0; w < n_waves; w++)
+		planned += sizes[w];
+	printf("rollout %s: %s to %llu of %zu devices (%s) in %zu waves:", a.name, release_id,
+	       (unsigned long long)planned, a.ids.n, targets, n_waves);
+	for (size_t w = 0; w < n_waves; w++)
+		printf(" %llu", (unsigned long long)sizes[w]);
+	printf("\nnext: tern rollout run %s\n", a.name);
+	status = 0;
+out:
+	db_close(db);
+	tern_signer_free(&sg);
+	id_free(&a.ids);
+	broker_opts_free(&a.bo);
+	return status;
+}
+
+/* ---- the controller */
+
+struct ctl {
+	struct db *db;
+	struct mqtt *mq; /* NULL: decide, but publish nothing */
+	const char *prefix;
+	struct tern_signer sg;
+	bool have_signer;
+	struct rollout r;
+	double now;
+};
+
+/* A member whose outcome changed. */
+struct change {
+	char device_id[TERN_DEVICE_ID_MAX + 1];
+	int64_t wave;
+	const char *outcome;
+	char reason[160];
+};
+
+struct changes {
+	struct change *v;
+	size_t n, cap;
+};
+
+static int change_add(struct changes *c, const char *dev, int64_t wave, const char *outcome,
+		      const char *reason)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct change *p = realloc(c->v, cap * sizeof(*p));
+		if (!p)
+			return TERN_E_NOMEM;
+		c->v = p;
+		c->cap = cap;
+	}
+	struct change *x = &c->v[c->n++];
+	snprintf(x->device_id, sizeof(x->device_id), "%s", dev);
+	x->wave = wave;
+	x->outcome = outcome;
+	snprintf(x->reason, sizeof(x->reason), "%s", reason ? reason : "");
+	return 0;
+}
+
+/*
+ * Reads what members reported and updates their outcome: pending -> succeeded, failed
+ * or timed-out; succeeded -> failed (rolled back during the bake); timed-out ->
+ * succeeded or failed when the device reports late. Failed is final.
+ */
+static int evaluate_members(struct ctl *c)
+{
+	struct changes ch = {0};
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT m.device_id, m.wave, m.generation, m.deployed_at, m.outcome,"
+	    " coalesce(d.state, ''), coalesce(d.release_id, ''), coalesce(d.generation, 0),"
+	    " coalesce(d.last_status, ''),"
+	    " (SELECT e.status || coalesce(': ' || e.detail, '') FROM events e"
+	    "   WHERE e.device_id=m.device_id AND e.kind='refused' AND"
+	    "   e.status<>'old-generation' AND e.generation IN (m.generation,"
+	    "   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"
+	    /* A failure is an event about our command: its generation, or (a device that
+	     * does not say) our release after we deployed. The state alone is ambiguous:
+	     * right after accepting, a device still shows how its last update ended. */
+	    " (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"
+	    "   coalesce(': ' || e.detail, '') FROM events e"
+	    "   WHERE e.device_id=m.device_id AND e.kind='transition' AND"
+	    "   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"
+	    "   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"
+	    "   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"
+	    "   ORDER BY e.seq DESC LIMIT 1),"
+	    " coalesce(w.activated_at, 0)"
+	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+	    " JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
+	    " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
+	    " m.outcome IN ('pending','succeeded','timed-out')",
+	    "tt", c->r.name, c->r.release_id);
+	if (!s)
+		return TERN_E_DB;
+	int rc = 0, st;
+	while (!rc && (st = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *dev = rdb_text(s, 0), *cur = rdb_text(s, 4), *dstate = rdb_text(s, 5);
+		const char *drel = rdb_text(s, 6);
+		int64_t gen = sqlite3_column_int64(s, 2), dgen = sqlite3_column_int64(s, 7);
+		double deployed = sqlite3_column_double(s, 3);
+		const char *refused =
+		    sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : rdb_text(s, 9);
+		const char *failure =
+		    sqlite3_column_type(s, 10) == SQLITE_NULL ? NULL : rdb_text(s, 10);
+		const char *next = "pending";
+		char reason[160] = "";
+		if (failure) {
+			next = "failed";
+			snprintf(reason, sizeof(reason), "%s", failure);
+		} else if (dgen >= gen && !strcmp(dstate, "confirmed") &&
+			   !strcmp(drel, c->r.release_id)) {
+			next = "succeeded";
+		} else if (dgen < gen && refused) {
+			next = "failed";
+			snprintf(reason, sizeof(reason), "refused: %s", refused);
+		}
+		/* activate together: a staged member waits for the wave's activation, and
+		 * its clock starts again when the wave is told to boot. */
+		double activated = sqlite3_column_double(s, 11);
+		bool held = c->r.activate_together && activated == 0 && dgen >= gen &&
+			    !strcmp(dstate, "staged");
+		double since = activated > deployed ? activated : deployed;
+		if (!strcmp(next, "pending") && !held && c->r.device_timeout_s &&
+		    c->now - since > (double)c->r.device_timeout_s) {
+			next = "timed-out";
+			snprintf(reason, sizeof(reason),
+				 "no outcome within the device timeout (%s)",
+				 *dstate ? dstate : "never reported");
+		}
+		/* A success stays one unless the device fails; a time-out unless it reports. */
+		if (!strcmp(cur, "succeeded") && strcmp(next, "failed"))
+			next = cur;
+		if (!strcmp(cur, "timed-out") && !strcmp(next, "pending"))
+			next = cur;
+		if (strcmp(next, cur))
+			rc = change_add(&ch, dev, sqlite3_column_int64(s, 1), next, reason);
+	}
+	sqlite3_finalize(s);
+	for (size_t i = 0; !rc && i < ch.n; i++) {
+		const struct change *x = &ch.v[i];
+		rc = rdb_exec(c->db,
+			      "UPDATE rollout_members SET outcome=?3, reason=?4, outcome_at=?5"
+			      " WHERE rollout=?1 AND device_id=?2",
+			      "ttttd", c->r.name, x->device_id, x->outcome, x->reason, c->now);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, x->outcome, NULL,
+				       "%s", x->reason);
+	}
+	free(ch.v);
+	return rc;
+}
+
+/* Queues a signed desired state for publishing (same transaction as its issue). */
+static int outbox_add(struct ctl *c, const struct deploy_msg *m)
+{
+	return rdb_exec(c->db,
+			"INSERT OR IGNORE INTO rollout_outbox(rollout, device_id, generation)"
+			" VALUES(?1, ?2, ?3)",
+			"tti", c->r.name, m->device_id, (int64_t)m->generation);
+}
+
+/* Issues @action of (@release, @sequence) to @dev; fills *@generation. */
+static int issue(struct ctl *c, const char *dev, const char *release, uint64_t sequence,
+		 enum tern_action action, enum tern_activate_mode activate, int64_t *generation)
+{
+	static struct deploy_msg msg;
+	struct tern_desired d = {.sequence = sequence,
+				 .action = action,
+				 .activate = activate,
+				 .issued = (uint64_t)c->now};
+	snprintf(d.device_id, sizeof(d.device_id), "%s", dev);
+	snprintf(d.release_id, sizeof(d.release_id), "%s", release);
+	int rc = deploy_issue(c->db, &c->sg, &d, &msg);
+	if (rc) {
+		if (rc != TERN_E_DB)
+			host_fail("signing", rc);
+		return rc;
+	}
+	*generation = (int64_t)msg.generation;
+	return outbox_add(c, &msg);
+}
+
+/* The release and sequence a device runs now, from its last state (to revert to). */
+static void previous_release(const void *state, size_t len, char *rel, size_t rel_size,
+			     int64_t *seq)
+{
+	struct tern_state_msg m;
+	rel[0] = '\0';
+	*seq = 0;
+	if (!state || tern_state_decode(&m, state, len))
+		return;
+	snprintf(rel, rel_size, "%s", m.slots[m.active_slot].release_id);
+	*seq = (int64_t)m.slots[m.active_slot].sequence;
+}
+
+/*
+ * Deploys the members of wave @w that have not been deployed: each gets its generation,
+ * signed desired state and outbox entry in this transaction, with the release it runs
+ * now (to revert to). A member already running the release counts as succeeded.
+ */
+static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_already)
+{
+	struct changes todo = {0};
+	sqlite3_stmt *s =
+	    rdb_query(c->db,
+		      "SELECT m.device_id, coalesce(d.state, ''),"
+		      " coalesce(d.release_id, ''), d.state_cbor"
+		      " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+		      " WHERE m.rollout=?1 AND m.wave=?2 AND m.generation IS NULL AND"
+		      " m.outcome='waiting' ORDER BY m.rank",
+		      "ti", c->r.name, w);
+	if (!s)
+		return TERN_E_DB;
+	int rc = 0, st;
+	*n_sent = *n_already = 0;
+	while (!rc && (st = sqlite3_step(s)) == SQLITE_ROW) {
+		bool already = !strcmp(rdb_text(s, 1), "confirmed") &&
+			       !strcmp(rdb_text(s, 2), c->r.release_id);
+		char rel[TERN_RELEASE_ID_MAX + 1];
+		int64_t seq;
+		previous_release(sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3), rel,
+				 sizeof(rel), &seq);
+		char prev[160];
+		snprintf(prev, sizeof(prev), "%s\n%lld", rel, (long long)seq);
+		rc = change_add(&todo, rdb_text(s, 0), w, already ? "already" : "deploy", prev);
+	}
+	sqlite3_finalize(s);
+	enum tern_activate_mode mode =
+	    c->r.activate_together ? TERN_ACTIVATE_LATER : TERN_ACTIVATE_NOW;
+	for (size_t i = 0; !rc && i < todo.n; i++) {
+		struct change *x = &todo.v[i];
+		char *nl = strchr(x->reason, '\n');
+		int64_t prev_seq = 0, gen = 0;
+		if (nl) {
+			*nl = '\0';
+			uint64_t v;
+			if (!host_parse_u64(nl + 1, INT64_MAX, &v))
+				prev_seq = (int64_t)v;
+		}
+		if (!strcmp(x->outcome, "already")) {
+			rc =
+			    rdb_exec(c->db,
+				     "UPDATE rollout_members SET outcome='succeeded', generation=0,"
+				     " deployed_at=?3, outcome_at=?3, reason='already running the"
+				     " release' WHERE rollout=?1 AND device_id=?2",
+				     "ttd", c->r.name, x->device_id, c->now);
+			(*n_already)++;
+			continue;
+		}
+		rc = issue(c, x->device_id, c->r.release_id, c->r.sequence, TERN_ACTION_INSTALL,
+			   mode, &gen);
+		if (!rc)
+			rc = rdb_exec(c->db,
+				      "UPDATE rollout_members SET generation=?3, deployed_at=?4,"
+				      " outcome='pending', prev_release=?5, prev_sequence=?6"
+				      " WHERE rollout=?1 AND device_id=?2",
+				      "ttidti", c->r.name, x->device_id, gen, c->now, x->reason,
+				      prev_seq);
+		(*n_sent)++;
+	}
+	free(todo.v);
+	return rc;
+}
+
+/* activate together: once every member of @w is staged or resolved, boot the staged. */
+static int activate_wave(struct ctl *c, int64_t w, bool *done)
+{
+	int64_t waiting;
+	*done = false;
+	int rc;
+	rc = rdb_int(c->db, &waiting,
+		     "SELECT count(*) FROM rollout_members m LEFT JOIN devices d ON"
+		     " d.id=m.device_id WHERE m.rollout=?1 AND m.wave=?2 AND"
+		     " m.outcome IN ('waiting','pending') AND NOT (coalesce(d.generation, 0) >="
+		     " m.generation AND d.state='staged')",
+		     "ti", c->r.name, w);
+	if (rc || waiting)
+		return rc;
+	struct changes todo = {0};
+	sqlite3_stmt *s = rdb_query(c->db,
+				    "SELECT device_id FROM rollout_members WHERE rollout=?1 AND"
+				    " wave=?2 AND outcome='pending' AND activate_generation IS NULL"
+				    " ORDER BY rank",
+				    "ti", c->r.name, w);
+	if (!s)
+		return TERN_E_DB;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW)
+		rc = change_add(&todo, rdb_text(s, 0), w, "activate", NULL);
+	sqlite3_finalize(s);
+	for (size_t i = 0; !rc && i < todo.n; i++) {
+		int64_t gen;
+		rc = issue(c, todo.v[i].device_id, c->r.release_id, c->r.sequence,
+			   TERN_ACTION_ACTIVATE, TERN_ACTIVATE_NOW, &gen);
+		if (!rc)
+			rc = rdb_exec(c->db,
+				      "UPDATE rollout_members SET activate_generation=?3 WHERE"
+				      " rollout=?1 AND device_id=?2",
+				      "tti", c->r.name, todo.v[i].device_id, gen);
+	}
+	if (!rc)
+		rc = rdb_exec(
+		    c->db, "UPDATE rollout_waves SET activated_at=?3 WHERE rollout=?1 AND wave=?2",
+		    "tid", c->r.name, w, c->now);
+	if (!rc)
+		rc = rdb_event(c->db, c->r.name, w, NULL, "activated", NULL,
+			       "wave %lld: %zu staged devices told to boot the release together",
+			       (long long)w + 1, todo.n);
+	free(todo.v);
+	*done = true;
+	return rc;
+}
+
+static int set_rollout(struct ctl *c, const char *state, const char *reason)
+{
+	snprintf(c->r.state, sizeof(c->r.state), "%s", state);
+	snprintf(c->r.reason, sizeof(c->r.reason), "%s", reason ? reason : "");
+	return rdb_exec(c->db,
+			"UPDATE rollouts SET state=?2, reason=?3, updated_at=?4 WHERE name=?1",
+			"tttd", c->r.name, state, reason, c->now);
+}
+
+static int set_wave(struct ctl *c, int64_t w, const char *state, const char *time_col)
+{
+	char sql[160];
+	snprintf(sql, sizeof(sql),
+		 "UPDATE rollout_waves SET state=?3%s%s%s WHERE rollout=?1 AND wave=?2",
+		 time_col ? ", " : "", time_col ? time_col : "", time_col ? "=?4" : "");
+	return rdb_exec(c->db, sql, time_col ? "titd" : "tit", c->r.name, w, state, c->now);
+}
+
+struct wave_now {
+	char state[16];
+	int64_t size;
+	double bake_until, activated_at;
+	struct rollout_counts n;
+};
+
+static int wave_load(struct ctl *c, int64_t w, struct wave_now *wn)
+{
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT w.state, w.size, coalesce(w.bake_until, 0), coalesce(w.activated_at, 0),"
+	    " (SELECT count(*) FROM rollout_members m WHERE m.rollout=w.rollout AND"
+	    "  m.wave=w.wave AND m.outcome='succeeded'),"
+	    " (SELECT count(*) FROM rollout_members m WHERE m.rollout=w.rollout AND"
+	    "  m.wave=w.wave AND m.outcome IN ('failed','timed-out')),"
+	    " (SELECT count(*) FROM rollout_members m WHERE m.rollout=w.rollout AND"
+	    "  m.wave=w.wave AND m.outcome IN ('waiting','pending'))"
+	    " FROM rollout_waves w WHERE w.rollout=?1 AND w.wave=?2",
+	    "ti", c->r.name, w);
+	if (!s)
+		return TERN_E_DB;
+	int rc = sqlite3_step(s) == SQLITE_ROW ? 0 : db_fail(c->db, "read wave");
+	if (!rc) {
+		snprintf(wn->state, sizeof(wn->state), "%s", rdb_text(s, 0));
+		wn->size = sqlite3_column_int64(s, 1);
+		wn->bake_until = sqlite3_column_double(s, 2);
+		wn->activated_at = sqlite3_column_double(s, 3);
+		wn->n.size = (uint64_t)wn->size;
+		wn->n.succeeded = (uint64_t)sqlite3_column_int64(s, 4);
+		wn->n.failed = (uint64_t)sqlite3_column_int64(s, 5);
+		wn->n.pending = (uint64_t)sqlite3_column_int64(s, 6);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Pauses the rollout because wave @w failed its gate. */
+static int halt(struct ctl *c, int64_t w, const char *why)
+{
+	int rc = set_wave(c, w, "halted", "gated_at");
+	if (!rc)
+		rc = set_rollout(c, "paused", why);
+	if (!rc)
+		rc = rdb_event(c->db, c->r.name, w, NULL, "gate-failed", "controller", "%s", why);
+	if (!rc)
+		rc = rdb_event(c->db, c->r.name, w, NULL, "paused", "controller", "%s", why);
+	return rc;
+}
+
+/* Moves on after wave @w passed (its gate, or the operator's decision). */
+static int promote(struct ctl *c, int64_t w, const char *actor)
+{
+	int rc;
+	if (w + 1 >= c->r.n_waves) {
+		rc = set_rollout(c, "done", NULL);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, -1, NULL, "done", actor,
+				       "every wave passed");
+		return rc;
+	}
+	rc = rdb_exec(c->db, "UPDATE rollouts SET current_wave=?2 WHERE name=?1", "ti", c->r.name,
+		      w + 1);
+	c->r.current_wave = w + 1;
+	if (!rc && c->r.approve_each) {
+		char why[128];
+		snprintf(why, sizeof(why), "wave %lld passed; wave %lld waits for approval",
+			 (long long)w + 1, (long long)w + 2);
+		rc = set_rollout(c, "waiting-approval", why);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, w + 1, NULL, "waiting-approval", actor,
+				       "%s", why);
+	}
+	return rc;
+}
+
+/* One step of the current wave of a running rollout. */
+static int wave_step(struct ctl *c)
+{
+	int64_t w = c->r.current_wave;
+	struct wave_now wn;
+	int rc = wave_load(c, w, &wn);
+	if (rc)
+		return rc;
+	if (!strcmp(wn.state, "pending")) {
+		if ((rc = set_wave(c, w, "deploying", "started_at")) ||
+		    (rc = rdb_event(c->db, c->r.name, w, NULL, "wave-started", "controller",
+				    "wave %lld of %lld: %lld devices", (long long)w + 1,
+				    (long long)c->r.n_waves, (long long)wn.size)))
+			return rc;
+		snprintf(wn.state, sizeof(wn.state), "deploying");
+	}
+	if (!strcmp(wn.state, "deploying")) {
+		uint64_t sent, already;
+		if ((rc = deploy_wave(c, w, &sent, &already)) ||
+		    (rc = set_wave(c, w, "running", NULL)) ||
+		    (rc = rdb_event(c->db, c->r.name, w, NULL, "deployed", "controller",
+				    "wave %lld: desired state signed for %llu devices%s",
+				    (long long)w + 1, (unsigned long long)sent,
+				    already ? " (others run the release already)" : "")))
+			return rc;
+		return 0; /* publish first; judge from the next step on */
+	}
+	if (!strcmp(wn.state, "halted") || !strcmp(wn.state, "passed"))
+		return 0;
+	if (c->r.activate_together && wn.activated_at == 0) {
+		bool done;
+		if ((rc = activate_wave(c, w, &done)) || !done)
+			return rc;
+		if ((rc = wave_load(c, w, &wn)))
+			return rc;
+	}
+	char maxf[16], mins[16], why[256];
+	rollout_format_ratio(c->r.max_fail_ppm, maxf, sizeof(maxf));
+	rollout_format_ratio(c->r.min_success_ppm, mins, sizeof(mins));
+	if (!strcmp(wn.state, "running") && wn.n.pending == 0 &&
+	    rollout_gate(&wn.n, c->r.max_fail_ppm, 0, false) == ROLLOUT_GATE_WAIT) {
+		char bake[32];
+		rc = rdb_exec(c->db,
+			      "UPDATE rollout_waves SET state='baking', reported_at=?3,"
+			      " bake_until=?4 WHERE rollout=?1 AND wave=?2",
+			      "tidd", c->r.name, w, c->now, c->now + (double)c->r.bake_s);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, w, NULL, "bake-started", "controller",
+				       "wave %lld: all %lld reported (%llu succeeded, %llu failed);"
+				       " baking %s",
+				       (long long)w + 1, (long long)wn.size,
+				       (unsigned long long)wn.n.succeeded,
+				       (unsigned long long)wn.n.failed,
+				       rollout_format_duration(c->r.bake_s, bake, sizeof(bake)));
+		if (rc)
+			return rc;
+		snprintf(wn.state, sizeof(wn.state), "baking");
+		wn.bake_until = c->now + (double)c->r.bake_s;
+	}
+	bool bake_over = !strcmp(wn.state, "baking") && c->now >= wn.bake_until;
+	switch (rollout_gate(&wn.n, c->r.max_fail_ppm, c->r.min_success_ppm, bake_over)) {
+	case ROLLOUT_GATE_WAIT:
+		return 0;
+	case ROLLOUT_GATE_TOO_MANY_FAILED:
+		snprintf(why, sizeof(why),
+			 "wave %lld: %llu of %lld devices failed, above the maximum of %s",
+			 (long long)w + 1, (unsigned long long)wn.n.failed, (long long)wn.size,
+			 maxf);
+		return halt(c, w, why);
+	case ROLLOUT_GATE_TOO_FEW_SUCCEEDED:
+		snprintf(why, sizeof(why),
+			 "wave %lld: %llu of %lld devices succeeded, below the minimum of %s",
+			 (long long)w + 1, (unsigned long long)wn.n.succeeded, (long long)wn.size,
+			 mins);
+		return halt(c, w, why);
+	case ROLLOUT_GATE_PASS:
+		break;
+	}
+	if ((rc = set_wave(c, w, "passed", "gated_at")) ||
+	    (rc = rdb_event(c->db, c->r.name, w, NULL, "gate-passed", "controller",
+			    "wave %lld: %llu succeeded, %llu failed of %lld (max failures %s%s%s)",
+			    (long long)w + 1, (unsigned long long)wn.n.succeeded,
+			    (unsigned long long)wn.n.failed, (long long)wn.size, maxf,
+			    c->r.min_success_ppm ? ", min success " : "",
+			    c->r.min_success_ppm ? mins : "")))
+		return rc;
+	return promote(c, w, "controller");
+}
+
+/* Members that took the release and are sent back to what they ran before. */
+static int revert_step(struct ctl *c, bool *finished)
+{
+	struct changes todo = {0};
+	int rc = 0;
+	*finished = false;
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT device_id, wave, coalesce(prev_release, ''), coalesce(prev_sequence, 0)"
+	    " FROM rollout_members WHERE rollout=?1 AND generation > 0 AND"
+	    " revert_generation IS NULL AND revert_outcome IS NULL AND"
+	    " outcome IN ('pending','succeeded','timed-out') ORDER BY wave, rank",
+	    "t", c->r.name);
+	if (!s)
+		return TERN_E_DB;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW) {
+		char prev[160];
+		snprintf(prev, sizeof(prev), "%s\n%lld", rdb_text(s, 2),
+			 (long long)sqlite3_column_int64(s, 3));
+		rc = change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "revert", prev);
+	}
+	sqlite3_finalize(s);
+	size_t sent = 0;
+	for (size_t i = 0; !rc && i < todo.n; i++) {
+		struct change *x = &todo.v[i];
+		char *nl = strchr(x->reason, '\n');
+		uint64_t seq = 0;
+		*nl = '\0';
+		host_parse_u64(nl + 1, INT64_MAX, &seq);
+		if (!x->reason[0] || !strcmp(x->reason, c->r.release_id)) {
+			rc = rdb_exec(
+			    c->db,
+			    "UPDATE rollout_members SET revert_outcome='no previous release'"
+			    " , revert_at=?3 WHERE rollout=?1 AND device_id=?2",
+			    "ttd", c->r.name, x->device_id, c->now);
+			continue;
+		}
+		int64_t gen;
+		rc = issue(c, x->device_id, x->reason, seq, TERN_ACTION_REVERT, TERN_ACTIVATE_NOW,
+			   &gen);
+		if (!rc)
+			rc =
+			    rdb_exec(c->db,
+				     "UPDATE rollout_members SET revert_generation=?3, revert_at=?4"
+				     " WHERE rollout=?1 AND device_id=?2",
+				     "ttid", c->r.name, x->device_id, gen, c->now);
+		sent++;
+	}
+	free(todo.v);
+	if (!rc && todo.n)
+		rc = rdb_event(c->db, c->r.name, -1, NULL, "revert-sent", "controller",
+			       "%zu devices told to go back to their previous release", sent);
+	if (rc || todo.n)
+		return rc;
+	/* Outcomes of the reverts sent. */
+	struct changes res = {0};
+	s = rdb_query(c->db,
+		      "SELECT m.device_id, m.wave, m.revert_generation, m.revert_at,"
+		      " coalesce(m.prev_release, ''), coalesce(d.state, ''),"
+		      " coalesce(d.release_id, ''), coalesce(d.generation, 0),"
+		      " (SELECT e.status FROM events e WHERE e.device_id=m.device_id AND"
+		      "  e.kind='refused' AND e.generation=m.revert_generation AND"
+		      "  e.status<>'old-generation' ORDER BY e.seq DESC LIMIT 1)"
+		      " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+		      " WHERE m.rollout=?1 AND m.revert_generation IS NOT NULL AND"
+		      " m.revert_outcome IS NULL",
+		      "t", c->r.name);
+	if (!s)
+		return TERN_E_DB;
+	int64_t open = 0;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW) {
+		int64_t gen = sqlite3_column_int64(s, 2), dgen = sqlite3_column_int64(s, 7);
+		const char *dstate = rdb_text(s, 5), *drel = rdb_text(s, 6);
+		const char *out = NULL;
+		char why[160];
+		if (dgen >= gen && !strcmp(drel, rdb_text(s, 4)) &&
+		    (!strcmp(dstate, "confirmed") || !strcmp(dstate, "idle"))) {
+			out = "reverted";
+		} else if (dgen >= gen && !strcmp(dstate, "failed")) {
+			out = "revert-failed";
+		} else if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+			snprintf(why, sizeof(why), "revert-refused: %s", rdb_text(s, 8));
+			out = why;
+		} else if (c->r.device_timeout_s &&
+			   c->now - sqlite3_column_double(s, 3) > (double)c->r.device_timeout_s) {
+			out = "revert-timed-out";
+		}
+		if (out)
+			rc = change_add(&res, rdb_text(s, 0), sqlite3_column_int64(s, 1), "", out);
+		else
+			open++;
+	}
+	sqlite3_finalize(s);
+	for (size_t i = 0; !rc && i < res.n; i++) {
+		rc = rdb_exec(c->db,
+			      "UPDATE rollout_members SET revert_outcome=?3 WHERE rollout=?1 AND"
+			      " device_id=?2",
+			      "ttt", c->r.name, res.v[i].device_id, res.v[i].reason);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, res.v[i].wave, res.v[i].device_id,
+				       strncmp(res.v[i].reason, "reverted", 8) ? "revert-failed"
+									       : "reverted",
+				       NULL, "%s", res.v[i].reason);
+	}
+	free(res.v);
+	if (rc || open)
+		return rc;
+	int64_t n_ok, n_all;
+	if ((rc = rdb_int(c->db, &n_ok,
+			  "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+			  " revert_outcome='reverted'",
+			  "t", c->r.name)) ||
+	    (rc = rdb_int(c->db, &n_all,
+			  "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+			  " revert_outcome IS NOT NULL",
+			  "t", c->r.name)))
+		return rc;
+	rc = rdb_exec(c->db, "UPDATE rollouts SET revert=2 WHERE name=?1", "t", c->r.name);
+	if (!rc)
+		rc = rdb_event(c->db, c->r.name, -1, NULL, "revert-done", "controller",
+			       "%lld of %lld devices back on their previous release",
+			       (long long)n_ok, (long long)n_all);
+	c->r.revert = 2;
+	*finished = true;
+	return rc;
+}
+
+/*
+ * One controller step in one transaction. Sets @finished when the rollout needs
+ * nothing more from a controller (done, or aborted with any revert finished).
+ */
+static int step(struct ctl *c, bool *finished)
+{
+	*finished = false;
+	int rc = db_begin(c->db);
+	if (rc)
+		return rc;
+	c->now = rdb_now();
+	if ((rc = rollout_load(c->db, c->r.name, &c->r)))
+		goto out_rollback;
+	bool final = !strcmp(c->r.state, "done") || !strcmp(c->r.state, "aborted");
+	if (!final && (rc = evaluate_members(c)))
+		goto out_rollback;
+	if (!strcmp(c->r.state, "created")) {
+		if ((rc = set_rollout(c, "running", NULL)) ||
+		    (rc = rdb_event(c->db, c->r.name, -1, NULL, "started", rollout_actor(NULL),
+				    "controller started")))
+			goto out_rollback;
+	}
+	if (!strcmp(c->r.state, "running")) {
+		rc = wave_step(c);
+	} else if (!strcmp(c->r.state, "aborted") && c->r.revert == 1) {
+		bool done;
+		rc = revert_step(c, &done);
+	}
+	if (rc)
+		goto out_rollback;
+	*finished =
+	    !strcmp(c->r.state, "done") || (!strcmp(c->r.state, "aborted") && c->r.revert != 1);
+	return db_commit(c->db);
+out_rollback:
+	db_rollback(c->db);
+	return rc;
+}
+
+/*
+ * Publishes what the outbox holds: desired states committed but not yet acknowledged by
+ * the broker. Rows go only after the broker acknowledged them, so a crash publishes
+ * them again (the same bytes and generation: a device refuses the copy as a replay).
+ */
+static int outbox_flush(struct ctl *c)
+{
+	static struct deploy_msg msgs[OUTBOX_BATCH];
+	for (;;) {
+		size_t n = 0;
+		sqlite3_stmt *s = rdb_query(c->db,
+					    "SELECT device_id, generation FROM rollout_outbox WHERE"
+					    " rollout=?1 ORDER BY rowid LIMIT ?2",
+					    "ti", c->r.name, (int64_t)OUTBOX_BATCH);
+		if (!s)
+			return TERN_E_DB;
+		int rc = 0;
+		while (!rc && n < OUTBOX_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+			struct deploy_msg *m = &msgs[n];
+			snprintf(m->device_id, sizeof(m->device_id), "%s", rdb_text(s, 0));
+			m->generation = (uint64_t)sqlite3_column_int64(s, 1);
+			rc = db_desired_get(c->db, m->device_id, m->generation, m->bytes,
+					    sizeof(m->bytes), &m->len);
+			n++;
+		}
+		sqlite3_finalize(s);
+		if (rc)
+			return rc;
+		if (n == 0)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if ((rc = deploy_publish(c->mq, c->prefix, &msgs[i])))
+				return rc;
+		if ((rc = mqtt_flush(c->mq)))
+			return rc;
+		if ((rc = db_begin(c->db)))
+			return rc;
+		for (size_t i = 0; !rc && i < n; i++)
+			rc = rdb_exec(
+			    c->db,
+			    "DELETE FROM rollout_outbox WHERE device_id=?1 AND generation=?2", "ti",
+			    msgs[i].device_id, (int64_t)msgs[i].generation);
+		if (rc) {
+			db_rollback(c->db);
+			return rc;
+		}
+		if ((rc = db_commit(c->db)))
+			return rc;
+		if (getenv("TERN_TEST_ROLLOUT_EXIT_AFTER_PUBLISH"))
+			_exit(3); /* tests: a crash between the broker's ack and the outbox */
+	}
+}
+
+/* ---- progress: a live line per wave on a terminal, plain lines otherwise */
+
+struct progress {
+	bool tty, color;
+	int drawn; /* live lines on screen */
+	int64_t last_event;
+	char last[ROLLOUT_MAX_WAVES][160];
+	char last_head[300];
+};
+
+struct draw_ctx {
+	struct progress *p;
+	const struct rollout *r;
+	double now;
+	int lines;
+};
+
+static const char *col(const struct progress *p, const char *code)
+{
+	return p->color ? code : "";
+}
+
+static int draw_wave(void *ctx, const struct rollout_wave_row *w)
+{
+	struct draw_ctx *d = ctx;
+	struct progress *p = d->p;
+	char line[160], bake[48] = "";
+	if (!strcmp(w->state, "baking") && w->bake_until > d->now) {
+		char left[32];
+		snprintf(bake, sizeof(bake), ", bake %s left",
+			 rollout_format_duration((uint64_t)(w->bake_until - d->now + 0.999), left,
+						 sizeof(left)));
+	}
+	snprintf(
+	    line, sizeof(line),
+	    "wave %lld/%lld %-9s %4llu devices: %s%llu done%s, %s%llu failed%s, %s%llu pending%s%s",
+	    (long long)w->wave + 1, (long long)d->r->n_waves, w->state,
+	    (unsigned long long)w->c.size, col(p, "\033[32m"), (unsigned long long)w->c.succeeded,
+	    col(p, "\033[0m"), w->c.failed ? col(p, "\033[31m") : "",
+	    (unsigned long long)w->c.failed, w->c.failed ? col(p, "\033[0m") : "",
+	    w->c.pending ? col(p, "\033[33m") : "", (unsigned long long)w->c.pending,
+	    w->c.pending ? col(p, "\033[0m") : "", bake);
+	if (p->tty) {
+		printf("\033[2K%s\n", line);
+		d->lines++;
+	} else if (w->wave < ROLLOUT_MAX_WAVES && strcmp(p->last[w->wave], line) &&
+		   strcmp(w->state, "pending")) {
+		/* Plain lines: only when something but the bake countdown changed. */
+		char no_bake[160];
+		snprintf(no_bake, sizeof(no_bake), "%.*s", (int)(strlen(line) - strlen(bake)),
+			 line);
+		if (strcmp(p->last[w->wave], no_bake)) {
+			printf("%s\n", no_bake);
+			snprintf(p->last[w->wave], sizeof(p->last[w->wave]), "%s", no_bake);
+		}
+	}
+	return 0;
+}
+
+/* Prints new decisions (not per-device outcomes) and redraws the wave lines. */
+static void progress_show(struct progress *p, struct db *db, const struct rollout *r)
+{
+	if (p->tty && p->drawn)
+		printf("\033[%dA", p->drawn);
+	sqlite3_stmt *s =
+	    rdb_query(db,
+		      "SELECT seq, at, kind, coalesce(actor, ''), coalesce(detail, '')"
+		      " FROM rollout_events WHERE rollout=?1 AND seq>?2 AND"
+		      " device_id IS NULL ORDER BY seq",
+		      "ti", r->name, p->last_event);
+	while (s && sqlite3_step(s) == SQLITE_ROW) {
+		p->last_event = sqlite3_column_int64(s, 0);
+		time_t t = (time_t)sqlite3_column_double(s, 1);
+		struct tm tm;
+		char ts[16] = "";
+		if (localtime_r(&t, &tm))
+			strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+		const char *actor = rdb_text(s, 3);
+		printf("%s%s%s %s%s%s%s: %s\n", p->tty ? "\033[2K" : "", col(p, "\033[1m"), ts,
+		       rdb_text(s, 2), *actor ? " by " : "", actor, col(p, "\033[0m"),
+		       rdb_text(s, 4));
+	}
+	sqlite3_finalize(s);
+	struct draw_ctx d = {p, r, rdb_now(), 0};
+	if (p->tty) {
+		printf("\033[2K%srollout %s: %s%s%s%s\n", col(p, "\033[1m"), r->name, r->state,
+		       r->reason[0] ? " - " : "", r->reason, col(p, "\033[0m"));
+		d.lines++;
+	}
+	rollout_waves(db, r->name, draw_wave, &d);
+	if (p->tty)
+		p->drawn = d.lines;
+	fflush(stdout);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/*
+ * Runs the controller for @name until the rollout needs no controller any more, or
+ * (@no_wait) until it needs an operator. Returns the exit status.
+ */
+static int drive(struct db *db, const struct broker_opts *bo, const char *name,
+		 const char *key_override, const char *client_id, bool no_wait)
+{
+	static struct ctl c;
+	struct recorder *rec = NULL;
+	struct progress p = {0};
+	int rc, status = 1;
+	memset(&c, 0, sizeof(c));
+	c.db = db;
+	c.prefix = broker_opt(bo, BF_PREFIX);
+	if (rollout_load(db, name, &c.r))
+		return 1;
+	const char *key = key_override ? key_override : c.r.key_file;
+	if ((rc = host_load_signer(key, &c.sg))) {
+		host_fail(key, rc);
+		return 1;
+	}
+	char cid[128];
+	snprintf(cid, sizeof(cid), "tern-rollout-%s", name);
+	if (recorder_start(&rec, db, bo, client_id ? client_id : cid, false))
+		goto out;
+	c.mq = recorder_mqtt(rec);
+	p.tty = isatty(STDOUT_FILENO) != 0;
+	p.color = p.tty && !getenv("NO_COLOR");
+	if (rdb_int(db, &p.last_event,
+		    "SELECT coalesce(max(seq), 0) FROM rollout_events WHERE rollout=?1", "t", name))
+		goto out;
+	printf("rollout %s: %s, release %s, wave %lld of %lld\n", name, c.r.state, c.r.release_id,
+	       (long long)c.r.current_wave + 1, (long long)c.r.n_waves);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	bool finished = false;
+	int idle_said = 0;
+	while (!stop_signal) {
+		/* Publish anything a previous run committed but the broker never acknowledged. */
+		if ((rc = outbox_flush(&c)) || (rc = recorder_poll(rec, STEP_MS)) ||
+		    (rc = step(&c, &finished)) || (rc = outbox_flush(&c)))
+			break;
+		progress_show(&p, db, &c.r);
+		if (finished)
+			break;
+		bool needs_operator =
+		    !strcmp(c.r.state, "paused") || !strcmp(c.r.state, "waiting-approval");
+		if (needs_operator && no_wait) {
+			/* Leave once the deployed members have settled, so that what they
+			 * report is recorded and judged before nobody watches. */
+			int64_t open;
+			if (rdb_int(db, &open,
+				    "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+				    " outcome='pending'",
+				    "t", name))
+				goto out;
+			if (!open) {
+				status = EXIT_NEEDS_ACTION;
+				goto out;
+			}
+		}
+		if (needs_operator && !idle_said++ && !p.tty)
+			printf("rollout %s: %s (%s); waiting: 'tern rollout %s %s'\n", name,
+			       c.r.state, c.r.reason,
+			       !strcmp(c.r.state, "paused") ? "resume" : "approve", name);
+		if (!needs_operator)
+			idle_said = 0;
+	}
+	if (rc) {
+		if (rc != TERN_E_DB && rc != TERN_E_BROKER)
+			host_fail("rollout run", rc);
+		goto out;
+	}
+	if (stop_signal) {
+		printf("rollout %s: controller stopped; run 'tern rollout run %s' to continue\n",
+		       name, name);
+		status = 1;
+		goto out;
+	}
+	printf("rollout %s: %s%s%s\n", name, c.r.state, c.r.reason[0] ? " - " : "", c.r.reason);
+	status = 0;
+out:
+	recorder_stop(rec);
+	tern_signer_free(&c.sg);
+	return status;
+}
+
+int cmd_rollout_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"key", required_argument, NULL, 'k'},
+	    {"no-wait", no_argument, NULL, 'n'},
+	    {"client-id", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    BROKER_LONG_OPTIONS,
+	    {0, 0, 0, 0},
+	};
+	struct broker_opts bo = {0};
+	const char *key = NULL, *client_id = NULL;
+	bool no_wait = false;
+	struct db *db = NULL;
+	int c, status = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (broker_opts_flag(&bo, c, optarg))
+			continue;
+		if (c == 'k') {
+			key = optarg;
+		} else if (c == 'n') {
+			no_wait = true;
+		} else if (c == 'c') {
+			client_id = optarg;
+		} else if (c == 'h') {
+			fputs(run_help, stdout);
+			return 0;
+		} else {
+			return host_usage("rollout run", NULL);
+		}
+	}
+	if (optind + 1 != argc)
+		return host_usage("rollout run", "give the rollout's name");
+	if (broker_opts_finish(&bo, true)) {
+		status = 2;
+		goto out;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (db_open(&db, broker_opt(&bo, BF_DB)))
+		goto out;
+	status = drive(db, &bo, argv[optind], key, client_id, no_wait);
+out:
+	db_close(db);
+	broker_opts_free(&bo);
+	return status;
+}
+
+/* ---- status */
+
+struct json_waves {
+	int n;
+};
+
+static int json_wave(void *ctx, const struct rollout_wave_row *w)
+{
+	struct json_waves *j = ctx;
+	printf("%s{\"wave\":%lld,\"state\":\"%s\",\"size\":%llu,\"succeeded\":%llu,"
+	       "\"failed\":%llu,\"pending\":%llu}",
+	       j->n++ ? "," : "", (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
+	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
+	       (unsigned long long)w->c.pending);
+	return 0;
+}
+
+static int text_wave(void *ctx, const struct rollout_wave_row *w)
+{
+	(void)ctx;
+	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending\n",
+	       (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
+	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
+	       (unsigned long long)w->c.pending);
+	return 0;
+}
+
+static void json_text(const char *s)
+{
+	if (s && *s)
+		host_json_str(stdout, s, strlen(s));
+	else
+		fputs("null", stdout);
+}
+
+static int show_one(struct db *db, const char *name, bool json)
+{
+	struct rollout r;
+	int rc = rollout_load(db, name, &r);
+	if (rc)
+		return rc;
+	char bake[32], timeout[32], maxf[16], mins[16];
+	rollout_format_duration(r.bake_s, bake, sizeof(bake));
+	rollout_format_duration(r.device_timeout_s, timeout, sizeof(timeout));
+	rollout_format_ratio(r.max_fail_ppm, maxf, sizeof(maxf));
+	rollout_format_ratio(r.min_success_ppm, mins, sizeof(mins));
+	if (json) {
+		printf("{\"name\":");
+		json_text(r.name);
+		printf(",\"release\":");
+		json_text(r.release_id);
+		printf(",\"version\":");
+		json_text(r.version);
+		printf(",\"state\":\"%s\",\"reason\":", r.state);
+		json_text(r.reason);
+		printf(",\"current_wave\":%lld,\"bake\":\"%s\",\"max_failures\":\"%s\","
+		       "\"min_success\":\"%s\",\"device_timeout\":\"%s\",\"approve_each_wave\":%s,"
+		       "\"activate\":\"%s\",\"revert\":\"%s\",\"waves\":[",
+		       (long long)r.current_wave + 1, bake, maxf, mins, timeout,
+		       r.approve_each ? "true" : "false", r.activate_together ? "together" : "each",
+		       r.revert == 0   ? "none"
+		       : r.revert == 1 ? "requested"
+				       : "finished");
+		struct json_waves j = {0};
+		rc = rollout_waves(db, name, json_wave, &j);
+		printf("]}");
+		return rc;
+	}
+	printf("rollout %s: %s%s%s\n  release %s (%s), %s, waves %s, bake %s, max failures %s, "
+	       "min success %s, device timeout %s%s, activate %s\n",
+	       r.name, r.state, r.reason[0] ? " - " : "", r.reason, r.release_id, r.version,
+	       r.targets, r.waves_spec, bake, maxf, r.min_success_ppm ? mins : "none",
+	       r.device_timeout_s ? timeout : "none", r.approve_each ? ", approve each wave" : "",
+	       r.activate_together ? "together" : "each");
+	return rollout_waves(db, name, text_wave, NULL);
+}
+
+/* One line per member: wave, device, outcome, reason. */
+static int show_members(struct db *db, const char *name)
+{
+	struct rollout r;
+	int rc = rollout_load(db, name, &r);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s = rdb_query(db,
+				    "SELECT wave, device_id, outcome, coalesce(reason, '') FROM"
+				    " rollout_members WHERE rollout=?1 ORDER BY wave, rank",
+				    "t", name);
+	if (!s)
+		return TERN_E_DB;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		printf("%lld %s %s%s%s\n", (long long)sqlite3_column_int64(s, 0) + 1,
+		       rdb_text(s, 1), rdb_text(s, 2), *rdb_text(s, 3) ? " " : "", rdb_text(s, 3));
+	sqlite3_finalize(s);
+	return 0;
+}
+
+int cmd_rollout_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"members", no_argument, NULL, 'm'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    BROKER_LONG_OPTIONS,
+	    {0, 0, 0, 0},
+	};
+	struct broker_opts bo = {0};
+	bool json = false, members = false;
+	struct db *db = NULL;
+	int c, status = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (broker_opts_flag(&bo, c, optarg))
+			continue;
+		if (c == 'j') {
+			json = true;
+		} else if (c == 'm') {
+			members = true;
+		} else if (c == 'h') {
+			fputs(status_help, stdout);
+			return 0;
+		} else {
+			return host_usage("rollout status", NULL);
+		}
+	}
+	if (optind + 1 < argc)
+		return host_usage("rollout status", "give at most one rollout name");
+	if (broker_opts_finish(&bo, false)) {
+		status = 2;
+		goto out;
+	}
+	if (db_open(&db, broker_opt(&bo, BF_DB)))
+		goto out;
+	if (members && optind == argc) {
+		status = host_usage("rollout status", "--members needs a rollout name");
+		goto out;
+	}
+	if (members) {
+		status = show_members(db, argv[optind]) ? 1 : 0;
+		goto out;
+	}
+	if (optind < argc) {
+		if (show_one(db, argv[optind], json))
+			goto out;
+		if (json)
+			printf("\n");
+		status = 0;
+		goto out;
+	}
+	sqlite3_stmt *s = rdb_query(db, "SELECT name FROM rollouts ORDER BY created_at, name", "");
+	if (!s)
+		goto out;
+	int n = 0, rc = 0;
+	if (json)
+		printf("[");
+	while (!rc && sqlite3_step(s) == SQLITE_ROW) {
+		if (json && n)
+			printf(",");
+		n++;
+		rc = show_one(db, rdb_text(s, 0), json);
+	}
+	sqlite3_finalize(s);
+	if (json)
+		printf("]\n");
+	else if (!n)
+		printf("no rollouts (tern rollout create ...)\n");
+	status = rc ? 1 : 0;
+out:
+	db_close(db);
+	broker_opts_free(&bo);
+	return status;
+}
+
+/* ---- pause, resume, approve, abort: decisions recorded with who made them */
+
+enum decision { D_PAUSE, D_RESUME, D_APPROVE, D_ABORT };
+
+/* In one transaction: checks the state allows @d, records it. */
+static int decide(struct db *db, const char *name, enum decision d, const char *actor, bool revert)
+{
+	static struct ctl c;
+	memset(&c, 0, sizeof(c));
+	c.db = db;
+	int rc = db_begin(db);
+	if (rc)
+		return rc;
+	c.now = rdb_now();
+	if ((rc = rollout_load(db, name, &c.r)))
+		goto out_rollback;
+	const char *st = c.r.state;
+	bool final = !strcmp(st, "done") || !strcmp(st, "aborted");
+	char why[256];
+	switch (d) {
+	case D_PAUSE:
+		if (final || !strcmp(st, "paused"))
+			goto refuse;
+		snprintf(why, sizeof(why), "paused by %s", actor);
+		if (!(rc = set_rollout(&c, "paused", why)))
+			rc = rdb_event(db, name, c.r.current_wave, NULL, "paused", actor,
+				       "operator's decision");
+		break;
+	case D_RESUME: {
+		if (strcmp(st, "paused"))
+			goto refuse;
+		struct wave_now wn;
+		if ((rc = wave_load(&c, c.r.current_wave, &wn)))
+			break;
+		bool halted = !strcmp(wn.state, "halted");
+		/* A pause while waiting for approval must not let the next wave start. */
+		int64_t approved = 1;
+		if (!halted && c.r.approve_each && c.r.current_wave > 0 &&
+		    !strcmp(wn.state, "pending") &&
+		    (rc = rdb_int(db, &approved,
+				  "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+				  " wave=?2 AND kind='approved'",
+				  "ti", name, c.r.current_wave)))
+			break;
+		if (!approved) {
+			snprintf(why, sizeof(why), "wave %lld waits for approval",
+				 (long long)c.r.current_wave + 1);
+			if (!(rc = set_rollout(&c, "waiting-approval", why)))
+				rc = rdb_event(db, name, c.r.current_wave, NULL, "resumed", actor,
+					       "%s", why);
+			break;
+		}
+		if ((rc = set_rollout(&c, "running", NULL)) ||
+		    (rc = rdb_event(db, name, c.r.current_wave, NULL, "resumed", actor, "%s",
+				    halted ? "gate overridden by the operator: the wave passes"
+					   : "operator's decision")))
+			break;
+		if (halted && !(rc = set_wave(&c, c.r.current_wave, "passed", NULL)))
+			rc = promote(&c, c.r.current_wave, actor);
+		break;
+	}
+	case D_APPROVE:
+		if (strcmp(st, "waiting-approval"))
+			goto refuse;
+		if (!(rc = set_rollout(&c, "running", NULL)))
+			rc = rdb_event(db, name, c.r.current_wave, NULL, "approved", actor,
+				       "wave %lld approved", (long long)c.r.current_wave + 1);
+		break;
+	case D_ABORT:
+		if (final && !(revert && !strcmp(st, "aborted") && c.r.revert == 0))
+			goto refuse;
+		snprintf(why, sizeof(why), "aborted by %s%s", actor,
+			 revert ? "; devices that took the release are sent back" : "");
+		if (!(rc = set_rollout(&c, "aborted", why)))
+			rc = rdb_event(db, name, c.r.current_wave, NULL, "aborted", actor, "%s",
+				       revert ? "with revert" : "no new deployments");
+		if (!rc && revert)
+			rc = rdb_exec(db, "UPDATE rollouts SET revert=1 WHERE name=?1", "t", name);
+		break;
+	}
+	if (rc)
+		goto out_rollback;
+	return db_commit(db);
+refuse:
+	db_rollback(db);
+	fprintf(stderr, "tern: rollout %s is %s%s%s%s: nothing to %s\n", name, st,
+		c.r.reason[0] ? " (" : "", c.r.reason, c.r.reason[0] ? ")" : "",
+		d == D_PAUSE	 ? "pause"
+		: d == D_RESUME	 ? "resume"
+		: d == D_APPROVE ? "approve"
+				 : "abort");
+	return TERN_E_STATE;
+out_rollback:
+	db_rollback(db);
+	return rc;
+}
+
+static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
+{
+	static const struct option opts[] = {
+	    {"by", required_argument, NULL, 'b'},
+	    {"revert", no_argument, NULL, 'r'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    BROKER_LONG_OPTIONS,
+	    {0, 0, 0, 0},
+	};
+	struct broker_opts bo = {0};
+	const char *by = NULL, *key = NULL;
+	bool revert = false;
+	struct db *db = NULL;
+	int c, status = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (broker_opts_flag(&bo, c, optarg))
+			continue;
+		if (c == 'b') {
+			by = optarg;
+		} else if (c == 'r' && d == D_ABORT) {
+			revert = true;
+		} else if (c == 'k' && d == D_ABORT) {
+			key = optarg;
+		} else if (c == 'h') {
+			fputs(decide_help, stdout);
+			return 0;
+		} else {
+			return host_usage(cmd, NULL);
+		}
+	}
+	if (optind + 1 != argc)
+		return host_usage(cmd, "give the rollout's name");
+	if (broker_opts_finish(&bo, revert)) {
+		status = 2;
+		goto out;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (db_open(&db, broker_opt(&bo, BF_DB)))
+		goto out;
+	const char *name = argv[optind];
+	if (decide(db, name, d, rollout_actor(by), revert))
+		goto out;
+	printf("rollout %s: %s by %s\n", name,
+	       d == D_PAUSE	? "paused"
+	       : d == D_RESUME	? "resumed"
+	       : d == D_APPROVE ? "next wave approved"
+				: "aborted",
+	       rollout_actor(by));
+	status = 0;
+	if (revert)
+		status = drive(db, &bo, name, key, NULL, false);
+out:
+	db_close(db);
+	broker_opts_free(&bo);
+	return status;
+}
+
+int cmd_rollout_pause(int argc, char **argv)
+{
+	return decision_cmd(argc, argv, D_PAUSE, "rollout pause");
+}
+
+int cmd_rollout_resume(int argc, char **argv)
+{
+	return decision_cmd(argc, argv, D_RESUME, "rollout resume");
+}
+
+int cmd_rollout_approve(int argc, char **argv)
+{
+	return decision_cmd(argc, argv, D_APPROVE, "rollout approve");
+}
+
+int cmd_rollout_abort(int argc, char **argv)
+{
+	return decision_cmd(argc, argv, D_ABORT, "rollout abort");
+}

@@ -1,0 +1,49 @@
+/*
+ * The deploy machinery shared by `tern deploy` and the rollout controller: resolving a
+ * release, issuing signed desired states (generation from the database, signed, recorded
+ * before anything is published), and publishing them retained.
+ */
+#ifndef TERN_HOST_DEPLOY_H
+#define TERN_HOST_DEPLOY_H
+
+#include "db.h"
+#include "mqtt.h"
+
+#include "tern/tern_msg.h"
+#include "tern/tern_sign.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A signed desired state ready to publish. */
+struct deploy_msg {
+	char device_id[TERN_DEVICE_ID_MAX + 1];
+	uint64_t generation;
+	uint8_t bytes[TERN_SIGNED_DESIRED_MAX];
+	size_t len;
+};
+
+/*
+ * Resolves RELEASE (a release file, or an id that was completely published) to its id,
+ * sequence, version and notes. @version and @notes may be NULL; @notes gets the
+ * release notes when a file is known (given, or recorded by `tern publish`), else "".
+ * Prints one line on failure and returns its code.
+ */
+int deploy_resolve_release(struct db *db, const char *release, char *id, size_t id_size,
+			   uint64_t *sequence, char *version, size_t version_size, char *notes,
+			   size_t notes_size);
+
+/*
+ * Issues one desired state: takes the device's next generation (db_generation_last + 1),
+ * fills @d->generation, signs @d with @sg and records it in `desired`. Must run inside
+ * the caller's db_begin() transaction, which the caller commits before publishing (a
+ * crash between the two wastes a number; it never issues one twice). Fills @out.
+ * Returns 0, TERN_E_CRYPTO or TERN_E_DB.
+ */
+int deploy_issue(struct db *db, const struct tern_signer *sg, struct tern_desired *d,
+		 struct deploy_msg *out);
+
+/* Publishes @msg retained to PREFIX/dev/ID/desired. Returns 0 or TERN_E_BROKER. */
+int deploy_publish(struct mqtt *mq, const char *prefix, const struct deploy_msg *msg);
+
+#endif

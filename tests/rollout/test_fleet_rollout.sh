@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The two demo scenarios as assertions, against the fleet simulator (ternd fleet: sim
+# devices running the agent over MQTT) and a real mosquitto:
+#   1. a bad release: one device in ten of the canary wave fails its health check and
+#      rolls back; the rollout pauses by itself; the rest of the fleet is untouched;
+#   2. a good release through three waves to every device.
+# Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
+set -u
+BUILD=${BUILD:-build}
+BUILD=$(cd "$BUILD" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+TERN=$BUILD/tern
+TERND=${TERND:-$BUILD/ternd}
+PY=/usr/bin/python3
+N=${FLEET_DEVICES:-30}
+source "$HERE/../lib/broker.sh"
+
+if ! "$TERND" fleet --help >/dev/null 2>&1; then
+	echo "skipped: $TERND has no 'fleet' command (the fleet simulator is not merged yet)"
+	echo "0 passed, 0 failed"
+	exit 0
+fi
+work=$(mktemp -d /tmp/tern-fleet-rollout.XXXXXX)
+fleet_pid=""
+cleanup() {
+	[ -n "$fleet_pid" ] && kill "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null
+	broker_stop
+	[ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+export HOME=$work TERN_DB=$work/tern.db USER=tester
+unset TERN_CONFIG TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+}
+q() { sqlite3 "$TERN_DB" "$1"; }
+finish() {
+	echo "$pass passed, $fail failed"
+	[ $fail -eq 0 ]
+	exit
+}
+status() { "$TERN" rollout status "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+waves() {
+	"$TERN" rollout status "$1" --json | $PY -c '
+import json, sys
+print(" ".join("%s:%d/%d/%d/%d" % (w["state"], w["size"], w["succeeded"], w["failed"], w["pending"])
+               for w in json.load(sys.stdin)["waves"]))'
+}
+
+broker_start "$work/broker" || { bad "start mosquitto"; finish; }
+export TERN_BROKER=$BROKER_URL
+"$TERN" key generate --out signing.key >/dev/null
+"$TERND" sim mkimage --health ok --version 1.1.0 --size 128K --out a.bin >/dev/null
+"$TERND" sim mkimage --health ok --version 1.2.0 --size 128K --out b.bin >/dev/null
+printf 'Release 1.1.0.\n' >a.md
+printf 'Release 1.2.0.\n' >b.md
+"$TERN" release create --key signing.key --board sim --version 1.1.0 --sequence 2 --firmware a.bin \
+	--notes a.md --out a.tern >/dev/null
+"$TERN" release create --key signing.key --board sim --version 1.2.0 --sequence 3 --firmware b.bin \
+	--notes b.md --out b.tern >/dev/null
+"$TERN" publish a.tern >/dev/null && "$TERN" publish b.tern >/dev/null
+check "two releases published" [ "$(q "select count(*) from releases where complete=1")" -eq 2 ]
+ids=$(seq -f "sim-%04g" 1 "$N" | paste -sd, -)
+
+# --- 1. the bad release
+"$TERN" rollout create a.tern --key signing.key --name bad --devices "$ids" --waves 10,50%,100% \
+	--bake 2s --max-failures 5% --device-timeout 60s >/dev/null
+victim=$("$TERN" rollout status bad --members | awk '$1 == 1 {print $2; exit}')
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub --unhealthy "$victim" \
+	>fleet1.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout run bad --no-wait >bad.txt 2>&1
+check "the bad rollout pauses by itself (run --no-wait exits 3)" [ $? -eq 3 ]
+check "... paused with the reason" [ "$(status bad reason)" = "wave 1: 1 of 10 devices failed, above the maximum of 5%" ]
+check "... canary 9 succeeded, 1 failed; waves 2 and 3 not started" \
+	[ "$(waves bad)" = "halted:10/9/1/0 pending:$((N / 2 - 10))/0/0/$((N / 2 - 10)) pending:$((N - N / 2))/0/0/$((N - N / 2))" ]
+check "... $victim rolled back by itself and runs 1.0.0" \
+	[ "$(q "select state || ' ' || version from devices where id='$victim'")" = "rolled-back 1.0.0" ]
+check "... its failure recorded with the agent's reason" \
+	grep -q "^rolled-back: " <<<"$(q "select reason from rollout_members where rollout='bad' and device_id='$victim'")"
+check "... the rest of the fleet untouched: no desired state, still 1.0.0" \
+	[ "$(q "select count(*) from rollout_members m left join desired d on d.device_id=m.device_id where m.rollout='bad' and m.wave>0 and d.device_id is null")" -eq $((N - 10)) ]
+"$TERN" report bad >bad.md
+check "report: 9 succeeded, 1 failed, $((N - 10)) not deployed" \
+	grep -q "9 succeeded, 1 failed (0 timed out), 0 pending, $((N - 10)) not deployed" bad.md
+check "report: the rollback with its reason" grep -qE "^\| $victim \| 1 \| failed \| rolled-back: " bad.md
+"$TERN" rollout abort bad >/dev/null
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+fleet_pid=""
+
+# --- 2. the good release, three waves, every device
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet2.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout create b.tern --key signing.key --name good --devices "$ids" --waves 3,50%,100% \
+	--bake 1s --max-failures 5% --min-success 95% --device-timeout 60s --approve-each-wave >/dev/null
+"$TERN" rollout run good --no-wait >good.txt 2>&1
+check "the good rollout: wave 1 passes and waits for approval" \
+	[ "$(status good state):$(waves good | cut -d' ' -f1,2)" = "waiting-approval:passed:3/3/0/0 pending:$((N / 2 - 3))/0/0/$((N / 2 - 3))" ]
+"$TERN" rollout pause good --by ops >/dev/null
+check "... paused" [ "$(status good state)" = paused ]
+"$TERN" rollout resume good --by ops >/dev/null
+check "... resumed: still waiting for approval (a pause does not skip it)" [ "$(status good state)" = waiting-approval ]
+"$TERN" rollout approve good --by ops >/dev/null
+"$TERN" rollout run good --no-wait >>good.txt 2>&1
+check "... approved: wave 2 passes and waits again" [ "$(status good state):$(waves good | cut -d' ' -f2 | cut -d: -f1)" = "waiting-approval:passed" ]
+"$TERN" rollout approve good --by ops >/dev/null
+"$TERN" rollout run good >>good.txt 2>&1
+check "the good rollout runs to the end" [ $? -eq 0 ]
+check "... done, three waves passed, every member succeeded" \
+	[ "$(status good state) $(waves good)" = "done passed:3/3/0/0 passed:$((N / 2 - 3))/$((N / 2 - 3))/0/0 passed:$((N - N / 2))/$((N - N / 2))/0/0" ]
+check "... every device confirmed on 1.2.0" \
+	[ "$(q "select count(*) from devices where version='1.2.0' and state='confirmed'")" -eq "$N" ]
+check "... one install command per device" \
+	[ "$(q "select count(distinct device_id) || '/' || count(*) from desired where release_id='sim-1.2.0-3'")" = "$N/$N" ]
+"$TERN" report good --format html --out good.html
+check "report: html with the numbers" grep -q "$N succeeded, 0 failed" good.html
+finish

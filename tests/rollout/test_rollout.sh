@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Staged rollouts against a real mosquitto and fake devices (tests/rollout/fake_fleet.py,
+# an independent peer in Python that reacts to signed desired states as docs/mqtt.md
+# says the agent does): a good rollout through three waves, a bad one that pauses by
+# itself, pause/resume, approve, abort with revert, a rollback during the bake, a device
+# timeout, the controller killed at random moments and rerun, and `tern report`.
+set -u
+BUILD=${BUILD:-build}
+BUILD=$(cd "$BUILD" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+TERN=$BUILD/tern
+PY=/usr/bin/python3
+source "$HERE/../lib/broker.sh"
+
+work=$(mktemp -d /tmp/tern-rollout-test.XXXXXX)
+fleet_pid=""
+run_pid=""
+cleanup() {
+	[ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null
+	[ -n "$fleet_pid" ] && kill "$fleet_pid" 2>/dev/null
+	[ -n "$fleet_pid" ] && wait "$fleet_pid" 2>/dev/null
+	broker_stop
+	[ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+export HOME=$work TERN_DB=$work/tern.db USER=tester
+unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX NO_COLOR
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
+expect_ok() {
+	local name=$1
+	shift
+	if "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt out.txt | tail -5)"; fi
+}
+expect_fail() {
+	local name=$1 re=$2
+	shift 2
+	"$@" >out.txt 2>err.txt
+	local rc=$? lines
+	lines=$(wc -l <err.txt)
+	if [ $rc -eq 0 ]; then
+		bad "$name" "exit 0, expected a refusal"
+	elif [ "$lines" -ne 1 ]; then
+		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
+	elif ! grep -qE -e "$re" err.txt; then
+		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
+	else
+		ok "$name"
+	fi
+}
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+}
+q() { sqlite3 "$TERN_DB" "$1"; }
+finish() {
+	echo "$pass passed, $fail failed"
+	[ $fail -eq 0 ]
+	exit
+}
+# status NAME FIELD: a field of `rollout status NAME --json`
+status() {
+	"$TERN" rollout status "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+# wave NAME N FIELD
+wave() {
+	"$TERN" rollout status "$1" --json |
+		$PY -c "import json,sys; print(json.load(sys.stdin)['waves'][$2 - 1]['$3'])"
+}
+# wait_state NAME STATE SECONDS
+wait_state() {
+	local i
+	for i in $(seq 1 $(($3 * 10))); do
+		[ "$(status "$1" state)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+members() { q "select group_concat(device_id) from (select device_id from rollout_members where rollout='$1' and wave=$2 order by rank)"; }
+fault() { echo "$1 $2 $3" >>fleet.log.faults; }
+# release VERSION SEQUENCE OUT: a small signed release with notes
+release() {
+	head -c 20000 /dev/urandom >fw-$1.bin
+	printf 'Release %s: notes for the operations team.\n' "$1" >notes-$1.md
+	"$TERN" release create --key signing.key --board sim --version "$1" --sequence "$2" \
+		--chunk-size 4K --firmware fw-$1.bin --notes notes-$1.md --out "$3" >/dev/null
+}
+# installs RELEASE: how many install commands each device accepted, as "dev:n" lines with n>1
+twice() { awk -v r="$1" '$3 == "install" && $4 == r {n[$1]++} END {for (d in n) if (n[d] > 1) print d ":" n[d]}' fleet.log; }
+
+if ! broker_start "$work/broker"; then
+	bad "start mosquitto"
+	finish
+fi
+URL=$BROKER_URL
+export TERN_BROKER=$URL
+"$TERN" key generate --out signing.key >/dev/null
+N=30
+: >fleet.log
+$PY "$HERE/fake_fleet.py" "$URL" tern $N fleet.log --delay 0.02 >fleet.out 2>&1 &
+fleet_pid=$!
+for _ in $(seq 1 50); do grep -q "devices up" fleet.out && break; sleep 0.1; done
+expect_ok "fake fleet of $N devices up; watch records them" "$TERN" watch --duration 1 --quiet
+check "... $N devices in the inventory" [ "$(q "select count(*) from devices")" -eq $N ]
+
+# --- create: refusals and the plan
+release 1.1.0 2 good.tern
+release 1.2.0 3 bad.tern
+release 1.3.0 4 r3.tern
+release 1.4.0 5 r4.tern
+release 1.5.0 6 r5.tern
+release 1.6.0 7 r6.tern
+release 1.7.0 8 r7.tern
+expect_fail "create needs --waves" "--waves" "$TERN" rollout create good.tern --key signing.key --name x
+expect_fail "create refuses shrinking waves" "grow" "$TERN" rollout create good.tern --key signing.key \
+	--name x --waves 50%,10%
+expect_fail "create refuses a bad duration" "duration" "$TERN" rollout create good.tern --key signing.key \
+	--name x --waves 1 --bake 10y
+expect_fail "create refuses a bad ratio" "percentage" "$TERN" rollout create good.tern --key signing.key \
+	--name x --waves 1 --max-failures 5
+expect_fail "create refuses a public key" "public key" "$TERN" rollout create good.tern --key signing.pub \
+	--name x --waves 1
+expect_fail "create refuses an unknown board" "no devices" "$TERN" rollout create good.tern \
+	--key signing.key --name x --waves 1 --board nope
+expect_fail "create refuses an unknown release id" "not in the database" "$TERN" rollout create \
+	sim-9.9.9-99 --key signing.key --name x --waves 1
+
+# --- a bad release: a tenth of the canary wave fails its health check
+expect_ok "create the bad rollout: waves 10,50%,100%" "$TERN" rollout create bad.tern --key signing.key \
+	--name bad --waves 10,50%,100% --bake 2s --max-failures 5%
+check "... plan printed: 10 5 15" grep -q "in 3 waves: 10 5 15" out.txt
+check "... status created" [ "$(status bad state)" = created ]
+canary=$(members bad 0)
+victim=${canary%%,*}
+fault bad sim-1.2.0-3 "$victim"
+expect_fail "create refuses a second rollout of the same name" "exists already" "$TERN" rollout create \
+	bad.tern --key signing.key --name bad --waves 1
+"$TERN" rollout run bad --no-wait >bad-run.txt 2>&1
+check "run --no-wait exits 3 when the rollout pauses by itself" [ $? -eq 3 ]
+check "... state paused" [ "$(status bad state)" = paused ]
+check "... with the reason" grep -q "wave 1: 1 of 10 devices failed, above the maximum of 5%" <<<"$(status bad reason)"
+check "... canary: 9 succeeded, 1 failed, 0 pending" \
+	[ "$(wave bad 1 succeeded):$(wave bad 1 failed):$(wave bad 1 pending)" = "9:1:0" ]
+check "... the failure rolled back on the device" [ "$(q "select state from devices where id='$victim'")" = rolled-back ]
+check "... and still runs its old release" [ "$(q "select release_id from devices where id='$victim'")" = sim-1.0.0-1 ]
+check "... the rest of the fleet is untouched: no desired state for waves 2 and 3" \
+	[ "$(q "select count(*) from desired d join rollout_members m on m.device_id=d.device_id and m.rollout='bad' where d.release_id='sim-1.2.0-3' and m.wave>0")" -eq 0 ]
+check "... and they still run 1.0.0" [ "$(q "select count(*) from devices where version='1.0.0' and state='idle'")" -eq 20 ]
+check "... the run printed the gate decision" grep -q "gate-failed by controller: wave 1: 1 of 10" bad-run.txt
+check "... plain lines when not a terminal (no escape codes)" bash -c "! grep -q $'\033' bad-run.txt"
+expect_ok "report of the bad rollout (md)" "$TERN" report bad
+cp out.txt bad.md
+check "report: the release and its notes" grep -q "Release 1.2.0: notes for the operations team." bad.md
+check "report: summary numbers" grep -q "9 succeeded, 1 failed (0 timed out), 0 pending, 20 not deployed" bad.md
+check "report: wave 1 row" grep -qE "^\| 1 \| halted \| 10 \| 9 \| 1 \| 0 \|" bad.md
+check "report: the failure with its reason" grep -qE "^\| $victim \| 1 \| failed \| rolled-back: error: health check failed" bad.md
+check "report: the pause in the timeline" grep -qE "\| paused \| controller \| wave 1: 1 of 10 devices failed" bad.md
+check "report: final fleet state" grep -qE "^\| 1.0.0 \| idle \| 20 \|" bad.md
+expect_ok "report --format html --out" "$TERN" report bad --format html --out bad.html
+check "html: one file with an inline SVG timeline, no external assets" \
+	bash -c "grep -q '<svg' bad.html && ! grep -qE '(src|href)=' bad.html"
+check "html: the numbers" grep -q "9 succeeded, 1 failed" bad.html
+
+# --- abort with revert: the devices that took the bad release go back
+expect_ok "abort --revert" "$TERN" rollout abort bad --revert --by dana
+check "... aborted by dana" [ "$(status bad reason)" = "aborted by dana; devices that took the release are sent back" ]
+check "... revert finished" [ "$(status bad revert)" = finished ]
+check "... 9 devices reverted (the failed one was never on the release)" \
+	[ "$(q "select count(*) from rollout_members where rollout='bad' and revert_outcome='reverted'")" -eq 9 ]
+check "... they run 1.0.0 again" [ "$(q "select count(*) from devices where release_id='sim-1.0.0-1'")" -eq $N ]
+check "... reverts are signed desired states (action revert) in the database" \
+	[ "$(q "select count(*) from desired where action='revert' and release_id='sim-1.0.0-1'")" -eq 9 ]
+check "... abort recorded with who" [ "$(q "select actor from rollout_events where rollout='bad' and kind='aborted'")" = dana ]
+expect_fail "an aborted rollout cannot be resumed" "nothing to resume" "$TERN" rollout resume bad
+expect_ok "report after the revert" "$TERN" report bad
+check "report: reverts listed" grep -qE "^\| [a-z0-9-]+ \| sim-1.0.0-1 \| reverted \|" out.txt
+check "report: revert summary" grep -q "reverted: 9 back on their previous release, 0 not" out.txt
+
+# --- a good release through three waves to every device
+expect_ok "create the good rollout: 3 waves" "$TERN" rollout create good.tern --key signing.key \
+	--name good --waves 3,30%,100% --bake 1s --max-failures 5% --min-success 95%
+expect_ok "run to the end" "$TERN" rollout run good
+check "... done" [ "$(status good state)" = done ]
+check "... every device on 1.1.0, confirmed" [ "$(q "select count(*) from devices where version='1.1.0' and state='confirmed'")" -eq $N ]
+check "... three waves of 3, 6, 21, all succeeded" [ "$("$TERN" rollout status good --json | $PY -c '
+import json, sys
+print(",".join("%d/%d" % (w["size"], w["succeeded"]) for w in json.load(sys.stdin)["waves"]))')" = "3/3,6/6,21/21" ]
+check "... each device told once" [ -z "$(twice sim-1.1.0-2)" ]
+check "... gates passed in order" [ "$(q "select group_concat(wave) from (select wave from rollout_events where rollout='good' and kind='gate-passed' order by seq)")" = "0,1,2" ]
+script -qc "$TERN rollout run good" /dev/null >tty.txt 2>&1
+check "on a terminal: live wave lines (redrawn) in colour" \
+	bash -c "grep -q $'\033\\[2Kwave 3/3 passed' tty.txt && grep -q $'\033\\[32m' tty.txt"
+NO_COLOR=1 script -qc "$TERN rollout run good" /dev/null >tty.txt 2>&1
+check "... NO_COLOR: still live lines, no colour" \
+	bash -c "grep -q $'\033\\[2Kwave 3/3' tty.txt && ! grep -q $'\033\\[3[0-9]m' tty.txt"
+expect_ok "status lists every rollout" "$TERN" rollout status
+check "... both" [ "$(grep -c '^rollout ' out.txt)" -eq 2 ]
+
+# --- pause and resume while a wave bakes; the next wave waits
+expect_ok "create r3 (bake 3s)" "$TERN" rollout create r3.tern --key signing.key --name r3 \
+	--waves 5,100% --bake 3s --max-failures 5%
+"$TERN" rollout run r3 >r3-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(wave r3 1 state)" = baking ] && break; sleep 0.1; done
+expect_ok "pause while wave 1 bakes" "$TERN" rollout pause r3 --by erin
+check "... paused by erin" [ "$(status r3 reason)" = "paused by erin" ]
+sleep 4
+check "... the bake ended but wave 2 did not start" [ "$(wave r3 2 state)" = pending ]
+expect_fail "pause twice is refused" "nothing to pause" "$TERN" rollout pause r3
+expect_ok "resume" "$TERN" rollout resume r3 --by erin
+wait "$run_pid"
+check "the controller finishes after the resume" [ $? -eq 0 ]
+run_pid=""
+check "... done, every device on 1.3.0" [ "$(status r3 state):$(q "select count(*) from devices where version='1.3.0'")" = "done:$N" ]
+check "... pause and resume recorded with who and when" \
+	[ "$(q "select group_concat(kind || '/' || actor) from rollout_events where rollout='r3' and kind in ('paused','resumed')")" = "paused/erin,resumed/erin" ]
+
+# --- approve each wave
+expect_ok "create r4 --approve-each-wave" "$TERN" rollout create r4.tern --key signing.key --name r4 \
+	--waves 2,50%,100% --bake 0 --max-failures 0% --approve-each-wave
+"$TERN" rollout run r4 --no-wait >/dev/null 2>&1
+check "wave 1 passes, then waits for approval (exit 3)" [ $? -eq 3 ]
+check "... waiting-approval" [ "$(status r4 state)" = waiting-approval ]
+check "... wave 2 not started" [ "$(wave r4 2 state)" = pending ]
+expect_fail "resume is not approve" "nothing to resume" "$TERN" rollout resume r4
+expect_ok "approve --by frank" "$TERN" rollout approve r4 --by frank
+"$TERN" rollout run r4 --no-wait >/dev/null 2>&1
+check "wave 2 runs and waits again" [ "$(status r4 state):$(wave r4 2 state)" = "waiting-approval:passed" ]
+expect_ok "approve" "$TERN" rollout approve r4
+expect_ok "run to the end" "$TERN" rollout run r4
+check "... done" [ "$(status r4 state)" = done ]
+check "... approvals recorded with who" \
+	[ "$(q "select group_concat(actor) from rollout_events where rollout='r4' and kind='approved'")" = "frank,tester" ]
+
+# --- a rollback during the bake counts as a failure
+expect_ok "create r5 (bake 4s)" "$TERN" rollout create r5.tern --key signing.key --name r5 \
+	--waves 4,100% --bake 4s --max-failures 0%
+late=$(members r5 0)
+late=${late%%,*}
+fault late sim-1.5.0-6 "$late"
+"$TERN" rollout run r5 --no-wait >r5-run.txt 2>&1
+check "a device that confirmed then rolled back during the bake pauses the rollout" \
+	[ "$(status r5 state):$(wave r5 1 failed):$(wave r5 2 state)" = "paused:1:pending" ]
+check "... the bake had started with every member succeeded" grep -q "all 4 reported (4 succeeded, 0 failed)" r5-run.txt
+check "... its reason" grep -q "watchdog reset after confirm" <<<"$(q "select reason from rollout_members where rollout='r5' and device_id='$late'")"
+expect_ok "resume passes the halted wave by the operator's decision" "$TERN" rollout resume r5
+check "... recorded as an override" grep -q "gate overridden" <<<"$(q "select detail from rollout_events where rollout='r5' and kind='resumed'")"
+expect_ok "run to the end" "$TERN" rollout run r5
+check "... done" [ "$(status r5 state)" = done ]
+
+# --- a device that never reports times out; --activate together
+expect_ok "create r6 with an offline device, device timeout 2s, activate together" \
+	"$TERN" rollout create r6.tern --key signing.key --name r6 \
+	--devices dev-000,dev-001,dev-002,ghost-1 --waves 100% --bake 0 --max-failures 30% \
+	--device-timeout 2s --activate together
+expect_ok "run" "$TERN" rollout run r6
+check "... done: 3 succeeded, 1 failed (timed out)" \
+	[ "$(status r6 state):$(wave r6 1 succeeded):$(wave r6 1 failed)" = "done:3:1" ]
+check "... ghost-1 timed out" [ "$(q "select outcome from rollout_members where rollout='r6' and device_id='ghost-1'")" = timed-out ]
+check "... staged first, activated together (one activate command each)" \
+	[ "$(q "select count(*) from desired where release_id='sim-1.6.0-7' and action='activate'")" -eq 3 ]
+check "... installs were 'activate later'" \
+	[ "$(q "select group_concat(distinct activate) from desired where release_id='sim-1.6.0-7' and action='install'")" = later ]
+expect_ok "report: timed out counted" "$TERN" report r6 --summary
+check "... 3 succeeded, 1 failed (1 timed out)" grep -q "3 succeeded, 1 failed (1 timed out)" out.txt
+
+# --- the controller killed at random moments and rerun
+expect_ok "create r7: 4 waves, no bake" "$TERN" rollout create r7.tern --key signing.key --name r7 \
+	--waves 2,20%,50%,100% --bake 0 --max-failures 10%
+w3=$(members r7 2)
+fault bad sim-1.7.0-8 "${w3%%,*}"  # 1 of 9 in wave 3: 11% > 10% pauses there
+kills=0
+TERN_TEST_ROLLOUT_EXIT_AFTER_PUBLISH=1 "$TERN" rollout run r7 >/dev/null 2>&1
+check "a crash between the broker's acknowledgement and the outbox (exit 3)" [ $? -eq 3 ]
+for i in $(seq 1 60); do
+	st=$(status r7 state)
+	[ "$st" = paused ] || [ "$st" = done ] && break
+	"$TERN" rollout run r7 >>r7-run.txt 2>&1 &
+	run_pid=$!
+	sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+	kill -9 "$run_pid" 2>/dev/null && kills=$((kills + 1))
+	wait "$run_pid" 2>/dev/null
+	run_pid=""
+done
+echo "     killed the controller $kills times"
+check "after $kills kills and reruns the rollout stops where its gate says: paused in wave 3" \
+	[ "$(status r7 state):$(status r7 current_wave)" = "paused:3" ]
+check "... waves 1 and 2 passed, wave 4 untouched" \
+	[ "$(wave r7 1 state):$(wave r7 2 state):$(wave r7 4 state)" = "passed:passed:pending" ]
+check "... no device was deployed twice (one install each in the database)" \
+	[ "$(q "select count(*) from (select device_id from desired where release_id='sim-1.7.0-8' and action='install' group by device_id having count(*) > 1)")" -eq 0 ]
+check "... and no device accepted two installs" [ -z "$(twice sim-1.7.0-8)" ]
+check "... every wave started once, in order" \
+	[ "$(q "select group_concat(wave) from (select wave from rollout_events where rollout='r7' and kind='wave-started' order by seq)")" = "0,1,2" ]
+check "... members of wave 4 got nothing" \
+	[ "$(q "select count(*) from rollout_members where rollout='r7' and wave=3 and generation is not null")" -eq 0 ]
+check "... the outbox is empty" [ "$(q "select count(*) from rollout_outbox")" -eq 0 ]
+expect_ok "resume after the kills" "$TERN" rollout resume r7
+for i in $(seq 1 30); do
+	[ "$(status r7 state)" = done ] && break
+	"$TERN" rollout run r7 >>r7-run.txt 2>&1 &
+	run_pid=$!
+	sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+	kill -9 "$run_pid" 2>/dev/null
+	wait "$run_pid" 2>/dev/null
+	run_pid=""
+done
+check "... killed and rerun again until done" [ "$(status r7 state)" = done ]
+check "... every member of wave 4 told exactly once" \
+	[ "$(q "select count(*) from desired d join rollout_members m on m.device_id=d.device_id and m.rollout='r7' and m.wave=3 where d.release_id='sim-1.7.0-8' and d.action='install'")" -eq "$(wave r7 4 size)" ]
+check "... no device accepted two installs" [ -z "$(twice sim-1.7.0-8)" ]
+
+for cmd in create run status pause resume approve abort; do
+	if "$TERN" rollout $cmd --help | grep -q "^usage: tern rollout"; then ok "help: rollout $cmd"; else bad "help: rollout $cmd"; fi
+done
+if "$TERN" report --help | grep -q "^usage: tern report"; then ok "help: report"; else bad "help: report"; fi
+finish
