@@ -1,4 +1,5 @@
 /* tern usb list|status|reboot: tern devices on USB, through the transfer engine in usb.c. */
+#include "db.h"
 #include "host.h"
 #include "host_util.h"
 #include "release_file.h"
@@ -7,6 +8,7 @@
 #include "tern/tern_err.h"
 #include "tern/tern_msg.h"
 
+#include <errno.h>
 #include <libusb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -959,6 +961,7 @@ static void provision_help(void)
 	    "usage: tern usb provision --id ID --keyring signing.pub [--keyring more.pub] "
 	    "[--config device.conf]\n"
 	    "                          [--key signing.key] [--serial S] [--vid HEX] [--pid HEX]\n"
+	    "                          [--db FILE] [--generation N]\n"
 	    "  gives a blank device its identity, the keys it trusts for releases and its "
 	    "configuration\n"
 	    "  --id ID        the device id ([A-Za-z0-9._-], up to 64 characters)\n"
@@ -966,14 +969,52 @@ static void provision_help(void)
 	    "  --config F     configuration for the device (up to %d bytes)\n"
 	    "  --key F        re-provision a device that is provisioned already: sign the "
 	    "request\n"
-	    "                 with a key it trusts now\n",
+	    "                 with a key it trusts now\n"
+	    "  --db FILE      the host database that records the device for 'tern devices'\n"
+	    "                 ($TERN_DB, default ./tern.db)\n"
+	    "  --generation N the provisioning generation (default: the device's + 1); a "
+	    "device\n"
+	    "                 refuses a signed request that is not newer than the last it "
+	    "took\n",
 	    TERN_KEYRING_MAX, TERN_FRAME_CONFIG_MAX);
+}
+
+/*
+ * Records a device just provisioned in the host's inventory (@db_path), so `tern devices`
+ * lists it before it first connects. Returns the exit status: 0, or 1 with one line.
+ */
+static int record_provisioned(const char *db_path, const struct tern_msg_provision *p,
+			      const struct usb_found *f, const struct tern_msg_info *info)
+{
+	struct db *db;
+	struct db_provisioned row = {
+	    p->device_id, f->serial, info->board, info->version, tern_frame_state_name(info->state),
+	    info->slot};
+	if (db_open(&db, db_path))
+		goto fail;
+	int rc = db_begin(db);
+	if (rc == 0 && (rc = db_record_provisioned(db, &row, (uint64_t)time(NULL))) == 0)
+		rc = db_commit(db);
+	if (rc)
+		db_rollback(db);
+	db_close(db);
+	if (rc == 0) {
+		printf("%s recorded in %s: 'tern devices' lists it\n", p->device_id, db_path);
+		return 0;
+	}
+fail:
+	fprintf(stderr,
+		"tern usb provision: %s is provisioned, but recording it in %s failed; run "
+		"the same command again to record it\n",
+		f->serial, db_path);
+	return 1;
 }
 
 int cmd_usb_provision(int argc, char **argv)
 {
 	const char *id = NULL, *config_path = NULL, *key_path = NULL, *serial = NULL;
-	const char *vid = NULL, *pid = NULL;
+	const char *vid = NULL, *pid = NULL, *db_path = getenv("TERN_DB");
+	unsigned long long generation = 0; /* 0: the device's + 1 */
 	static struct tern_keyring kr;
 	static uint8_t body[TERN_FRAME_BODY_MAX], cose[TERN_FRAME_BODY_MAX];
 	static uint8_t req[TERN_FRAME_BODY_MAX];
@@ -1012,7 +1053,16 @@ int cmd_usb_provision(int argc, char **argv)
 			vid = v;
 		else if (!strcmp(a, "--pid"))
 			pid = v;
-		else
+		else if (!strcmp(a, "--db"))
+			db_path = v;
+		else if (!strcmp(a, "--generation")) {
+			char *end;
+			errno = 0;
+			generation = strtoull(v, &end, 10);
+			if (errno || end == v || *end || v[0] == '-' || generation == 0)
+				return host_usage("usb provision",
+						  "--generation takes a number from 1");
+		} else
 			return host_usage("usb provision", "unknown or incomplete option");
 		i++;
 	}
@@ -1079,6 +1129,14 @@ int cmd_usb_provision(int argc, char **argv)
 			f.serial, info.device_id);
 		goto out_close;
 	}
+	/* The provisioning generation: higher than the last the device took, so this request
+	 * (once signed) cannot be replayed on it later. */
+	p.generation = generation ? (uint64_t)generation : info.provision_gen + 1;
+	blen = tern_msg_provision_encode(&p, body, sizeof(body));
+	if (!blen) {
+		host_fail("usb provision", TERN_E_BUF_SMALL);
+		goto out_close;
+	}
 	const uint8_t *send = body;
 	size_t send_len = blen;
 	if (have_signer) {
@@ -1097,7 +1155,13 @@ int cmd_usb_provision(int argc, char **argv)
 	uint8_t reply[64];
 	rc = usb_link_call(&l, TERN_MSG_PROVISION, send, send_len, TERN_MSG_ACK, reply,
 			   sizeof(reply), NULL, NULL);
-	if (rc == TERN_E_EXISTS)
+	if (rc == TERN_E_OLD_GENERATION)
+		fprintf(stderr,
+			"tern usb provision: %s refused a request of generation %llu: it has taken "
+			"generation %llu already (a replayed request?)\n",
+			f.serial, (unsigned long long)p.generation,
+			(unsigned long long)info.provision_gen);
+	else if (rc == TERN_E_EXISTS)
 		fprintf(stderr,
 			"tern usb provision: %s is provisioned already; to change it, sign "
 			"the request with --key and a key the device trusts\n",
@@ -1108,7 +1172,8 @@ int cmd_usb_provision(int argc, char **argv)
 	else {
 		printf("%s provisioned as %s: %zu trusted key(s)%s\n", f.serial, p.device_id,
 		       p.n_keys, p.config ? ", configuration written" : "");
-		status = 0;
+		status =
+		    record_provisioned(db_path && *db_path ? db_path : "tern.db", &p, &f, &info);
 	}
 out_close:
 	usb_link_close(&l);

@@ -86,6 +86,7 @@ enum stmt_id {
 	S_EVENT_PUT,
 	S_ONLINE_UPDATE,
 	S_DEVICES,
+	S_PROVISIONED,
 	S_RELEASE_FILE,
 	S_DESIRED_GET,
 	S__COUNT
@@ -128,6 +129,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	" from_state, to_state, release_id, status, detail, generation, payload)"
 	" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_ONLINE_UPDATE] = "UPDATE devices SET online=?2 WHERE id=?1",
+    [S_PROVISIONED] = "UPDATE devices SET board=?2, version=?3, state=?4, active_slot=?5"
+		      " WHERE id=?1",
     [S_DEVICES] = "SELECT id, board, version, release_id, state, target, last_status,"
 		  " active_slot, done, total, generation, last_seen, online FROM devices"
 		  " ORDER BY id",
@@ -485,6 +488,24 @@ int db_record_online(struct db *db, const char *device_id, bool online, uint64_t
 		sqlite3_bind_int(s, 2, online);
 	}
 	return run(db, s, "record online");
+}
+
+int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now)
+{
+	char detail[128];
+	snprintf(detail, sizeof(detail), "provisioned over USB (serial %s)", p->serial);
+	int rc = event_row(db, p->id, now, "provisioned", NULL, NULL, detail, NULL, 0);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s = stmt(db, S_PROVISIONED);
+	if (s) {
+		bind_text(s, 1, p->id);
+		bind_text(s, 2, p->board);
+		bind_text(s, 3, p->version);
+		bind_text(s, 4, p->state);
+		sqlite3_bind_int64(s, 5, p->active_slot);
+	}
+	return run(db, s, "record provisioned device");
 }
 
 int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, int rc,

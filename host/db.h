@@ -76,6 +76,16 @@ int db_record_state(struct db *db, const struct tern_state_msg *s, const uint8_t
 int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t *raw, size_t len,
 		    uint64_t now);
 int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now);
+/*
+ * A device commissioned on the bench (`tern usb provision`): its inventory row with what
+ * it reported over USB, so `tern devices` lists it before it first connects, and a
+ * "provisioned" event in the audit trail. Strings are borrowed.
+ */
+struct db_provisioned {
+	const char *id, *serial, *board, *version, *state;
+	int64_t active_slot;
+};
+int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now);
 /* A message that did not decode: kept in the audit trail with the reason. */
 int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, int rc,
 		  const uint8_t *raw, size_t len, uint64_t now);

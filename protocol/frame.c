@@ -371,7 +371,7 @@ static int info_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 {
 	struct info_ctx *c = out;
 	struct tern_msg_info *m = c->m;
-	if (key < TERN_IK_PROTO || key > TERN_IK_SEQUENCE)
+	if (key < TERN_IK_PROTO || key > TERN_IK_PROVISION_GEN)
 		return 0;
 	*seen = true;
 	int rc = mark(&c->seen, key);
@@ -396,6 +396,8 @@ static int info_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 		return read_u32(r, &m->max_data);
 	case TERN_IK_SEQUENCE:
 		return tern_cbor_read_uint(r, &m->sequence);
+	case TERN_IK_PROVISION_GEN:
+		return tern_cbor_read_uint(r, &m->provision_gen);
 	}
 	return 0;
 }
@@ -404,8 +406,8 @@ size_t tern_msg_info_encode(const struct tern_msg_info *m, uint8_t *buf, size_t 
 {
 	struct tern_cbor_writer w;
 	tern_cbor_writer_init(&w, buf, size);
-	bool has_id = m->device_id[0] != '\0';
-	tern_cbor_put_map(&w, has_id ? 9 : 8);
+	bool has_id = m->device_id[0] != '\0', has_gen = m->provision_gen != 0;
+	tern_cbor_put_map(&w, 8u + (has_id ? 1u : 0u) + (has_gen ? 1u : 0u));
 	tern_cbor_put_uint(&w, TERN_IK_PROTO);
 	tern_cbor_put_uint(&w, m->proto);
 	tern_cbor_put_uint(&w, TERN_IK_BOARD);
@@ -426,6 +428,10 @@ size_t tern_msg_info_encode(const struct tern_msg_info *m, uint8_t *buf, size_t 
 	tern_cbor_put_uint(&w, m->max_data);
 	tern_cbor_put_uint(&w, TERN_IK_SEQUENCE);
 	tern_cbor_put_uint(&w, m->sequence);
+	if (has_gen) {
+		tern_cbor_put_uint(&w, TERN_IK_PROVISION_GEN);
+		tern_cbor_put_uint(&w, m->provision_gen);
+	}
 	return tern_cbor_writer_len(&w);
 }
 
@@ -756,12 +762,14 @@ static int prov_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool 
 {
 	struct prov_ctx *c = out;
 	struct tern_msg_provision *m = c->m;
-	if (key < 1 || key > 4)
+	if (key < 1 || key > 5)
 		return 0;
 	*seen = true;
 	int rc = mark(&c->seen, key);
 	if (rc)
 		return rc;
+	if (key == 5)
+		return tern_cbor_read_uint(r, &m->generation);
 	if (key == 1) {
 		rc = read_text0(r, m->device_id, sizeof(m->device_id));
 		return rc ? rc : (id_ok(m->device_id) ? 0 : TERN_E_MALFORMED);
@@ -805,7 +813,7 @@ size_t tern_msg_provision_encode(const struct tern_msg_provision *m, uint8_t *bu
 		return 0;
 	struct tern_cbor_writer w;
 	tern_cbor_writer_init(&w, buf, size);
-	tern_cbor_put_map(&w, m->config ? 3 : 2);
+	tern_cbor_put_map(&w, 2u + (m->config ? 1u : 0u) + (m->generation ? 1u : 0u));
 	tern_cbor_put_uint(&w, 1);
 	tern_cbor_put_cstr(&w, m->device_id);
 	tern_cbor_put_uint(&w, 2);
@@ -815,6 +823,10 @@ size_t tern_msg_provision_encode(const struct tern_msg_provision *m, uint8_t *bu
 	if (m->config) {
 		tern_cbor_put_uint(&w, 3);
 		tern_cbor_put_bytes(&w, m->config, m->config_len);
+	}
+	if (m->generation) {
+		tern_cbor_put_uint(&w, 5);
+		tern_cbor_put_uint(&w, m->generation);
 	}
 	return tern_cbor_writer_len(&w);
 }
@@ -826,7 +838,7 @@ int tern_msg_provision_decode(const uint8_t *buf, size_t len, struct tern_msg_pr
 	int rc = read_map(buf, len, &c, prov_field);
 	if (rc)
 		return rc;
-	if (c.seen & (1u << 4)) /* signed: nothing else beside it */
+	if (c.seen & (1u << 4)) /* signed: nothing else beside it (the generation is inside) */
 		return c.seen == (1u << 4) ? 0 : TERN_E_MALFORMED;
 	return (c.seen & 6u) == 6u ? 0 : TERN_E_MALFORMED;
 }
@@ -878,6 +890,13 @@ int tern_msg_provision_open(const struct tern_msg_provision *m, const struct ter
 	if (rc)
 		return rc;
 	return out->signed_req ? TERN_E_MALFORMED : 0; /* no signed request inside one */
+}
+
+int tern_provision_generation_check(bool is_signed, uint64_t req_gen, uint64_t cur_gen)
+{
+	if (!is_signed)
+		return 0;
+	return req_gen > cur_gen ? 0 : TERN_E_OLD_GENERATION;
 }
 
 /* ---- Dispatch. */

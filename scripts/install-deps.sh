@@ -10,6 +10,7 @@ libpaho-mqtt-dev mosquitto mosquitto-clients
 libusb-1.0-0-dev umockdev libumockdev-dev libglib2.0-dev
 libsqlite3-dev sqlite3 libcmocka-dev
 libubootenv-tool grub-common
+qemu-system-x86 busybox-static cpio
 python3 python3-cbor2 python3-cryptography python3-paho-mqtt"
 
 missing=""

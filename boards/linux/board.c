@@ -904,6 +904,42 @@ static int feed_part(struct tern_linux *lx, struct release_file *rf, unsigned co
 	return 0;
 }
 
+int tern_linux_check_targets(struct tern_linux *lx)
+{
+	for (unsigned pr = 0; pr < TERN_N_PAIRS; pr++) {
+		unsigned active = lx->agent.bc.active[pr];
+		enum tern_area a =
+		    tern_slot_area((enum tern_pair)pr, active <= 1 ? active ^ 1u : 0);
+		int rc;
+		if (lx->fd[a] < 0)
+			continue;
+		if ((rc = check_not_mounted(lx, a)))
+			return rc;
+		lx->mount_checked[a] = true;
+	}
+	return 0;
+}
+
+int tern_linux_end_trial(struct tern_linux *lx, bool healthy)
+{
+	int rc;
+	struct tern_bootctl *bc = &lx->agent.bc;
+	unsigned t = bc->trial_slot[TERN_PAIR_FW];
+	if (healthy && t <= 1) {
+		struct tern_bootvars cur, w;
+		if ((rc = tern_bootloader_read(&lx->bl, &cur)))
+			return rc;
+		w = cur;
+		w.primary = (uint8_t)t;
+		w.left[t] = lx->cfg.attempts;
+		if ((rc = tern_bootloader_write(&lx->bl, &w, &cur)))
+			return rc;
+	}
+	if ((rc = tern_agent_health(&lx->agent, healthy)))
+		return rc;
+	return tern_linux_sync_bootloader(lx);
+}
+
 int tern_linux_install_file(struct tern_linux *lx, const char *path)
 {
 	struct release_file rf = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
@@ -921,14 +957,8 @@ int tern_linux_install_file(struct tern_linux *lx, const char *path)
 	size_t got;
 	if (rc == 0 && (rc = release_at(&rf, 0, TERN_SIGNED_MANIFEST_MAX, &p, &got)) == 0)
 		rc = tern_release_parse_unverified(&rh, p, got);
-	/* A mounted target refuses the release before the offer changes anything. */
-	for (unsigned pr = 0; pr < TERN_N_PAIRS && rc == 0; pr++) {
-		unsigned active = lx->agent.bc.active[pr];
-		enum tern_area a =
-		    tern_slot_area((enum tern_pair)pr, active <= 1 ? active ^ 1u : 0);
-		if (lx->fd[a] >= 0 && (rc = check_not_mounted(lx, a)) == 0)
-			lx->mount_checked[a] = true;
-	}
+	if (rc == 0)
+		rc = tern_linux_check_targets(lx);
 	if (rc == 0)
 		rc = tern_agent_offer(&lx->agent, p, rh.head_len);
 	if (rc || lx->agent.state == TERN_ST_STAGED)

@@ -3,6 +3,7 @@
  * `ternd [--config FILE] COMMAND` runs on a Linux device (boards/linux, docs/linux.md).
  */
 #include "tern/tern_linux.h"
+#include "tern/tern_linux_usb.h"
 #include "tern/tern_sim.h"
 
 #include "tern/tern_err.h"
@@ -23,7 +24,8 @@ static const char usage_text[] =
     "  ternd [--config FILE] check             check the configuration, slots and bootloader\n"
     "  ternd [--config FILE] run [--duration S]  after boot: trial, health check, confirm or "
     "roll back;\n"
-    "                                          then serve MQTT ([mqtt] url) until SIGTERM\n"
+    "                                          then serve MQTT ([mqtt] url) until SIGTERM,\n"
+    "                                          or USB ([usb] enabled) until SIGTERM or a reboot\n"
     "  ternd [--config FILE] install RELEASE [--no-activate]\n"
     "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
@@ -324,17 +326,17 @@ static int cmd_check(struct opts *o)
 	return 0;
 }
 
-static int reboot_now(struct tern_linux *lx, const char *why)
+static int reboot_now(const struct tern_linux_config *cfg, const char *why)
 {
 	printf("ternd: rebooting: %s\n", why);
-	if (!lx->cfg.reboot_cmd[0]) {
+	if (!cfg->reboot_cmd[0]) {
 		printf(
 		    "ternd: no reboot command configured ([system] reboot); reboot the device\n");
 		return 0;
 	}
 	struct tern_health_result r;
 	fflush(stdout);
-	int rc = tern_linux_run_command(lx->cfg.reboot_cmd, lx->cfg.dir, 60, &r);
+	int rc = tern_linux_run_command(cfg->reboot_cmd, cfg->dir, 60, &r);
 	if (rc || !r.passed) {
 		fprintf(stderr, "ternd: the reboot command failed (exit %d): %s\n", r.exit_code,
 			r.output);
@@ -343,29 +345,60 @@ static int reboot_now(struct tern_linux *lx, const char *why)
 	return 0;
 }
 
-/* Ends the trial: @healthy or not. Pass: the bootloader keeps the trial slot (its
- * attempts back to full) before the record confirms it, so a cut in between means one
- * more trial boot, never a confirmed slot the bootloader gave up on. Fail: the record
- * first, then the bootloader; a cut in between boots the bad slot once more and ternd
- * reboots out of it. */
-static int end_trial(struct tern_linux *lx, bool healthy)
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
 {
-	int rc;
-	struct tern_bootctl *bc = &lx->agent.bc;
-	unsigned t = bc->trial_slot[TERN_PAIR_FW];
-	if (healthy && t <= 1) {
-		struct tern_bootvars cur, w;
-		if ((rc = tern_bootloader_read(&lx->bl, &cur)))
-			return rc;
-		w = cur;
-		w.primary = (uint8_t)t;
-		w.left[t] = lx->cfg.attempts;
-		if ((rc = tern_bootloader_write(&lx->bl, &w, &cur)))
-			return rc;
+	(void)sig;
+	stop_requested = 1;
+}
+
+/*
+ * `run` with [usb] enabled: serves the host over the FunctionFS mount until SIGTERM or
+ * SIGINT, or until the host asks for a reboot; then closes the device (its lock and ep0,
+ * so the next ternd can take them) and runs the reboot command. Closes @lx.
+ */
+static int serve_usb(struct tern_linux *lx)
+{
+	char err[512];
+	enum tern_ffs_end end;
+	struct sigaction sa;
+	int ret = 0;
+	if (!lx->cfg.usb_functionfs[0]) {
+		fprintf(stderr,
+			"ternd: %s: [usb] enabled needs [usb] functionfs (the FunctionFS "
+			"mount, e.g. /dev/ffs-tern)\n",
+			lx->cfg.path);
+		device_close(lx);
+		return 1;
 	}
-	if ((rc = tern_agent_health(&lx->agent, healthy)))
-		return rc;
-	return tern_linux_sync_bootloader(lx);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop; /* no SA_RESTART: blocking reads return EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	int rc =
+	    tern_ffs_serve(lx, lx->cfg.usb_functionfs, &stop_requested, &end, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "ternd: USB: %s\n", err);
+		device_close(lx);
+		return 1;
+	}
+	if (end != TERN_FFS_REBOOT) {
+		printf("ternd: stopped\n");
+		device_close(lx);
+		return 0;
+	}
+	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		device_close(lx);
+		return fail(TERN_E_NOMEM, "reboot");
+	}
+	memcpy(cfg, &lx->cfg, sizeof(*cfg));
+	device_close(lx);
+	ret = reboot_now(cfg, "the host asked for it over USB");
+	free(cfg);
+	return ret;
 }
 
 static int cmd_run(struct opts *o)
@@ -386,7 +419,7 @@ static int cmd_run(struct opts *o)
 	int ret = 0, rc;
 	print_note(lx);
 	if (lx->note.reboot_needed) {
-		ret = reboot_now(lx, "the running slot is not good");
+		ret = reboot_now(&lx->cfg, "the running slot is not good");
 		goto out;
 	}
 	if (lx->agent.state == TERN_ST_TRIAL) {
@@ -421,7 +454,7 @@ static int cmd_run(struct opts *o)
 		if ((rc = save_health(lx, &h, seq)))
 			fprintf(stderr, "ternd: cannot keep the health result: %s\n",
 				tern_strerror(rc));
-		if ((rc = end_trial(lx, h.passed))) {
+		if ((rc = tern_linux_end_trial(lx, h.passed))) {
 			ret = fail(rc, "ending the trial");
 			goto out;
 		}
@@ -432,19 +465,24 @@ static int cmd_run(struct opts *o)
 			       h.timed_out ? "timed out, exit " : "exit ", h.exit_code);
 			if (h.output[0])
 				printf("%s\n", h.output);
-			ret = reboot_now(lx, "leaving the failed trial");
+			ret = reboot_now(&lx->cfg, "leaving the failed trial");
 			goto out;
 		}
 	}
 	if (lx->cfg.mqtt_url[0]) {
+		if (lx->cfg.usb_enabled)
+			printf(
+			    "ternd: [mqtt] and [usb] together are not served yet; serving MQTT\n");
 		fflush(stdout);
 		if (tern_linux_serve(lx, duration))
 			ret = 1; /* its line is printed */
-	} else if (lx->cfg.usb_enabled)
-		printf("ternd: the USB transport is not built into this ternd yet; nothing to wait "
-		       "for\n");
+	} else if (lx->cfg.usb_enabled) {
+		ret = serve_usb(lx);
+		lx = NULL; /* closed by serve_usb */
+	}
 out:
-	device_close(lx);
+	if (lx)
+		device_close(lx);
 	return ret;
 }
 
@@ -548,7 +586,7 @@ static int cmd_mark(struct opts *o, bool good)
 		print_note(lx);
 	int rc = 0;
 	if (lx->agent.state == TERN_ST_TRIAL) {
-		rc = end_trial(lx, good);
+		rc = tern_linux_end_trial(lx, good);
 		if (rc == 0)
 			printf(good ? "ternd: trial confirmed\n"
 				    : "ternd: trial marked bad; reboot to go back to slot %c\n",

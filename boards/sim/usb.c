@@ -31,6 +31,7 @@ static int sim_info(void *be, struct tern_msg_info *info)
 	copy_str(info->board, sizeof(info->board), u->dev->board_id);
 	copy_str(info->serial, sizeof(info->serial), u->serial);
 	copy_str(info->device_id, sizeof(info->device_id), u->device_id);
+	info->provision_gen = u->provision_gen;
 	running(u, &st, &info->slot, info->version, sizeof(info->version));
 	info->state = (uint32_t)st.state;
 	info->sequence = st.slots[tern_slot_area(TERN_PAIR_FW, info->slot)].sequence;

@@ -6,6 +6,7 @@
 #include "tern/tern_bootenv.h"
 #include "tern/tern_err.h"
 #include "tern/tern_linux.h"
+#include "tern/tern_linux_usb.h"
 
 #include "relbuild.h"
 
@@ -324,12 +325,189 @@ static void test_board_cycle(void **state)
 	tern_signer_free(&sg);
 }
 
+/* The FunctionFS blobs, byte for byte: v2 descriptors (full and high speed) and strings. */
+static void test_ffs_descriptors(void **state)
+{
+	(void)state;
+	uint8_t d[TERN_FFS_DESCS_SIZE], str[TERN_FFS_STRINGS_SIZE];
+	static const uint8_t head[20] = {3, 0, 0, 0, 66, 0, 0, 0, 3, 0,
+					 0, 0, 3, 0, 0,	 0, 3, 0, 0, 0};
+	static const uint8_t fs[23] = {9, 4, 0,	   0, 2,  0xff, 0, 0, 1, /* vendor interface */
+				       7, 5, 0x01, 2, 64, 0,	0,	 /* bulk OUT 1 */
+				       7, 5, 0x82, 2, 64, 0,	0};	 /* bulk IN 2 */
+	assert_int_equal(tern_ffs_descriptors(d, 65), 0);
+	assert_int_equal(tern_ffs_descriptors(d, sizeof(d)), 66);
+	assert_memory_equal(d, head, sizeof(head));
+	assert_memory_equal(d + 20, fs, sizeof(fs));
+	assert_int_equal(d[20 + 23 + 9 + 4], 0x00); /* high speed: 512-byte packets */
+	assert_int_equal(d[20 + 23 + 9 + 5], 0x02);
+	assert_int_equal(d[20 + 23 + 16 + 2], 0x82);
+	static const uint8_t strs[] = {2,   0,	 0,   0,   29,	0,   0,	   0,	1,   0,
+				       0,   0,	 1,   0,   0,	0,   0x09, 4,	't', 'e',
+				       'r', 'n', ' ', 'S', 'N', '-', '4',  '2', 0};
+	assert_int_equal(tern_ffs_strings("SN-42", str, sizeof(str)), sizeof(strs));
+	assert_memory_equal(str, strs, sizeof(strs));
+	assert_int_equal(tern_ffs_strings("SN-42", str, sizeof(strs) - 1), 0);
+}
+
+/* One request through the device side of the transport; the reply's type, body in @rb. */
+static uint8_t usb_call(struct tern_usbdev *d, uint8_t type, const uint8_t *body, size_t len,
+			uint8_t *rb, size_t rb_size, struct tern_frame *reply)
+{
+	static uint8_t frame[TERN_FRAME_MAX];
+	static uint32_t seq;
+	size_t n = tern_frame_encode(frame, sizeof(frame), type, 0, ++seq, body, len);
+	assert_true(n > 0);
+	assert_int_equal(tern_usbdev_out(d, frame, n), 0);
+	size_t got = tern_usbdev_in(d, rb, rb_size), used;
+	assert_int_equal(tern_frame_decode(rb, got, reply, &used), 0);
+	assert_int_equal(used, got);
+	assert_int_equal(reply->seq, seq);
+	return reply->type;
+}
+
+/* Length of a CBOR byte string's head for @len bytes. */
+static size_t bstr_head(size_t len)
+{
+	return len < 24 ? 1 : len < 256 ? 2 : len < 65536 ? 3 : 5;
+}
+
+/* The Linux board behind USB (usb.c): HELLO, OFFER, DATA, DONE, ACTIVATE as `tern usb
+ * flash` sends them; after the trial boot, CONFIRM. */
+static void test_usb_backend(void **state)
+{
+	(void)state;
+	static struct tern_usbdev dev;
+	static uint8_t body[TERN_FRAME_BODY_MAX], rb[4096];
+	struct tern_frame r;
+	struct tern_signer sg;
+	char p[256], err[512], pem[1024];
+	assert_int_equal(tern_signer_generate(&sg), 0);
+	path(p, sizeof(p), "ukeys");
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_true(tern_signer_public_pem(&sg, pem, sizeof(pem)) > 0);
+	write_file("ukeys/k.pub", pem);
+	make_sized("ua.img", 256 * 1024);
+	make_sized("ub.img", 256 * 1024);
+	struct tern_envvars v = {0};
+	path(p, sizeof(p), "ugrubenv");
+	assert_int_equal(tern_envvars_set(&v, "BOOT_ORDER", "A B"), 0);
+	assert_int_equal(tern_envvars_set(&v, "BOOT_A_LEFT", "3"), 0);
+	assert_int_equal(tern_grubenv_store(p, &v), 0);
+	tern_envvars_free(&v);
+	write_file("u.conf", "[device]\nid = dev-7\nboard = unit\nkeyring = ukeys\n"
+			     "state = ustate\nfactory_version = 1.0.0\n"
+			     "[slots]\nfirmware.A = ua.img\nfirmware.B = ub.img\n"
+			     "[boot]\nbootloader = grub\ngrubenv = ugrubenv\ncmdline = cmdline\n"
+			     "boot_id = boot_id\nmounts = /nonexistent\n"
+			     "[usb]\nenabled = yes\nfunctionfs = /dev/ffs-tern\nserial = SN-7\n");
+	struct tern_linux_config *c = malloc(sizeof(*c));
+	struct tern_linux *lx = malloc(sizeof(*lx));
+	assert_non_null(c);
+	assert_non_null(lx);
+	path(p, sizeof(p), "u.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_int_equal(boot(c, 10), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	tern_usbdev_init(&dev, &tern_linux_usb_ops, lx);
+
+	size_t n = tern_msg_hello_encode(1, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_HELLO, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_INFO);
+	struct tern_msg_info info;
+	assert_int_equal(tern_msg_info_decode(r.body, r.body_len, &info), 0);
+	assert_string_equal(info.board, "unit");
+	assert_string_equal(info.serial, "SN-7");
+	assert_string_equal(info.device_id, "dev-7");
+	assert_string_equal(info.version, "1.0.0");
+	assert_int_equal(info.slot, 0);
+
+	/* A release of 40 KiB + 3 with 4 KiB chunks, sent as tern usb flash does. */
+	static uint8_t img[40 * 1024 + 3];
+	for (size_t i = 0; i < sizeof(img); i++)
+		img[i] = (uint8_t)(i * 13 + 5);
+	struct relbuild rbd = {
+	    .version = "2.0.0", .sequence = 2, .board = "unit", .chunk_size = 4096, .n_comp = 1};
+	rbd.comp[0] = (struct relbuild_comp){"fw", TERN_KIND_FIRMWARE, img, sizeof(img)};
+	size_t cap = relbuild_size(&rbd), head_len;
+	uint8_t *rel = malloc(cap);
+	assert_non_null(rel);
+	size_t len = relbuild_make(&sg, &rbd, rel, cap, &head_len);
+	assert_true(len > 0);
+	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
+	struct tern_msg_ack ack;
+	assert_int_equal(tern_msg_ack_decode(r.body, r.body_len, &ack), 0);
+	assert_true(ack.has_next);
+	assert_int_equal(ack.kind, TERN_DATA_INDEX);
+	assert_int_equal(ack.offset, 0);
+	size_t index_len = 11 * 32; /* 11 chunks */
+	const uint8_t *index = rel + head_len + bstr_head(index_len);
+	const uint8_t *payload = index + index_len + bstr_head(sizeof(img));
+	assert_int_equal(payload + sizeof(img), rel + len);
+	struct tern_msg_data dm = {0, TERN_DATA_INDEX, 0, index, index_len};
+	n = tern_msg_data_encode(&dm, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_DATA, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
+	for (uint64_t off = 0; off < sizeof(img); off += 16384) {
+		size_t piece = sizeof(img) - off < 16384 ? sizeof(img) - off : 16384;
+		dm = (struct tern_msg_data){0, TERN_DATA_PAYLOAD, off, payload + off, piece};
+		n = tern_msg_data_encode(&dm, body, sizeof(body));
+		assert_int_equal(usb_call(&dev, TERN_MSG_DATA, body, n, rb, sizeof(rb), &r),
+				 TERN_MSG_ACK);
+	}
+	assert_int_equal(tern_msg_ack_decode(r.body, r.body_len, &ack), 0);
+	assert_false(ack.has_next);
+	n = tern_msg_empty_encode(body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_CONFIRM, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ERROR); /* nothing on trial */
+	assert_int_equal(usb_call(&dev, TERN_MSG_DONE, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
+	assert_int_equal(lx->agent.state, TERN_ST_STAGED);
+	assert_int_equal(usb_call(&dev, TERN_MSG_ACTIVATE, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ACK);
+	struct tern_bootvars bv;
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	assert_int_equal(bv.primary, 1); /* the bootloader follows the record */
+	assert_true(bv.left[1] > 0);
+	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ERROR); /* activated already: not taken twice */
+	tern_linux_close(lx);
+
+	assert_int_equal(boot(c, 11), 1); /* the trial */
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	assert_int_equal(lx->agent.state, TERN_ST_TRIAL);
+	tern_usbdev_init(&dev, &tern_linux_usb_ops, lx);
+	n = tern_msg_empty_encode(body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_CONFIRM, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ACK);
+	assert_int_equal(lx->agent.state, TERN_ST_CONFIRMED);
+	assert_int_equal(usb_call(&dev, TERN_MSG_STATE, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_STATE);
+	struct tern_msg_state st;
+	assert_int_equal(tern_msg_state_decode(r.body, r.body_len, &st), 0);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.slot, 1);
+	assert_string_equal(st.version, "2.0.0");
+	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
+	assert_int_equal(bv.primary, 1);
+	tern_linux_close(lx);
+	free(rel);
+	free(lx);
+	free(c);
+	tern_signer_free(&sg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_envvars),	cmocka_unit_test(test_uboot),
-	    cmocka_unit_test(test_grub),	cmocka_unit_test(test_config),
-	    cmocka_unit_test(test_run_command), cmocka_unit_test(test_board_cycle),
+	    cmocka_unit_test(test_envvars),
+	    cmocka_unit_test(test_uboot),
+	    cmocka_unit_test(test_grub),
+	    cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_run_command),
+	    cmocka_unit_test(test_board_cycle),
+	    cmocka_unit_test(test_ffs_descriptors),
+	    cmocka_unit_test(test_usb_backend),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -29,3 +29,10 @@ $(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
 all: $(EMU_BIN) $(BUILD)/ternd
 SCRIPT_TESTS += tests/usb/test_usb.sh
 SCRIPT_TESTS += tests/usb/test_usb_flash.sh
+
+# The device side on the real Linux USB stack: Debian's kernel in QEMU (TCG) with
+# dummy_hcd and FunctionFS, ternd as the gadget, tern through libusb on the same kernel
+# (tests/usb/kernel/, docs/usb.md). Not part of `make check`: .ci/run runs it after.
+.PHONY: check-usb-kernel
+check-usb-kernel: all
+	BUILD=$(BUILD) tests/usb/kernel/test_usb_kernel.sh

@@ -131,6 +131,13 @@ run "provision a blank device" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision 
 check "provision says what it did" grep -qx "EMU00001 provisioned as dev-1: 1 trusted key(s), configuration written" out.txt
 check "device id kept by the device" grep -qx "dev-1" prov/EMU00001/device_id
 check "configuration kept by the device" cmp -s dev.conf prov/EMU00001/provisioned.conf
+check "provision recorded it in the inventory" grep -qx "dev-1 recorded in tern.db: 'tern devices' lists it" out.txt
+"$TERN" devices --db tern.db --json >devices.json 2>&1
+check "tern devices lists it before it first connects" \
+	grep -q '^{"id":"dev-1","board":"sim","version":"1.0.0",' devices.json
+check "never heard over MQTT: online null" grep -q '"id":"dev-1".*"online":null' devices.json
+check "a provisioned event in the audit trail" [ "$(sqlite3 tern.db \
+	"SELECT count(*) FROM events WHERE device_id='dev-1' AND kind='provisioned' AND detail LIKE '%serial EMU00001%'")" = 1 ]
 run "list shows the device id" 0 "${KR[@]}" --dir prov -- "$TERN" usb list --json
 check "json: device_id" grep -q '"device_id": "dev-1"' out.txt
 run "again without --key: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-2 --keyring fleet.pub
@@ -143,6 +150,20 @@ run "a release signed with the provisioned key installs" 0 "${KR[@]}" --dir prov
 run "re-provision signed by a trusted key" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
 	--id dev-2 --keyring fleet.pub --keyring signing.pub --key fleet.key
 check "new id" grep -qx "dev-2" prov/EMU00001/device_id
+check "the device keeps its provisioning generation (plain 1, then signed 2)" grep -qx 2 prov/EMU00001/provision_gen
+run "a signed request of an old generation (a replay): refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-9 --keyring fleet.pub --key fleet.key --generation 2
+check "replay, in words" grep -q "EMU00001 refused a request of generation 2: it has taken generation 2 already" err.txt
+check "the replay changed nothing" grep -qx "dev-2" prov/EMU00001/device_id
+"$TERN" devices --db tern.db >devices.txt 2>&1
+check "re-provisioned: the new id in tern devices, with what it runs" \
+	grep -qE '^dev-2 +sim +1\.2\.0 +B +confirmed ' devices.txt
+run "inventory not writable: provisioned, and said so" 1 "${KR[@]}" --dir prov3 -- "$TERN" usb provision \
+	--id dev-3 --keyring fleet.pub --db /nonexistent/tern.db
+check "unrecorded, in words" grep -q "EMU00001 is provisioned, but recording it in /nonexistent/tern.db failed; run the same command again" err.txt
+run "TERN_DB names the inventory" 0 "${KR[@]}" --dir prov3 -- env TERN_DB=other.db "$TERN" usb provision \
+	--id dev-3 --keyring signing.pub --key fleet.key
+check "recorded in TERN_DB" grep -qx "dev-3 recorded in other.db: 'tern devices' lists it" out.txt
 check "ternd reads the provisioned keyring" sh -c "'$TERND' sim status prov/EMU00001 >/dev/null"
 run "bad id refused before any device is touched" 2 --dir prov2 -- "$TERN" usb provision --id "a b" --keyring fleet.pub
 check "bad id, in words" grep -q "letters, digits" err.txt

@@ -199,15 +199,16 @@ int tern_msg_hello_decode(const uint8_t *buf, size_t len, uint32_t *proto);
 
 /* INFO keys. */
 enum tern_info_key {
-	TERN_IK_PROTO = 1,     /* uint, required */
-	TERN_IK_BOARD = 2,     /* text, required */
-	TERN_IK_SERIAL = 3,    /* text, required */
-	TERN_IK_DEVICE_ID = 4, /* text, "" or absent when not provisioned */
-	TERN_IK_VERSION = 5,   /* text: version running, required */
-	TERN_IK_SLOT = 6,      /* uint: active slot 0 (A) or 1 (B), required */
-	TERN_IK_STATE = 7,     /* uint enum tern_frame_dev_state, required */
-	TERN_IK_MAX_DATA = 8,  /* uint: largest DATA payload the device takes */
-	TERN_IK_SEQUENCE = 9,  /* uint: sequence number of the running release */
+	TERN_IK_PROTO = 1,	    /* uint, required */
+	TERN_IK_BOARD = 2,	    /* text, required */
+	TERN_IK_SERIAL = 3,	    /* text, required */
+	TERN_IK_DEVICE_ID = 4,	    /* text, "" or absent when not provisioned */
+	TERN_IK_VERSION = 5,	    /* text: version running, required */
+	TERN_IK_SLOT = 6,	    /* uint: active slot 0 (A) or 1 (B), required */
+	TERN_IK_STATE = 7,	    /* uint enum tern_frame_dev_state, required */
+	TERN_IK_MAX_DATA = 8,	    /* uint: largest DATA payload the device takes */
+	TERN_IK_SEQUENCE = 9,	    /* uint: sequence number of the running release */
+	TERN_IK_PROVISION_GEN = 10, /* uint: last provisioning generation taken (absent: 0) */
 };
 
 struct tern_msg_info {
@@ -220,6 +221,7 @@ struct tern_msg_info {
 	uint32_t state;
 	uint32_t max_data;
 	uint64_t sequence;
+	uint64_t provision_gen; /* a signed re-provisioning must carry a higher one */
 };
 
 size_t tern_msg_info_encode(const struct tern_msg_info *m, uint8_t *buf, size_t size);
@@ -298,6 +300,9 @@ int tern_msg_ack_decode(const uint8_t *buf, size_t len, struct tern_msg_ack *m);
  * map; a device that is already provisioned only takes {4: COSE_Sign1} whose payload is
  * that map, signed by a key it trusts with the external AAD TERN_PROVISION_AAD followed
  * by the device's USB serial number, so a request cannot be replayed on another device.
+ * Key 5, the provisioning generation, stops a replay on the same device: the device keeps
+ * the last generation it took (INFO key 10) and refuses a signed request whose generation
+ * is not higher (TERN_E_OLD_GENERATION); the host sends the device's generation + 1.
  */
 #define TERN_PROVISION_AAD "tern-provision-v1:"
 
@@ -309,7 +314,15 @@ struct tern_msg_provision {
 	size_t config_len;
 	const uint8_t *signed_req; /* decoded {4: ...}: the COSE_Sign1, borrowed; else NULL */
 	size_t signed_len;
+	uint64_t generation; /* key 5; 0 when absent */
 };
+
+/*
+ * Device side: may a request with generation @req_gen replace a provisioning whose last
+ * generation is @cur_gen? A plain request (a blank device) always may; a signed one only
+ * with a higher generation. Returns 0 or TERN_E_OLD_GENERATION.
+ */
+int tern_provision_generation_check(bool is_signed, uint64_t req_gen, uint64_t cur_gen);
 
 /* Encodes the plain map. Bytes written, or 0 (invalid @m or @size too small). */
 size_t tern_msg_provision_encode(const struct tern_msg_provision *m, uint8_t *buf, size_t size);

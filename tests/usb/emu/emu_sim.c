@@ -194,6 +194,15 @@ static int sim_open(void *ctx, const char *root, const char *serial, const char 
 			return TERN_E_MALFORMED;
 		memcpy(s->usb.device_id, id, len + 1);
 	}
+	if (!path_join(path, sizeof(path), s->dir, "provision_gen") &&
+	    !read_small(path, id, sizeof(id), &len)) {
+		char *end;
+		id[len < sizeof(id) ? len : sizeof(id) - 1] = '\0';
+		unsigned long long g = strtoull(id, &end, 10);
+		if (end == id)
+			return TERN_E_MALFORMED;
+		s->usb.provision_gen = g;
+	}
 	return 0;
 }
 
@@ -236,6 +245,10 @@ static int sim_provision(void *be, const struct tern_msg_provision *req)
 	} else if (s->usb.device_id[0]) {
 		return TERN_E_EXISTS; /* wire status "provisioned": a signed request is needed */
 	}
+	/* A signed request must be newer than the last one taken: no replay. */
+	if ((rc = tern_provision_generation_check(req->signed_req != NULL, p->generation,
+						  s->usb.provision_gen)))
+		return rc;
 	memset(&kr, 0, sizeof(kr));
 	for (size_t i = 0; i < p->n_keys; i++) {
 		struct tern_pubkey pk;
@@ -263,6 +276,11 @@ static int sim_provision(void *be, const struct tern_msg_provision *req)
 	int n = snprintf(line, sizeof(line), "%s\n", p->device_id);
 	if (n < 0 || (rc = write_file(s, "device_id", line, (size_t)n)))
 		return rc ? rc : TERN_E_IO;
+	uint64_t gen = p->generation > s->usb.provision_gen ? p->generation : s->usb.provision_gen;
+	n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)gen);
+	if (n < 0 || (rc = write_file(s, "provision_gen", line, (size_t)n)))
+		return rc ? rc : TERN_E_IO;
+	s->usb.provision_gen = gen;
 	s->dev.keyring = kr; /* the agent reads its keyring through this pointer */
 	memcpy(s->usb.device_id, p->device_id, sizeof(s->usb.device_id));
 	return 0;

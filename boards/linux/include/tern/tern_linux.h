@@ -181,6 +181,19 @@ void tern_linux_close(struct tern_linux *lx);
  */
 int tern_linux_sync_bootloader(struct tern_linux *lx);
 
+/* Before an offer: the slots a release would write must not be mounted (TERN_E_MOUNTED),
+ * so a mounted target refuses the release before the offer changes anything. */
+int tern_linux_check_targets(struct tern_linux *lx);
+
+/*
+ * Ends the trial: @healthy or not. Pass: the bootloader keeps the trial slot (its
+ * attempts back to full) before the record confirms it, so a cut in between means one
+ * more trial boot, never a confirmed slot the bootloader gave up on. Fail: the record
+ * first, then the bootloader; a cut in between boots the bad slot once more and ternd
+ * reboots out of it.
+ */
+int tern_linux_end_trial(struct tern_linux *lx, bool healthy);
+
 /* Installs a whole release file: offer, indexes, payloads, finish (STAGED). */
 int tern_linux_install_file(struct tern_linux *lx, const char *path);
 

@@ -14,6 +14,7 @@ struct tern_sim_usb {
 	struct tern_sim_device *dev;
 	char serial[TERN_FRAME_SERIAL_MAX + 1];
 	char device_id[TERN_FRAME_DEVICE_ID_MAX + 1]; /* "" until provisioned */
+	uint64_t provision_gen; /* last provisioning generation taken (0: none) */
 };
 
 /* info, state, offer, data, done, activate, confirm; reboot is left to the transport
