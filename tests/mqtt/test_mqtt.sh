@@ -83,7 +83,13 @@ check "... and says so" grep -q "1103 already acknowledged" out.txt
 
 # --- refusals before anything reaches the broker
 cp big.tern corrupt.tern
-printf 'X' | dd of=corrupt.tern bs=1 seek=$(($(stat -c %s corrupt.tern) - 2000)) conv=notrunc 2>/dev/null
+# Flip the bits of one payload byte (writing a fixed byte could leave it unchanged).
+/usr/bin/python3 -c "
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) - 2000] ^= 0xff
+open(p, 'wb').write(b)" corrupt.tern
 expect_fail "a corrupted release is refused before publishing" "chunk .*corrupted" \
 	"$TERN" publish corrupt.tern --broker "$URL"
 expect_fail "a release signed by another key is refused with --pubkey" "not trust" \
