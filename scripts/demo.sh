@@ -40,7 +40,11 @@ cd "$work"
 export TERN_DB=$work/tern.db HOME=$work USER=${USER:-operator}
 unset TERN_CONFIG TERN_PREFIX
 start=$(date +%s)
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n== %s\n' "$*"; }
+fi
 [ -n "${NO_COLOR:-}" ] && say() { printf '\n== %s\n' "$*"; }
 # Shows a command as an operator would type it (the long device list shortened).
 run() {
