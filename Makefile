@@ -59,12 +59,12 @@ $(BUILD)/obj/%.o: %.c | deps
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: tern, ternd, the systemd unit, udev rules
-# (any *.rules under boards/, host/ or scripts/), the docs and the example folders.
+# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the docs and the examples.
 BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR ?= $(PREFIX)/share/doc/tern
-UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules)
+UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules scripts/udev/*.rules)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples

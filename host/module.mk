@@ -13,8 +13,3 @@ $(TERN_BIN): $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_SIGN_LIB) $(PROTO_LIB)
 	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) $(HOST_LIBS) -lpthread
 
 all: $(TERN_BIN)
-
-# `make install`: the tool, and the udev rule that lets users open tern USB devices.
-install: $(TERN_BIN)
-	install -D -m 755 $(TERN_BIN) $(DESTDIR)$(PREFIX)/bin/tern
-	install -D -m 644 scripts/udev/70-tern.rules $(DESTDIR)/etc/udev/rules.d/70-tern.rules

@@ -19,6 +19,11 @@ r=$work/root
 for f in usr/bin/tern usr/bin/ternd; do
 	if [ -x "$r/$f" ]; then ok "$f installed, executable"; else bad "$f installed"; fi
 done
+if [ -f "$r/usr/lib/udev/rules.d/70-tern.rules" ] && grep -q 1209 "$r/usr/lib/udev/rules.d/70-tern.rules"; then
+	ok "udev rule for tern USB devices installed"
+else
+	bad "udev rule for tern USB devices installed"
+fi
 u=$r/usr/lib/systemd/system/ternd.service
 if [ -f "$u" ] && grep -q '^ExecStart=/usr/bin/ternd --config ${TERND_CONFIG} run$' "$u" &&
 	grep -q '^ExecStartPre=/usr/bin/ternd --config ${TERND_CONFIG} check$' "$u" &&
