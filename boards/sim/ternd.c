@@ -403,41 +403,16 @@ out:
 
 /* --- status --- */
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[d[i] >> 4];
-		out[2 * i + 1] = digits[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
 
 static void json_slot(const struct tern_slot_meta *m)
 {
 	char dg[2 * TERN_SHA256_LEN + 1];
 	bool filled = m->state != TERN_SLOT_EMPTY;
-	hex(m->index_digest, TERN_SHA256_LEN, dg);
+	tern_sim_hex(m->index_digest, TERN_SHA256_LEN, dg);
 	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
 	if (filled)
-		json_str(m->version);
+		tern_sim_json_str(m->version);
 	else
 		printf("null");
 	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
@@ -455,15 +430,15 @@ static void print_status_json(const struct tern_status *st, bool powered)
 	printf("{\"state\": \"%s\", \"powered\": %s, \"running_slot\": \"%s\", "
 	       "\"running_version\": ",
 	       tern_state_name(st->state), powered ? "true" : "false", slot_names[fw & 1u]);
-	json_str(run->version);
+	tern_sim_json_str(run->version);
 	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
 	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
 	if (cfg <= 1) {
 		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
 		char dg[2 * TERN_SHA256_LEN + 1];
-		hex(c->index_digest, TERN_SHA256_LEN, dg);
+		tern_sim_hex(c->index_digest, TERN_SHA256_LEN, dg);
 		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
-		json_str(c->version);
+		tern_sim_json_str(c->version);
 		printf(", \"digest\": \"%s\"}", dg);
 	} else {
 		printf("null");
@@ -483,7 +458,7 @@ static void print_status_json(const struct tern_status *st, bool powered)
 	       (unsigned long long)st->event_sequence);
 	if (st->reason) {
 		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
-		json_str(tern_strerror(st->reason));
+		tern_sim_json_str(tern_strerror(st->reason));
 	} else {
 		printf("null, \"last_reason_text\": null");
 	}

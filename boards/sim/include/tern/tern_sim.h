@@ -167,4 +167,9 @@ int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece);
 /* `ternd sim ...` (argv[1] is "sim"): the sim board's command line. Returns the exit code. */
 int tern_sim_main(int argc, char **argv);
 
+/* Output shared by the ternd commands (`ternd sim`, `ternd --config`): @s as a JSON
+ * string literal on stdout, and 2*@n lowercase hex digits plus a NUL into @out. */
+void tern_sim_json_str(const char *s);
+void tern_sim_hex(const uint8_t *d, size_t n, char *out);
+
 #endif
