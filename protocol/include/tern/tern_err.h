@@ -3,8 +3,9 @@
 #define TERN_ERR_H
 
 /*
- * Internal error codes. They are stable within a build but are never put on the wire
- * as they are: the wire has its own status enum (see tern_msg.h when it exists).
+ * Error codes. The numbers are frozen: a device's boot record stores the last reason as
+ * a number, so a code never changes its number or name (tests/unit/test_err.c pins
+ * them). Add new codes at the end, just before TERN_E__LAST, and never reuse one.
  */
 enum tern_err {
 	TERN_OK = 0,
