@@ -619,7 +619,7 @@ static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t 
 	static uint8_t body[TERN_FRAME_BODY_MAX];
 	while (off < end && !fc->rc) {
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
-		int rc = host_pread_full(fd, buf, n, file_off + off);
+		int rc = tern_pread_full(fd, buf, n, file_off + off);
 		if (rc)
 			return rc;
 		struct tern_msg_data d = {comp, kind, off, buf, n};
