@@ -2,6 +2,7 @@
 #include "tern/tern_mqttdev.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_kvtext.h"
 #include "tern/tern_msg.h"
 #include "tern/tern_release.h"
 #include "tern/tern_topic.h"
@@ -230,30 +231,10 @@ static int hexval(char c)
 	return -1;
 }
 
-/* The value of @key in @text (lines key=value) into @out; false when absent. */
-static bool rec_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
 static uint64_t rec_u64(const char *text, const char *key)
 {
 	char v[32];
-	if (!rec_get(text, key, v, sizeof(v)))
+	if (!tern_kv_get(text, key, v, sizeof(v)))
 		return 0;
 	char *end;
 	unsigned long long x = strtoull(v, &end, 10);
@@ -291,20 +272,20 @@ static int record_load(struct tern_mqttdev *d)
 	 * (errors and refusals in between): starting a stride above what was stored never
 	 * repeats a number. */
 	d->evseq = rec_u64(text, "events") + EVENT_SEQ_STRIDE;
-	if (!rec_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
+	if (!tern_kv_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
 		d->slot_rel[0][0] = '\0';
-	if (!rec_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
+	if (!tern_kv_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
 		d->slot_rel[1][0] = '\0';
 	char rep[8];
 	d->restored_valid = false;
-	if (rec_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
+	if (tern_kv_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
 	    rep[0] <= '0' + TERN_ST_FAILED && !rep[1]) {
 		d->restored = (enum tern_state)(rep[0] - '0');
 		d->restored_valid = true;
 	}
 	d->have_desired = false;
 	d->desired_len = 0;
-	if (rec_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
+	if (tern_kv_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
 		size_t n = strlen(hx) / 2;
 		for (size_t i = 0; i < n; i++) {
 			int hi = hexval(hx[2 * i]), lo = hexval(hx[2 * i + 1]);
