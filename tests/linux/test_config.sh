@@ -2,16 +2,13 @@
 # The configuration file: every mistake is refused at start with one line naming the
 # file, the line and the reason; paths are taken from the file's folder. Prints
 # "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 TERND=$(cd "$BUILD" && pwd)/ternd
 work=$(mktemp -d /tmp/tern-config.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 
 good='[device]
 board = example

@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # `make install DESTDIR=... PREFIX=...` puts the expected files in place, and the
 # systemd unit names the installed ternd. Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 work=$(mktemp -d /tmp/tern-install.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 
 if make --no-print-directory -s install BUILD="$BUILD" PREFIX=/usr DESTDIR="$work/root" >"$work/log" 2>&1; then
 	ok "make install PREFIX=/usr DESTDIR=..."

@@ -14,6 +14,7 @@
 #      the slot): started again, it resumes from the agent's journal and finishes.
 # Every process started here is stopped by its PID, also on failure.
 # Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -39,31 +40,7 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 # wait_until SECONDS CMD...: polls CMD every 0.1 s
-wait_until() {
-	local limit=$1 i
-	shift
-	for i in $(seq 1 $((limit * 10))); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 if ! broker_start "$work/broker"; then
 	bad "start mosquitto"

@@ -5,6 +5,7 @@
 # board before a byte is sent, not newer, unknown key); --serial with two devices;
 # unplugged mid-transfer and resumed; damaged frames resent; --no-reboot then reboot;
 # protocol efficiency; `ternd sim status` agrees with what the host reports.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,15 +20,6 @@ mkdir -m 1777 "$TMPDIR"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 # run NAME WANT-EXIT EMU-ARGS... -- CMD...: the exit status must be WANT-EXIT (0 or 1)
 run() {
 	local name=$1 want=$2
