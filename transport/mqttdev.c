@@ -886,7 +886,7 @@ static int do_connect(struct tern_mqttdev *d)
 	MQTTAsync_connectOptions cn = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
-	cn.keepAliveInterval = 20;
+	cn.keepAliveInterval = d->cfg.keepalive_s ? (int)d->cfg.keepalive_s : 20;
 	cn.cleansession = 1;
 	cn.automaticReconnect = 1;
 	cn.minRetryInterval = 1;
@@ -946,9 +946,9 @@ static int client_new(struct tern_mqttdev *d)
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
 	co.sendWhileDisconnected = 1;
 	co.maxBufferedMessages = 64;
-	if (MQTTAsync_createWithOptions(&d->client, d->cfg.uri, d->cfg.device_id,
-					MQTTCLIENT_PERSISTENCE_NONE, NULL,
-					&co) != MQTTASYNC_SUCCESS) {
+	if (MQTTAsync_createWithOptions(
+		&d->client, d->cfg.uri, d->cfg.client_id ? d->cfg.client_id : d->cfg.device_id,
+		MQTTCLIENT_PERSISTENCE_NONE, NULL, &co) != MQTTASYNC_SUCCESS) {
 		d->client = NULL;
 		return TERN_E_BROKER;
 	}

@@ -18,6 +18,7 @@ enum key_type {
 	K_U16,	/* decimal or 0x hex, up to 0xffff */
 	K_BOOL, /* yes/no, true/false, 1/0 */
 	K_BOOTLOADER,
+	K_URL, /* an MQTT broker URL (tern_linux_mqtt_url_why) */
 };
 
 struct key {
@@ -62,7 +63,7 @@ static const struct key keys[] = {
     {"health", "timeout", K_UINT, F(health_timeout), 1, 86400},
     {"health", "settle", K_UINT, F(settle), 0, 86400},
     {"system", "reboot", K_STR, F(reboot_cmd), 0, 0},
-    {"mqtt", "url", K_STR, F(mqtt_url), 0, 0},
+    {"mqtt", "url", K_URL, F(mqtt_url), 0, 0},
     {"mqtt", "client_id", K_STR, F(mqtt_client_id), 0, 0},
     {"mqtt", "username", K_STR, F(mqtt_username), 0, 0},
     {"mqtt", "password_file", K_PATH, F(mqtt_password_file), 0, 0},
@@ -79,6 +80,7 @@ static const struct key keys[] = {
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(N_KEYS <= TERN_LINUX_KEYS_MAX, "struct tern_linux_config.key_line is too small");
 
 static void defaults(struct tern_linux_config *c)
 {
@@ -108,6 +110,50 @@ static char *trim(char *s)
 	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
 		s[--n] = '\0';
 	return s;
+}
+
+const char *tern_linux_mqtt_url_why(const char *url, char *why, size_t why_size)
+{
+	const char *host;
+	if (!strncmp(url, "mqtt://", 7) || !strncmp(url, "mqtts://", 8) ||
+	    !strncmp(url, "tcp://", 6) || !strncmp(url, "ssl://", 6))
+		host = strstr(url, "://") + 3;
+	else
+		return "must start with mqtt:// or mqtts:// (mqtt://HOST[:PORT])";
+	const char *port = NULL, *host_end;
+	if (*host == '[') { /* [IPv6]:port */
+		host_end = strchr(host, ']');
+		if (!host_end || host_end == host + 1)
+			return "an IPv6 host is written [ADDRESS]";
+		host_end++;
+		if (*host_end == ':')
+			port = host_end + 1;
+		else if (*host_end)
+			return "expected :PORT after the host";
+	} else {
+		host_end = host + strcspn(host, ":/");
+		if (*host_end == ':')
+			port = host_end + 1;
+	}
+	if (host_end == host)
+		return "no host (mqtt://HOST[:PORT])";
+	if (strchr(host, '/'))
+		return "no path after the host (mqtt://HOST[:PORT])";
+	for (const char *c = host; c < host_end; c++)
+		if ((unsigned char)*c <= ' ' || *c == '@' || *c == '?' || *c == '#')
+			return "the host has a character that is not allowed";
+	if (port) {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(port, &end, 10);
+		if (errno || end == port || *end || port[0] < '0' || port[0] > '9' || v < 1 ||
+		    v > 65535) {
+			int n = snprintf(why, why_size,
+					 "port '%.12s' is not a number from 1 to 65535", port);
+			return n > 0 ? why : "bad port";
+		}
+	}
+	return NULL;
 }
 
 /* Stores @value for @k; returns NULL or the reason it is refused. */
@@ -159,6 +205,14 @@ static const char *set_value(struct tern_linux_config *c, const struct key *k, c
 		else
 			return "must be yes or no";
 		return NULL;
+	case K_URL: {
+		const char *bad = strlen(value) >= k->size
+				      ? "value too long"
+				      : tern_linux_mqtt_url_why(value, why, why_size);
+		if (!bad)
+			memcpy(field, value, strlen(value) + 1);
+		return bad;
+	}
 	case K_BOOTLOADER:
 		if (!strcmp(value, "uboot"))
 			c->bootloader = TERN_BOOT_UBOOT;
@@ -298,6 +352,7 @@ static int config_read(struct tern_linux_config *c, const char *path, FILE *f, c
 			break;
 		}
 		seen[i] = true;
+		c->key_line[i] = lineno;
 		char badbuf[96];
 		const char *bad = set_value(c, &keys[i], value, badbuf, sizeof(badbuf));
 		if (bad) {
@@ -321,5 +376,63 @@ static int config_read(struct tern_linux_config *c, const char *path, FILE *f, c
 		memcpy(c->mqtt_client_id, c->device_id, sizeof(c->mqtt_client_id));
 	if (!c->usb_serial[0])
 		memcpy(c->usb_serial, c->device_id, sizeof(c->usb_serial));
+	return 0;
+}
+
+/* The line of [@section] @name in the file, or 0 when it is not set there. */
+static unsigned key_line(const struct tern_linux_config *c, const char *section, const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+			return c->key_line[i];
+	return 0;
+}
+
+/* NULL when @path can be opened for reading, else why not (into @why). */
+static const char *unreadable(const char *path, char *why, size_t size)
+{
+	FILE *f = fopen(path, "rb");
+	if (f) {
+		fclose(f);
+		return NULL;
+	}
+	snprintf(why, size, "cannot read %s: %s", path, strerror(errno));
+	return why;
+}
+
+int tern_linux_config_check_files(const struct tern_linux_config *c, char *err, size_t err_size)
+{
+	static const char *const tls_keys[] = {"ca", "cert", "key"};
+	const char *const tls_paths[] = {c->mqtt_ca, c->mqtt_cert, c->mqtt_key};
+	char why[TERN_LINUX_PATH_MAX + 64];
+	if (!c->mqtt_url[0])
+		return 0;
+	bool tls = !strncmp(c->mqtt_url, "mqtts://", 8) || !strncmp(c->mqtt_url, "ssl://", 6);
+	if (c->mqtt_password_file[0] && unreadable(c->mqtt_password_file, why, sizeof(why))) {
+		snprintf(err, err_size, "%s:%u: password_file: %s", c->path,
+			 key_line(c, "mqtt", "password_file"), why);
+		return TERN_E_NOT_FOUND;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		unsigned line = key_line(c, "mqtt", tls_keys[i]);
+		if (!tls_paths[i][0])
+			continue;
+		if (!tls) {
+			snprintf(err, err_size,
+				 "%s:%u: %s: TLS files need an mqtts:// url (line %u is %.40s)",
+				 c->path, line, tls_keys[i], key_line(c, "mqtt", "url"),
+				 c->mqtt_url);
+			return TERN_E_MALFORMED;
+		}
+		if (unreadable(tls_paths[i], why, sizeof(why))) {
+			snprintf(err, err_size, "%s:%u: %s: %s", c->path, line, tls_keys[i], why);
+			return TERN_E_NOT_FOUND;
+		}
+	}
+	if (!c->mqtt_cert[0] != !c->mqtt_key[0]) {
+		snprintf(err, err_size, "%s:%u: a client certificate needs both cert and key",
+			 c->path, key_line(c, "mqtt", c->mqtt_cert[0] ? "cert" : "key"));
+		return TERN_E_MALFORMED;
+	}
 	return 0;
 }

@@ -175,9 +175,6 @@ static int settings(struct serve *s, struct tern_mqttdev_config *mc)
 			cfg->mqtt_password_file, tern_strerror(rc));
 		return rc;
 	}
-	if (cfg->mqtt_client_id[0] && strcmp(cfg->mqtt_client_id, cfg->device_id))
-		printf("ternd: note: [mqtt] client_id is not used: the transport connects with "
-		       "the device id as its client id\n");
 	int n = snprintf(s->record_path, sizeof(s->record_path), "%s/mqtt", cfg->state_dir);
 	if (n < 0 || (size_t)n >= sizeof(s->record_path)) {
 		fprintf(stderr, "ternd: %s: [device] state is too long a path\n", cfg->path);
@@ -192,6 +189,8 @@ static int settings(struct serve *s, struct tern_mqttdev_config *mc)
 	mc->cert_key = cfg->mqtt_key[0] ? cfg->mqtt_key : NULL;
 	mc->prefix = prefix;
 	mc->device_id = cfg->device_id;
+	mc->client_id = cfg->mqtt_client_id[0] ? cfg->mqtt_client_id : cfg->device_id;
+	mc->keepalive_s = cfg->mqtt_keepalive;
 	mc->seed = (uint32_t)getpid() ^ (uint32_t)now_ms();
 	mc->notify = notify;
 	mc->notify_arg = s;
@@ -299,8 +298,8 @@ int tern_linux_serve(struct tern_linux *lx, unsigned duration_s)
 		goto out_mask;
 	if ((rc = tern_mqttdev_start(s->mq)))
 		goto out_destroy;
-	printf("ternd: serving MQTT at %s as %s (prefix %s)\n", lx->cfg.mqtt_url, lx->cfg.device_id,
-	       mc.prefix);
+	printf("ternd: serving MQTT at %s as %s (client id %s, keepalive %u s, prefix %s)\n",
+	       lx->cfg.mqtt_url, lx->cfg.device_id, mc.client_id, mc.keepalive_s, mc.prefix);
 	fflush(stdout);
 	loop(s, sig_fd, duration_s ? now_ms() + (uint64_t)duration_s * 1000u : 0);
 	tern_mqttdev_stop(s->mq); /* "offline", then DISCONNECT (the will is for crashes) */

@@ -291,6 +291,12 @@ static int cmd_check(struct opts *o)
 	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
+	char err[TERN_LINUX_PATH_MAX + 256];
+	if (tern_linux_config_check_files(&lx->cfg, err, sizeof(err))) {
+		fprintf(stderr, "ternd: %s\n", err);
+		device_close(lx);
+		return 1;
+	}
 	print_note(lx);
 	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
 	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),

@@ -50,6 +50,8 @@ struct tern_mqttdev_config {
 	const char *cert, *cert_key; /* optional client certificate, ssl:// */
 	const char *prefix;	     /* topic prefix */
 	const char *device_id;
+	const char *client_id; /* MQTT client id; NULL: the device id */
+	unsigned keepalive_s;  /* MQTT keepalive in seconds; 0: 20 */
 	unsigned retry_min_ms; /* backoff after a bad chunk or index: min, doubling to max */
 	unsigned retry_max_ms;
 	unsigned max_attempts;	   /* bad fetches of one item before giving up */

@@ -18,6 +18,7 @@
 #define TERN_LINUX_PATH_MAX 4096
 #define TERN_LINUX_CMD_MAX  4096
 #define TERN_LINUX_ID_MAX   64
+#define TERN_LINUX_KEYS_MAX 48 /* keys a config file may hold */
 
 enum tern_bootloader {
 	TERN_BOOT_UBOOT = 0,
@@ -71,6 +72,7 @@ struct tern_linux_config {
 	uint16_t usb_vid;
 	uint16_t usb_pid;
 	char usb_serial[TERN_LINUX_ID_MAX + 1];
+	unsigned key_line[TERN_LINUX_KEYS_MAX]; /* line of each key in the file (0: unset) */
 };
 
 /*
@@ -84,6 +86,21 @@ int tern_linux_config_load(struct tern_linux_config *cfg, const char *path, char
 /* The same from an open file @f, named @path (paths resolve against its folder). */
 int tern_linux_config_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
 			   size_t err_size);
+
+/*
+ * Why @url is not a broker URL ternd can use - the scheme mqtt:// or mqtts:// (or paho's
+ * tcp://, ssl://), a host (a name, an IPv4 address or [IPv6]), an optional port from 1
+ * to 65535, nothing after it - or NULL when it is one. The reason is a constant or
+ * written into @why (@why_size bytes).
+ */
+const char *tern_linux_mqtt_url_why(const char *url, char *why, size_t why_size);
+
+/*
+ * What `ternd check` adds to the file's own checks: the files [mqtt] names can be read
+ * (password_file; ca, cert and key, which need an mqtts:// url; cert and key together).
+ * Returns 0, or TERN_E_NOT_FOUND / TERN_E_MALFORMED with "FILE:LINE: reason" in @err.
+ */
+int tern_linux_config_check_files(const struct tern_linux_config *cfg, char *err, size_t err_size);
 
 /* --- the bootloader's variables, seen the same way for every backend --- */
 
