@@ -334,8 +334,24 @@ static void on_stop(int sig)
 	stop_requested = 1;
 }
 
+/* Closes the device (its lock and ep0, so the ternd the reboot command may start can
+ * take them) and runs the reboot command. Closes @lx. */
+static int close_and_reboot(struct tern_linux *lx, const char *why)
+{
+	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		device_close(lx);
+		return fail(TERN_E_NOMEM, "reboot");
+	}
+	memcpy(cfg, &lx->cfg, sizeof(*cfg));
+	device_close(lx);
+	int ret = reboot_now(cfg, why);
+	free(cfg);
+	return ret;
+}
+
 /*
- * `run` with [usb] enabled: serves the host over the FunctionFS mount until SIGTERM or
+ * `run` with [usb] enabled and no [mqtt] url: serves the host over the FunctionFS mount until SIGTERM or
  * SIGINT, or until the host asks for a reboot; then closes the device (its lock and ep0,
  * so the next ternd can take them) and runs the reboot command. Closes @lx.
  */
@@ -344,7 +360,6 @@ static int serve_usb(struct tern_linux *lx)
 	char err[512];
 	enum tern_ffs_end end;
 	struct sigaction sa;
-	int ret = 0;
 	if (!lx->cfg.usb_functionfs[0]) {
 		fprintf(stderr,
 			"ternd: %s: [usb] enabled needs [usb] functionfs (the FunctionFS "
@@ -370,16 +385,7 @@ static int serve_usb(struct tern_linux *lx)
 		device_close(lx);
 		return 0;
 	}
-	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
-	if (!cfg) {
-		device_close(lx);
-		return fail(TERN_E_NOMEM, "reboot");
-	}
-	memcpy(cfg, &lx->cfg, sizeof(*cfg));
-	device_close(lx);
-	ret = reboot_now(cfg, "the host asked for it over USB");
-	free(cfg);
-	return ret;
+	return close_and_reboot(lx, "the host asked for it over USB");
 }
 
 static int cmd_run(struct opts *o)
@@ -451,12 +457,14 @@ static int cmd_run(struct opts *o)
 		}
 	}
 	if (lx->cfg.mqtt_url[0]) {
-		if (lx->cfg.usb_enabled)
-			printf(
-			    "ternd: [mqtt] and [usb] together are not served yet; serving MQTT\n");
+		const char *reboot_why = NULL;
 		fflush(stdout);
-		if (tern_linux_serve(lx, duration))
+		if (tern_linux_serve(lx, duration, lx->cfg.usb_enabled, &reboot_why)) {
 			ret = 1; /* its line is printed */
+		} else if (reboot_why) {
+			ret = close_and_reboot(lx, reboot_why);
+			lx = NULL;
+		}
 	} else if (lx->cfg.usb_enabled) {
 		ret = serve_usb(lx);
 		lx = NULL; /* closed by serve_usb */

@@ -5,6 +5,8 @@
 #include "tern/tern_err.h"
 
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static void copy_str(char *out, size_t size, const char *s)
 {
@@ -13,6 +15,50 @@ static void copy_str(char *out, size_t size, const char *s)
 		n = size - 1;
 	memcpy(out, s, n);
 	out[n] = '\0';
+}
+
+/* --- sharing the agent with MQTT (struct tern_linux_share; nothing when USB is alone) */
+
+static void agent_lock(struct tern_linux *lx)
+{
+	if (lx->share)
+		pthread_mutex_lock(&lx->share->lock);
+}
+
+/* An install request while MQTT's install holds the agent: TERN_E_BUSY (lock held). */
+static int usb_may_install(const struct tern_linux *lx)
+{
+	return lx->share && lx->share->owner == TERN_OWNER_MQTT ? TERN_E_BUSY : 0;
+}
+
+/* Releases the lock after a request that may have changed the agent: USB keeps the
+ * agent while its install is in flight, and the MQTT loop is woken to report the
+ * change. Returns @rc. */
+static int agent_unlock_changed(struct tern_linux *lx, int rc)
+{
+	struct tern_linux_share *sh = lx->share;
+	if (!sh)
+		return rc;
+	enum tern_state st = lx->agent.state;
+	bool installing =
+	    st == TERN_ST_DOWNLOADING || st == TERN_ST_VERIFYING || st == TERN_ST_STAGED;
+	if (sh->owner == TERN_OWNER_USB && !installing)
+		sh->owner = TERN_OWNER_NONE;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sh->usb_last_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	sh->usb_changed = true;
+	uint64_t one = 1;
+	ssize_t n = write(sh->wake_fd, &one, sizeof(one));
+	(void)n; /* EAGAIN: the loop wakes anyway */
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+static void agent_unlock(struct tern_linux *lx)
+{
+	if (lx->share)
+		pthread_mutex_unlock(&lx->share->lock);
 }
 
 /* The firmware slot that runs now and what it holds. */
@@ -28,6 +74,7 @@ static int lx_info(void *be, struct tern_msg_info *info)
 {
 	struct tern_linux *lx = be;
 	struct tern_status st;
+	agent_lock(lx);
 	tern_agent_status(&lx->agent, &st);
 	copy_str(info->board, sizeof(info->board), lx->cfg.board_id);
 	copy_str(info->serial, sizeof(info->serial), lx->cfg.usb_serial);
@@ -36,6 +83,7 @@ static int lx_info(void *be, struct tern_msg_info *info)
 	info->state = (uint32_t)st.state;
 	info->sequence = st.slots[tern_slot_area(TERN_PAIR_FW, info->slot)].sequence;
 	info->max_data = TERN_FRAME_DATA_MAX;
+	agent_unlock(lx);
 	return 0;
 }
 
@@ -43,6 +91,7 @@ static int lx_state(void *be, struct tern_msg_state *m)
 {
 	struct tern_linux *lx = be;
 	struct tern_status st;
+	agent_lock(lx);
 	tern_agent_status(&lx->agent, &st);
 	m->state = (uint32_t)st.state;
 	running(lx, &st, &m->slot, m->version, sizeof(m->version));
@@ -52,6 +101,7 @@ static int lx_state(void *be, struct tern_msg_state *m)
 	m->done = st.n_verified;
 	m->total = st.n_chunks;
 	m->last_status = tern_frame_status_from_err(st.reason);
+	agent_unlock(lx);
 	return 0;
 }
 
@@ -82,46 +132,84 @@ static int synced(struct tern_linux *lx, int rc)
 static int lx_offer(void *be, const uint8_t *manifest, size_t len, struct tern_msg_ack *next)
 {
 	struct tern_linux *lx = be;
-	int rc = tern_linux_check_targets(lx);
-	if (rc == 0)
-		rc = tern_agent_offer(&lx->agent, manifest, len);
+	agent_lock(lx);
+	int rc = usb_may_install(lx);
 	if (rc)
-		return rc;
-	next_needed(lx, next);
-	return 0;
+		goto out_unlock; /* nothing changed */
+	if ((rc = tern_linux_check_targets(lx)) == 0)
+		rc = tern_agent_offer(&lx->agent, manifest, len);
+	if (rc == 0) {
+		if (lx->share)
+			lx->share->owner = TERN_OWNER_USB;
+		next_needed(lx, next);
+	}
+	return agent_unlock_changed(lx, rc);
+out_unlock:
+	agent_unlock(lx);
+	return rc;
 }
 
 static int lx_data(void *be, const struct tern_msg_data *d, struct tern_msg_ack *next)
 {
 	struct tern_linux *lx = be;
-	int rc = d->kind == TERN_DATA_INDEX
-		     ? tern_agent_feed_index(&lx->agent, d->comp, d->offset, d->bytes, d->len)
-		     : tern_agent_feed(&lx->agent, d->comp, d->offset, d->bytes, d->len);
-	if (rc)
+	agent_lock(lx);
+	int rc = usb_may_install(lx);
+	if (rc) {
+		agent_unlock(lx);
 		return rc;
-	next_needed(lx, next);
-	return 0;
+	}
+	rc = d->kind == TERN_DATA_INDEX
+		 ? tern_agent_feed_index(&lx->agent, d->comp, d->offset, d->bytes, d->len)
+		 : tern_agent_feed(&lx->agent, d->comp, d->offset, d->bytes, d->len);
+	if (rc == 0)
+		next_needed(lx, next);
+	return agent_unlock_changed(lx, rc);
 }
 
-static int lx_done(void *be)
+/* DONE, ACTIVATE and CONFIRM: one agent step under the lock (@step), unless MQTT's
+ * install holds the agent. */
+static int usb_step(struct tern_linux *lx, int (*step)(struct tern_linux *lx))
 {
-	struct tern_linux *lx = be;
+	agent_lock(lx);
+	int rc = usb_may_install(lx);
+	if (rc) {
+		agent_unlock(lx);
+		return rc;
+	}
+	return agent_unlock_changed(lx, step(lx));
+}
+
+static int done_step(struct tern_linux *lx)
+{
 	return synced(lx, tern_agent_finish(&lx->agent));
 }
 
-static int lx_activate(void *be)
+static int activate_step(struct tern_linux *lx)
 {
-	struct tern_linux *lx = be;
 	return synced(lx, tern_agent_activate(&lx->agent));
 }
 
 /* CONFIRM in a trial: the host vouches for the image (as `ternd mark-good`). */
-static int lx_confirm(void *be)
+static int confirm_step(struct tern_linux *lx)
 {
-	struct tern_linux *lx = be;
 	if (lx->agent.state != TERN_ST_TRIAL)
 		return TERN_E_STATE;
 	return tern_linux_end_trial(lx, true);
+}
+
+static int lx_done(void *be)
+{
+	return usb_step(be, done_step);
+}
+
+static int lx_activate(void *be)
+{
+	return usb_step(be, activate_step);
+}
+
+static int lx_confirm(void *be)
+{
+	return usb_step(be, confirm_step);
 }
 
 const struct tern_usbdev_ops tern_linux_usb_ops = {

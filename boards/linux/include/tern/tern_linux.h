@@ -12,6 +12,7 @@
 #include "tern/tern_bootenv.h"
 #include "tern/tern_cose.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -154,6 +155,32 @@ struct tern_linux_pending {
 #define TERN_LINUX_PENDING_MAX 256  /* markers per fdatasync of a slot, at most */
 #define TERN_LINUX_PENDING_MS  2000 /* and no older than this */
 
+/* Which transport has an install in flight (offer accepted, not yet rebooted into it,
+ * finished or failed) when several serve the agent at once. */
+enum tern_linux_owner {
+	TERN_OWNER_NONE = 0,
+	TERN_OWNER_MQTT = 1,
+	TERN_OWNER_USB = 2,
+};
+
+/* A USB install that saw no request for this long no longer holds the agent (a host
+ * that went away for good): MQTT may then replace it. */
+#define TERN_LINUX_USB_IDLE_MS (10u * 60u * 1000u)
+
+/*
+ * What the transports of one `ternd run` share when MQTT and USB serve at once
+ * (boards/linux/mqtt.c owns it). Every agent call of either transport is made with
+ * @lock held, so the agent, the slots and the bootloader are touched by one thread at a
+ * time; an install request of the transport that is not @owner is answered busy.
+ */
+struct tern_linux_share {
+	pthread_mutex_t lock;
+	enum tern_linux_owner owner;
+	uint64_t usb_last_ms; /* monotonic time of the last USB request that changed the agent */
+	bool usb_changed;     /* a USB request changed the agent since MQTT last reported */
+	int wake_fd;	      /* eventfd the MQTT loop polls; written after such a request */
+};
+
 struct tern_linux {
 	struct tern_linux_config cfg;
 	struct tern_board board;
@@ -171,6 +198,7 @@ struct tern_linux {
 	struct tern_linux_pending pending[TERN_LINUX_PENDING_MAX];
 	unsigned n_pending;
 	int64_t pending_since_ms;
+	struct tern_linux_share *share; /* borrowed; NULL: one transport, no locking */
 	uint8_t scratch[TERN_BOOTCTL_REC_SIZE];
 };
 
