@@ -298,6 +298,11 @@ static int cmd_check(struct opts *o)
 		return 1;
 	}
 	print_note(lx);
+	if (!lx->cfg.device_id[0])
+		printf("ternd: not provisioned yet: no [device] id%s; `tern usb provision` gives "
+		       "the device its id, keys and configuration\n",
+		       lx->keyring.n_keys ? ""
+					  : " and no key (every release is refused until then)");
 	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
 	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),
 	       lx->cfg.bootloader == TERN_BOOT_UBOOT  ? "uboot"
@@ -456,7 +461,12 @@ static int cmd_run(struct opts *o)
 			goto out;
 		}
 	}
-	if (lx->cfg.mqtt_url[0]) {
+	if (lx->cfg.mqtt_url[0] && !lx->cfg.device_id[0] && lx->cfg.usb_enabled) {
+		printf("ternd: not provisioned (no [device] id): serving USB only; MQTT starts "
+		       "with the next start after `tern usb provision`\n");
+		ret = serve_usb(lx);
+		lx = NULL; /* closed by serve_usb */
+	} else if (lx->cfg.mqtt_url[0]) {
 		const char *reboot_why = NULL;
 		fflush(stdout);
 		if (tern_linux_serve(lx, duration, lx->cfg.usb_enabled, &reboot_why)) {

@@ -4,6 +4,8 @@
 
 #include "tern/tern_err.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +81,7 @@ static int lx_info(void *be, struct tern_msg_info *info)
 	copy_str(info->board, sizeof(info->board), lx->cfg.board_id);
 	copy_str(info->serial, sizeof(info->serial), lx->cfg.usb_serial);
 	copy_str(info->device_id, sizeof(info->device_id), lx->cfg.device_id);
+	info->provision_gen = lx->cfg.provision_gen;
 	running(lx, &st, &info->slot, info->version, sizeof(info->version));
 	info->state = (uint32_t)st.state;
 	info->sequence = st.slots[tern_slot_area(TERN_PAIR_FW, info->slot)].sequence;
@@ -212,6 +215,74 @@ static int lx_confirm(void *be)
 	return usb_step(be, confirm_step);
 }
 
+/*
+ * PROVISION: a blank device (no [device] id) takes a plain request; a provisioned one
+ * only a request signed by a key it trusts, bound to its USB serial, of a newer
+ * generation (as the sim board). The files are written next to ternd.conf
+ * (tern_linux_provision_write); the id and the keys take effect at once, the
+ * configuration's [mqtt] settings at the next start of ternd.
+ */
+static int lx_provision(void *be, const struct tern_msg_provision *req)
+{
+	struct tern_linux *lx = be;
+	struct tern_msg_provision opened;
+	const struct tern_msg_provision *p = req;
+	struct tern_keyring kr;
+	struct tern_linux_config *merged = NULL;
+	char err[TERN_LINUX_PATH_MAX + 256];
+	int rc;
+	agent_lock(lx);
+	if (req->signed_req) {
+		rc = tern_msg_provision_open(req, &lx->keyring, lx->cfg.usb_serial, &opened);
+		if (rc)
+			goto out_unlock;
+		p = &opened;
+	} else if (lx->cfg.device_id[0]) {
+		rc = TERN_E_EXISTS; /* wire status "provisioned": a signed request is needed */
+		goto out_unlock;
+	}
+	if ((rc = tern_provision_generation_check(req->signed_req != NULL, p->generation,
+						  lx->cfg.provision_gen)))
+		goto out_unlock;
+	memset(&kr, 0, sizeof(kr));
+	for (size_t i = 0; i < p->n_keys && rc == 0; i++) {
+		struct tern_pubkey pk;
+		rc = tern_pubkey_from_point(&pk, p->keys[i], TERN_P256_POINT_LEN);
+		if (rc == 0)
+			rc = tern_keyring_add(&kr, &pk);
+	}
+	if (rc)
+		goto out_unlock;
+	if (!(merged = malloc(sizeof(*merged)))) {
+		rc = TERN_E_NOMEM;
+		goto out_unlock;
+	}
+	uint64_t gen =
+	    p->generation > lx->cfg.provision_gen ? p->generation : lx->cfg.provision_gen;
+	struct tern_linux_provisioning prov = {
+	    .device_id = p->device_id,
+	    .keyring = &kr,
+	    .config = p->config,
+	    .config_len = p->config ? p->config_len : 0,
+	    .generation = gen,
+	};
+	if ((rc = tern_linux_provision_write(&lx->cfg, &prov, merged, err, sizeof(err)))) {
+		fprintf(stderr, "ternd: provisioning refused: %s\n", err);
+		goto out_unlock;
+	}
+	lx->keyring = kr; /* the agent (and MQTT's desired states) read it through this */
+	copy_str(lx->cfg.device_id, sizeof(lx->cfg.device_id), merged->device_id);
+	lx->cfg.provision_gen = gen;
+	printf("ternd: provisioned over USB as %s (generation %llu, %zu key%s); the "
+	       "configuration's [mqtt] settings take effect at the next start\n",
+	       lx->cfg.device_id, (unsigned long long)gen, kr.n_keys, kr.n_keys == 1 ? "" : "s");
+	fflush(stdout);
+out_unlock:
+	agent_unlock(lx);
+	free(merged);
+	return rc;
+}
+
 const struct tern_usbdev_ops tern_linux_usb_ops = {
     .info = lx_info,
     .state = lx_state,
@@ -220,4 +291,5 @@ const struct tern_usbdev_ops tern_linux_usb_ops = {
     .done = lx_done,
     .activate = lx_activate,
     .confirm = lx_confirm,
+    .provision = lx_provision,
 };

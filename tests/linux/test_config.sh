@@ -135,7 +135,9 @@ fi
 
 # A well-formed file whose pieces are missing: named by path.
 mkdir -p keys
-refused "keyring with no key" "keys: no public key" "$good"
+refused "keyring with no key (a device with an id)" "keys: no public key" "$good
+[device]
+id = dev-1" 2>/dev/null
 "$(dirname "$TERND")/tern" key generate --out keys/k >/dev/null
 refused "slot file missing" "a.img: cannot open slot" "$good"
 truncate -s 1M a.img b.img
@@ -147,6 +149,31 @@ refused "grubenv missing" "bootloader: the bootloader's environment is missing" 
 grub-editenv grubenv create
 printf '%s\n' "$good" >c.conf
 if "$TERND" --config c.conf check >/dev/null 2>err.txt; then ok "a complete config passes check"; else bad "complete config" "$(cat err.txt)"; fi
+# A blank device (no [device] id) may have no key yet: check passes and says so.
+mkdir -p nokeys
+printf '%s\n' "$good" | sed 's/^keyring = keys/keyring = nokeys/' >c.conf
+if "$TERND" --config c.conf check >out.txt 2>err.txt && grep -q "not provisioned yet: no \[device\] id and no key" out.txt; then
+	ok "blank device, empty keyring: check passes, says it is not provisioned"
+else
+	bad "blank device check" "$(cat out.txt err.txt)"
+fi
+# The provisioning drop-in STATE/provisioned.conf: only [provisioned], [device] id, [mqtt].
+printf '%s\n' "$good" >c.conf
+printf '[provisioned]\ngeneration = 2\n[device]\nid = lab-7\n[mqtt]\nurl = mqtt://10.0.0.1\n' >state/provisioned.conf
+if "$TERND" --config c.conf check >/dev/null 2>err.txt; then ok "a valid drop-in passes check"; else bad "valid drop-in" "$(cat err.txt)"; fi
+"$TERND" --config c.conf status >out.txt 2>&1
+grep -q "^device: *lab-7 " out.txt && ok "the drop-in's id is the device's" || bad "drop-in id" "$(head -n 2 out.txt)"
+printf '[device]\nid = lab-7\n[slots]\nfirmware.A = /dev/sda1\n' >state/provisioned.conf
+refused "drop-in: a key provisioning may not set" "state/provisioned.conf:4: \[slots\] firmware.A cannot be set by provisioning" "$good"
+printf '[device]\nid = lab 7\n' >state/provisioned.conf
+refused "drop-in: a bad id" "state/provisioned.conf:2: \[device\] id must be 1 to 64" "$good"
+printf '[mqtt]\nurl = mqtt://h:99999\n' >state/provisioned.conf
+refused "drop-in: its url is checked too" "state/provisioned.conf:2: url: port '99999'" "$good"
+rm -f state/provisioned.conf
+refused "[provisioned] in ternd.conf" "c.conf:16: \[provisioned\] generation is written by ternd in STATE/provisioned.conf" "$good
+[provisioned]
+generation = 1"
+printf '%s\n' "$good" >c.conf
 # Relative paths are taken from the config file's folder, wherever ternd runs.
 if (cd / && "$TERND" --config "$work/c.conf" check >/dev/null 2>&1); then ok "relative paths from the config's folder"; else bad "relative paths"; fi
 # The files [mqtt] names must be readable, TLS files need mqtts://: file, line, reason.

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define TERN_LINUX_PATH_MAX 4096
 #define TERN_LINUX_CMD_MAX  4096
@@ -73,6 +74,8 @@ struct tern_linux_config {
 	uint16_t usb_vid;
 	uint16_t usb_pid;
 	char usb_serial[TERN_LINUX_ID_MAX + 1];
+	/* [provisioned]: only in the drop-in STATE/provisioned.conf, which ternd writes */
+	uint64_t provision_gen;
 	unsigned key_line[TERN_LINUX_KEYS_MAX]; /* line of each key in the file (0: unset) */
 };
 
@@ -87,6 +90,46 @@ int tern_linux_config_load(struct tern_linux_config *cfg, const char *path, char
 /* The same from an open file @f, named @path (paths resolve against its folder). */
 int tern_linux_config_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
 			   size_t err_size);
+
+/*
+ * Reads the provisioning drop-in from the open file @f, named @path in errors, over
+ * @cfg (read from ternd.conf first): it may set only [provisioned] generation,
+ * [device] id and [mqtt] keys, and its values replace the file's. tern_linux_config_load()
+ * applies STATE/provisioned.conf this way when it exists. Errors as for the file.
+ */
+int tern_linux_dropin_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
+			   size_t err_size);
+
+/* STATE/provisioned.conf of @cfg into @out (@size bytes). 0 or TERN_E_TOO_LARGE. */
+int tern_linux_dropin_path(const struct tern_linux_config *cfg, char *out, size_t size);
+
+/* A device id: 1 to 64 of A-Z a-z 0-9 . _ - (it names MQTT topics). */
+bool tern_linux_id_valid(const char *id);
+
+#define TERN_LINUX_PROVISION_CONFIG_MAX 4096 /* bytes of provisioned configuration */
+
+/* What a provisioning gives the device (USB PROVISION, already verified). Borrowed. */
+struct tern_linux_provisioning {
+	const char *device_id;
+	const struct tern_keyring *keyring; /* replaces the keyring folder's keys */
+	const uint8_t *config;		    /* ternd.conf lines ([mqtt] keys), or NULL */
+	size_t config_len;
+	uint64_t generation;
+};
+
+/*
+ * Writes a provisioning next to @cfg's file: checks that ternd.conf with the new drop-in
+ * makes a valid configuration (into @out, which the caller may then use), then writes
+ * the keys as KEYRING/provisioned-N.pub (PEM), the drop-in STATE/provisioned.conf
+ * ([provisioned] generation, [device] id, then the configuration's lines), and removes
+ * the keyring's other *.pub files. Each file atomically, in that order, so a cut leaves
+ * the old keys, the new ones, or both. Returns 0, TERN_E_INVAL (id), TERN_E_KEY (no key),
+ * TERN_E_MALFORMED (configuration, with "FILE:LINE: reason") or TERN_E_IO, with one
+ * line in @err; nothing is written when the request is refused.
+ */
+int tern_linux_provision_write(const struct tern_linux_config *cfg,
+			       const struct tern_linux_provisioning *p,
+			       struct tern_linux_config *out, char *err, size_t err_size);
 
 /*
  * Why @url is not a broker URL ternd can use - the scheme mqtt:// or mqtts:// (or paho's
