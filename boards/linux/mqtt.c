@@ -53,6 +53,10 @@ struct serve {
 	int wake_fd;		      /* eventfd: written by notify on paho's thread */
 	char uri[600];
 	char password[PASSWORD_MAX + 1];
+	/* The MQTT identity for this run: a copy, since a USB provisioning may change the
+	 * config's id meanwhile (the new one is used from the next start). */
+	char device_id[TERN_LINUX_ID_MAX + 1];
+	char client_id[TERN_LINUX_ID_MAX + 1];
 	char record_path[TERN_LINUX_PATH_MAX + 16];
 	bool reboot;	      /* the transport asked for the reboot into a trial */
 	int reboot_rc;	      /* the bootloader could not be armed for it */
@@ -216,8 +220,11 @@ static int settings(struct serve *s, struct tern_mqttdev_config *mc)
 	mc->cert = cfg->mqtt_cert[0] ? cfg->mqtt_cert : NULL;
 	mc->cert_key = cfg->mqtt_key[0] ? cfg->mqtt_key : NULL;
 	mc->prefix = prefix;
-	mc->device_id = cfg->device_id;
-	mc->client_id = cfg->mqtt_client_id[0] ? cfg->mqtt_client_id : cfg->device_id;
+	memcpy(s->device_id, cfg->device_id, sizeof(s->device_id));
+	memcpy(s->client_id, cfg->mqtt_client_id[0] ? cfg->mqtt_client_id : cfg->device_id,
+	       sizeof(s->client_id));
+	mc->device_id = s->device_id;
+	mc->client_id = s->client_id;
 	mc->keepalive_s = cfg->mqtt_keepalive;
 	mc->seed = (uint32_t)getpid() ^ (uint32_t)now_ms();
 	mc->notify = notify;
@@ -435,7 +442,7 @@ int tern_linux_serve(struct tern_linux *lx, unsigned duration_s, bool with_usb,
 	if (rc)
 		goto out_usb;
 	printf("ternd: serving MQTT at %s as %s (client id %s, keepalive %u s, prefix %s)%s\n",
-	       lx->cfg.mqtt_url, lx->cfg.device_id, mc.client_id, mc.keepalive_s, mc.prefix,
+	       lx->cfg.mqtt_url, mc.device_id, mc.client_id, mc.keepalive_s, mc.prefix,
 	       with_usb ? ", and USB" : "");
 	fflush(stdout);
 	loop(s, sig_fd, duration_s ? now_ms() + (uint64_t)duration_s * 1000u : 0);
