@@ -60,17 +60,22 @@ $(BUILD)/obj/%.o: %.c | deps
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: tern, ternd, the systemd unit, udev rules
-# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the docs and the examples.
+# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the USB gadget script
+# (libexec/tern/usb-gadget-setup), the docs and the examples.
 BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/tern
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR ?= $(PREFIX)/share/doc/tern
 UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules scripts/udev/*.rules)
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
 	install -m 755 $(BUILD)/tern $(BUILD)/ternd $(DESTDIR)$(BINDIR)/
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' boards/linux/ternd.service \
+	install -m 755 boards/linux/usb-gadget-setup $(DESTDIR)$(LIBEXECDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		-e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' boards/linux/ternd.service \
 		>$(DESTDIR)$(UNITDIR)/ternd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/ternd.service
 	$(if $(UDEV_RULES),install -d $(DESTDIR)$(UDEVDIR) && install -m 644 $(UDEV_RULES) $(DESTDIR)$(UDEVDIR)/)

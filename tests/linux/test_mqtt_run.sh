@@ -7,7 +7,8 @@
 #      reboot ends it; started again, the trial passes and is confirmed; the device
 #      reports 2.0.0 confirmed over MQTT and `ternd status --json` agrees.
 #   2. 3.0.0 fails its health check: rolled back to 2.0.0 and reported over MQTT.
-#   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too.
+#   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too; [mqtt]
+#      client_id and keepalive reach the broker.
 #   4. The shipped broker configuration: TLS, a password per client, the ACL (the device
 #      may only write its own topics): ca, username and password_file; 4.0.0 confirmed.
 #   5. ternd killed in the middle of a download (a file size limit stops it 1200 KiB into
@@ -167,6 +168,16 @@ check "stopped: no last will needed (clean disconnect in the broker log)" \
 $T run --duration 1 >run5.log 2>&1
 same "--duration 1 ends it (exit 0)" 0 "$?"
 check "it served for that second" grep -q "duration reached" run5.log
+check "by default the client id is the device id, keepalive 30 s (broker log)" \
+	grep -q "as $ID (p[0-9], c1, k30)" "$BROKER_LOG"
+# [mqtt] client_id and keepalive reach the broker: its log names the client and keepalive.
+printf 'client_id = lab-gw-7\nkeepalive = 45\n' >>"$d/ternd.conf"
+$T run --duration 2 >run5b.log 2>&1
+same "client_id, keepalive: --duration 2 ends it (exit 0)" 0 "$?"
+check "the broker saw client id lab-gw-7 with keepalive 45" \
+	grep -q "as lab-gw-7 (p[0-9], c1, k45)" "$BROKER_LOG"
+check "run says which client id and keepalive" grep -q "client id lab-gw-7, keepalive 45 s" run5b.log
+sed -i -e '/^client_id = /d' -e '/^keepalive = /d' "$d/ternd.conf"
 
 # ------------------------------------------------------------ 4. TLS, passwords, ACL
 kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
