@@ -1063,10 +1063,15 @@ static int revert_step(struct ctl *c, bool *finished)
 		const char *dstate = rdb_text(s, 5), *drel = rdb_text(s, 6);
 		const char *out = NULL;
 		char why[160];
-		if (dgen >= gen && !strcmp(drel, rdb_text(s, 4)) &&
-		    (!strcmp(dstate, "confirmed") || !strcmp(dstate, "idle"))) {
+		/* Reverted: the device has the revert and runs its previous release, settled
+		 * (confirmed after a revert's trial; or a download of the new release canceled,
+		 * or its trial rolled back, before the revert came: back on it already). */
+		bool settled = !strcmp(dstate, "confirmed") || !strcmp(dstate, "idle") ||
+			       !strcmp(dstate, "failed") || !strcmp(dstate, "rolled-back");
+		if (dgen >= gen && settled && !strcmp(drel, rdb_text(s, 4))) {
 			out = "reverted";
-		} else if (dgen >= gen && !strcmp(dstate, "failed")) {
+		} else if (dgen >= gen &&
+			   (!strcmp(dstate, "failed") || !strcmp(dstate, "rolled-back"))) {
 			out = "revert-failed";
 		} else if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
 			snprintf(why, sizeof(why), "revert-refused: %s", rdb_text(s, 8));
