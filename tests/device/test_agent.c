@@ -766,6 +766,7 @@ static void test_revert_refusals(void **state)
 	size_t len, head;
 	uint8_t *rel = rel_of(t, "1.1.0", 2, 1, &len, NULL);
 	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
+	free(rel);
 	activate_confirm(t, "1.1.0", 1);
 	uint8_t *r2 = rel_of(t, "1.2.0", 3, 3, &len, NULL);
 	assert_int_equal(tern_sim_install_buffer(t->dev, r2, len, 0, false), 0);
