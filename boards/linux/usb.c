@@ -103,9 +103,13 @@ static int lx_data(void *be, const struct tern_msg_data *d, struct tern_msg_ack 
 	return 0;
 }
 
+/* DONE after an offer that was staged at once (the release was whole in the inactive
+ * slot, or staged before) has nothing left to finish. */
 static int lx_done(void *be)
 {
 	struct tern_linux *lx = be;
+	if (lx->agent.state == TERN_ST_STAGED)
+		return 0;
 	return synced(lx, tern_agent_finish(&lx->agent));
 }
 
