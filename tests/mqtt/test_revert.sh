@@ -16,6 +16,7 @@ TERN=$BUILD/tern
 TERND=$BUILD/ternd
 PY=/usr/bin/python3
 source "$HERE/../lib/broker.sh"
+source "$HERE/../lib/suite.sh"
 
 work=$(mktemp -d /tmp/tern-revert-test.XXXXXX)
 fleet_pid=""
@@ -31,33 +32,13 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 q() { sqlite3 "$TERN_DB" "$1"; }
 DEV=sim-0001
 # dev: state, version, generation of the device as last recorded
 dev() { q "select state || ' ' || version || ' ' || generation from devices where id='$DEV'"; }
 # wait_dev WANT SECONDS: until dev prints WANT
-wait_dev() {
-	local i
-	for i in $(seq 1 $(($2 * 10))); do
-		[ "$(dev)" = "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+dev_is() { [ "$(dev)" = "$1" ]; }
+wait_dev() { wait_until "$2" dev_is "$1"; }
 # deploy REL [ARGS]: deploys, sets $gen to the generation it printed and $t0 to the time
 deploy() {
 	local rel=$1
