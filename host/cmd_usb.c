@@ -16,7 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_FOUND 64
+#define MAX_FOUND	64
+#define USB_WAIT_BACK_S 60 /* default --wait: a board's reboot into its trial */
 #define UDEV_HINT                                                                                  \
 	"install the udev rule: sudo cp scripts/udev/70-tern.rules /etc/udev/rules.d/ && sudo "    \
 	"udevadm control --reload && sudo udevadm trigger, then plug the device in again"
@@ -55,11 +56,13 @@ static void print_help(const char *cmd)
 	       USB_DEFAULT_VID, USB_DEFAULT_PID);
 	if (!strcmp(cmd, "reboot"))
 		printf("  --no-wait    do not wait for the device to come back\n"
-		       "  --wait S     how long to wait for it (default 20 s)\n");
+		       "  --wait S     how long to wait for it (default %u s)\n",
+		       USB_WAIT_BACK_S);
 	else if (flash)
 		printf(
-		    "  --wait S     how long to wait for the device after its reboot (default 20 "
-		    "s)\n");
+		    "  --wait S     how long to wait for the device after its reboot (default %u "
+		    "s)\n",
+		    USB_WAIT_BACK_S);
 	else if (strcmp(cmd, "confirm"))
 		printf("  --json       machine-readable output\n");
 }
@@ -70,7 +73,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 	char what[32];
 	snprintf(what, sizeof(what), "usb %s", cmd);
 	memset(o, 0, sizeof(*o));
-	o->wait_s = 20;
+	o->wait_s = USB_WAIT_BACK_S;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -439,36 +442,11 @@ static double elapsed_s(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/*
- * Waits for the device with @serial to come back after a reboot: it must be seen gone, or
- * seen again at another address. Sets @f. Returns 0 or TERN_E_TIMEOUT.
- */
-static int wait_back(struct libusb_context *ctx, const struct usb_match *m, uint8_t old_addr,
-		     unsigned wait_s, struct usb_found *f)
+/* Milliseconds left of @wait_s seconds counted from @t0 (0 when they are over). */
+static uint64_t ms_left(const struct timespec *t0, unsigned wait_s)
 {
-	struct timespec t0;
-	bool seen_gone = false;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (elapsed_s(&t0) < (double)wait_s) {
-		size_t n = 0;
-		struct usb_found got[4];
-		if (usb_scan(ctx, m, got, 4, &n) == 0) {
-			if (n == 0)
-				seen_gone = true;
-			for (size_t i = 0; i < n; i++) {
-				if (seen_gone || got[i].address != old_addr) {
-					*f = got[i];
-					f->dev = libusb_ref_device(got[i].dev);
-					usb_found_free(got, n);
-					return 0;
-				}
-			}
-			usb_found_free(got, n);
-		}
-		struct timespec nap = {0, 50 * 1000 * 1000};
-		nanosleep(&nap, NULL);
-	}
-	return TERN_E_TIMEOUT;
+	double left = (double)wait_s - elapsed_s(t0);
+	return left > 0 ? (uint64_t)(left * 1000.0) : 0;
 }
 
 int cmd_usb_reboot(int argc, char **argv)
@@ -507,20 +485,25 @@ int cmd_usb_reboot(int argc, char **argv)
 		goto out_free;
 	}
 	struct timespec t0;
+	struct libusb_context *ctx_back;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct usb_match again = m;
 	again.serial = f.serial;
-	rc = wait_back(ctx, &again, f.address, o.wait_s, &back);
-	if (rc) {
+	rc = usb_wait_back(&again, f.bus, f.address, (uint64_t)o.wait_s * 1000u, &ctx_back, &back);
+	if (rc == TERN_E_TIMEOUT) {
 		fprintf(stderr,
-			"tern usb reboot: %s did not come back within %u s; check the "
-			"board, then 'tern usb list'\n",
+			"tern usb reboot: device %s did not come back within %u s; check its "
+			"console, then 'tern usb list'\n",
 			f.serial, o.wait_s);
 		status = 1;
 		goto out_free;
 	}
+	if (rc) {
+		status = host_fail("usb reboot", rc);
+		goto out_free;
+	}
 	double secs = elapsed_s(&t0);
-	rc = usb_link_open(&l, ctx, &back);
+	rc = usb_link_open(&l, ctx_back, &back);
 	if (!rc) {
 		rc = usb_link_hello(&l, &info);
 		usb_link_close(&l);
@@ -538,6 +521,7 @@ int cmd_usb_reboot(int argc, char **argv)
 		status = 0;
 	}
 	usb_found_free(&back, 1);
+	libusb_exit(ctx_back);
 out_free:
 	usb_found_free(&f, 1);
 out_exit:
@@ -688,42 +672,78 @@ static void boards_list(const struct tern_manifest *m, char *out, size_t size)
 	}
 }
 
-/* After the reboot: finds the device again and reports how its trial ended. */
-static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
-			 const struct usb_found *f, const struct usb_opts *o, const char *version)
+/* The device's state, through a link opened for the question. */
+static int read_state(struct libusb_context *ctx, const struct usb_found *f,
+		      struct tern_msg_state *st)
 {
-	struct usb_found back;
 	struct usb_link l;
+	int rc = usb_link_open(&l, ctx, f);
+	if (!rc) {
+		rc = get_state(&l, st);
+		usb_link_close(&l);
+	}
+	return rc;
+}
+
+/*
+ * After the reboot: finds the device again by serial (hotplug events or not) and reports
+ * how its trial ended. With --wait-confirm it asks again while the trial runs; a device
+ * that leaves the bus again meanwhile (a trial that reboots) is waited for again, all
+ * within --wait. Returns the exit status.
+ */
+static int flash_outcome(const struct usb_match *m, const struct usb_found *f,
+			 const struct usb_opts *o, const char *version)
+{
 	struct tern_msg_state st;
 	struct timespec t0;
 	struct usb_match again = *m;
+	char port[sizeof(f->port)] = "";
+	uint8_t bus = f->bus, addr = f->address;
+	int rc, read_rc = 0;
 	again.serial = f->serial;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = wait_back(ctx, &again, f->address, o->wait_s, &back);
-	if (rc) {
+	for (;;) {
+		struct libusb_context *ctx;
+		struct usb_found back;
+		rc = usb_wait_back(&again, bus, addr, ms_left(&t0, o->wait_s), &ctx, &back);
+		if (rc)
+			break;
+		bus = back.bus;
+		addr = back.address;
+		memcpy(port, back.port, sizeof(port));
+		for (;;) {
+			read_rc = read_state(ctx, &back, &st);
+			if (read_rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
+			    ms_left(&t0, o->wait_s) == 0)
+				break;
+			struct timespec nap = {0, 200 * 1000 * 1000};
+			nanosleep(&nap, NULL);
+		}
+		usb_found_free(&back, 1);
+		libusb_exit(ctx);
+		if (read_rc != TERN_E_USB && read_rc != TERN_E_TIMEOUT)
+			break;
+		/* Gone again before it answered: wait for it once more. */
+	}
+	if (rc == TERN_E_TIMEOUT && !port[0]) {
 		fprintf(stderr,
-			"tern usb flash: %s did not come back within %u s after its reboot; "
-			"check the board, then 'tern usb status --serial %s'\n",
+			"tern usb flash: device %s did not come back within %u s after its "
+			"reboot; check its console, then 'tern usb status --serial %s'\n",
 			f->serial, o->wait_s, f->serial);
 		return 1;
 	}
-	for (;;) {
-		rc = usb_link_open(&l, ctx, &back);
-		if (!rc) {
-			rc = get_state(&l, &st);
-			usb_link_close(&l);
-		}
-		if (rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
-		    elapsed_s(&t0) > (double)o->wait_s)
-			break;
-		struct timespec nap = {0, 200 * 1000 * 1000};
-		nanosleep(&nap, NULL);
+	if (rc && !port[0])
+		return host_fail("usb flash", rc);
+	if (rc == TERN_E_TIMEOUT)
+		rc = read_rc;
+	if (rc) {
+		fprintf(stderr,
+			"tern usb flash: %s came back at USB port %s but does not answer: %s\n",
+			f->serial, port[0] ? port : "?", tern_strerror(rc));
+		return 1;
 	}
 	int status = 1;
-	if (rc) {
-		fprintf(stderr, "tern usb flash: %s came back but does not answer: %s\n", f->serial,
-			tern_strerror(rc));
-	} else if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
+	if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
 		printf("%s runs %s in slot %s: confirmed\n", f->serial, st.version,
 		       slot_name(st.slot));
 		status = 0;
@@ -741,7 +761,6 @@ static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
 			f->serial, st.version, slot_name(st.slot), tern_frame_state_name(st.state),
 			version);
 	}
-	usb_found_free(&back, 1);
 	return status;
 }
 
@@ -898,7 +917,7 @@ int cmd_usb_flash(int argc, char **argv)
 	}
 	printf("%s: %s staged; rebooting into its trial\n", f.serial, man->version);
 	fflush(stdout);
-	status = flash_outcome(ctx, &m, &f, &o, man->version);
+	status = flash_outcome(&m, &f, &o, man->version);
 	goto out_free;
 out_close:
 	usb_link_close(&l);

@@ -124,6 +124,18 @@ check "after two reboots: boots=3" grep -qx "boots=3" devs2/EMU00001/state
 emu_ok "reboot --no-wait" --devices 1 -- "$TERN" usb reboot --no-wait
 check "reboot --no-wait says so" grep -qx "EMU00001 is rebooting" out.txt
 emu_fail "reboot, several devices" "several tern devices" --devices 2 -- "$TERN" usb reboot
+# Without udevd no hotplug event reaches libusb (--no-uevents: the emulator announces
+# nothing): tern still finds the device again by serial, looking with a fresh scan.
+emu_ok "reboot without hotplug events (no udevd)" --devices 2 --no-uevents --dir devs3 -- \
+	"$TERN" usb reboot --serial EMU00002
+check "no hotplug: back at a new address" grep -qE "^EMU00002 is back after [0-9.]+ s at USB port 1-2 \(address [4-9]\)" out.txt
+check "no hotplug: the device booted twice" grep -qx "boots=2" devs3/EMU00002/state
+emu_ok "no hotplug: list sees the device at its new address" --devices 1 --no-uevents -- sh -c \
+	"'$TERN' usb reboot >/dev/null && '$TERN' usb list --json"
+check "no hotplug: listed after the reboot" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001" ]
+emu_fail "reboot: a device that stays away" \
+	"tern usb reboot: device EMU00001 did not come back within 1 s; check its console" \
+	--devices 1 --boot-ms 2500 -- "$TERN" usb reboot --wait 1
 
 # --- damaged frames: detected by CRC, sent again, the command still succeeds
 for d in out in; do
@@ -144,6 +156,7 @@ VG=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=def
 	--suppressions="$ROOT/tests/usb/umockdev.supp")
 emu_ok "valgrind: list, two devices" --devices 2 -- "${VG[@]}" "$TERN" usb list --json
 emu_ok "valgrind: reboot and re-enumeration" --devices 1 -- "${VG[@]}" "$TERN" usb reboot
+emu_ok "valgrind: reboot without hotplug events" --devices 1 --no-uevents -- "${VG[@]}" "$TERN" usb reboot
 
 # --- exit status, and nothing left behind
 "$EMU" --devices 1 -- sh -c 'exit 7' >/dev/null 2>&1

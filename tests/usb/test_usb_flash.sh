@@ -83,6 +83,17 @@ check "rollback reported with its reason" grep -q "EMU00001 rolled back to 1.2.0
 check "ternd: rolled back, 1.2.0 runs" \
 	[ "$(status_of devs/EMU00001 | field 'd["state"] + " " + d["running_version"]')" = "rolled-back 1.2.0" ]
 
+# --- no udevd: no hotplug event reaches libusb, and flash still follows the reboot (a
+#     fresh scan finds the device again by serial); a device that stays away is reported
+run "no hotplug events: a rollback is seen" 1 "${KR[@]}" --no-uevents --dir nohp -- "$TERN" usb flash sick.tern
+check "no hotplug: rollback with its reason" grep -q "EMU00001 rolled back to 1.0.0 in slot A: the new image failed its health check" err.txt
+run "no hotplug events: flash follows the reboot" 0 "${KR[@]}" --no-uevents --dir nohp -- \
+	"$TERN" usb flash small.tern --wait-confirm
+check "no hotplug: confirmed, seen by the host" grep -qx "EMU00001 runs 1.4.0 in slot B: confirmed" out.txt
+run "a device that does not come back" 1 "${KR[@]}" --boot-ms 2500 --dir away -- "$TERN" usb flash small.tern --wait 1
+check "did not come back, in words" grep -qx "tern usb flash: device EMU00001 did not come back within 1 s after its reboot; check its console, then 'tern usb status --serial EMU00001'" err.txt
+check "it had taken the release before it left" grep -q "EMU00001: 1.4.0 staged; rebooting into its trial" out.txt
+
 # --- two devices: --serial, and the other one untouched
 run "two devices, no --serial: refused" 1 "${KR[@]}" --devices 2 --dir two -- "$TERN" usb flash ok.tern
 check "several devices, in words" grep -q "several tern devices are connected" err.txt
