@@ -991,7 +991,8 @@ static void provision_help(void)
 	    "                 with a key it trusts now\n"
 	    "  --db FILE      the host database that records the device for 'tern devices'\n"
 	    "                 ($TERN_DB, default ./tern.db)\n"
-	    "  --generation N the provisioning generation (default: the device's + 1); a "
+	    "  --generation N the provisioning generation; default: one above the highest\n"
+	    "                 the database gave this device's ids and the device's own. A "
 	    "device\n"
 	    "                 refuses a signed request that is not newer than the last it "
 	    "took\n",
@@ -999,41 +1000,95 @@ static void provision_help(void)
 }
 
 /*
- * Records a device just provisioned in the host's inventory (@db_path), so `tern devices`
- * lists it before it first connects. Returns the exit status: 0, or 1 with one line.
+ * Records a device just provisioned in the host's inventory @db (file @db_path): its row,
+ * so `tern devices` lists it before it first connects, and the generation it took.
+ * Returns the exit status: 0, or 1 with one line.
  */
-static int record_provisioned(const char *db_path, const struct tern_msg_provision *p,
-			      const struct usb_found *f, const struct tern_msg_info *info)
+static int record_provisioned(struct db *db, const char *db_path,
+			      const struct tern_msg_provision *p, const struct usb_found *f,
+			      const struct tern_msg_info *info)
 {
-	struct db *db;
-	struct db_provisioned row = {
-	    p->device_id, f->serial, info->board, info->version, tern_frame_state_name(info->state),
-	    info->slot};
-	if (db_open(&db, db_path))
-		goto fail;
+	struct db_provisioned row = {p->device_id,
+				     f->serial,
+				     info->board,
+				     info->version,
+				     tern_frame_state_name(info->state),
+				     info->slot,
+				     p->generation};
 	int rc = db_begin(db);
 	if (rc == 0 && (rc = db_record_provisioned(db, &row, (uint64_t)time(NULL))) == 0)
 		rc = db_commit(db);
 	if (rc)
 		db_rollback(db);
-	db_close(db);
 	if (rc == 0) {
 		printf("%s recorded in %s: 'tern devices' lists it\n", p->device_id, db_path);
 		return 0;
 	}
-fail:
 	fprintf(stderr,
-		"tern usb provision: %s is provisioned, but recording it in %s failed; run "
-		"the same command again to record it\n",
-		f->serial, db_path);
+		"tern usb provision: %s is provisioned (generation %llu), but recording it in %s "
+		"failed; once it can be written, run the same command again with --key and "
+		"--generation %llu\n",
+		f->serial, (unsigned long long)p->generation, db_path,
+		(unsigned long long)p->generation + 1);
 	return 1;
+}
+
+/*
+ * The provisioning generation for this request: --generation, else one above the highest
+ * the inventory @db gave the device's current id or the new one and the device's own.
+ * Refuses (one line, 1) when the device has taken a generation the inventory never gave its
+ * id: it was provisioned elsewhere, and numbers from here could collide with that. Returns
+ * 0 with @gen set, or the exit status.
+ */
+static int provision_generation(struct db *db, const char *db_path, const struct usb_found *f,
+				const struct tern_msg_info *info, const char *new_id,
+				uint64_t forced, uint64_t *gen)
+{
+	uint64_t cur = 0, next = 0;
+	bool cur_known = false, next_known = false;
+	int rc = 0;
+	if (info->device_id[0])
+		rc = db_provision_gen_get(db, info->device_id, &cur, &cur_known);
+	if (!rc)
+		rc = db_provision_gen_get(db, new_id, &next, &next_known);
+	if (rc) {
+		fprintf(
+		    stderr,
+		    "tern usb provision: cannot read the inventory %s; nothing was sent to %s\n",
+		    db_path, f->serial);
+		return 1;
+	}
+	if (forced) {
+		*gen = forced;
+		return 0;
+	}
+	if (info->device_id[0] && info->provision_gen > cur) {
+		fprintf(stderr,
+			"tern usb provision: %s (%s) has taken provisioning generation %llu, but ",
+			f->serial, info->device_id, (unsigned long long)info->provision_gen);
+		if (cur_known)
+			fprintf(stderr, "%s gave %s generation %llu at most", db_path,
+				info->device_id, (unsigned long long)cur);
+		else
+			fprintf(stderr, "%s never provisioned %s", db_path, info->device_id);
+		fprintf(stderr,
+			": it was provisioned elsewhere; check which inventory is right, then give "
+			"--generation N (above %llu) to go on; nothing was sent\n",
+			(unsigned long long)info->provision_gen);
+		return 1;
+	}
+	uint64_t top = cur > next ? cur : next;
+	if (info->provision_gen > top)
+		top = info->provision_gen;
+	*gen = top + 1;
+	return 0;
 }
 
 int cmd_usb_provision(int argc, char **argv)
 {
 	const char *id = NULL, *config_path = NULL, *key_path = NULL, *serial = NULL;
 	const char *vid = NULL, *pid = NULL, *db_path = getenv("TERN_DB");
-	unsigned long long generation = 0; /* 0: the device's + 1 */
+	unsigned long long generation = 0; /* 0: from the inventory and the device */
 	static struct tern_keyring kr;
 	static uint8_t body[TERN_FRAME_BODY_MAX], cose[TERN_FRAME_BODY_MAX];
 	static uint8_t req[TERN_FRAME_BODY_MAX];
@@ -1122,6 +1177,7 @@ int cmd_usb_provision(int argc, char **argv)
 	struct usb_found f;
 	struct usb_link l;
 	struct tern_msg_info info;
+	struct db *db = NULL;
 	if (usb_match_init(&m, vid, pid, serial)) {
 		status =
 		    host_usage("usb provision", "--vid and --pid take hex USB ids such as 1209");
@@ -1148,9 +1204,21 @@ int cmd_usb_provision(int argc, char **argv)
 			f.serial, info.device_id);
 		goto out_close;
 	}
-	/* The provisioning generation: higher than the last the device took, so this request
-	 * (once signed) cannot be replayed on it later. */
-	p.generation = generation ? (uint64_t)generation : info.provision_gen + 1;
+	/* The inventory is the authority for the provisioning generation: opened before the
+	 * request is sent, so a device is never provisioned with a number it cannot record. */
+	const char *db_file = db_path && *db_path ? db_path : "tern.db";
+	if (db_open(&db, db_file)) {
+		fprintf(stderr,
+			"tern usb provision: the inventory %s cannot be used; nothing was sent to "
+			"%s\n",
+			db_file, f.serial);
+		goto out_close;
+	}
+	/* Higher than any the device or its ids took, so this request (once signed) cannot
+	 * be replayed on it later. */
+	if (provision_generation(db, db_file, &f, &info, p.device_id, (uint64_t)generation,
+				 &p.generation))
+		goto out_close;
 	blen = tern_msg_provision_encode(&p, body, sizeof(body));
 	if (!blen) {
 		host_fail("usb provision", TERN_E_BUF_SMALL);
@@ -1189,12 +1257,13 @@ int cmd_usb_provision(int argc, char **argv)
 		fprintf(stderr, "tern usb provision: %s refused: %s\n", f.serial,
 			tern_strerror(rc));
 	else {
-		printf("%s provisioned as %s: %zu trusted key(s)%s\n", f.serial, p.device_id,
-		       p.n_keys, p.config ? ", configuration written" : "");
-		status =
-		    record_provisioned(db_path && *db_path ? db_path : "tern.db", &p, &f, &info);
+		printf("%s provisioned as %s (generation %llu): %zu trusted key(s)%s\n", f.serial,
+		       p.device_id, (unsigned long long)p.generation, p.n_keys,
+		       p.config ? ", configuration written" : "");
+		status = record_provisioned(db, db_file, &p, &f, &info);
 	}
 out_close:
+	db_close(db);
 	usb_link_close(&l);
 out_free:
 	usb_found_free(&f, 1);
