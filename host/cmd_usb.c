@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <libusb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 
 #define MAX_FOUND	64
 #define USB_WAIT_BACK_S 60 /* default --wait: a board's reboot into its trial */
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
 #define UDEV_HINT                                                                                  \
 	"install the udev rule: sudo cp scripts/udev/70-tern.rules /etc/udev/rules.d/ && sudo "    \
 	"udevadm control --reload && sudo udevadm trigger, then plug the device in again"
@@ -34,37 +37,56 @@ struct usb_opts {
 	const char *release; /* flash: the release file */
 };
 
+/* What `tern usb CMD --help` says: the usage line's tail, what it does, its own options. */
+struct usb_help {
+	const char *cmd;
+	const char *args; /* after the command name */
+	const char *what;
+	const char *opts; /* its own options, before the common ones */
+};
+
+static const struct usb_help usb_helps[] = {
+    {"list", "[--vid HEX] [--pid HEX] [--json]",
+     "  every tern device on USB: port, serial, board, version, slot, state\n",
+     "  --json          machine-readable output (one object per device)\n"},
+    {"status", "[--serial S] [--vid HEX] [--pid HEX] [--json]",
+     "  one device's state: what it runs, in which slot, and an update in progress\n",
+     "  --json          machine-readable output\n"},
+    {"flash",
+     "RELEASE.tern [--serial S] [--vid HEX] [--pid HEX] [--no-reboot] [--wait-confirm]\n"
+     "                      [--wait SECONDS]",
+     "  sends the release to the device, which verifies and installs it in its inactive\n"
+     "  slot; then activates it, reboots the device into a trial and reports whether it\n"
+     "  confirmed or rolled back. Interrupted (unplugged, Ctrl-C), the same command\n"
+     "  resumes where it stopped\n",
+     "  --no-reboot     stage and activate only: the trial starts at the next boot\n"
+     "  --wait-confirm  after the reboot, wait until the trial is confirmed or rolled back\n"
+     "  --wait S        how long to wait for the device after its reboot (default " STR(
+	 USB_WAIT_BACK_S) " s)\n"},
+    {"reboot", "[--serial S] [--vid HEX] [--pid HEX] [--no-wait] [--wait SECONDS]",
+     "  reboots the device and waits until it is back on the bus (found again by serial)\n",
+     "  --no-wait       do not wait for the device to come back\n"
+     "  --wait S        how long to wait for it (default " STR(USB_WAIT_BACK_S) " s)\n"},
+    {"confirm", "[--serial S] [--vid HEX] [--pid HEX]",
+     "  confirms the release the device runs on trial, so it stays on it\n", ""},
+};
+
 static void print_help(const char *cmd)
 {
-	bool flash = !strcmp(cmd, "flash");
-	printf("usage: tern usb %s%s [--serial S] [--vid HEX] [--pid HEX]%s\n", cmd,
-	       flash ? " RELEASE.tern" : "",
-	       flash			? " [--no-reboot] [--wait-confirm] [--wait SECONDS]"
-	       : !strcmp(cmd, "reboot") ? " [--no-wait] [--wait SECONDS]"
-					: " [--json]");
-	if (flash)
-		printf(
-		    "  sends the release to the device, which verifies and installs it in its "
-		    "inactive slot;\n  then activates it and reboots the device into a trial "
-		    "and reports whether it\n  confirmed or rolled back\n"
-		    "  --no-reboot   stage and activate only: the trial starts at the next boot\n"
-		    "  --wait-confirm after the reboot, wait until the trial is confirmed or "
-		    "rolled back\n");
-	printf("  --serial S   the device with this USB serial number (see 'tern usb list')\n"
-	       "  --vid, --pid USB ids of tern devices (default %04x:%04x, or TERN_USB_VID and "
-	       "TERN_USB_PID)\n",
-	       USB_DEFAULT_VID, USB_DEFAULT_PID);
-	if (!strcmp(cmd, "reboot"))
-		printf("  --no-wait    do not wait for the device to come back\n"
-		       "  --wait S     how long to wait for it (default %u s)\n",
-		       USB_WAIT_BACK_S);
-	else if (flash)
-		printf(
-		    "  --wait S     how long to wait for the device after its reboot (default %u "
-		    "s)\n",
-		    USB_WAIT_BACK_S);
-	else if (strcmp(cmd, "confirm"))
-		printf("  --json       machine-readable output\n");
+	for (size_t i = 0; i < sizeof(usb_helps) / sizeof(usb_helps[0]); i++) {
+		const struct usb_help *h = &usb_helps[i];
+		if (strcmp(h->cmd, cmd))
+			continue;
+		printf("usage: tern usb %s %s\n%s%s", h->cmd, h->args, h->what, h->opts);
+		if (strcmp(cmd, "list"))
+			printf("  --serial S      the device with this USB serial number (see "
+			       "'tern usb "
+			       "list')\n");
+		printf("  --vid, --pid    USB ids of tern devices (default %04x:%04x, or "
+		       "TERN_USB_VID and\n"
+		       "                  TERN_USB_PID)\n",
+		       USB_DEFAULT_VID, USB_DEFAULT_PID);
+	}
 }
 
 /* Parses the options; returns -1 to go on, else the exit status (help or usage). */
@@ -249,7 +271,26 @@ static void json_kv(FILE *out, const char *k, const char *v, bool comma)
 		fputs(", ", out);
 }
 
+/* The identity a device reports: its id (null when not provisioned) and provisioning
+ * generation. */
+static void json_identity(FILE *out, const struct tern_msg_info *info)
+{
+	if (info->device_id[0])
+		json_kv(out, "device_id", info->device_id, true);
+	else
+		fputs("\"device_id\": null, ", out);
+	fprintf(out, "\"provision_generation\": %llu, ", (unsigned long long)info->provision_gen);
+}
+
 /* ---- tern usb list */
+
+/* Why a listed device could not be asked, for people. */
+static const char *row_problem(int rc)
+{
+	return rc == TERN_E_BUSY	? "busy: another program has it open"
+	       : rc == TERN_E_NO_ACCESS ? "no access for this user; see the udev rule"
+					: tern_strerror(rc);
+}
 
 struct list_row {
 	const struct usb_found *f;
@@ -310,10 +351,11 @@ int cmd_usb_list(int argc, char **argv)
 			printf("\"bus\": %u, \"address\": %u, ", r->f->bus, r->f->address);
 			json_kv(stdout, "serial", r->f->serial, true);
 			if (r->rc) {
-				json_kv(stdout, "error", tern_errname(r->rc), false);
+				json_kv(stdout, "error", tern_errname(r->rc), true);
+				json_kv(stdout, "message", row_problem(r->rc), false);
 			} else {
 				json_kv(stdout, "board", r->info.board, true);
-				json_kv(stdout, "device_id", r->info.device_id, true);
+				json_identity(stdout, &r->info);
 				json_kv(stdout, "version", r->info.version, true);
 				printf("\"sequence\": %llu, ",
 				       (unsigned long long)r->info.sequence);
@@ -331,10 +373,7 @@ int cmd_usb_list(int argc, char **argv)
 			const struct list_row *r = &rows[i];
 			if (r->rc)
 				printf("%-10s %-16s (%s)\n", r->f->port,
-				       r->f->serial[0] ? r->f->serial : "?",
-				       r->rc == TERN_E_BUSY ? "busy: another program has it open"
-				       : r->rc == TERN_E_NO_ACCESS ? "no access for this user"
-								   : tern_strerror(r->rc));
+				       r->f->serial[0] ? r->f->serial : "?", row_problem(r->rc));
 			else
 				printf("%-10s %-16s %-10s %-12s %-4s %s\n", r->f->port,
 				       r->f->serial, r->info.board, r->info.version,
@@ -399,9 +438,10 @@ int cmd_usb_status(int argc, char **argv)
 	if (o.json) {
 		printf("{");
 		json_kv(stdout, "port", f.port, true);
+		printf("\"bus\": %u, \"address\": %u, ", f.bus, f.address);
 		json_kv(stdout, "serial", info.serial, true);
 		json_kv(stdout, "board", info.board, true);
-		json_kv(stdout, "device_id", info.device_id, true);
+		json_identity(stdout, &info);
 		json_kv(stdout, "version", st.version, true);
 		printf("\"sequence\": %llu, ", (unsigned long long)info.sequence);
 		json_kv(stdout, "slot", slot_name(st.slot), true);
@@ -418,9 +458,11 @@ int cmd_usb_status(int argc, char **argv)
 		printf("running: %s (sequence %llu) in slot %s\n", st.version,
 		       (unsigned long long)info.sequence, slot_name(st.slot));
 		printf("state:   %s", tern_frame_state_name(st.state));
-		if (st.target[0])
-			printf(" (%s, %llu of %llu)", st.target, (unsigned long long)st.done,
+		if (st.target[0] && st.total)
+			printf(" (%s, %llu of %llu chunks)", st.target, (unsigned long long)st.done,
 			       (unsigned long long)st.total);
+		else if (st.target[0])
+			printf(" (%s)", st.target);
 		if (st.last_status)
 			printf(", last error: %s", tern_frame_status_name(st.last_status));
 		printf("\n");
@@ -556,6 +598,28 @@ struct flash_ctx {
 	const char *serial;
 };
 
+/* Set by SIGINT/SIGTERM while a release's bytes are sent: stop sending, say how to go on. */
+static volatile sig_atomic_t flash_interrupted;
+
+static void on_flash_signal(int sig)
+{
+	(void)sig;
+	flash_interrupted = 1;
+}
+
+/* While the bytes go out, Ctrl-C stops at a frame boundary (once; a second one kills). */
+static void flash_signals(bool catch)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = catch ? on_flash_signal : SIG_DFL;
+	if (catch)
+		sa.sa_flags = (int)SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 static void on_data_reply(void *ud, int rc, const struct tern_frame *f)
 {
 	struct piece *p = ud;
@@ -602,6 +666,8 @@ static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t 
 	static uint8_t buf[TERN_FRAME_DATA_MAX];
 	static uint8_t body[TERN_FRAME_BODY_MAX];
 	while (off < end && !fc->rc) {
+		if (flash_interrupted)
+			return TERN_E_CANCELED;
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
 		int rc = host_pread_full(fd, buf, n, file_off + off);
 		if (rc)
@@ -764,6 +830,130 @@ static int flash_outcome(const struct usb_match *m, const struct usb_found *f,
 	return status;
 }
 
+/*
+ * Sends the release's bytes from where the device wants them (@next, the OFFER's ACK),
+ * then DONE, and prints a summary. Returns 0, or the exit status after one line on stderr
+ * (130 when interrupted by SIGINT or SIGTERM).
+ */
+static int send_release(struct usb_link *l, const struct release_file *rf,
+			const struct tern_msg_info *info, const struct tern_msg_ack *next,
+			const char *serial)
+{
+	uint32_t wstatus = TERN_ST_OK;
+	int rc = 0;
+	struct flash_ctx fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.tty = isatty(STDERR_FILENO);
+	fc.serial = serial;
+	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
+	uint64_t all = 0;
+	for (size_t c = 0; c < rf->head.manifest.n_components; c++)
+		all += rf->layout[c].index_len + rf->layout[c].bytes_len;
+	if (next->has_next) {
+		fc.total = bytes_from(rf, next);
+		char a[32];
+		if (fc.total < all)
+			printf("%s: resuming: %s of the release are on the device already\n",
+			       serial, host_human_size(all - fc.total, a, sizeof(a)));
+		size_t piece = info->max_data < FLASH_PIECE ? info->max_data : FLASH_PIECE;
+		flash_interrupted = 0;
+		flash_signals(true);
+		for (size_t c = next->comp; c < rf->head.manifest.n_components && !rc; c++) {
+			const struct comp_layout *cl = &rf->layout[c];
+			uint64_t idx_from = 0, pay_from = 0;
+			if (c == next->comp && next->kind == TERN_DATA_INDEX)
+				idx_from = next->offset;
+			if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
+				idx_from = cl->index_len;
+				pay_from = next->offset;
+			}
+			rc = send_part(l, &fc, rf->fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
+				       idx_from, cl->index_len, piece);
+			if (!rc)
+				rc = send_part(l, &fc, rf->fd, (uint32_t)c, TERN_DATA_PAYLOAD,
+					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+		}
+		/* Interrupted too: what is in flight is answered, so the count below is true. */
+		if (!rc || rc == TERN_E_CANCELED) {
+			int drc = usb_link_drain(l);
+			rc = rc ? rc : drc ? drc : fc.rc;
+		}
+		flash_signals(false);
+		progress(&fc, true);
+	}
+	if (rc == TERN_E_CANCELED && flash_interrupted) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: interrupted after %s of %s were on %s; run the same "
+			"command again: it resumes where it stopped\n",
+			host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)), serial);
+		return 130;
+	}
+	if (!rc)
+		rc = simple_call(l, TERN_MSG_DONE, &wstatus);
+	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: %s was unplugged or stopped answering after %s of "
+			"%s; plug it back in and run the same command again: it resumes "
+			"where it stopped\n",
+			serial, host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)));
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", serial,
+			tern_strerror(rc));
+		return 1;
+	}
+	double secs = elapsed_s(&fc.t0);
+	if (fc.total) {
+		char a[32];
+		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
+		       "byte\n",
+		       serial, host_human_size(fc.total, a, sizeof(a)), secs,
+		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
+		       (double)l->bytes_out / (double)fc.total);
+	}
+	return 0;
+}
+
+/* Why a device refused an offer as busy, and what to do, in one line. */
+static void busy_reason(const char *serial, const char *version, const char *file,
+			const struct tern_msg_state *st)
+{
+	fprintf(stderr, "tern usb flash: %s refused %s %s: ", serial, version, file);
+	switch (st->state) {
+	case TERN_DS_DOWNLOADING:
+		fprintf(stderr,
+			"it is part-way through installing %s (%llu of %llu chunks); run 'tern usb "
+			"flash' with that release to finish it (it resumes), then this one\n",
+			st->target, (unsigned long long)st->done, (unsigned long long)st->total);
+		break;
+	case TERN_DS_STAGED:
+		fprintf(
+		    stderr,
+		    "it has %s staged for its next boot; reboot it into that trial first ('tern "
+		    "usb reboot --serial %s'), then flash again\n",
+		    st->target[0] ? st->target : "a release", serial);
+		break;
+	case TERN_DS_TRIAL:
+		fprintf(stderr,
+			"it runs %s on trial; let its health check finish or confirm it ('tern usb "
+			"confirm --serial %s'), then flash again\n",
+			st->version, serial);
+		break;
+	case TERN_DS_VERIFYING:
+		fprintf(stderr, "it is verifying %s; wait a moment and run the command again\n",
+			st->target);
+		break;
+	default:
+		fprintf(stderr, "%s (state %s)\n", tern_strerror(TERN_E_BUSY),
+			tern_frame_state_name(st->state));
+	}
+}
+
 int cmd_usb_flash(int argc, char **argv)
 {
 	struct usb_opts o;
@@ -831,81 +1021,39 @@ int cmd_usb_flash(int argc, char **argv)
 		  : TERN_E_TOO_LARGE;
 	if (!rc)
 		rc = tern_msg_ack_decode(reply, rlen, &next);
+	/* Busy: with this very release staged and activated (flash --no-reboot before) it
+	 * only needs its reboot; anything else is said with what to do about it. */
+	bool staged = false;
+	if (rc == TERN_E_BUSY) {
+		struct tern_msg_state st;
+		if (get_state(&l, &st) == 0) {
+			staged = st.state == TERN_DS_STAGED && !strcmp(st.target, man->version);
+			if (!staged) {
+				busy_reason(f.serial, man->version, o.release, &st);
+				goto out_close;
+			}
+			rc = 0;
+		}
+	}
 	if (rc) {
 		fprintf(stderr, "tern usb flash: %s refused %s %s: %s\n", f.serial, man->version,
 			o.release, tern_strerror(rc));
 		goto out_close;
 	}
-	struct flash_ctx fc;
-	memset(&fc, 0, sizeof(fc));
-	fc.tty = isatty(STDERR_FILENO);
-	fc.serial = f.serial;
-	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
-	uint64_t all = 0;
-	for (size_t c = 0; c < man->n_components; c++)
-		all += rf.layout[c].index_len + rf.layout[c].bytes_len;
-	if (next.has_next) {
-		fc.total = bytes_from(&rf, &next);
-		char a[32];
-		if (fc.total < all)
-			printf("%s: resuming: %s of the release are on the device already\n",
-			       f.serial, host_human_size(all - fc.total, a, sizeof(a)));
-		size_t piece = info.max_data < FLASH_PIECE ? info.max_data : FLASH_PIECE;
-		for (size_t c = next.comp; c < man->n_components && !rc; c++) {
-			const struct comp_layout *cl = &rf.layout[c];
-			uint64_t idx_from = 0, pay_from = 0;
-			if (c == next.comp && next.kind == TERN_DATA_INDEX)
-				idx_from = next.offset;
-			if (c == next.comp && next.kind == TERN_DATA_PAYLOAD) {
-				idx_from = cl->index_len;
-				pay_from = next.offset;
-			}
-			rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
-				       idx_from, cl->index_len, piece);
-			if (!rc)
-				rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_PAYLOAD,
-					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+	if (!staged) {
+		status = send_release(&l, &rf, &info, &next, f.serial);
+		if (status)
+			goto out_close;
+		status = 1;
+		rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
+		if (rc) {
+			host_fail(what, rc);
+			goto out_close;
 		}
-		if (!rc)
-			rc = usb_link_drain(&l);
-		if (!rc)
-			rc = fc.rc;
-		progress(&fc, true);
-	}
-	if (!rc)
-		rc = simple_call(&l, TERN_MSG_DONE, &wstatus);
-	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
-		char a[32], b[32];
-		fprintf(stderr,
-			"tern usb flash: %s was unplugged or stopped answering after %s of "
-			"%s; plug it back in and run the same command again: it resumes "
-			"where it stopped\n",
-			f.serial, host_human_size(fc.acked, a, sizeof(a)),
-			host_human_size(fc.total, b, sizeof(b)));
-		goto out_close;
-	}
-	if (rc) {
-		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", f.serial,
-			tern_strerror(rc));
-		goto out_close;
-	}
-	double secs = elapsed_s(&fc.t0);
-	if (fc.total) {
-		char a[32];
-		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
-		       "byte\n",
-		       f.serial, host_human_size(fc.total, a, sizeof(a)), secs,
-		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
-		       (double)l.bytes_out / (double)fc.total);
-	}
-	rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
-	if (rc) {
-		host_fail(what, rc);
-		goto out_close;
 	}
 	if (o.no_reboot) {
-		printf("%s: %s staged and activated; it starts on trial at the next boot\n",
-		       f.serial, man->version);
+		printf("%s: %s staged and activated%s; it starts on trial at the next boot\n",
+		       f.serial, man->version, staged ? " already" : "");
 		status = 0;
 		goto out_close;
 	}
@@ -915,7 +1063,8 @@ int cmd_usb_flash(int argc, char **argv)
 		host_fail(what, rc);
 		goto out_free;
 	}
-	printf("%s: %s staged; rebooting into its trial\n", f.serial, man->version);
+	printf("%s: %s staged%s; rebooting into its trial\n", f.serial, man->version,
+	       staged ? " already" : "");
 	fflush(stdout);
 	status = flash_outcome(&m, &f, &o, man->version);
 	goto out_free;

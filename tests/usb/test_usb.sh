@@ -65,6 +65,8 @@ check "json: serials" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001
 check "json: ports" [ "$(json '",".join(x["port"] for x in d)')" = "1-1,1-2" ]
 check "json: board, version, slot, state" \
 	[ "$(json '"/".join([d[1]["board"], d[1]["version"], d[1]["slot"], d[1]["state"]])')" = "sim/1.0.0/A/idle" ]
+check "json: not provisioned: device_id null, generation 0" \
+	[ "$(json '"%s/%s" % (d[0]["device_id"], d[0]["provision_generation"])')" = "None/0" ]
 emu_ok "list, text" --devices 2 -- "$TERN" usb list
 check "text: header and two rows" [ "$(wc -l <out.txt)" = 3 ]
 check "text: second row" grep -qE '^1-2 +EMU00002 +sim +1\.0\.0 +A +idle$' out.txt
@@ -86,6 +88,11 @@ emu_fail "status, busy" "device EMU00002 is busy: another program" \
 emu_ok "list shows a busy device and goes on" --devices 2 --claimed EMU00001 -- "$TERN" usb list --json
 check "busy device: error busy, other one fine" \
 	[ "$(json 'd[0].get("error", "") + "/" + d[1]["state"]')" = "busy/idle" ]
+check "busy device: a sentence beside the code" \
+	[ "$(json 'd[0]["message"]')" = "busy: another program has it open" ]
+emu_ok "status --json: bus and address too" --devices 1 -- "$TERN" usb status --json
+check "status json: bus, address, generation" \
+	[ "$(json '"%d/%d/%d" % (d["bus"], d["address"], d["provision_generation"])')" = "1/2/0" ]
 
 # --- a user without access: the udev rule is named (dropping to another user needs root)
 if [ "$(id -u)" = 0 ]; then
@@ -105,6 +112,31 @@ emu_fail "other PID: not ours" "no tern device found \(USB 1209:0001\)" --pid 00
 emu_ok "--pid finds it" --pid 0002 -- "$TERN" usb list --pid 0002
 emu_ok "TERN_USB_PID finds it" --pid 0002 -- env TERN_USB_PID=0002 "$TERN" usb list
 emu_fail "bad --vid" "hex USB ids" --devices 1 -- "$TERN" usb list --vid zz
+
+# --- help: every option a usage line shows is taken; the group lists its commands
+"$TERN" key generate --out help.key >/dev/null
+for c in list status flash reboot confirm provision; do
+	"$TERN" usb $c --help >help.txt
+	usage=$(sed -n '/^usage:/,/^  [a-z]/p' help.txt | grep -v '^  [a-z]')
+	opts=$(echo "$usage" | grep -oE '\[--[a-z-]+( [A-Za-z.]+)?\]|--[a-z-]+ [A-Z]+' | tr -d '[]' | tr ' ' '=')
+	badopt=
+	for o in $opts; do
+		case $o in
+		*=SECONDS | *=N) set -- "${o%%=*}" 1 ;;
+		*=*.pub) set -- "${o%%=*}" help.pub ;;
+		*=*) set -- "${o%%=*}" x ;;
+		*) set -- "$o" ;;
+		esac
+		"$TERN" usb $c "$@" --help >/dev/null 2>&1 || badopt="$badopt $1"
+	done
+	if [ -n "$opts" ] && [ -z "$badopt" ]; then ok "help: usb $c takes every option it shows"
+	else bad "help: usb $c takes every option it shows" "refused:$badopt (usage: $usage)"; fi
+done
+"$TERN" usb --help >help.txt
+check "tern usb --help lists the commands" [ "$(grep -c '^  tern usb ' help.txt)" = 6 ]
+"$TERN" usb >/dev/null 2>err.txt
+check "tern usb alone: exit 2, the commands named" [ $? = 2 ]
+check "tern usb alone, in words" grep -qx "tern usb: unknown or missing command; one of: list, status, flash, confirm, provision, reboot (see 'tern usb --help')" err.txt
 
 # --- reboot: the device leaves the bus and comes back at a new address; found by serial
 emu_ok "reboot and re-enumeration" --devices 2 --dir devs -- "$TERN" usb reboot --serial EMU00002

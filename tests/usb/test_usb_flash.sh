@@ -113,6 +113,39 @@ check "first run failed" grep -qx "first=1" out.txt
 check "second run resumed" grep -qE "^EMU00001: resuming: [0-9.]+ KiB of the release are on the device already" out.txt
 check "second run confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
 
+# --- interrupted (Ctrl-C or SIGTERM) mid-transfer: tern stops at a frame boundary, lets
+#     the device go, says how to go on; the rerun in the same session resumes
+"$TERND" sim mkimage --health ok --size 7M --version 1.5.0 --out big.bin >/dev/null
+mk signing.key sim 1.5.0 5 big.bin big.tern
+cat >intr.sh <<EOF
+"$TERN" usb flash big.tern 2>intr.err & p=\$!
+i=0
+while [ \$i -lt 1000 ] && ! "$TERND" sim status intr/EMU00001 --json 2>/dev/null | grep -q '"state": "downloading"'; do
+	sleep 0.01; i=\$((i + 1))
+done
+kill -TERM \$p; wait \$p; echo first=\$?
+"$TERN" usb flash big.tern
+EOF
+run "interrupted, then run again in the same session" 0 "${KR[@]}" --dir intr -- sh intr.sh
+check "interrupted: exit 130" grep -qx "first=130" out.txt
+check "interrupted, in words" grep -qE "^tern usb flash: interrupted after [0-9.]+ [KM]iB of 7\.0 MiB were on EMU00001; run the same command again: it resumes where it stopped$" intr.err
+check "the rerun resumed" grep -qE "^EMU00001: resuming: [0-9.]+ [KM]iB of the release are on the device already" out.txt
+check "the rerun confirmed" grep -qx "EMU00001 runs 1.5.0 in slot B: confirmed" out.txt
+
+# --- flash --no-reboot, then flash again: the same release only needs its reboot; another
+#     one is refused with what to do
+run "staged already: the same release is rebooted into" 0 "${KR[@]}" --dir again -- sh -c \
+	"'$TERN' usb flash small.tern --no-reboot && '$TERN' usb flash small.tern --no-reboot && '$TERN' usb flash small.tern"
+check "staged already, said" grep -qx "EMU00001: 1.4.0 staged and activated already; it starts on trial at the next boot" out.txt
+check "rebooted into the staged release" grep -qx "EMU00001: 1.4.0 staged already; rebooting into its trial" out.txt
+check "and confirmed" grep -qx "EMU00001 runs 1.4.0 in slot B: confirmed" out.txt
+run "another release staged: refused, with what to do" 1 "${KR[@]}" --dir again2 -- sh -c \
+	"'$TERN' usb flash ok.tern --no-reboot && '$TERN' usb flash small.tern"
+check "staged, in words" grep -qx "tern usb flash: EMU00001 refused 1.4.0 small.tern: it has 1.2.0 staged for its next boot; reboot it into that trial first ('tern usb reboot --serial EMU00001'), then flash again" err.txt
+run "another release half-installed: refused, with what to do" 1 "${KR[@]}" --dir again3 --unplug-after 20 -- sh -c \
+	"'$TERN' usb flash ok.tern 2>/dev/null; sleep 0.3; '$TERN' usb flash small.tern"
+check "half-installed, in words" grep -qE "^tern usb flash: EMU00001 refused 1.4.0 small.tern: it is part-way through installing 1.2.0 \([0-9]+ of 64 chunks\); run 'tern usb flash' with that release to finish it \(it resumes\), then this one$" err.txt
+
 # --- damaged frames during the transfer are resent
 run "damaged DATA frames" 0 "${KR[@]}" --dir crc --corrupt-out 7 --corrupt-in 9 -- "$TERN" usb flash ok.tern
 check "still confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
@@ -150,7 +183,7 @@ check "never heard over MQTT: online null" grep -q '"id":"dev-1".*"online":null'
 check "a provisioned event in the audit trail" [ "$(sqlite3 tern.db \
 	"SELECT count(*) FROM events WHERE device_id='dev-1' AND kind='provisioned' AND detail LIKE '%serial EMU00001%'")" = 1 ]
 run "list shows the device id" 0 "${KR[@]}" --dir prov -- "$TERN" usb list --json
-check "json: device_id" grep -q '"device_id": "dev-1"' out.txt
+check "json: device_id and generation" grep -q '"device_id": "dev-1", "provision_generation": 1,' out.txt
 run "again without --key: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-2 --keyring fleet.pub
 check "already provisioned, in words" grep -q "is provisioned already (as dev-1); to change it, sign the request with --key" err.txt
 run "signed by a key it does not trust: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
