@@ -856,8 +856,6 @@ static int send_release(struct usb_link *l, const struct release_file *rf,
 			printf("%s: resuming: %s of the release are on the device already\n",
 			       serial, host_human_size(all - fc.total, a, sizeof(a)));
 		size_t piece = info->max_data < FLASH_PIECE ? info->max_data : FLASH_PIECE;
-		flash_interrupted = 0;
-		flash_signals(true);
 		for (size_t c = next->comp; c < rf->head.manifest.n_components && !rc; c++) {
 			const struct comp_layout *cl = &rf->layout[c];
 			uint64_t idx_from = 0, pay_from = 0;
@@ -878,9 +876,10 @@ static int send_release(struct usb_link *l, const struct release_file *rf,
 			int drc = usb_link_drain(l);
 			rc = rc ? rc : drc ? drc : fc.rc;
 		}
-		flash_signals(false);
 		progress(&fc, true);
 	}
+	if (!rc && flash_interrupted)
+		rc = TERN_E_CANCELED; /* before a byte, or after the last: DONE not sent */
 	if (rc == TERN_E_CANCELED && flash_interrupted) {
 		char a[32], b[32];
 		fprintf(stderr,
@@ -1013,6 +1012,9 @@ int cmd_usb_flash(int argc, char **argv)
 			o.release, boards, f.serial, info.board);
 		goto out_close;
 	}
+	/* From the OFFER on, Ctrl-C stops the transfer cleanly (the device resumes later). */
+	flash_interrupted = 0;
+	flash_signals(true);
 	/* OFFER: the device verifies the signed manifest and says where to start. */
 	struct tern_msg_ack next;
 	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, body, sizeof(body));
@@ -1051,6 +1053,7 @@ int cmd_usb_flash(int argc, char **argv)
 			goto out_close;
 		}
 	}
+	flash_signals(false); /* the rest is quick or a wait: Ctrl-C ends it */
 	if (o.no_reboot) {
 		printf("%s: %s staged and activated%s; it starts on trial at the next boot\n",
 		       f.serial, man->version, staged ? " already" : "");
@@ -1069,6 +1072,7 @@ int cmd_usb_flash(int argc, char **argv)
 	status = flash_outcome(&m, &f, &o, man->version);
 	goto out_free;
 out_close:
+	flash_signals(false);
 	usb_link_close(&l);
 out_free:
 	usb_found_free(&f, 1);
