@@ -71,6 +71,9 @@ static const struct usb_help usb_helps[] = {
      "  confirms the release the device runs on trial, so it stays on it\n", ""},
 };
 
+static const char serial_help[] =
+    "  --serial S      the device with this USB serial number (see 'tern usb list')\n";
+
 static void print_help(const char *cmd)
 {
 	for (size_t i = 0; i < sizeof(usb_helps) / sizeof(usb_helps[0]); i++) {
@@ -79,9 +82,7 @@ static void print_help(const char *cmd)
 			continue;
 		printf("usage: tern usb %s %s\n%s%s", h->cmd, h->args, h->what, h->opts);
 		if (strcmp(cmd, "list"))
-			printf("  --serial S      the device with this USB serial number (see "
-			       "'tern usb "
-			       "list')\n");
+			fputs(serial_help, stdout);
 		printf("  --vid, --pid    USB ids of tern devices (default %04x:%04x, or "
 		       "TERN_USB_VID and\n"
 		       "                  TERN_USB_PID)\n",
