@@ -801,7 +801,15 @@ static int flash_outcome(const struct usb_match *m, const struct usb_found *f,
 	}
 	if (rc && !port[0])
 		return host_fail("usb flash", rc);
-	if (rc == TERN_E_TIMEOUT)
+	if (rc == TERN_E_TIMEOUT && read_rc == TERN_E_USB) {
+		fprintf(
+		    stderr,
+		    "tern usb flash: device %s came back at USB port %s, left the bus again and "
+		    "did not come back within %u s; check its console\n",
+		    f->serial, port, o->wait_s);
+		return 1;
+	}
+	if (!rc || rc == TERN_E_TIMEOUT)
 		rc = read_rc;
 	if (rc) {
 		fprintf(stderr,
