@@ -26,7 +26,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) \
-	-Iprotocol/include -Idevice/include -MMD -MP $(PKG_CFLAGS)
+	-Iprotocol/include -Idevice/include -Iposix/include -MMD -MP $(PKG_CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 
 ifeq ($(SANITIZE),1)

@@ -670,7 +670,7 @@ static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t 
 		if (flash_interrupted)
 			return TERN_E_CANCELED;
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
-		int rc = host_pread_full(fd, buf, n, file_off + off);
+		int rc = tern_pread_full(fd, buf, n, file_off + off);
 		if (rc)
 			return rc;
 		struct tern_msg_data d = {comp, kind, off, buf, n};

@@ -3,7 +3,7 @@
 ALL_CFLAGS += -Iboards/linux/include
 LINUX_SRC := boards/linux/config.c boards/linux/bootenv.c boards/linux/bootloader.c \
 	boards/linux/board.c boards/linux/command.c boards/linux/fileio.c \
-	boards/linux/usb.c boards/linux/usb_ffs.c
+	boards/linux/usb.c boards/linux/usb_ffs.c posix/fdio.c
 LINUX_LIB := $(BUILD)/libternlinux.a
 TERND_OBJS := $(BUILD)/obj/boards/linux/ternd.o $(BUILD)/obj/boards/linux/mqtt.o \
 	$(BUILD)/obj/boards/sim/ternd.o \

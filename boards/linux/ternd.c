@@ -146,77 +146,12 @@ static bool load_health(const struct tern_linux *lx, struct tern_health_result *
 
 /* --- status --- */
 
-static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
-
-static void json_slot(const struct tern_slot_meta *m)
-{
-	char dg[2 * TERN_SHA256_LEN + 1];
-	bool filled = m->state != TERN_SLOT_EMPTY;
-	bool has_digest = filled && m->size != 0; /* a factory image has no signed digest */
-	tern_sim_hex(m->index_digest, TERN_SHA256_LEN, dg);
-	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
-	if (filled)
-		tern_sim_json_str(m->version);
-	else
-		printf("null");
-	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
-	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
-	if (has_digest)
-		printf("\"%s\"}", dg);
-	else
-		printf("null}");
-}
-
 /* The keys of `ternd sim status --json`, then last_health and boot_note. */
 static void print_status_json(const struct tern_linux *lx, const struct tern_status *st)
 {
-	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
-	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
-	/* "powered" is the sim's; a device that answers is powered. */
-	printf("{\"state\": \"%s\", \"powered\": true, \"running_slot\": \"%s\", "
-	       "\"running_version\": ",
-	       tern_state_name(st->state), slot_names[fw & 1u]);
-	tern_sim_json_str(run->version);
-	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
-	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
-	if (cfg <= 1) {
-		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
-		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
-		tern_sim_json_str(c->version);
-		if (c->size) {
-			char dg[2 * TERN_SHA256_LEN + 1];
-			tern_sim_hex(c->index_digest, TERN_SHA256_LEN, dg);
-			printf(", \"digest\": \"%s\"}", dg);
-		} else {
-			printf(", \"digest\": null}");
-		}
-	} else {
-		printf("null");
-	}
-	printf(", \"slots\": {");
-	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
-		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
-		json_slot(&st->slots[i]);
-	}
-	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
-	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
-	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
-	       "\"last_reason\": ",
-	       st->security_floor, st->config_security_floor,
-	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
-	       st->attempts_left, tern_event_name(st->last_event),
-	       (unsigned long long)st->event_sequence);
-	if (st->reason) {
-		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
-		tern_sim_json_str(tern_strerror(st->reason));
-	} else {
-		printf("null, \"last_reason_text\": null");
-	}
-	if (st->state == TERN_ST_DOWNLOADING)
-		printf(
-		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
-		    st->job_version, (unsigned long long)st->n_chunks,
-		    (unsigned long long)st->n_verified);
+	/* "powered" is the sim's; a device that answers is powered. A factory image has no
+	 * signed digest. */
+	tern_sim_json_status(st, true, true);
 	struct tern_health_result h;
 	printf(", \"last_health\": ");
 	if (load_health(lx, &h)) {
@@ -249,10 +184,10 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 		if (i >= 2 && !lx->cfg.slot[i][0])
 			continue;
 		if (m->state == TERN_SLOT_EMPTY)
-			printf("slot %-9s empty\n", slot_names[i]);
+			printf("slot %-9s empty\n", tern_sim_slot_name(i));
 		else
-			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n", slot_names[i],
-			       tern_slot_state_name(m->state), m->version,
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n",
+			       tern_sim_slot_name(i), tern_slot_state_name(m->state), m->version,
 			       (unsigned long long)m->sequence, m->security_counter);
 	}
 	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);

@@ -172,4 +172,14 @@ int tern_sim_main(int argc, char **argv);
 void tern_sim_json_str(const char *s);
 void tern_sim_hex(const uint8_t *d, size_t n, char *out);
 
+/* "A", "B", "config-A", "config-B" for slot 0..3 (static strings). */
+const char *tern_sim_slot_name(unsigned slot);
+
+/*
+ * The keys of `ternd sim status --json` for @st on stdout, from the opening brace up to
+ * (without) the closing one, so a caller can add its own keys. @unsized_no_digest: a
+ * slot of size 0 (a factory image, which has no signed digest) shows "digest": null.
+ */
+void tern_sim_json_status(const struct tern_status *st, bool powered, bool unsized_no_digest);
+
 #endif
