@@ -26,7 +26,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) \
-	-Iprotocol/include -Idevice/include -Iposix/include -MMD -MP $(PKG_CFLAGS)
+	-Iprotocol/include -Idevice/include -MMD -MP $(PKG_CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS)
 
 ifeq ($(SANITIZE),1)
@@ -47,6 +47,7 @@ all: deps
 
 # Every module adds its own targets.
 include protocol/module.mk
+include posix/module.mk
 include device/module.mk
 include transport/module.mk
 include boards/sim/module.mk
@@ -59,17 +60,22 @@ $(BUILD)/obj/%.o: %.c | deps
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: tern, ternd, the systemd unit, udev rules
-# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the docs and the examples.
+# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the USB gadget script
+# (libexec/tern/usb-gadget-setup), the docs and the examples.
 BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/tern
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR ?= $(PREFIX)/share/doc/tern
 UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules scripts/udev/*.rules)
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
 	install -m 755 $(BUILD)/tern $(BUILD)/ternd $(DESTDIR)$(BINDIR)/
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' boards/linux/ternd.service \
+	install -m 755 boards/linux/usb-gadget-setup $(DESTDIR)$(LIBEXECDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		-e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' boards/linux/ternd.service \
 		>$(DESTDIR)$(UNITDIR)/ternd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/ternd.service
 	$(if $(UDEV_RULES),install -d $(DESTDIR)$(UDEVDIR) && install -m 644 $(UDEV_RULES) $(DESTDIR)$(UDEVDIR)/)

@@ -931,13 +931,17 @@ static int send_release(struct usb_link *l, const struct release_file *rf,
 static void busy_reason(const char *serial, const char *version, const char *file,
 			const struct tern_msg_state *st)
 {
-	fprintf(stderr, "tern usb flash: %s refused %s %s: ", serial, version, file);
+	fprintf(stderr, "tern usb flash: %s refused %s %s: another update is in progress: ", serial,
+		version, file);
 	switch (st->state) {
 	case TERN_DS_DOWNLOADING:
-		fprintf(stderr,
-			"it is part-way through installing %s (%llu of %llu chunks); run 'tern usb "
-			"flash' with that release to finish it (it resumes), then this one\n",
-			st->target, (unsigned long long)st->done, (unsigned long long)st->total);
+		/* Over the air (a Linux board serves MQTT too), or a flash interrupted. */
+		fprintf(
+		    stderr,
+		    "it is installing %s (%llu of %llu chunks so far); let it finish, or finish "
+		    "it with 'tern usb flash' and that release (it resumes), then flash this "
+		    "one\n",
+		    st->target, (unsigned long long)st->done, (unsigned long long)st->total);
 		break;
 	case TERN_DS_STAGED:
 		fprintf(
@@ -957,7 +961,7 @@ static void busy_reason(const char *serial, const char *version, const char *fil
 			st->target);
 		break;
 	default:
-		fprintf(stderr, "%s (state %s)\n", tern_strerror(TERN_E_BUSY),
+		fprintf(stderr, "it is %s; wait for it and run the command again\n",
 			tern_frame_state_name(st->state));
 	}
 }

@@ -2,6 +2,7 @@
 #include "tern/tern_mqttdev.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_kvtext.h"
 #include "tern/tern_msg.h"
 #include "tern/tern_release.h"
 #include "tern/tern_topic.h"
@@ -230,30 +231,10 @@ static int hexval(char c)
 	return -1;
 }
 
-/* The value of @key in @text (lines key=value) into @out; false when absent. */
-static bool rec_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
 static uint64_t rec_u64(const char *text, const char *key)
 {
 	char v[32];
-	if (!rec_get(text, key, v, sizeof(v)))
+	if (!tern_kv_get(text, key, v, sizeof(v)))
 		return 0;
 	char *end;
 	unsigned long long x = strtoull(v, &end, 10);
@@ -291,20 +272,20 @@ static int record_load(struct tern_mqttdev *d)
 	 * (errors and refusals in between): starting a stride above what was stored never
 	 * repeats a number. */
 	d->evseq = rec_u64(text, "events") + EVENT_SEQ_STRIDE;
-	if (!rec_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
+	if (!tern_kv_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
 		d->slot_rel[0][0] = '\0';
-	if (!rec_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
+	if (!tern_kv_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
 		d->slot_rel[1][0] = '\0';
 	char rep[8];
 	d->restored_valid = false;
-	if (rec_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
+	if (tern_kv_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
 	    rep[0] <= '0' + TERN_ST_FAILED && !rep[1]) {
 		d->restored = (enum tern_state)(rep[0] - '0');
 		d->restored_valid = true;
 	}
 	d->have_desired = false;
 	d->desired_len = 0;
-	if (rec_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
+	if (tern_kv_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
 		size_t n = strlen(hx) / 2;
 		for (size_t i = 0; i < n; i++) {
 			int hi = hexval(hx[2 * i]), lo = hexval(hx[2 * i + 1]);
@@ -396,19 +377,40 @@ static void event(struct tern_mqttdev *d, enum tern_event_kind kind, enum tern_s
 		d->dirty = true;
 }
 
-/* Reports a change of the agent's state (event + retained state). */
-static void sync_state(struct tern_mqttdev *d, const char *detail)
+/* Reports a change of the agent's state (event about @release + retained state). */
+static void sync_state_about(struct tern_mqttdev *d, const char *release, const char *detail)
 {
 	enum tern_state now = d->b.agent->state;
 	if (d->reported_valid && now == d->reported)
 		return;
 	if (d->reported_valid)
-		event(d, TERN_EV_TRANSITION, d->reported, now, d->b.agent->reason,
-		      d->have_desired ? d->d.release_id : NULL, d->gen, detail);
+		event(d, TERN_EV_TRANSITION, d->reported, now, d->b.agent->reason, release, d->gen,
+		      detail);
 	d->reported = now;
 	d->reported_valid = true;
 	d->dirty = true; /* the state reported is in the record: a transition is told once */
 	publish_state(d);
+}
+
+/* The same about the desired state's release. */
+static void sync_state(struct tern_mqttdev *d, const char *detail)
+{
+	sync_state_about(d, d->have_desired ? d->d.release_id : NULL, detail);
+}
+
+/* The release a reboot's outcome is about: the trial slot's (confirmed: the slot that
+ * runs; rolled back: the other one), which another transport may have written, else
+ * the desired state's. */
+static const char *trial_release(const struct tern_mqttdev *d)
+{
+	struct tern_status s;
+	tern_agent_status(d->b.agent, &s);
+	unsigned slot = s.running[TERN_PAIR_FW] & 1u;
+	if (d->b.agent->state == TERN_ST_ROLLED_BACK)
+		slot = 1u - slot;
+	if (d->slot_rel[slot][0])
+		return d->slot_rel[slot];
+	return d->have_desired ? d->d.release_id : NULL;
 }
 
 /* ---- fetching */
@@ -565,6 +567,12 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 	if (rc == 0 && (strcmp(rh->manifest.release_id, d->rel) ||
 			rh->manifest.n_components > TERN_AGENT_MAX_COMPONENTS))
 		rc = TERN_E_MALFORMED; /* another release under this topic */
+	if (rc == 0 && d->b.busy && d->b.busy(d->b.ctx)) {
+		/* Another transport took the agent meanwhile: fetch again once it is free. */
+		free(rh);
+		fetch_stop(d);
+		return;
+	}
 	if (rc == 0)
 		rc = tern_agent_offer(ag, p, len);
 	if (lost_power(d, rc)) {
@@ -730,6 +738,8 @@ static void reconcile(struct tern_mqttdev *d)
 	struct tern_agent *ag = d->b.agent;
 	if (!d->have_desired || d->halted)
 		return;
+	if (d->b.busy && d->b.busy(d->b.ctx))
+		return; /* another transport installs: tern_mqttdev_agent_changed() resumes */
 	const struct tern_desired *w = &d->d;
 	struct tern_status s;
 	tern_agent_status(ag, &s);
@@ -860,8 +870,8 @@ static void on_up(struct tern_mqttdev *d)
 	d->connecting = false;
 	d->st.connects++;
 	publish(d, d->t_online, TERN_ONLINE_PAYLOAD, strlen(TERN_ONLINE_PAYLOAD), true);
-	if (d->reported_valid && d->reported != d->b.agent->state)
-		sync_state(d, reboot_outcome(d->b.agent->state)); /* what the reboot did */
+	if (d->reported_valid && d->reported != d->b.agent->state) /* what the reboot did */
+		sync_state_about(d, trial_release(d), reboot_outcome(d->b.agent->state));
 	else
 		publish_state(d);
 	subscribe(d, d->t_desired);
@@ -886,7 +896,7 @@ static int do_connect(struct tern_mqttdev *d)
 	MQTTAsync_connectOptions cn = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
-	cn.keepAliveInterval = 20;
+	cn.keepAliveInterval = d->cfg.keepalive_s ? (int)d->cfg.keepalive_s : 20;
 	cn.cleansession = 1;
 	cn.automaticReconnect = 1;
 	cn.minRetryInterval = 1;
@@ -946,9 +956,9 @@ static int client_new(struct tern_mqttdev *d)
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
 	co.sendWhileDisconnected = 1;
 	co.maxBufferedMessages = 64;
-	if (MQTTAsync_createWithOptions(&d->client, d->cfg.uri, d->cfg.device_id,
-					MQTTCLIENT_PERSISTENCE_NONE, NULL,
-					&co) != MQTTASYNC_SUCCESS) {
+	if (MQTTAsync_createWithOptions(
+		&d->client, d->cfg.uri, d->cfg.client_id ? d->cfg.client_id : d->cfg.device_id,
+		MQTTCLIENT_PERSISTENCE_NONE, NULL, &co) != MQTTASYNC_SUCCESS) {
 		d->client = NULL;
 		return TERN_E_BROKER;
 	}
@@ -1173,6 +1183,32 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 		}
 	}
 	*next_ms = next > now_ms ? next : now_ms + 1;
+}
+
+void tern_mqttdev_agent_changed(struct tern_mqttdev *d, uint64_t now_ms, const char *detail)
+{
+	struct tern_agent *ag = d->b.agent;
+	d->now = now_ms;
+	if (d->halted)
+		return;
+	bool installing = ag->state == TERN_ST_DOWNLOADING || ag->state == TERN_ST_VERIFYING ||
+			  ag->state == TERN_ST_STAGED;
+	if (installing && d->ph == PH_IDLE && ag->job.release_id[0]) {
+		/* Not our download: the slot it writes holds that release now. */
+		for (unsigned i = 0; i < ag->job.n_comp; i++)
+			if (ag->job.comp[i].pair == TERN_PAIR_FW &&
+			    strcmp(d->slot_rel[ag->job.comp[i].slot & 1u], ag->job.release_id)) {
+				snprintf(d->slot_rel[ag->job.comp[i].slot & 1u],
+					 sizeof(d->slot_rel[0]), "%s", ag->job.release_id);
+				d->dirty = true;
+			}
+	}
+	if (d->reported_valid && d->reported != ag->state)
+		sync_state_about(d, ag->job.release_id[0] ? ag->job.release_id : NULL, detail);
+	else
+		publish_state(d); /* progress */
+	d->reported_valid = true;
+	reconcile(d);
 }
 
 void tern_mqttdev_stats(struct tern_mqttdev *d, struct tern_mqttdev_stats *st)

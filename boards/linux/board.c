@@ -406,7 +406,9 @@ static int load_keyring(struct tern_linux *lx, char *err, size_t err_size)
 				      TERN_KEYRING_MAX);
 	}
 	closedir(d);
-	if (rc == 0 && lx->keyring.n_keys == 0)
+	/* A blank device (no id) may wait for its keys: `tern usb provision` brings them,
+	 * and until then every release is refused (unknown key). */
+	if (rc == 0 && lx->keyring.n_keys == 0 && lx->cfg.device_id[0])
 		rc = err_line(err, err_size, TERN_E_KEY, "%s: no public key (*.pub) in the keyring",
 			      lx->cfg.keyring_dir);
 	return rc;

@@ -226,7 +226,18 @@ static int cmd_check(struct opts *o)
 	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
+	char err[TERN_LINUX_PATH_MAX + 256];
+	if (tern_linux_config_check_files(&lx->cfg, err, sizeof(err))) {
+		fprintf(stderr, "ternd: %s\n", err);
+		device_close(lx);
+		return 1;
+	}
 	print_note(lx);
+	if (!lx->cfg.device_id[0])
+		printf("ternd: not provisioned yet: no [device] id%s; `tern usb provision` gives "
+		       "the device its id, keys and configuration\n",
+		       lx->keyring.n_keys ? ""
+					  : " and no key (every release is refused until then)");
 	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
 	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),
 	       lx->cfg.bootloader == TERN_BOOT_UBOOT  ? "uboot"
@@ -263,8 +274,24 @@ static void on_stop(int sig)
 	stop_requested = 1;
 }
 
+/* Closes the device (its lock and ep0, so the ternd the reboot command may start can
+ * take them) and runs the reboot command. Closes @lx. */
+static int close_and_reboot(struct tern_linux *lx, const char *why)
+{
+	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		device_close(lx);
+		return fail(TERN_E_NOMEM, "reboot");
+	}
+	memcpy(cfg, &lx->cfg, sizeof(*cfg));
+	device_close(lx);
+	int ret = reboot_now(cfg, why);
+	free(cfg);
+	return ret;
+}
+
 /*
- * `run` with [usb] enabled: serves the host over the FunctionFS mount until SIGTERM or
+ * `run` with [usb] enabled and no [mqtt] url: serves the host over the FunctionFS mount until SIGTERM or
  * SIGINT, or until the host asks for a reboot; then closes the device (its lock and ep0,
  * so the next ternd can take them) and runs the reboot command. Closes @lx.
  */
@@ -273,7 +300,6 @@ static int serve_usb(struct tern_linux *lx)
 	char err[512];
 	enum tern_ffs_end end;
 	struct sigaction sa;
-	int ret = 0;
 	if (!lx->cfg.usb_functionfs[0]) {
 		fprintf(stderr,
 			"ternd: %s: [usb] enabled needs [usb] functionfs (the FunctionFS "
@@ -299,16 +325,7 @@ static int serve_usb(struct tern_linux *lx)
 		device_close(lx);
 		return 0;
 	}
-	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
-	if (!cfg) {
-		device_close(lx);
-		return fail(TERN_E_NOMEM, "reboot");
-	}
-	memcpy(cfg, &lx->cfg, sizeof(*cfg));
-	device_close(lx);
-	ret = reboot_now(cfg, "the host asked for it over USB");
-	free(cfg);
-	return ret;
+	return close_and_reboot(lx, "the host asked for it over USB");
 }
 
 static int cmd_run(struct opts *o)
@@ -379,13 +396,20 @@ static int cmd_run(struct opts *o)
 			goto out;
 		}
 	}
-	if (lx->cfg.mqtt_url[0]) {
-		if (lx->cfg.usb_enabled)
-			printf(
-			    "ternd: [mqtt] and [usb] together are not served yet; serving MQTT\n");
+	if (lx->cfg.mqtt_url[0] && !lx->cfg.device_id[0] && lx->cfg.usb_enabled) {
+		printf("ternd: not provisioned (no [device] id): serving USB only; MQTT starts "
+		       "with the next start after `tern usb provision`\n");
+		ret = serve_usb(lx);
+		lx = NULL; /* closed by serve_usb */
+	} else if (lx->cfg.mqtt_url[0]) {
+		const char *reboot_why = NULL;
 		fflush(stdout);
-		if (tern_linux_serve(lx, duration))
+		if (tern_linux_serve(lx, duration, lx->cfg.usb_enabled, &reboot_why)) {
 			ret = 1; /* its line is printed */
+		} else if (reboot_why) {
+			ret = close_and_reboot(lx, reboot_why);
+			lx = NULL;
+		}
 	} else if (lx->cfg.usb_enabled) {
 		ret = serve_usb(lx);
 		lx = NULL; /* closed by serve_usb */

@@ -5,6 +5,7 @@
  *   DEVDIR/running       what the bootloader started last (the device's RAM)
  */
 #include "simdir_priv.h"
+#include "tern/tern_kvtext.h"
 
 #include "tern/tern_err.h"
 
@@ -88,30 +89,10 @@ int write_small(const char *path, const char *text)
 	return 0;
 }
 
-/* Looks up "key=value" in @text; copies the value into @out. */
-bool conf_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
 static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 {
 	char buf[32];
-	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
+	return tern_kv_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
 }
 
 int load_keyring(const char *dir, struct tern_keyring *kr)
@@ -165,7 +146,7 @@ int simdev_open(struct simdev *s, const char *dir)
 	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
 	    (rc = read_small(path, conf, sizeof(conf), NULL)))
 		return rc;
-	if (!conf_get(conf, "board", board, sizeof(board)) ||
+	if (!tern_kv_get(conf, "board", board, sizeof(board)) ||
 	    !conf_get_u64(conf, "slot_size", &v[0]) ||
 	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
 	    !conf_get_u64(conf, "journal_size", &v[2]) ||

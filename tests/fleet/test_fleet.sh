@@ -11,6 +11,7 @@
 #      the broker is detected, reported, fetched again alone with backoff, and the
 #      install succeeds once it is republished; a chunk that stays corrupt makes the
 #      device give up after a bounded number of attempts, on its old image.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -36,20 +37,6 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 
 # fleet_start NAME ARGS...: ternd fleet in the background, JSON lines into NAME.out
 fleet_start() {
@@ -83,16 +70,6 @@ for k in sys.argv[2:]:
     v = (v or {}).get(k, 0)
 print(v or 0)
 EOF
-}
-# wait_until SECONDS CMD...: polls CMD every 0.2 s
-wait_until() {
-	local limit=$1 i
-	shift
-	for i in $(seq 1 $((limit * 5))); do
-		"$@" && return 0
-		sleep 0.2
-	done
-	return 1
 }
 confirmed_is() { [ "$(last_status states confirmed)" -eq "$1" ]; }
 settled_is() { [ "$(last_status settled)" -eq "$1" ]; }

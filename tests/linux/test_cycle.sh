@@ -7,6 +7,7 @@
 # confirmed; fails -> rolled back and reported; a trial that never reaches ternd -> the
 # bootloader falls back; a power cut during the environment update -> still bootable;
 # refusals leave the device unchanged. Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 B=$(cd "$BUILD" && pwd)
@@ -14,11 +15,6 @@ SRC=$(pwd)/boards/linux/examples
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/tern-cycle.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
 
 "$B/tern" key generate --out "$work/k.key" >/dev/null || exit 1
 "$B/tern" key generate --out "$work/other.key" >/dev/null || exit 1

@@ -2,6 +2,7 @@
 # The broker configuration tern ships (scripts/mosquitto/*.template) over TLS with
 # per-client passwords: the operator may do everything; a device writes only its own
 # dev/<id>/ topics and reads releases and its own desired state.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -17,24 +18,10 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 refused() {
 	local name=$1
 	shift
 	if "$@"; then bad "$name" "was allowed: $*"; else ok "$name"; fi
-}
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
 }
 
 if ! broker_start_tls "$work/broker" operator:op-secret dev-1:pw-1 dev-2:pw-2; then

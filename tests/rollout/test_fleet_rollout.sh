@@ -5,6 +5,7 @@
 #      rolls back; the rollout pauses by itself; the rest of the fleet is untouched;
 #   2. a good release through three waves to every device.
 # Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -32,21 +33,7 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db USER=tester
 unset TERN_CONFIG TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 q() { sqlite3 "$TERN_DB" "$1"; }
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 status() { "$TERN" rollout status "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 waves() {
 	"$TERN" rollout status "$1" --json | $PY -c '

@@ -4,6 +4,7 @@
 # device, no access with the udev hint, busy), re-enumeration after a reboot (found again
 # by serial), damaged frames detected and sent again, VID/PID selection, and no umockdev
 # folders left behind, even when the emulator crashes.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,40 +21,17 @@ mkdir -m 1777 "$TMPDIR"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-
-# emu_ok NAME EMU-ARGS... -- CMD...: exit 0
+# emu_ok NAME EMU-ARGS... -- CMD... / emu_fail NAME REGEX EMU-ARGS... -- CMD...: the
+# suite's expect_ok/expect_fail run through the USB emulator
 emu_ok() {
 	local name=$1
 	shift
-	if "$EMU" "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt)"; fi
+	expect_ok "$name" "$EMU" "$@"
 }
-
-# emu_fail NAME REGEX EMU-ARGS... -- CMD...: non-zero exit, one stderr line matching REGEX
 emu_fail() {
 	local name=$1 re=$2
 	shift 2
-	"$EMU" "$@" >out.txt 2>err.txt
-	local rc=$? lines
-	lines=$(wc -l <err.txt)
-	if [ $rc -eq 0 ]; then
-		bad "$name" "exit 0, expected a refusal"
-	elif [ "$lines" -ne 1 ]; then
-		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
-	elif ! grep -qE -e "$re" err.txt; then
-		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
-	else
-		ok "$name"
-	fi
-}
-
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+	expect_fail "$name" "$re" "$EMU" "$@"
 }
 
 json() { $PY -c "import json,sys; d=json.load(open('out.txt')); print(eval(sys.argv[1]))" "$1"; }

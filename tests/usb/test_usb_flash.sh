@@ -5,6 +5,7 @@
 # board before a byte is sent, not newer, unknown key); --serial with two devices;
 # unplugged mid-transfer and resumed; damaged frames resent; --no-reboot then reboot;
 # protocol efficiency; `ternd sim status` agrees with what the host reports.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,15 +20,6 @@ mkdir -m 1777 "$TMPDIR"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 # run NAME WANT-EXIT EMU-ARGS... -- CMD...: the exit status must be WANT-EXIT (0 or 1)
 run() {
 	local name=$1 want=$2
@@ -141,10 +133,10 @@ check "rebooted into the staged release" grep -qx "EMU00001: 1.4.0 staged alread
 check "and confirmed" grep -qx "EMU00001 runs 1.4.0 in slot B: confirmed" out.txt
 run "another release staged: refused, with what to do" 1 "${KR[@]}" --dir again2 -- sh -c \
 	"'$TERN' usb flash ok.tern --no-reboot && '$TERN' usb flash small.tern"
-check "staged, in words" grep -qx "tern usb flash: EMU00001 refused 1.4.0 small.tern: it has 1.2.0 staged for its next boot; reboot it into that trial first ('tern usb reboot --serial EMU00001'), then flash again" err.txt
+check "staged, in words" grep -qx "tern usb flash: EMU00001 refused 1.4.0 small.tern: another update is in progress: it has 1.2.0 staged for its next boot; reboot it into that trial first ('tern usb reboot --serial EMU00001'), then flash again" err.txt
 run "another release half-installed: refused, with what to do" 1 "${KR[@]}" --dir again3 --unplug-after 20 -- sh -c \
 	"'$TERN' usb flash ok.tern 2>/dev/null; sleep 0.3; '$TERN' usb flash small.tern"
-check "half-installed, in words" grep -qE "^tern usb flash: EMU00001 refused 1.4.0 small.tern: it is part-way through installing 1.2.0 \([0-9]+ of 64 chunks\); run 'tern usb flash' with that release to finish it \(it resumes\), then this one$" err.txt
+check "half-installed, in words" grep -qE "^tern usb flash: EMU00001 refused 1.4.0 small.tern: another update is in progress: it is installing 1.2.0 \([0-9]+ of 64 chunks so far\); let it finish, or finish it with 'tern usb flash' and that release \(it resumes\), then flash this one$" err.txt
 
 # --- damaged frames during the transfer are resent
 run "damaged DATA frames" 0 "${KR[@]}" --dir crc --corrupt-out 7 --corrupt-in 9 -- "$TERN" usb flash ok.tern
