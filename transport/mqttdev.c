@@ -573,8 +573,11 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		fetch_stop(d);
 		return;
 	}
+	/* A revert may go back to an older release (a resumed one is known by its journal). */
+	bool revert = d->have_desired && d->d.action == TERN_ACTION_REVERT &&
+		      !strcmp(d->d.release_id, d->rel);
 	if (rc == 0)
-		rc = tern_agent_offer(ag, p, len);
+		rc = revert ? tern_agent_offer_revert(ag, p, len) : tern_agent_offer(ag, p, len);
 	if (lost_power(d, rc)) {
 		free(rh);
 		return;
@@ -585,7 +588,7 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 	if (rc) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, rc, d->rel, d->gen,
-		      "release refused");
+		      revert ? "revert refused" : "release refused");
 		free(rh);
 		settle(d);
 		publish_state(d);
@@ -597,11 +600,15 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		snprintf(d->comp_name[i], sizeof(d->comp_name[i]), "%s",
 			 rh->manifest.components[i].name);
 	free(rh);
-	if (ag->state == TERN_ST_DOWNLOADING) {
-		if (before == TERN_ST_DOWNLOADING) {
-			d->st.resumes++;
+	/* Accepted: a download (new or resumed), or staged at once from the inactive slots. */
+	if (ag->state == TERN_ST_DOWNLOADING || ag->state == TERN_ST_STAGED) {
+		if (before == ag->state) {
+			d->st.resumes += ag->state == TERN_ST_DOWNLOADING;
 		} else {
-			d->st.fresh_offers++;
+			if (ag->state == TERN_ST_STAGED)
+				d->st.kept++;
+			else
+				d->st.fresh_offers++;
 			d->attempted = d->gen;
 			for (unsigned i = 0; i < ag->job.n_comp; i++)
 				if (ag->job.comp[i].pair == TERN_PAIR_FW)
@@ -790,11 +797,10 @@ static void reconcile(struct tern_mqttdev *d)
 		settle(d); /* runs it already */
 		return;
 	}
-	if (w->action == TERN_ACTION_ACTIVATE || w->action == TERN_ACTION_REVERT) {
+	if (w->action == TERN_ACTION_ACTIVATE) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, TERN_E_STATE, w->release_id, d->gen,
-		      w->action == TERN_ACTION_REVERT ? "revert is not supported by this agent"
-						      : "nothing staged to activate");
+		      "nothing staged to activate");
 		settle(d);
 		return;
 	}

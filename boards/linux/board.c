@@ -942,7 +942,7 @@ int tern_linux_end_trial(struct tern_linux *lx, bool healthy)
 	return tern_linux_sync_bootloader(lx);
 }
 
-int tern_linux_install_file(struct tern_linux *lx, const char *path)
+int tern_linux_install_file(struct tern_linux *lx, const char *path, bool revert)
 {
 	struct release_file rf = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
 	if (rf.fd < 0)
@@ -962,7 +962,8 @@ int tern_linux_install_file(struct tern_linux *lx, const char *path)
 	if (rc == 0)
 		rc = tern_linux_check_targets(lx);
 	if (rc == 0)
-		rc = tern_agent_offer(&lx->agent, p, rh.head_len);
+		rc = revert ? tern_agent_offer_revert(&lx->agent, p, rh.head_len)
+			    : tern_agent_offer(&lx->agent, p, rh.head_len);
 	if (rc || lx->agent.state == TERN_ST_STAGED)
 		goto out; /* refused (nothing written), or staged already */
 	uint64_t pos = rh.head_len;

@@ -26,7 +26,7 @@ static const char usage_text[] =
     "roll back;\n"
     "                                          then serve MQTT ([mqtt] url) until SIGTERM,\n"
     "                                          or USB ([usb] enabled) until SIGTERM or a reboot\n"
-    "  ternd [--config FILE] install RELEASE [--no-activate]\n"
+    "  ternd [--config FILE] install RELEASE [--no-activate] [--revert]\n"
     "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
@@ -422,11 +422,13 @@ out:
 
 static int cmd_install(struct opts *o)
 {
-	bool activate = true;
+	bool activate = true, revert = false;
 	const char *rel = NULL;
 	for (int i = 0; i < o->argc; i++) {
 		if (!strcmp(o->argv[i], "--no-activate"))
 			activate = false;
+		else if (!strcmp(o->argv[i], "--revert"))
+			revert = true;
 		else if (!rel && o->argv[i][0] != '-')
 			rel = o->argv[i];
 		else
@@ -441,7 +443,9 @@ static int cmd_install(struct opts *o)
 		return 1;
 	if (lx->note.new_boot)
 		print_note(lx);
-	int rc = tern_linux_install_file(lx, rel);
+	struct tern_status st, before;
+	tern_agent_status(&lx->agent, &before);
+	int rc = tern_linux_install_file(lx, rel, revert);
 	if (rc == 0 && activate && !lx->agent.bc.trial_pending)
 		rc = tern_agent_activate(&lx->agent);
 	if (rc == 0 || lx->agent.state == TERN_ST_FAILED) {
@@ -455,14 +459,13 @@ static int cmd_install(struct opts *o)
 		device_close(lx);
 		return 1;
 	}
-	struct tern_status st;
 	tern_agent_status(&lx->agent, &st);
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
 			continue;
-		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		printf("staged %s (sequence %llu) in %s slot %c%s%s\n", st.slots[i].version,
 		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
-		       'A' + (int)(i & 1u),
+		       'A' + (int)(i & 1u), tern_sim_kept(&before.slots[i], &st.slots[i]),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
 	device_close(lx);

@@ -182,8 +182,12 @@ static int usb_step(struct tern_linux *lx, int (*step)(struct tern_linux *lx))
 	return agent_unlock_changed(lx, step(lx));
 }
 
+/* DONE after an offer that was staged at once (the release was whole in the inactive
+ * slot, or staged before) has nothing left to finish. */
 static int done_step(struct tern_linux *lx)
 {
+	if (lx->agent.state == TERN_ST_STAGED)
+		return 0;
 	return synced(lx, tern_agent_finish(&lx->agent));
 }
 

@@ -522,7 +522,8 @@ static void print_devices(struct fleet *fl)
 		    "{\"id\": \"%s\", \"state\": \"%s\", \"version\": \"%s\", \"sequence\": %llu, "
 		    "\"reason\": %s%s%s, \"generation\": %llu, \"settled\": %s, "
 		    "\"chunks_fetched\": %llu, \"bad_chunks\": %llu, \"indexes_fetched\": %llu, "
-		    "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, "
+		    "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, \"kept\": "
+		    "%llu, "
 		    "\"refused\": %llu, \"connects\": %llu, \"boots\": %u, \"power_cuts\": %u}\n",
 		    fd->id, tern_state_name(s.state), run->version,
 		    (unsigned long long)run->sequence, s.reason ? "\"" : "",
@@ -531,8 +532,8 @@ static void print_devices(struct fleet *fl)
 		    (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_bad,
 		    (unsigned long long)st.indexes_fetched, (unsigned long long)st.installs,
 		    (unsigned long long)st.fresh_offers, (unsigned long long)st.resumes,
-		    (unsigned long long)st.refused, (unsigned long long)st.connects,
-		    fd->sd.dev.n_boots, fd->power_cuts);
+		    (unsigned long long)st.kept, (unsigned long long)st.refused,
+		    (unsigned long long)st.connects, fd->sd.dev.n_boots, fd->power_cuts);
 	}
 	fflush(stdout);
 }

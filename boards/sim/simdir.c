@@ -361,3 +361,11 @@ void tern_sim_json_status(const struct tern_status *st, bool powered, bool unsiz
 		    st->job_version, (unsigned long long)st->n_chunks,
 		    (unsigned long long)st->n_verified);
 }
+
+const char *tern_sim_kept(const struct tern_slot_meta *before, const struct tern_slot_meta *after)
+{
+	bool kept = before->state == TERN_SLOT_GOOD && after->state == TERN_SLOT_STAGED &&
+		    before->sequence == after->sequence &&
+		    !memcmp(before->index_digest, after->index_digest, TERN_SHA256_LEN);
+	return kept ? " (kept in the slot: nothing downloaded)" : "";
+}

@@ -27,7 +27,8 @@ static const char usage_text[] =
     "usage:\n"
     "  ternd sim init DEVDIR --keyring signing.pub [--board sim] [--slot-size 8M]\n"
     "                 [--version 1.0.0] [--image-size 64K]\n"
-    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--power-cut-at N [--torn]]\n"
+    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--revert]\n"
+    "                 [--power-cut-at N [--torn]]\n"
     "  ternd sim activate DEVDIR\n"
     "  ternd sim cancel DEVDIR        (abandon an interrupted install)\n"
     "  ternd sim reboot DEVDIR [--power-cut-at N [--torn]]\n"
@@ -227,11 +228,13 @@ static int cmd_install(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage("install needs DEVDIR and RELEASE");
-	bool activate = true, torn = false;
+	bool activate = true, torn = false, revert = false;
 	uint64_t cut_at = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-activate"))
 			activate = false;
+		else if (!strcmp(argv[i], "--revert"))
+			revert = true;
 		else if (!parse_cut(argc, argv, &i, &cut_at, &torn))
 			return usage("install: unknown argument");
 	}
@@ -254,15 +257,16 @@ static int cmd_install(int argc, char **argv)
 		fail(rc, argv[1]);
 		goto out;
 	}
-	struct tern_status st;
+	struct tern_status st, before;
 	tern_agent_status(&s->dev.agent, &st);
+	before = st;
 	if (st.state == TERN_ST_DOWNLOADING)
 		printf("an install of %s was interrupted: %llu of %llu chunks verified\n",
 		       st.job_version, (unsigned long long)st.n_verified,
 		       (unsigned long long)st.n_chunks);
 	if (cut_at)
 		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
-	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE);
+	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE, revert);
 	if (rc == 0 && activate)
 		rc = tern_agent_activate(&s->dev.agent);
 	if (s->dev.flash.powered_off) {
@@ -281,9 +285,9 @@ static int cmd_install(int argc, char **argv)
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
 			continue;
-		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		printf("staged %s (sequence %llu) in %s slot %c%s%s\n", st.slots[i].version,
 		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
-		       'A' + (int)(i & 1u),
+		       'A' + (int)(i & 1u), tern_sim_kept(&before.slots[i], &st.slots[i]),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
 	exit_code = 0;

@@ -97,9 +97,13 @@ static int sim_data(void *be, const struct tern_msg_data *d, struct tern_msg_ack
 	return 0;
 }
 
+/* DONE after an offer that was staged at once (the release was whole in the inactive
+ * slot, or staged before) has nothing left to finish. */
 static int sim_done(void *be)
 {
 	struct tern_sim_usb *u = be;
+	if (u->dev->agent.state == TERN_ST_STAGED)
+		return 0;
 	return tern_agent_finish(&u->dev->agent);
 }
 

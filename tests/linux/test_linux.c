@@ -301,7 +301,7 @@ static void test_board_cycle(void **state)
 	assert_non_null(f);
 	assert_int_equal(fwrite(rel, 1, len, f), len);
 	fclose(f);
-	assert_int_equal(tern_linux_install_file(lx, p), 0);
+	assert_int_equal(tern_linux_install_file(lx, p, false), 0);
 	assert_int_equal(tern_agent_activate(&lx->agent), 0);
 	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
 	tern_linux_close(lx);

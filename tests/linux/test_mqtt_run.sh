@@ -13,6 +13,8 @@
 #      may only write its own topics): ca, username and password_file; 4.0.0 confirmed.
 #   5. ternd killed in the middle of a download (a file size limit stops it 1200 KiB into
 #      the slot): started again, it resumes from the agent's journal and finishes.
+#   6. tern deploy --revert to 4.0.0, still whole in slot A: staged from the slot (no
+#      download), reboot, trial, confirmed and reported.
 # Every process started here is stopped by its PID, also on failure.
 # Prints "N passed, N failed".
 source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
@@ -229,6 +231,21 @@ cmp -s -n 2000000 fw-5.bin "$d/slots/firmware-b.img" && ok "slot B holds 5.0.0's
 	bad "slot B holds 5.0.0's bytes"
 check "event counters never repeat across the kills and reboots" \
 	[ "$(sqlite3 "$TERN_DB" "select count(*) - count(distinct device_seq) from events where device_id='$ID' and device_seq is not null")" -eq 0 ]
+
+# ------------------------------------------------------------ 6. revert to 4.0.0
+"$TERN" deploy example-4.0.0-4 --revert --key signing.key --device "$ID" "${OP[@]}" >deploy.out 2>&1 ||
+	bad "deploy --revert 4.0.0" "$(cat deploy.out)"
+rgen=$(sed -n 's/.*generation \([0-9]*\)$/\1/p' deploy.out)
+if run_exits 20; then same "revert: staged from slot A, activated, reboot" 0 "$run_rc"; else bad "revert reboots" "$(cat "$run_log")"; fi
+same "the reboot command armed A" "A" "$(sed -n 's/.*tern.slot=\(.\).*/\1/p' "$d/cmdline")"
+run_start run11
+check "4.0.0 confirmed again and reported" wait_until 10 dev_is \
+	'x["state"], x["version"], x["slot"]' "('confirmed', '4.0.0', 'A')"
+check "... no download: its transitions are staged, confirmed" wait_until 5 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select group_concat(to_state) from (select to_state from events where device_id='"'$ID'"' and kind='"'transition'"' and generation=$rgen order by seq)")" = staged,confirmed ]'
+same "ternd status --json: confirmed 4.0.0 on A, confirmed sequence 4, 5.0.0 good in B" \
+	"confirmed 4.0.0 A 4 5.0.0 good" \
+	"$(j 'd["state"], d["running_version"], d["running_slot"], d["confirmed_sequence"], d["slots"]["B"]["version"], d["slots"]["B"]["state"]')"
 kill -TERM "$ternd_pid"
 if run_exits 5; then same "SIGTERM stops it" 0 "$run_rc"; else bad "SIGTERM stops it"; fi
 

@@ -3,7 +3,10 @@
 # devices running the agent over MQTT) and a real mosquitto:
 #   1. a bad release: one device in ten of the canary wave fails its health check and
 #      rolls back; the rollout pauses by itself; the rest of the fleet is untouched;
-#   2. a good release through three waves to every device.
+#   2. a good release through three waves to every device;
+#   3. a third release over devices on the second, aborted with --revert once its first
+#      wave is confirmed: those members go back to the second release from their
+#      inactive slot (no download), the others never take the third.
 # Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
 source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
@@ -110,4 +113,41 @@ check "... one install command per device" \
 	[ "$(q "select count(distinct device_id) || '/' || count(*) from desired where release_id='sim-1.2.0-3'")" = "$N/$N" ]
 "$TERN" report good --format html --out good.html
 check "report: html with the numbers" grep -q "$N succeeded, 0 failed" good.html
+
+# --- 3. 1.3.0 over devices on 1.2.0, aborted with --revert after the first wave
+"$TERND" sim mkimage --health ok --version 1.3.0 --size 128K --out c.bin >/dev/null
+printf 'Release 1.3.0.\n' >c.md
+"$TERN" release create --key signing.key --board sim --version 1.3.0 --sequence 4 --firmware c.bin \
+	--notes c.md --out c.tern >/dev/null
+"$TERN" publish c.tern >/dev/null
+"$TERN" rollout create c.tern --key signing.key --name third --devices "$ids" --waves 3,100% \
+	--bake 0 --max-failures 5% --device-timeout 60s --approve-each-wave >/dev/null
+"$TERN" rollout run third --no-wait >third.txt 2>&1
+check "third rollout: wave 1 confirmed, waits for approval" \
+	[ "$(status third state):$(waves third)" = "waiting-approval:passed:3/3/0/0 pending:$((N - 3))/0/0/$((N - 3))" ]
+wave1=$(q "select group_concat(quote(device_id)) from rollout_members where rollout='third' and wave=0")
+check "... its members confirmed on 1.3.0" \
+	[ "$(q "select count(*) from devices where id in ($wave1) and version='1.3.0' and state='confirmed'")" -eq 3 ]
+t0=$(date +%s.%N)
+"$TERN" rollout abort third --revert --by ops >abort.txt 2>&1
+check "abort --revert drives the revert to its end (exit 0)" [ $? -eq 0 ]
+echo "     abort --revert of 3 devices, from the slot: $($PY -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$(date +%s.%N)") s"
+check "... aborted, revert finished" [ "$(status third state) $(status third revert)" = "aborted finished" ]
+check "... 3 members reverted" \
+	[ "$(q "select count(*) from rollout_members where rollout='third' and revert_outcome='reverted'")" -eq 3 ]
+check "... the wave-1 devices confirmed on 1.2.0 again, with the revert's generation" \
+	[ "$(q "select count(*) from devices d join rollout_members m on m.device_id=d.id where m.rollout='third' and m.wave=0 and d.version='1.2.0' and d.state='confirmed' and d.generation=m.revert_generation")" -eq 3 ]
+check "... from their inactive slot: staged without a download" \
+	[ "$(q "select group_concat(s) from (select distinct e.to_state s from events e join rollout_members m on m.device_id=e.device_id and e.generation=m.revert_generation where m.rollout='third' and e.kind='transition' order by s)")" = "confirmed,staged" ]
+check "... the others never took 1.3.0: one install command per wave-1 member, none else" \
+	[ "$(q "select count(*) from desired where release_id='sim-1.3.0-4'"):$(q "select count(*) from desired where release_id='sim-1.3.0-4' and device_id not in ($wave1)")" = "3:0" ]
+check "... every device confirmed on 1.2.0" \
+	[ "$(q "select count(*) from devices where version='1.2.0' and state='confirmed'")" -eq "$N" ]
+check "status --json: 3 reverts sent, 3 reverted, 0 not, 0 pending" \
+	[ "$("$TERN" rollout status third --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["reverts"])')" = "{'sent': 3, 'reverted': 3, 'not_reverted': 0, 'pending': 0}" ]
+check "status --members: each wave-1 member succeeded, then reverted" \
+	[ "$("$TERN" rollout status third --members | grep -c "^1 sim-[0-9]* succeeded; revert: reverted$")" -eq 3 ]
+"$TERN" report third >third.md
+check "report: the reverts" grep -q "reverted: 3 back on their previous release, 0 not" third.md
+check "report: each revert listed" [ "$(grep -cE "^\| sim-[0-9]+ \| sim-1.2.0-3 \| reverted \|" third.md)" -eq 3 ]
 finish

@@ -93,6 +93,16 @@ run "two devices, --serial EMU00002" 0 "${KR[@]}" --devices 2 --dir two -- "$TER
 check "EMU00002 updated" [ "$(status_of two/EMU00002 | field 'd["running_version"]')" = 1.2.0 ]
 check "EMU00001 untouched" [ "$(status_of two/EMU00001 | field 'd["running_version"]')" = 1.0.0 ]
 
+# --- a release still whole in the inactive slot: staged at the offer, no bytes sent
+run "flash 1.2.0 into B" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash ok.tern
+"$TERND" sim install kept/EMU00001 small.tern >/dev/null && "$TERND" sim reboot kept/EMU00001 >/dev/null &&
+	"$TERND" sim install kept/EMU00001 ok.tern --revert >/dev/null && "$TERND" sim reboot kept/EMU00001 >/dev/null
+check "1.4.0 into A, then a revert to 1.2.0 (B); A keeps 1.4.0, good" \
+	[ "$(status_of kept/EMU00001 | field 'd["running_version"], d["slots"]["A"]["version"], d["slots"]["A"]["state"]')" = "('1.2.0', '1.4.0', 'good')" ]
+run "flash 1.4.0 again over USB" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash small.tern
+check "... confirmed in slot A" grep -qx "EMU00001 runs 1.4.0 in slot A: confirmed" out.txt
+check "... without a data transfer (no progress summary)" sh -c '! grep -q "^EMU00001: sent" out.txt'
+
 # --- unplugged mid-transfer, plugged back, rerun: resumes
 # A random point inside the data frames (HELLO, OFFER and the index come first; 1 MiB is
 # 64 frames); printed so a failure can be replayed.

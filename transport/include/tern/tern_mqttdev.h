@@ -76,6 +76,7 @@ struct tern_mqttdev_stats {
 	uint64_t installs;	  /* downloads that reached STAGED */
 	uint64_t fresh_offers;	  /* offers that started a download from zero */
 	uint64_t resumes;	  /* downloads continued from the agent's record */
+	uint64_t kept;		  /* offers staged at once: the inactive slots held the release */
 	uint64_t refused;	  /* desired states or releases refused */
 	uint64_t connects;	  /* successful connects */
 	uint64_t reboots;

@@ -282,8 +282,10 @@ int tern_linux_check_targets(struct tern_linux *lx);
  */
 int tern_linux_end_trial(struct tern_linux *lx, bool healthy);
 
-/* Installs a whole release file: offer, indexes, payloads, finish (STAGED). */
-int tern_linux_install_file(struct tern_linux *lx, const char *path);
+/* Installs a whole release file: offer (a revert when @revert, see
+ * tern_agent_offer_revert()), indexes, payloads, finish (STAGED). Nothing is fed when
+ * the inactive slots hold the release already. */
+int tern_linux_install_file(struct tern_linux *lx, const char *path, bool revert);
 
 /* Result of a health check: passed, and the command's last output lines. */
 struct tern_health_result {
