@@ -521,18 +521,19 @@ static void print_devices(struct fleet *fl)
 		printf(
 		    "{\"id\": \"%s\", \"state\": \"%s\", \"version\": \"%s\", \"sequence\": %llu, "
 		    "\"reason\": %s%s%s, \"generation\": %llu, \"settled\": %s, "
-		    "\"chunks_fetched\": %llu, \"bad_chunks\": %llu, \"indexes_fetched\": %llu, "
+		    "\"chunks_fetched\": %llu, \"chunks_again\": %llu, \"bad_chunks\": %llu, "
+		    "\"indexes_fetched\": %llu, "
 		    "\"installs\": %llu, \"fresh_offers\": %llu, \"resumes\": %llu, "
 		    "\"refused\": %llu, \"connects\": %llu, \"boots\": %u, \"power_cuts\": %u}\n",
 		    fd->id, tern_state_name(s.state), run->version,
 		    (unsigned long long)run->sequence, s.reason ? "\"" : "",
 		    s.reason ? tern_errname(s.reason) : "null", s.reason ? "\"" : "",
 		    (unsigned long long)st.generation, st.settled ? "true" : "false",
-		    (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_bad,
-		    (unsigned long long)st.indexes_fetched, (unsigned long long)st.installs,
-		    (unsigned long long)st.fresh_offers, (unsigned long long)st.resumes,
-		    (unsigned long long)st.refused, (unsigned long long)st.connects,
-		    fd->sd.dev.n_boots, fd->power_cuts);
+		    (unsigned long long)st.chunks_fetched, (unsigned long long)st.chunks_again,
+		    (unsigned long long)st.chunks_bad, (unsigned long long)st.indexes_fetched,
+		    (unsigned long long)st.installs, (unsigned long long)st.fresh_offers,
+		    (unsigned long long)st.resumes, (unsigned long long)st.refused,
+		    (unsigned long long)st.connects, fd->sd.dev.n_boots, fd->power_cuts);
 	}
 	fflush(stdout);
 }
