@@ -196,6 +196,46 @@ check "fleet stops on SIGTERM" [ $? -eq 0 ]
 check "every device installed each release once, from one offer (sim-0003: two releases)" \
 	all_devices 'd["installs"] == d["fresh_offers"] == (2 if d["id"] == "sim-0003" else 1)'
 
+# The transport's record (DEVDIR/mqtt.state): two copies written in place by turns. A
+# damaged newer copy falls back to the older one; both damaged is said in one line; the
+# plain-text record of an older ternd is still read.
+damage_record() { # FILE newer|both
+	$PY - "$1" "$2" <<'EOF'
+import sys
+path, which = sys.argv[1], sys.argv[2]
+raw = bytearray(open(path, "rb").read())
+slots = []
+for k in (0, 1):
+    s = raw[k * 4096:(k + 1) * 4096]
+    if s.startswith(b"tern-record "):
+        slots.append((int(s.split(b" ")[1]), k, s.index(b"\n") + 1))
+slots.sort()
+for seq, k, head in (slots[-1:] if which == "newer" else slots):
+    raw[k * 4096 + head + 3] ^= 0x20
+open(path, "wb").write(bytes(raw))
+sys.exit(0 if len(slots) == 2 else 1)
+EOF
+}
+rec=fleet1/sim-0005/mqtt.state
+check "the record holds two copies" damage_record "$rec" newer
+fleet_start f1b --devices 5 --dir fleet1 --duration 2
+wait "$fleet_pid"
+fleet_pid=""
+check "a damaged newer copy: the older one is used (generation 1, confirmed, no error)" \
+	eval '[ "$(dev_field sim-0005 generation) $(dev_field sim-0005 state)" = "1 confirmed" ] && ! grep -q sim-0005 f1b.err'
+damage_record "$rec" both
+fleet_start f1c --devices 5 --dir fleet1 --duration 1
+wait "$fleet_pid"
+fleet_pid=""
+check "both copies damaged: one line naming the file" \
+	eval '[ "$(grep -c "sim-0005/mqtt.state: both copies of the device.s MQTT record are damaged" f1c.err)" -eq 1 ]'
+printf 'generation=1\nattempted=1\ndone=1\nevents=40\nslot0=\nslot1=sim-2.0.0-2\ndesired=\nreported=5\n' >"$rec"
+fleet_start f1d --devices 5 --dir fleet1 --duration 2
+wait "$fleet_pid"
+fleet_pid=""
+check "a plain-text record (older ternd) is read" \
+	eval '[ "$(dev_field sim-0005 generation) $(dev_field sim-0005 state)" = "1 confirmed" ] && ! grep -q sim-0005 f1d.err'
+
 # ------------------------------------------- 2. > 1020 chunks, broker killed mid-transfer
 fleet_start f2 --devices 8 --dir fleet2 --keyring signing.pub --id-prefix big- --slot-size 5M \
 	--slow all --slow-ms 2 --power-cut big-0002 --off-ms 1500 --net-drop big-0003 \
