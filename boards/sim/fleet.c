@@ -31,6 +31,7 @@ static const char fleet_help[] =
     "         [--slot-size 2M] [--workers N] [--connect-rate N] [--duration S] [--json]\n"
     "         [--report-ms 1000]\n"
     "         [--username U | --username-from-id] [--password P] [--cafile CA]\n"
+    "         [--password-file FILE] [--cert-dir DIR]\n"
     "         [--retry-min-ms 500] [--retry-max-ms 16000] [--max-attempts 8]\n"
     "         [--fetch-timeout-ms 10000]\n"
     "         [--unhealthy SEL] [--crash SEL] [--power-cut SEL] [--power-cut-install SEL]\n"
@@ -46,6 +47,10 @@ static const char fleet_help[] =
     "  --net-drop             the connection drops halfway (back after --drop-ms)\n"
     "  --slow                 at most one chunk per --slow-ms\n"
     "--username-from-id: each device logs in as its own id (the ACL template's rule).\n"
+    "--password-file FILE: lines ID:PASSWORD ('#' comments), one per device; each device\n"
+    "  logs in as its id with its own password.\n"
+    "--cert-dir DIR: each device presents DIR/ID.crt and DIR/ID.key (mqtts://; a broker\n"
+    "  with use_identity_as_username takes the certificate's CN as the username).\n"
     "Runs until SIGINT/SIGTERM or --duration; prints a summary. --json: a status line\n"
     "every --report-ms and one line per device at the end.\n";
 
@@ -95,6 +100,8 @@ struct fdev {
 	uint64_t power_on_at;
 	uint64_t next_ms;
 	unsigned power_cuts;
+	const char *password;		 /* into fleet.passwords, or the shared --password */
+	char cert[2100], cert_key[2100]; /* --cert-dir DIR/ID.crt, DIR/ID.key */
 	uint64_t rec_seq; /* sequence of the newest copy of the record (see rec_load) */
 	char record_path[2100];
 };
@@ -123,6 +130,7 @@ struct fleet {
 	unsigned n;
 	struct worker *workers;
 	unsigned n_workers;
+	char *passwords; /* --password-file's text, split in place */
 	atomic_bool stop;
 };
 
@@ -500,9 +508,11 @@ static int dev_open(struct fleet *fl, struct fdev *fd)
 		return rc;
 	struct tern_mqttdev_config cfg = {
 	    .uri = fl->uri,
-	    .username = a->username_from_id ? fd->id : a->username,
-	    .password = a->password,
+	    .username = a->username_from_id || a->password_file ? fd->id : a->username,
+	    .password = fd->password,
 	    .cafile = a->cafile,
+	    .cert = a->cert_dir ? fd->cert : NULL,
+	    .cert_key = a->cert_dir ? fd->cert_key : NULL,
 	    .prefix = a->prefix,
 	    .device_id = fd->id,
 	    .retry_min_ms = a->retry_min_ms,
@@ -702,6 +712,10 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 			a->password = v;
 		else if (!strcmp(f, "--cafile"))
 			a->cafile = v;
+		else if (!strcmp(f, "--password-file"))
+			a->password_file = v;
+		else if (!strcmp(f, "--cert-dir"))
+			a->cert_dir = v;
 		else if (!strcmp(f, "--slot-size"))
 			ok = parse_size(v, &a->slot_size) && a->slot_size >= 8192;
 		else if (!strcmp(f, "--workers"))
@@ -750,10 +764,105 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 		fprintf(stderr, "ternd: fleet needs --devices, --dir and --broker\n%s", fleet_help);
 		return -1;
 	}
+	if (a->password_file && (a->password || a->username)) {
+		fprintf(stderr, "ternd: fleet: --password-file gives each device its id and own "
+				"password; leave out --password and --username\n");
+		return -1;
+	}
 	if (!tern_topic_prefix_valid(a->prefix)) {
 		fprintf(stderr, "ternd: fleet: --prefix '%s' is not a valid topic prefix\n",
 			a->prefix);
 		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Reads --password-file (lines ID:PASSWORD; blank lines and '#' comments skipped) into
+ * fl->passwords and points each device at its own. Says in one line what is wrong: an
+ * unreadable file, a line that is not ID:PASSWORD, an id given twice, a device without
+ * a password.
+ */
+static int load_passwords(struct fleet *fl)
+{
+	const char *path = fl->a.password_file;
+	size_t size = 1 << 16, len;
+	fl->passwords = malloc(size);
+	if (!fl->passwords)
+		return TERN_E_NOMEM;
+	int rc = read_small(path, fl->passwords, size, &len);
+	if (rc) {
+		fprintf(stderr, "ternd: fleet: --password-file %s: %s\n", path,
+			rc == TERN_E_TOO_LARGE ? "larger than 64 KiB" : tern_strerror(rc));
+		return TERN_E_USAGE;
+	}
+	unsigned line_no = 0;
+	for (char *line = fl->passwords; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		line_no++;
+		size_t l = strlen(line);
+		if (l && line[l - 1] == '\r')
+			line[--l] = '\0';
+		char *colon = strchr(line, ':');
+		if (l && line[0] != '#') {
+			if (!colon || colon == line || !colon[1]) {
+				fprintf(stderr,
+					"ternd: fleet: %s line %u: expected ID:PASSWORD (a device "
+					"id, a "
+					"colon, a password that is not empty)\n",
+					path, line_no);
+				return TERN_E_USAGE;
+			}
+			*colon = '\0';
+			if (!tern_topic_id_valid(line, TERN_DEVICE_ID_MAX)) {
+				fprintf(stderr,
+					"ternd: fleet: %s line %u: '%s' is not a device id\n", path,
+					line_no, line);
+				return TERN_E_USAGE;
+			}
+			for (unsigned i = 0; i < fl->n; i++) {
+				struct fdev *fd = &fl->devs[i];
+				if (strcmp(fd->id, line))
+					continue;
+				if (fd->password) {
+					fprintf(
+					    stderr,
+					    "ternd: fleet: %s line %u: %s has a password already\n",
+					    path, line_no, line);
+					return TERN_E_USAGE;
+				}
+				fd->password = colon + 1;
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	for (unsigned i = 0; i < fl->n; i++)
+		if (!fl->devs[i].password) {
+			fprintf(stderr,
+				"ternd: fleet: %s has no password for %s (a line %s:PASSWORD)\n",
+				path, fl->devs[i].id, fl->devs[i].id);
+			return TERN_E_USAGE;
+		}
+	return 0;
+}
+
+/* --cert-dir: each device's certificate and key, which must be there. */
+static int find_certs(struct fleet *fl, struct fdev *fd)
+{
+	const char *dir = fl->a.cert_dir;
+	int n = snprintf(fd->cert, sizeof(fd->cert), "%s/%s.crt", dir, fd->id);
+	int m = snprintf(fd->cert_key, sizeof(fd->cert_key), "%s/%s.key", dir, fd->id);
+	if (n < 0 || (size_t)n >= sizeof(fd->cert) || m < 0 || (size_t)m >= sizeof(fd->cert_key))
+		return TERN_E_TOO_LARGE;
+	const char *missing = access(fd->cert, R_OK)	   ? fd->cert
+			      : access(fd->cert_key, R_OK) ? fd->cert_key
+							   : NULL;
+	if (missing) {
+		fprintf(stderr, "ternd: fleet: --cert-dir: cannot read %s (%s)\n", missing,
+			strerror(errno));
+		return TERN_E_USAGE;
 	}
 	return 0;
 }
@@ -773,6 +882,11 @@ int fleet_main(int argc, char **argv)
 		fprintf(stderr,
 			"ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
 			a->broker);
+		free(fl);
+		return 2;
+	}
+	if (a->cert_dir && strncmp(fl->uri, "ssl://", 6)) {
+		fprintf(stderr, "ternd: fleet: --cert-dir needs an mqtts:// broker\n");
 		free(fl);
 		return 2;
 	}
@@ -820,6 +934,14 @@ int fleet_main(int argc, char **argv)
 		}
 		for (unsigned k = 0; k < F__COUNT; k++)
 			fd->faults[k] = selected(a->fault_sel[k], i, fd->id, k * 7919u);
+		fd->password = a->password;
+	}
+	if (a->password_file && (rc = load_passwords(fl)))
+		goto out_close;
+	for (unsigned i = 0; i < fl->n; i++) {
+		struct fdev *fd = &fl->devs[i];
+		if (a->cert_dir && (rc = find_certs(fl, fd)))
+			goto out_close;
 		if ((rc = dev_open(fl, fd))) {
 			fprintf(stderr, "ternd: fleet: %s/%s: %s (%s)\n", a->dir, fd->id,
 				tern_strerror(rc), tern_errname(rc));
@@ -895,6 +1017,7 @@ out_close:
 		free(fl->workers[k].batch);
 	}
 out:
+	free(fl->passwords);
 	free(fl->devs);
 	free(fl->workers);
 	free(fl);

@@ -12,6 +12,8 @@ struct fleet_args {
 	unsigned n_devices;
 	const char *dir, *broker, *keyring, *prefix, *board, *id_prefix, *version;
 	const char *username, *password, *cafile;
+	const char *password_file; /* id:password lines: each device its own (username = id) */
+	const char *cert_dir;	   /* DIR/ID.crt and DIR/ID.key: each device its certificate */
 	uint64_t slot_size, image_size;
 	unsigned workers, connect_rate, duration;
 	unsigned retry_min_ms, retry_max_ms, max_attempts, fetch_timeout_ms;

@@ -12,6 +12,8 @@
 #      the broker is detected, reported, fetched again alone with backoff, and the
 #      install succeeds once it is republished; a chunk that stays corrupt makes the
 #      device give up after a bounded number of attempts, on its old image.
+#   4. TLS, the ACL template and a password per device (--password-file).
+#   5. TLS with a client certificate per device (--cert-dir), the CN as username.
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -308,14 +310,40 @@ broker_stop
 kill "$watch_pid" 2>/dev/null
 wait "$watch_pid" 2>/dev/null
 watch_pid=""
-if broker_start_tls "$work/tls" operator:op-secret tls-0001:dev-pw tls-0002:dev-pw; then
+# --password-file: each device its own password; what is wrong with the file is said in
+# one line before anything connects.
+printf '# fleet passwords\ntls-0001:pw-one\n\ntls-0002:pw:two\n' >passwords
+chmod 600 passwords
+bad_file() { # NAME FILE-CONTENT EXPECTED-LINE [ARGS...]
+	local name=$1 content=$2 want=$3
+	shift 3
+	printf '%b' "$content" >pw.bad
+	"$TERND" fleet --devices 2 --dir fleetpw --broker mqtt://127.0.0.1:1 --keyring signing.pub \
+		--id-prefix tls- --password-file pw.bad "$@" >pw.out 2>pw.err
+	local rc=$?
+	check "$name" eval '[ $rc -ne 0 ] && [ "$(wc -l <pw.err)" -eq 1 ] && grep -q "$want" pw.err'
+}
+bad_file "--password-file: a line that is not ID:PASSWORD is refused with its number" \
+	'tls-0001:a\ntls-0002\n' 'pw.bad line 2: expected ID:PASSWORD'
+bad_file "--password-file: a device without a password is named" \
+	'tls-0001:a\nother-0009:b\n' 'pw.bad has no password for tls-0002'
+bad_file "--password-file: an id given twice is refused" \
+	'tls-0001:a\ntls-0002:b\ntls-0001:c\n' 'pw.bad line 3: tls-0001 has a password already'
+bad_file "--password-file: an id that cannot be a device id is refused" \
+	'tls/1:a\n' "line 1: 'tls/1' is not a device id"
+bad_file "--password-file with --password is refused" 'tls-0001:a\ntls-0002:b\n' \
+	'leave out --password and --username' --password x
+"$TERND" fleet --devices 2 --dir fleetpw --broker mqtt://127.0.0.1:1 --keyring signing.pub \
+	--id-prefix tls- --password-file no-such-file >pw.out 2>pw.err
+check "--password-file that cannot be read: one line" \
+	eval '[ "$(wc -l <pw.err)" -eq 1 ] && grep -q "no-such-file" pw.err'
+if broker_start_tls "$work/tls" operator:op-secret tls-0001:pw-one tls-0002:pw:two; then
 	URL=$BROKER_URL
 	OP=(--broker "$URL" --cafile "$BROKER_CA" --username operator --password op-secret)
 	"$TERN" publish r2.tern "${OP[@]}" --force >/dev/null || bad "TLS: publish"
 	fleet_start f4 --devices 2 --dir fleet4 --keyring signing.pub --id-prefix tls- \
-		--username-from-id --password dev-pw --cafile "$BROKER_CA"
-	fleet_out=f4.out
-	check "TLS + ACL: both devices connect as themselves" \
+		--password-file passwords --cafile "$BROKER_CA"
+	check "TLS + ACL: both devices connect as themselves, each with its own password" \
 		wait_until 15 eval '[ "$(last_status connected)" -eq 2 ]'
 	"$TERN" deploy sim-2.0.0-2 --key signing.key --device tls-0001 --device tls-0002 "${OP[@]}" >/dev/null
 	check "TLS + ACL: both CONFIRMED on 2.0.0 (reading rel/#, their own desired)" \
@@ -323,5 +351,30 @@ if broker_start_tls "$work/tls" operator:op-secret tls-0001:dev-pw tls-0002:dev-
 	fleet_stop
 else
 	bad "start the TLS broker"
+fi
+
+# ------------------- 5. TLS with a client certificate per device (CN = id), no passwords
+broker_stop
+if broker_start_tls_certs "$work/certs" operator cert-0001 cert-0002; then
+	URL=$BROKER_URL
+	OP=(--broker "$URL" --cafile "$BROKER_CA" --cert "$BROKER_DIR/operator.crt" --cert-key "$BROKER_DIR/operator.key")
+	check "certificates: the operator publishes with its certificate" \
+		"$TERN" publish r2.tern "${OP[@]}" --force
+	"$TERND" fleet --devices 2 --dir fleetc --broker "$URL" --keyring signing.pub \
+		--id-prefix cert- --cert-dir "$work/nowhere" --cafile "$BROKER_CA" >c.out 2>c.err
+	check "--cert-dir without the device's certificate: one line naming the file" \
+		eval '[ "$(wc -l <c.err)" -eq 1 ] && grep -q "cannot read $work/nowhere/cert-0001.crt" c.err'
+	"$TERND" fleet --devices 2 --dir fleetc --broker "mqtt://127.0.0.1:$BROKER_PORT" --keyring signing.pub \
+		--id-prefix cert- --cert-dir "$BROKER_DIR" >c.out 2>c.err
+	check "--cert-dir on mqtt:// is refused" grep -q "needs an mqtts:// broker" c.err
+	fleet_start f5 --devices 2 --dir fleet5 --keyring signing.pub --id-prefix cert- \
+		--cert-dir "$BROKER_DIR" --cafile "$BROKER_CA"
+	check "certificates: both devices connect with their own certificate" \
+		wait_until 15 eval '[ "$(last_status connected)" -eq 2 ]'
+	"$TERN" deploy sim-2.0.0-2 --key signing.key --device cert-0001 --device cert-0002 "${OP[@]}" >/dev/null
+	check "certificates + ACL: both CONFIRMED on 2.0.0" wait_until 30 confirmed_is 2
+	fleet_stop
+else
+	bad "start the TLS broker with client certificates"
 fi
 finish
