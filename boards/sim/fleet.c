@@ -20,15 +20,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char fleet_help[] =
     "usage: ternd fleet --devices N --dir DIR --broker URL [--keyring signing.pub]\n"
     "         [--prefix P] [--board sim] [--id-prefix sim-] [--version 1.0.0]\n"
-    "         [--slot-size 2M] [--workers N] [--connect-rate N] [--duration S] [--json]\n"
+    "         [--slot-size 2M] [--processes 1] [--workers N] [--connect-rate N]\n"
+    "         [--duration S] [--json]\n"
     "         [--report-ms 1000]\n"
     "         [--username U | --username-from-id] [--password P] [--cafile CA]\n"
     "         [--password-file FILE] [--cert-dir DIR]\n"
@@ -46,6 +49,8 @@ static const char fleet_help[] =
     "  --power-cut-install    power fails near the end (last chunk, finish or activate)\n"
     "  --net-drop             the connection drops halfway (back after --drop-ms)\n"
     "  --slow                 at most one chunk per --slow-ms\n"
+    "--processes P: the devices split over P processes (each with its own MQTT threads and\n"
+    "  --workers threads); status and summary lines are for the whole fleet.\n"
     "--username-from-id: each device logs in as its own id (the ACL template's rule).\n"
     "--password-file FILE: lines ID:PASSWORD ('#' comments), one per device; each device\n"
     "  logs in as its id with its own password.\n"
@@ -130,7 +135,10 @@ struct fleet {
 	unsigned n;
 	struct worker *workers;
 	unsigned n_workers;
-	char *passwords; /* --password-file's text, split in place */
+	char *passwords;	  /* --password-file's text, split in place */
+	unsigned base;		  /* global number of devs[0] (a slice of the fleet per process) */
+	unsigned total;		  /* devices in the whole fleet */
+	struct shared_slot *slot; /* this process's census for the parent, or NULL */
 	atomic_bool stop;
 };
 
@@ -554,6 +562,45 @@ struct census {
 	uint64_t chunks, bad;
 };
 
+/*
+ * With --processes, each child publishes its census here (shared memory made before the
+ * fork) and the parent prints the sums. A sequence number, odd while a child writes,
+ * lets the parent take a consistent copy.
+ */
+struct shared_slot {
+	atomic_uint seq;
+	struct census c;
+	unsigned long long rss_kib;
+};
+
+static unsigned long long peak_rss_kib(void);
+
+static void take_census(struct fleet *fl, struct census *c);
+
+static void publish_census(struct fleet *fl)
+{
+	struct census c;
+	take_census(fl, &c);
+	struct shared_slot *sl = fl->slot;
+	atomic_fetch_add(&sl->seq, 1);
+	sl->c = c;
+	sl->rss_kib = peak_rss_kib();
+	atomic_fetch_add(&sl->seq, 1);
+}
+
+static void read_slot(struct shared_slot *sl, struct census *c, unsigned long long *rss)
+{
+	for (;;) {
+		unsigned before = atomic_load(&sl->seq);
+		if (before & 1u)
+			continue;
+		*c = sl->c;
+		*rss = sl->rss_kib;
+		if (atomic_load(&sl->seq) == before)
+			return;
+	}
+}
+
 static void take_census(struct fleet *fl, struct census *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -582,7 +629,8 @@ static unsigned long long peak_rss_kib(void)
 	return p ? strtoull(p + 6, NULL, 10) : 0;
 }
 
-static void print_census(struct fleet *fl, const struct census *c, double secs, bool json)
+static void print_census(struct fleet *fl, const struct census *c, double secs, bool json,
+			 unsigned long long rss)
 {
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
@@ -590,9 +638,9 @@ static void print_census(struct fleet *fl, const struct census *c, double secs, 
 		printf("{\"t\": %.3f, \"unix\": %.3f, \"devices\": %u, \"connected\": %u, "
 		       "\"settled\": %u, \"off\": %u, \"chunks\": %llu, \"bad_chunks\": %llu, "
 		       "\"peak_rss_kib\": %llu, \"states\": {",
-		       secs, (double)wall.tv_sec + (double)wall.tv_nsec / 1e9, fl->n, c->connected,
-		       c->settled, c->off, (unsigned long long)c->chunks,
-		       (unsigned long long)c->bad, peak_rss_kib());
+		       secs, (double)wall.tv_sec + (double)wall.tv_nsec / 1e9, fl->total,
+		       c->connected, c->settled, c->off, (unsigned long long)c->chunks,
+		       (unsigned long long)c->bad, rss);
 		bool first = true;
 		for (unsigned s = 0; s < 8; s++) {
 			if (!c->states[s])
@@ -603,13 +651,13 @@ static void print_census(struct fleet *fl, const struct census *c, double secs, 
 		}
 		printf("}}\n");
 	} else {
-		printf("fleet: %u devices, %u connected, %u settled, %u off:", fl->n, c->connected,
-		       c->settled, c->off);
+		printf("fleet: %u devices, %u connected, %u settled, %u off:", fl->total,
+		       c->connected, c->settled, c->off);
 		for (unsigned s = 0; s < 8; s++)
 			if (c->states[s])
 				printf(" %s %u", tern_state_name((enum tern_state)s), c->states[s]);
 		printf("; %llu chunks fetched, %llu bad; peak RSS %llu KiB\n",
-		       (unsigned long long)c->chunks, (unsigned long long)c->bad, peak_rss_kib());
+		       (unsigned long long)c->chunks, (unsigned long long)c->bad, rss);
 	}
 	fflush(stdout);
 }
@@ -666,6 +714,7 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 	a->image_size = 64 * 1024;
 	a->connect_rate = 250;
 	a->workers = 2;
+	a->processes = 1;
 	a->retry_min_ms = 500;
 	a->retry_max_ms = 16000;
 	a->max_attempts = 8;
@@ -718,6 +767,8 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 			a->cert_dir = v;
 		else if (!strcmp(f, "--slot-size"))
 			ok = parse_size(v, &a->slot_size) && a->slot_size >= 8192;
+		else if (!strcmp(f, "--processes"))
+			ok = arg_uint(v, &a->processes) && a->processes > 0 && a->processes <= 64;
 		else if (!strcmp(f, "--workers"))
 			ok = arg_uint(v, &a->workers) && a->workers > 0 && a->workers <= 64;
 		else if (!strcmp(f, "--connect-rate"))
@@ -867,37 +918,17 @@ static int find_certs(struct fleet *fl, struct fdev *fd)
 	return 0;
 }
 
-int fleet_main(int argc, char **argv)
+/*
+ * Opens this process's devices (fl->base .. fl->base + fl->n - 1 of the fleet), starts
+ * them (staggered), runs until a signal or --duration, and prints per-device lines. With
+ * fl->slot (a child of --processes) the census goes to the parent instead of stdout.
+ * Returns the exit code.
+ */
+static int run_devices(struct fleet *fl)
 {
-	struct fleet *fl = calloc(1, sizeof(*fl));
-	if (!fl)
-		return 1;
-	int exit_code = 1, rc = parse_args(&fl->a, argc, argv);
-	if (rc) {
-		free(fl);
-		return rc > 0 ? 0 : 2;
-	}
 	const struct fleet_args *a = &fl->a;
-	if (tern_mqttdev_uri(a->broker, fl->uri, sizeof(fl->uri))) {
-		fprintf(stderr,
-			"ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
-			a->broker);
-		free(fl);
-		return 2;
-	}
-	if (a->cert_dir && strncmp(fl->uri, "ssl://", 6)) {
-		fprintf(stderr, "ternd: fleet: --cert-dir needs an mqtts:// broker\n");
-		free(fl);
-		return 2;
-	}
-	raise_nofile();
-	if (mkdir(a->dir, 0755) != 0 && errno != EEXIST) {
-		fprintf(stderr, "ternd: fleet: cannot make %s: %s\n", a->dir, strerror(errno));
-		free(fl);
-		return 1;
-	}
+	int exit_code = 1, rc;
 	unsigned opened = 0;
-	fl->n = a->n_devices;
 	fl->n_workers = a->workers < fl->n ? a->workers : fl->n;
 	fl->devs = calloc(fl->n, sizeof(*fl->devs));
 	fl->workers = calloc(fl->n_workers, sizeof(*fl->workers));
@@ -922,10 +953,11 @@ int fleet_main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < fl->n; i++) {
 		struct fdev *fd = &fl->devs[i];
+		unsigned g = fl->base + i; /* the device's number in the whole fleet */
 		fd->fl = fl;
-		fd->index = i;
+		fd->index = g;
 		fd->w = &fl->workers[i % fl->n_workers];
-		int n = snprintf(fd->id, sizeof(fd->id), "%s%04u", a->id_prefix, i + 1);
+		int n = snprintf(fd->id, sizeof(fd->id), "%s%04u", a->id_prefix, g + 1);
 		if (n < 0 || (size_t)n >= sizeof(fd->id) ||
 		    !tern_topic_id_valid(fd->id, TERN_DEVICE_ID_MAX)) {
 			fprintf(stderr, "ternd: fleet: --id-prefix '%s' makes invalid device ids\n",
@@ -933,7 +965,7 @@ int fleet_main(int argc, char **argv)
 			goto out_close;
 		}
 		for (unsigned k = 0; k < F__COUNT; k++)
-			fd->faults[k] = selected(a->fault_sel[k], i, fd->id, k * 7919u);
+			fd->faults[k] = selected(a->fault_sel[k], g, fd->id, k * 7919u);
 		fd->password = a->password;
 	}
 	if (a->password_file && (rc = load_passwords(fl)))
@@ -949,23 +981,21 @@ int fleet_main(int argc, char **argv)
 		}
 		opened++;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	unsigned n_threads = 0;
 	for (unsigned k = 0; k < fl->n_workers; k++) {
 		if (pthread_create(&fl->workers[k].thread, NULL, worker_main, &fl->workers[k]))
 			break;
 		n_threads++;
 	}
+	/* Staggered connects: the broker's listen backlog overflows otherwise. The rate is
+	 * the whole fleet's: each of P processes takes its share. */
+	unsigned rate = a->connect_rate / a->processes ? a->connect_rate / a->processes : 1;
+	unsigned report_ms = fl->slot && a->report_ms > 50 ? 50 : a->report_ms;
 	uint64_t t0 = now_ms(), last_report = t0;
-	/* Staggered connects: the broker's listen backlog overflows otherwise. */
 	unsigned started = 0;
 	while (!stop_signal) {
 		uint64_t now = now_ms();
-		while (started < fl->n && (uint64_t)started * 1000u / a->connect_rate <= now - t0 &&
+		while (started < fl->n && (uint64_t)started * 1000u / rate <= now - t0 &&
 		       !stop_signal) {
 			struct fdev *fd = &fl->devs[started];
 			if ((rc = tern_mqttdev_start(fd->mq)))
@@ -976,15 +1006,18 @@ int fleet_main(int argc, char **argv)
 		}
 		if (a->duration && now - t0 >= (uint64_t)a->duration * 1000u)
 			break;
-		if (now - last_report >= a->report_ms) {
+		if (now - last_report >= report_ms) {
 			last_report = now;
-			if (a->json) {
+			if (fl->slot) {
+				publish_census(fl);
+			} else if (a->json) {
 				struct census c;
 				take_census(fl, &c);
-				print_census(fl, &c, (double)(now - t0) / 1000.0, true);
+				print_census(fl, &c, (double)(now - t0) / 1000.0, true,
+					     peak_rss_kib());
 			}
 		}
-		sleep_ms(started < fl->n ? 2 : a->report_ms < 20 ? a->report_ms : 20);
+		sleep_ms(started < fl->n ? 2 : report_ms < 20 ? report_ms : 20);
 	}
 	atomic_store(&fl->stop, true);
 	for (unsigned k = 0; k < n_threads; k++) {
@@ -994,11 +1027,15 @@ int fleet_main(int argc, char **argv)
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
 	}
-	struct census c;
-	take_census(fl, &c);
 	if (a->json)
 		print_devices(fl);
-	print_census(fl, &c, (double)(now_ms() - t0) / 1000.0, a->json);
+	if (fl->slot) {
+		publish_census(fl);
+	} else {
+		struct census c;
+		take_census(fl, &c);
+		print_census(fl, &c, (double)(now_ms() - t0) / 1000.0, a->json, peak_rss_kib());
+	}
 	exit_code = 0;
 out_close:
 	for (unsigned i = 0; i < fl->n; i++) {
@@ -1010,7 +1047,7 @@ out_close:
 			simdev_close(&fd->sd);
 		}
 	}
-	for (unsigned k = 0; k < fl->n_workers; k++) {
+	for (unsigned k = 0; fl->workers && k < fl->n_workers; k++) {
 		pthread_mutex_destroy(&fl->workers[k].lock);
 		pthread_cond_destroy(&fl->workers[k].cond);
 		free(fl->workers[k].ring);
@@ -1020,6 +1057,166 @@ out:
 	free(fl->passwords);
 	free(fl->devs);
 	free(fl->workers);
+	return exit_code;
+}
+
+/* The sums of the children's censuses; the sum of their peak RSS into *@rss. */
+static void sum_slots(struct shared_slot *slots, unsigned n, struct census *sum,
+		      unsigned long long *rss)
+{
+	memset(sum, 0, sizeof(*sum));
+	*rss = 0;
+	for (unsigned k = 0; k < n; k++) {
+		struct census c;
+		unsigned long long r;
+		read_slot(&slots[k], &c, &r);
+		for (unsigned s = 0; s < 8; s++)
+			sum->states[s] += c.states[s];
+		sum->connected += c.connected;
+		sum->settled += c.settled;
+		sum->off += c.off;
+		sum->chunks += c.chunks;
+		sum->bad += c.bad;
+		*rss += r;
+	}
+}
+
+/* A child of run_processes() ended: false (and one line) when it failed. */
+static bool child_ok(const struct fleet *fl, unsigned k, unsigned n_proc, int status)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return true;
+	fprintf(stderr, "ternd: fleet: process %u (devices %u to %u) failed\n", k + 1,
+		(unsigned)((uint64_t)fl->total * k / n_proc) + 1,
+		(unsigned)((uint64_t)fl->total * (k + 1) / n_proc));
+	return false;
+}
+
+/*
+ * --processes P: forks P children, each running a slice of the devices with its own
+ * paho threads (paho has one receive thread per process, and its per-packet work walks
+ * every client of the process), and prints the fleet's status from their shared
+ * censuses. A child that fails ends the run. Returns the exit code.
+ */
+static int run_processes(struct fleet *fl)
+{
+	const struct fleet_args *a = &fl->a;
+	unsigned n_proc = a->processes < fl->total ? a->processes : fl->total;
+	size_t size = sizeof(struct shared_slot) * n_proc;
+	struct shared_slot *slots =
+	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (slots == MAP_FAILED) {
+		fprintf(stderr, "ternd: fleet: %s\n", tern_strerror(TERN_E_NOMEM));
+		return 1;
+	}
+	pid_t pids[64];
+	unsigned n_started = 0;
+	bool failed = false;
+	fflush(stdout);
+	fflush(stderr);
+	for (unsigned k = 0; k < n_proc; k++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			setvbuf(stdout, NULL, _IOLBF, 0); /* whole lines: children share stdout */
+			fl->base = (unsigned)((uint64_t)fl->total * k / n_proc);
+			fl->n = (unsigned)((uint64_t)fl->total * (k + 1) / n_proc) - fl->base;
+			fl->slot = &slots[k];
+			exit(run_devices(fl));
+		}
+		if (pid < 0) {
+			fprintf(stderr, "ternd: fleet: cannot start process %u: %s\n", k + 1,
+				strerror(errno));
+			failed = true;
+			break;
+		}
+		pids[k] = pid;
+		n_started++;
+	}
+	uint64_t t0 = now_ms(), last_report = t0;
+	unsigned running = n_started;
+	while (!failed && running && !stop_signal) {
+		int status;
+		pid_t done = waitpid(-1, &status, WNOHANG);
+		for (unsigned k = 0; done > 0 && k < n_started; k++) {
+			if (pids[k] != done)
+				continue;
+			pids[k] = 0;
+			running--;
+			if (!child_ok(fl, k, n_proc, status))
+				failed = true;
+		}
+		uint64_t now = now_ms();
+		if (a->duration && now - t0 >= (uint64_t)a->duration * 1000u)
+			break;
+		if (a->json && now - last_report >= a->report_ms) {
+			struct census c;
+			unsigned long long rss;
+			last_report = now;
+			sum_slots(slots, n_proc, &c, &rss);
+			print_census(fl, &c, (double)(now - t0) / 1000.0, true, rss);
+		}
+		sleep_ms(a->report_ms < 20 ? a->report_ms : 20);
+	}
+	for (unsigned k = 0; k < n_started; k++)
+		if (pids[k])
+			kill(pids[k], SIGTERM);
+	for (unsigned k = 0; k < n_started; k++) {
+		int status;
+		if (pids[k] &&
+		    (waitpid(pids[k], &status, 0) != pids[k] || !child_ok(fl, k, n_proc, status)))
+			failed = true;
+	}
+	if (!failed) {
+		struct census c;
+		unsigned long long rss;
+		sum_slots(slots, n_proc, &c, &rss);
+		print_census(fl, &c, (double)(now_ms() - t0) / 1000.0, a->json, rss);
+	}
+	munmap(slots, size);
+	return failed ? 1 : 0;
+}
+
+int fleet_main(int argc, char **argv)
+{
+	struct fleet *fl = calloc(1, sizeof(*fl));
+	if (!fl)
+		return 1;
+	int exit_code, rc = parse_args(&fl->a, argc, argv);
+	if (rc) {
+		free(fl);
+		return rc > 0 ? 0 : 2;
+	}
+	const struct fleet_args *a = &fl->a;
+	if (tern_mqttdev_uri(a->broker, fl->uri, sizeof(fl->uri))) {
+		fprintf(stderr,
+			"ternd: fleet: --broker '%s' is not mqtt://HOST[:PORT] or mqtts://\n",
+			a->broker);
+		free(fl);
+		return 2;
+	}
+	if (a->cert_dir && strncmp(fl->uri, "ssl://", 6)) {
+		fprintf(stderr, "ternd: fleet: --cert-dir needs an mqtts:// broker\n");
+		free(fl);
+		return 2;
+	}
+	raise_nofile();
+	if (mkdir(a->dir, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "ternd: fleet: cannot make %s: %s\n", a->dir, strerror(errno));
+		free(fl);
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	fl->total = a->n_devices;
+	if (a->processes > 1 && fl->total > 1) {
+		exit_code = run_processes(fl);
+	} else {
+		fl->n = fl->total;
+		exit_code = run_devices(fl);
+	}
 	free(fl);
 	return exit_code;
 }

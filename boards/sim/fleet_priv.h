@@ -16,6 +16,7 @@ struct fleet_args {
 	const char *cert_dir;	   /* DIR/ID.crt and DIR/ID.key: each device its certificate */
 	uint64_t slot_size, image_size;
 	unsigned workers, connect_rate, duration;
+	unsigned processes; /* devices split over this many processes */
 	unsigned retry_min_ms, retry_max_ms, max_attempts, fetch_timeout_ms;
 	unsigned slow_ms, off_ms, drop_ms, report_ms;
 	const char *fault_sel[FLEET_N_FAULTS]; /* "all", "N%", "id,id" or NULL */

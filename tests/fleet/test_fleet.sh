@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End to end: `ternd fleet` (sim devices with the agent's MQTT transport) against a real
 # mosquitto, driven by the real host commands (tern publish, deploy, watch, devices).
-#   1. 50 devices, one release: all CONFIRMED; tern devices --json shows it. Forged,
-#      replayed and misaddressed desired states are refused, reported, change nothing.
+#   1. 50 devices (in 2 processes), one release: all CONFIRMED; tern devices --json
+#      shows it. Forged, replayed and misaddressed desired states are refused, reported,
+#      change nothing.
 #   2. A release of more than 1020 chunks to 8 devices; the broker killed (-9) and
 #      restarted mid-transfer (it comes back empty: the operator publishes again); one
 #      device powered off mid-download, one loses its network, one crashes on its trial
@@ -148,8 +149,8 @@ check "releases published (big: 1030 chunks)" [ "$(sqlite3 "$TERN_DB" "select co
 # ---------------------------------------------------------------- 1. 50 devices
 devs50=()
 for i in $(seq 1 50); do devs50+=(--device "$(printf 'sim-%04u' "$i")"); done
-fleet_start f1 --devices 50 --dir fleet1 --keyring signing.pub
-check "50 devices connect" wait_until 20 eval '[ "$(last_status connected)" -eq 50 ]'
+fleet_start f1 --devices 50 --dir fleet1 --keyring signing.pub --processes 2
+check "50 devices (in 2 processes) connect" wait_until 20 eval '[ "$(last_status connected)" -eq 50 ]'
 "$TERN" deploy sim-2.0.0-2 --key signing.key "${devs50[@]}" --broker "$URL" >deploy.out 2>&1
 check "deploy to 50 devices" [ "$(grep -c '^deployed' deploy.out)" -eq 50 ]
 t0=$(date +%s.%N)
@@ -197,6 +198,18 @@ fleet_stop
 check "fleet stops on SIGTERM" [ $? -eq 0 ]
 check "every device installed each release once, from one offer (sim-0003: two releases)" \
 	all_devices 'd["installs"] == d["fresh_offers"] == (2 if d["id"] == "sim-0003" else 1)'
+check "--processes 2: one line per device, sim-0001 to sim-0050, then one summary for all" \
+	$PY -c '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+ids = sorted(json.loads(l)["id"] for l in lines if l.startswith("{\"id\""))
+last = json.loads(lines[-1])
+sys.exit(0 if ids == ["sim-%04d" % i for i in range(1, 51)] and last["devices"] == 50
+         and last["states"] == {"confirmed": 50} else 1)' "$fleet_out"
+
+"$TERND" fleet --devices 4 --processes 2 --dir fleet-none --broker "$URL" >np.out 2>np.err
+check "--processes: a process that cannot start its devices ends the run, said per process" eval \
+	'[ $? -ne 0 ] && grep -q "process 1 (devices 1 to 2) failed" np.err && grep -q "process 2 (devices 3 to 4) failed" np.err'
 
 # The transport's record (DEVDIR/mqtt.state): two copies written in place by turns. A
 # damaged newer copy falls back to the older one; both damaged is said in one line; the
