@@ -208,8 +208,9 @@ sys.exit(0 if ids == ["sim-%04d" % i for i in range(1, 51)] and last["devices"] 
          and last["states"] == {"confirmed": 50} else 1)' "$fleet_out"
 
 "$TERND" fleet --devices 4 --processes 2 --dir fleet-none --broker "$URL" >np.out 2>np.err
+np_rc=$?
 check "--processes: a process that cannot start its devices ends the run, said per process" eval \
-	'[ $? -ne 0 ] && grep -q "process 1 (devices 1 to 2) failed" np.err && grep -q "process 2 (devices 3 to 4) failed" np.err'
+	'[ $np_rc -ne 0 ] && grep -q "process 1 (devices 1 to 2) failed" np.err && grep -q "process 2 (devices 3 to 4) failed" np.err'
 
 # The transport's record (DEVDIR/mqtt.state): two copies written in place by turns. A
 # damaged newer copy falls back to the older one; both damaged is said in one line; the
