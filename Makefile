@@ -5,7 +5,8 @@
 #   make demo       the main job on a simulated fleet
 #   make fuzz       run the libFuzzer targets for FUZZ_SECONDS each
 #   make format     clang-format every C file
-# CRYPTO=mbedtls builds SHA-256 on mbedtls instead of OpenSSL's libcrypto.
+# CRYPTO=mbedtls builds SHA-256 and the ES256 signature check on mbedtls instead of
+# OpenSSL's libcrypto.
 
 BUILD ?= build
 CC ?= cc
@@ -35,10 +36,10 @@ ALL_LDFLAGS += -fsanitize=address,undefined
 endif
 
 ifeq ($(CRYPTO),mbedtls)
-SHA_SRC := protocol/sha256_mbedtls.c
+SHA_SRC := protocol/sha256_mbedtls.c protocol/es256_mbedtls.c
 CRYPTO_LIBS := -lmbedcrypto
 else
-SHA_SRC := protocol/sha256_libcrypto.c
+SHA_SRC := protocol/sha256_libcrypto.c protocol/es256_libcrypto.c
 CRYPTO_LIBS := -lmbedcrypto -lcrypto
 endif
 

@@ -833,6 +833,17 @@ int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index
 	return TERN_E_STATE;
 }
 
+int tern_agent_chunk_verified(struct tern_agent *ag, unsigned comp, uint64_t k, bool *verified)
+{
+	int rc = check_downloading(ag, comp);
+	if (rc)
+		return rc;
+	const struct tern_job_comp *c = &ag->job.comp[comp];
+	if (k >= c->n_chunks)
+		return TERN_E_INVAL;
+	return chunk_marked(ag, c, k, verified);
+}
+
 /* Marks the job's slots with @state, records @ev and @reason, in one record write. */
 static int record_job(struct tern_agent *ag, enum tern_slot_state st, enum tern_event ev,
 		      int reason)

@@ -60,16 +60,18 @@ struct tern_mqttdev {
 	/* Fetching. */
 	enum phase ph;
 	char sub[TERN_TOPIC_MAX]; /* the fetch subscription (window filter or topic) */
+	bool sub_on;		  /* sub is subscribed (a window may be fetched by exact topics) */
 	char rel[TERN_RELEASE_ID_MAX + 1];
 	char comp_name[TERN_AGENT_MAX_COMPONENTS][TERN_NAME_MAX + 1];
 	unsigned n_comp;
 	uint32_t chunk_size;
 	unsigned cur_comp;
 	uint64_t cur_window;
-	uint64_t deadline; /* no progress by then: subscribe again */
-	unsigned attempts; /* bad fetches of the current item */
-	uint64_t retry_at; /* 0: none; then fetch the bad chunks (or the index) again */
-	uint64_t bad_mask; /* bad chunks of the current window, bit = chunk % window */
+	uint64_t deadline;   /* no progress by then: subscribe again */
+	unsigned attempts;   /* bad fetches of the current item */
+	uint64_t retry_at;   /* 0: none; then fetch the bad chunks (or the index) again */
+	uint64_t bad_mask;   /* bad chunks of the current window, bit = chunk % window */
+	uint64_t exact_mask; /* chunks of the current window subscribed by their own topic */
 	uint64_t next_chunk_at;
 	uint64_t since_progress;  /* chunks verified since the last progress report */
 	enum tern_state reported; /* state last reported */
@@ -203,6 +205,34 @@ static void unsubscribe(struct tern_mqttdev *d, const char *filter)
 {
 	if (d->connected && filter[0])
 		MQTTAsync_unsubscribe(d->client, filter, NULL);
+}
+
+/* Subscribes to (or unsubscribes from) the chunks of the current window in @mask, in one
+ * packet: resuming asks only for what is missing. */
+static void chunk_topics(struct tern_mqttdev *d, uint64_t mask, bool on)
+{
+	char topics[TERN_WINDOW_CHUNKS][TERN_TOPIC_MAX];
+	char *ptrs[TERN_WINDOW_CHUNKS];
+	int qos[TERN_WINDOW_CHUNKS];
+	int n = 0;
+	if (!d->connected || !mask)
+		return;
+	for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
+		if ((mask >> i & 1u) &&
+		    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[d->cur_comp],
+				     d->cur_window * TERN_WINDOW_CHUNKS + i, topics[n],
+				     TERN_TOPIC_MAX)) {
+			ptrs[n] = topics[n];
+			qos[n] = 1;
+			n++;
+		}
+	}
+	if (!n)
+		return;
+	if (on)
+		MQTTAsync_subscribeMany(d->client, n, ptrs, qos, NULL);
+	else
+		MQTTAsync_unsubscribeMany(d->client, n, ptrs, NULL);
 }
 
 static bool topic_is(const struct item *it, const char *topic)
@@ -417,21 +447,15 @@ static const char *trial_release(const struct tern_mqttdev *d)
 
 static void fetch_stop(struct tern_mqttdev *d)
 {
-	unsigned comp = d->cur_comp;
-	unsubscribe(d, d->sub);
-	if (d->ph == PH_WINDOW && d->bad_mask) {
-		/* exact retry subscriptions of bad chunks */
-		for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
-			char t[TERN_TOPIC_MAX];
-			if ((d->bad_mask >> i & 1u) &&
-			    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[comp],
-					     d->cur_window * TERN_WINDOW_CHUNKS + i, t, sizeof(t)))
-				unsubscribe(d, t);
-		}
-	}
+	if (d->sub_on)
+		unsubscribe(d, d->sub);
+	if (d->ph == PH_WINDOW)
+		chunk_topics(d, d->exact_mask | d->bad_mask, false);
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->ph = PH_IDLE;
 	d->bad_mask = 0;
+	d->exact_mask = 0;
 	d->retry_at = 0;
 	d->attempts = 0;
 }
@@ -471,6 +495,44 @@ static void fetch_manifest(struct tern_mqttdev *d, const char *release)
 	d->ph = PH_MANIFEST;
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	subscribe(d, d->sub);
+	d->sub_on = true;
+}
+
+/*
+ * (Re)subscribes to what the current window still lacks: the window's filter when none of
+ * its chunks is verified yet, else each missing chunk by its own topic (one SUBSCRIBE), so
+ * chunks verified before a reconnect, a reboot or a timeout are not sent again. Bad chunks
+ * waiting for their backoff are left out (fetch_retry() asks for them). False when the
+ * device lost power reading its markers.
+ */
+static bool window_subscribe(struct tern_mqttdev *d)
+{
+	struct tern_agent *ag = d->b.agent;
+	uint64_t first = d->cur_window * TERN_WINDOW_CHUNKS;
+	uint64_t n_chunks = ag->job.comp[d->cur_comp].n_chunks;
+	uint64_t all = 0, missing = 0;
+	for (unsigned i = 0; i < TERN_WINDOW_CHUNKS && first + i < n_chunks; i++) {
+		bool verified = false;
+		int rc = tern_agent_chunk_verified(ag, d->cur_comp, first + i, &verified);
+		if (lost_power(d, rc))
+			return false;
+		all |= 1ull << i;
+		if (!verified)
+			missing |= 1ull << i; /* a marker that cannot be read: asked for again */
+	}
+	if (missing == all) {
+		subscribe(d, d->sub);
+		d->sub_on = true;
+		return true;
+	}
+	if (d->sub_on)
+		unsubscribe(d, d->sub);
+	d->sub_on = false;
+	if (d->retry_at)
+		missing &= ~d->bad_mask;
+	chunk_topics(d, missing, true);
+	d->exact_mask |= missing;
+	return true;
 }
 
 static void reconcile(struct tern_mqttdev *d);
@@ -508,6 +570,7 @@ static void fetch_next(struct tern_mqttdev *d)
 				      sizeof(d->sub)))
 			return;
 		d->ph = PH_INDEX;
+		d->sub_on = true;
 	} else {
 		uint64_t w = off / d->chunk_size / TERN_WINDOW_CHUNKS;
 		if (d->ph == PH_WINDOW && d->cur_comp == comp && d->cur_window == w)
@@ -519,6 +582,9 @@ static void fetch_next(struct tern_mqttdev *d)
 					      sizeof(d->sub)))
 			return;
 		d->ph = PH_WINDOW;
+		d->deadline = d->now + d->cfg.fetch_timeout_ms;
+		window_subscribe(d);
+		return;
 	}
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	subscribe(d, d->sub);
@@ -584,6 +650,7 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 	}
 	unsubscribe(d, d->sub);
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->ph = PH_IDLE;
 	if (rc) {
 		d->st.refused++;
@@ -660,6 +727,14 @@ static void on_chunk(struct tern_mqttdev *d, const struct item *it)
 	    n / TERN_WINDOW_CHUNKS != d->cur_window)
 		return; /* late, from a window we left */
 	d->st.chunks_fetched++;
+	bool verified = false;
+	int vrc = tern_agent_chunk_verified(ag, d->cur_comp, n, &verified);
+	if (lost_power(d, vrc))
+		return;
+	if (verified) {
+		d->st.chunks_again++; /* had it already: nothing to write */
+		return;
+	}
 	uint64_t before = ag->job.comp[d->cur_comp].n_verified;
 	int rc = tern_agent_feed(ag, d->cur_comp, n * d->chunk_size, it->payload, len);
 	if (lost_power(d, rc))
@@ -705,16 +780,13 @@ static void fetch_retry(struct tern_mqttdev *d)
 	d->retry_at = 0;
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	if (d->ph == PH_WINDOW && d->bad_mask) {
-		for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
-			char t[TERN_TOPIC_MAX];
-			if ((d->bad_mask >> i & 1u) &&
-			    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[d->cur_comp],
-					     d->cur_window * TERN_WINDOW_CHUNKS + i, t, sizeof(t)))
-				subscribe(d, t); /* that chunk alone, retained */
-		}
+		chunk_topics(d, d->bad_mask, true); /* those chunks alone, retained */
 		return;
 	}
-	subscribe(d, d->sub); /* subscribing again sends the retained messages again */
+	if (d->ph == PH_WINDOW)
+		window_subscribe(d); /* what is still missing, retained, again */
+	else
+		subscribe(d, d->sub); /* subscribing again sends the retained message again */
 }
 
 static const char *reboot_outcome(enum tern_state after)
@@ -884,9 +956,13 @@ static void on_up(struct tern_mqttdev *d)
 	if (d->ph != PH_IDLE) {
 		/* The broker may have lost our session: the fetch subscription again. */
 		d->deadline = d->now + d->cfg.fetch_timeout_ms;
-		subscribe(d, d->sub);
-		if (d->bad_mask && !d->retry_at)
-			d->retry_at = d->now;
+		if (d->ph == PH_WINDOW) {
+			d->exact_mask = 0; /* a clean session: the broker kept none */
+			if (!window_subscribe(d))
+				return;
+		} else {
+			subscribe(d, d->sub);
+		}
 	}
 	reconcile(d);
 }
@@ -1030,6 +1106,8 @@ int tern_mqttdev_start(struct tern_mqttdev *d)
 	d->reported_valid = false;
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
+	d->sub_on = false;
+	d->exact_mask = 0;
 	/* A board whose reboot ends the process (boards/linux) starts again in a new one:
 	 * the state reported before it comes from the record, so the first report after
 	 * connecting carries the reboot's outcome as a transition (staged -> confirmed). */
@@ -1090,7 +1168,9 @@ void tern_mqttdev_stop(struct tern_mqttdev *d)
 	drain(d);
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->bad_mask = 0;
+	d->exact_mask = 0;
 	d->retry_at = 0;
 	d->reconnect_at = 0;
 	d->halted = true;

@@ -271,6 +271,38 @@ static void test_bad_chunk_refused_alone_and_resume(void **state)
 	free(rel);
 }
 
+/* Which chunks are verified, out of order and after a power cycle (from the markers). */
+static void test_chunk_verified_sparse(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	uint32_t cs = t->chunk_size;
+	size_t ilen = (size_t)tern_index_size(IMG, cs);
+	bool v = true;
+	assert_int_equal(tern_agent_chunk_verified(ag, 0, 0, &v), TERN_E_STATE);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	const uint8_t *pay = rel + feed_index(ag, rel, head, ilen);
+	/* Chunks 0, 2 and 4 (as a resumed subscription might deliver them). */
+	for (unsigned k = 0; k < 6; k += 2)
+		assert_int_equal(tern_agent_feed(ag, 0, (uint64_t)k * cs, pay + (size_t)k * cs, cs),
+				 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned k = 0; k < 6; k++) {
+			assert_int_equal(tern_agent_chunk_verified(ag, 0, k, &v), 0);
+			assert_int_equal(v, k % 2 == 0);
+		}
+		assert_int_equal(tern_agent_chunk_verified(ag, 0, 6, &v), TERN_E_INVAL);
+		assert_int_equal(tern_agent_chunk_verified(ag, 1, 0, &v), TERN_E_INVAL);
+		simtest_reinit(t); /* power cycle: the second pass reads the journal */
+		ag = &t->dev->agent;
+		assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	}
+	free(rel);
+}
+
 static void test_bad_index_refused(void **state)
 {
 	struct simtest *t = *state;
@@ -889,6 +921,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_busy_while_downloading, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_chunk_refused_alone_and_resume, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_chunk_verified_sparse, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_index_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_component, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bootctl_torn_copy_falls_back, setup, teardown),

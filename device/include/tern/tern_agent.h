@@ -202,6 +202,15 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
 int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index, uint64_t *off);
 
 /*
+ * Sets *@verified to whether chunk @k of component @comp is written and verified (carries
+ * its marker), so a transport that resumes asks only for the chunks still missing.
+ * Answered from RAM below the first missing chunk and above the last marked one, else
+ * from the journal. Returns 0, TERN_E_STATE when not downloading, TERN_E_INVAL for a
+ * component or chunk that does not exist, or a flash error.
+ */
+int tern_agent_chunk_verified(struct tern_agent *ag, unsigned comp, uint64_t k, bool *verified);
+
+/*
  * Ends the download: every chunk must carry its marker (TERN_E_TRUNCATED otherwise,
  * still DOWNLOADING). VERIFYING then (optionally) re-hashes the slots, and the slots are
  * marked staged: STAGED.

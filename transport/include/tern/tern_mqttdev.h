@@ -72,6 +72,7 @@ struct tern_mqttdev_config {
 struct tern_mqttdev_stats {
 	uint64_t chunks_fetched;  /* chunk messages fed to the agent (duplicates included) */
 	uint64_t chunks_bad;	  /* refused against the index */
+	uint64_t chunks_again;	  /* of chunks_fetched: arrived again after they were verified */
 	uint64_t indexes_fetched; /* index messages fed */
 	uint64_t installs;	  /* downloads that reached STAGED */
 	uint64_t fresh_offers;	  /* offers that started a download from zero */
