@@ -8,6 +8,52 @@
 
 /* ---- Handlers: one per request type, in the table below. */
 
+static void copy_str(char *out, size_t size, const char *s)
+{
+	size_t n = strlen(s);
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+void tern_usbdev_info_from_status(const struct tern_usbdev_ident *id, const struct tern_status *st,
+				  unsigned slot, struct tern_msg_info *info)
+{
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, slot & 1u)];
+	copy_str(info->board, sizeof(info->board), id->board);
+	copy_str(info->serial, sizeof(info->serial), id->serial);
+	copy_str(info->device_id, sizeof(info->device_id), id->device_id);
+	info->provision_gen = id->provision_gen;
+	info->slot = slot & 1u;
+	copy_str(info->version, sizeof(info->version), run->version);
+	info->state = (uint32_t)st->state;
+	info->sequence = run->sequence;
+	info->max_data = TERN_FRAME_DATA_MAX;
+}
+
+void tern_usbdev_state_from_status(const struct tern_status *st, unsigned slot,
+				   struct tern_msg_state *m)
+{
+	m->state = (uint32_t)st->state;
+	m->slot = slot & 1u;
+	copy_str(m->version, sizeof(m->version),
+		 st->slots[tern_slot_area(TERN_PAIR_FW, slot & 1u)].version);
+	m->target[0] = '\0';
+	if (st->state == TERN_ST_DOWNLOADING || st->state == TERN_ST_VERIFYING ||
+	    st->state == TERN_ST_STAGED)
+		copy_str(m->target, sizeof(m->target), st->job_version);
+	/* Staged and activated, the job is over: the staged firmware slot says what waits. */
+	for (unsigned s = 0; s < 2 && st->state == TERN_ST_STAGED && !m->target[0]; s++) {
+		const struct tern_slot_meta *sm = &st->slots[tern_slot_area(TERN_PAIR_FW, s)];
+		if (sm->state == TERN_SLOT_STAGED)
+			copy_str(m->target, sizeof(m->target), sm->version);
+	}
+	m->done = st->n_verified;
+	m->total = st->n_chunks;
+	m->last_status = tern_frame_status_from_err(st->reason); /* 0 gives OK */
+}
+
 static int on_hello(void *ctx, const struct tern_frame *req, uint8_t *reply_type, uint8_t *body,
 		    size_t room)
 {

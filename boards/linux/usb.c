@@ -63,29 +63,15 @@ static void agent_unlock(struct tern_linux *lx)
 		pthread_mutex_unlock(&lx->share->lock);
 }
 
-/* The firmware slot that runs now and what it holds. */
-static void running(const struct tern_linux *lx, const struct tern_status *st, uint32_t *slot,
-		    char *version, size_t size)
-{
-	unsigned s = lx->boot.slot[TERN_PAIR_FW] & 1u;
-	*slot = s;
-	copy_str(version, size, st->slots[tern_slot_area(TERN_PAIR_FW, s)].version);
-}
-
 static int lx_info(void *be, struct tern_msg_info *info)
 {
 	struct tern_linux *lx = be;
 	struct tern_status st;
 	agent_lock(lx);
 	tern_agent_status(&lx->agent, &st);
-	copy_str(info->board, sizeof(info->board), lx->cfg.board_id);
-	copy_str(info->serial, sizeof(info->serial), lx->cfg.usb_serial);
-	copy_str(info->device_id, sizeof(info->device_id), lx->cfg.device_id);
-	info->provision_gen = lx->cfg.provision_gen;
-	running(lx, &st, &info->slot, info->version, sizeof(info->version));
-	info->state = (uint32_t)st.state;
-	info->sequence = st.slots[tern_slot_area(TERN_PAIR_FW, info->slot)].sequence;
-	info->max_data = TERN_FRAME_DATA_MAX;
+	const struct tern_usbdev_ident id = {lx->cfg.board_id, lx->cfg.usb_serial,
+					     lx->cfg.device_id, lx->cfg.provision_gen};
+	tern_usbdev_info_from_status(&id, &st, lx->boot.slot[TERN_PAIR_FW], info);
 	agent_unlock(lx);
 	return 0;
 }
@@ -96,14 +82,7 @@ static int lx_state(void *be, struct tern_msg_state *m)
 	struct tern_status st;
 	agent_lock(lx);
 	tern_agent_status(&lx->agent, &st);
-	m->state = (uint32_t)st.state;
-	running(lx, &st, &m->slot, m->version, sizeof(m->version));
-	if (st.state == TERN_ST_DOWNLOADING || st.state == TERN_ST_VERIFYING ||
-	    st.state == TERN_ST_STAGED)
-		copy_str(m->target, sizeof(m->target), st.job_version);
-	m->done = st.n_verified;
-	m->total = st.n_chunks;
-	m->last_status = tern_frame_status_from_err(st.reason);
+	tern_usbdev_state_from_status(&st, lx->boot.slot[TERN_PAIR_FW], m);
 	agent_unlock(lx);
 	return 0;
 }

@@ -5,37 +5,14 @@
 
 #include <string.h>
 
-static void copy_str(char *out, size_t size, const char *s)
-{
-	size_t n = strlen(s);
-	if (n >= size)
-		n = size - 1;
-	memcpy(out, s, n);
-	out[n] = '\0';
-}
-
-/* The firmware slot that runs now and what it holds. */
-static void running(const struct tern_sim_usb *u, const struct tern_status *st, uint32_t *slot,
-		    char *version, size_t size)
-{
-	unsigned s = u->dev->boot.slot[TERN_PAIR_FW] & 1u;
-	*slot = s;
-	copy_str(version, size, st->slots[tern_slot_area(TERN_PAIR_FW, s)].version);
-}
-
 static int sim_info(void *be, struct tern_msg_info *info)
 {
 	struct tern_sim_usb *u = be;
 	struct tern_status st;
 	tern_agent_status(&u->dev->agent, &st);
-	copy_str(info->board, sizeof(info->board), u->dev->board_id);
-	copy_str(info->serial, sizeof(info->serial), u->serial);
-	copy_str(info->device_id, sizeof(info->device_id), u->device_id);
-	info->provision_gen = u->provision_gen;
-	running(u, &st, &info->slot, info->version, sizeof(info->version));
-	info->state = (uint32_t)st.state;
-	info->sequence = st.slots[tern_slot_area(TERN_PAIR_FW, info->slot)].sequence;
-	info->max_data = TERN_FRAME_DATA_MAX;
+	const struct tern_usbdev_ident id = {u->dev->board_id, u->serial, u->device_id,
+					     u->provision_gen};
+	tern_usbdev_info_from_status(&id, &st, u->dev->boot.slot[TERN_PAIR_FW], info);
 	return 0;
 }
 
@@ -44,20 +21,7 @@ static int sim_state(void *be, struct tern_msg_state *m)
 	struct tern_sim_usb *u = be;
 	struct tern_status st;
 	tern_agent_status(&u->dev->agent, &st);
-	m->state = (uint32_t)st.state;
-	running(u, &st, &m->slot, m->version, sizeof(m->version));
-	if (st.state == TERN_ST_DOWNLOADING || st.state == TERN_ST_VERIFYING ||
-	    st.state == TERN_ST_STAGED)
-		copy_str(m->target, sizeof(m->target), st.job_version);
-	/* Staged and activated, the job is over: the staged firmware slot says what waits. */
-	for (unsigned s = 0; s < 2 && st.state == TERN_ST_STAGED && !m->target[0]; s++) {
-		const struct tern_slot_meta *sm = &st.slots[tern_slot_area(TERN_PAIR_FW, s)];
-		if (sm->state == TERN_SLOT_STAGED)
-			copy_str(m->target, sizeof(m->target), sm->version);
-	}
-	m->done = st.n_verified;
-	m->total = st.n_chunks;
-	m->last_status = tern_frame_status_from_err(st.reason); /* 0 gives OK */
+	tern_usbdev_state_from_status(&st, u->dev->boot.slot[TERN_PAIR_FW], m);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #ifndef TERN_USBDEV_H
 #define TERN_USBDEV_H
 
+#include "tern/tern_agent.h"
 #include "tern/tern_frame.h"
 
 #include <stdbool.h>
@@ -63,6 +64,24 @@ struct tern_usbdev {
 	uint8_t tx[TERN_USBDEV_TX_SIZE];
 	uint8_t rxbuf[TERN_USBDEV_RX_SIZE];
 };
+
+/* What a board knows of itself for HELLO's INFO (strings borrowed, "" when unset). */
+struct tern_usbdev_ident {
+	const char *board, *serial, *device_id;
+	uint64_t provision_gen;
+};
+
+/*
+ * For a backend's info and state ops: INFO from the board's identity @id, the agent's
+ * status @st and the firmware slot that runs (@slot, 0 or 1): slot, version, state,
+ * sequence and frame size; STATE from @st and @slot, with the target (the job's
+ * version, or once staged and activated the staged slot's), progress and last status.
+ * Strings are copied (cut to fit).
+ */
+void tern_usbdev_info_from_status(const struct tern_usbdev_ident *id, const struct tern_status *st,
+				  unsigned slot, struct tern_msg_info *info);
+void tern_usbdev_state_from_status(const struct tern_status *st, unsigned slot,
+				   struct tern_msg_state *m);
 
 /* Prepares @d for a fresh connection (after every boot). @ops and @be are borrowed. */
 void tern_usbdev_init(struct tern_usbdev *d, const struct tern_usbdev_ops *ops, void *be);
