@@ -1266,7 +1266,7 @@ int cmd_usb_provision(int argc, char **argv)
 	int rc, status = 1;
 	memset(&kr, 0, sizeof(kr));
 	memset(&p, 0, sizeof(p));
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) { /* every option takes a value */
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			provision_help();
@@ -1304,7 +1304,6 @@ int cmd_usb_provision(int argc, char **argv)
 						  "--generation takes a number from 1");
 		} else
 			return host_usage("usb provision", "unknown or incomplete option");
-		i++;
 	}
 	if (!id || !kr.n_keys)
 		return host_usage("usb provision", "--id and at least one --keyring are needed");

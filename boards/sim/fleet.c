@@ -687,8 +687,8 @@ static void print_devices(struct fleet *fl)
 		    (unsigned long long)st.chunks_bad, (unsigned long long)st.indexes_fetched,
 		    (unsigned long long)st.installs, (unsigned long long)st.fresh_offers,
 		    (unsigned long long)st.resumes, (unsigned long long)st.kept,
-		    (unsigned long long)st.refused,
-		    (unsigned long long)st.connects, fd->sd.dev.n_boots, fd->power_cuts);
+		    (unsigned long long)st.refused, (unsigned long long)st.connects,
+		    fd->sd.dev.n_boots, fd->power_cuts);
 	}
 	fflush(stdout);
 }
