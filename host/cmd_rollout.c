@@ -14,6 +14,7 @@
 #include "recorder.h"
 #include "rollout.h"
 #include "rollout_db.h"
+#include "rollout_lease.h"
 #include "rollout_plan.h"
 
 #include "tern/tern_err.h"
@@ -156,7 +157,9 @@ int rollout_waves(struct db *db, const char *name,
 	    " coalesce(sum(m.outcome IN ('failed','timed-out')), 0),"
 	    " coalesce(sum(m.outcome IN ('waiting','pending')), 0),"
 	    " coalesce(w.started_at, 0), coalesce(w.reported_at, 0), coalesce(w.bake_until, 0),"
-	    " coalesce(w.gated_at, 0)"
+	    " coalesce(w.gated_at, 0),"
+	    " (SELECT count(*) FROM rollout_withdrawals x WHERE x.rollout=w.rollout AND"
+	    "  x.wave=w.wave)"
 	    " FROM rollout_waves w LEFT JOIN rollout_members m ON m.rollout=w.rollout AND"
 	    " m.wave=w.wave WHERE w.rollout=?1 GROUP BY w.wave ORDER BY w.wave",
 	    "t", name);
@@ -175,6 +178,7 @@ int rollout_waves(struct db *db, const char *name,
 		w.reported_at = sqlite3_column_double(s, 7);
 		w.bake_until = sqlite3_column_double(s, 8);
 		w.gated_at = sqlite3_column_double(s, 9);
+		w.withdrawn = (uint64_t)sqlite3_column_int64(s, 10);
 		cb = fn(ctx, &w);
 	}
 	if (!cb && rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -516,6 +520,7 @@ struct ctl {
 	const char *prefix;
 	struct tern_signer sg;
 	bool have_signer;
+	bool leased; /* a controller: holds the rollout's lease, checked at every step */
 	struct rollout r;
 	double now;
 };
@@ -997,9 +1002,11 @@ static int revert_step(struct ctl *c, bool *finished)
 	sqlite3_stmt *s = rdb_query(
 	    c->db,
 	    "SELECT device_id, wave, coalesce(prev_release, ''), coalesce(prev_sequence, 0)"
-	    " FROM rollout_members WHERE rollout=?1 AND generation > 0 AND"
+	    " FROM rollout_members m WHERE rollout=?1 AND generation > 0 AND"
 	    " revert_generation IS NULL AND revert_outcome IS NULL AND"
-	    " outcome IN ('pending','succeeded','timed-out') ORDER BY wave, rank",
+	    " outcome IN ('pending','succeeded','timed-out') AND NOT EXISTS (SELECT 1 FROM"
+	    " rollout_withdrawals x WHERE x.rollout=?1 AND x.device_id=m.device_id)"
+	    " ORDER BY wave, rank",
 	    "t", c->r.name);
 	if (!s)
 		return TERN_E_DB;
@@ -1115,6 +1122,122 @@ static int revert_step(struct ctl *c, bool *finished)
 	return rc;
 }
 
+/* What a member's device was doing with our command when the abort withdrew it. */
+static const char *withdrawn_what(int64_t gen, int64_t dgen, const char *dstate)
+{
+	if (dgen < gen)
+		return "not taken yet (offline, or had not started)";
+	if (!strcmp(dstate, "downloading") || !strcmp(dstate, "verifying"))
+		return "download canceled";
+	if (!strcmp(dstate, "staged"))
+		return "staged, not activated";
+	return "accepted, not started";
+}
+
+/*
+ * After an abort, once: takes back the commands that members have not started, so that
+ * a device which connects later, or has not begun, never installs the aborted release.
+ * A member qualifies while its command is still the newest issued to its device and the
+ * device has not booted the release (it never accepted the command, or is downloading,
+ * verifying or staged). Its command is superseded by a newer signed desired state:
+ * install the release it ran when it was deployed (the agent settles at once when it
+ * runs that release, and cancels a download or leaves a staged slot unactivated); a
+ * device whose release is unknown (it never reported) gets its retained command
+ * cleared instead (an empty retained message). Each is a "withdrawn" event; the
+ * member's outcome becomes "withdrawn" (a timed-out one keeps its verdict).
+ */
+static int withdraw_step(struct ctl *c)
+{
+	int64_t done;
+	int rc = rdb_int(c->db, &done,
+			 "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+			 " kind='withdraw-done'",
+			 "t", c->r.name);
+	if (rc || done)
+		return rc;
+	/* What arrived up to now is judged first: a member that finished is not withdrawn. */
+	if ((rc = evaluate_members(c)))
+		return rc;
+	struct changes todo = {0};
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT m.device_id, m.wave, m.generation, coalesce(m.activate_generation, 0),"
+	    " coalesce(m.prev_release, ''), coalesce(m.prev_sequence, 0), coalesce(d.state, ''),"
+	    " coalesce(d.generation, 0),"
+	    " (SELECT max(x.generation) FROM desired x WHERE x.device_id=m.device_id)"
+	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+	    " WHERE m.rollout=?1 AND m.generation > 0 AND m.outcome IN ('pending','timed-out')"
+	    " AND NOT EXISTS (SELECT 1 FROM rollout_withdrawals x WHERE x.rollout=?1 AND"
+	    "  x.device_id=m.device_id) ORDER BY m.wave, m.rank",
+	    "t", c->r.name);
+	if (!s)
+		return TERN_E_DB;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW) {
+		int64_t gen = sqlite3_column_int64(s, 2), act = sqlite3_column_int64(s, 3);
+		int64_t dgen = sqlite3_column_int64(s, 7), latest = sqlite3_column_int64(s, 8);
+		const char *dstate = rdb_text(s, 6);
+		if (latest > (act > gen ? act : gen))
+			continue; /* a later command (another rollout, a deploy) replaced ours */
+		if (dgen >= gen && !strcmp(dstate, "trial"))
+			continue; /* booting the release: taken */
+		char prev[200];
+		snprintf(prev, sizeof(prev), "%s\n%lld\n%s", rdb_text(s, 4),
+			 (long long)sqlite3_column_int64(s, 5), withdrawn_what(gen, dgen, dstate));
+		rc =
+		    change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "withdraw", prev);
+	}
+	sqlite3_finalize(s);
+	size_t n_cleared = 0;
+	for (size_t i = 0; !rc && i < todo.n; i++) {
+		struct change *x = &todo.v[i];
+		char *nl = strchr(x->reason, '\n');
+		char *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+		if (!nl || !nl2) {
+			rc = TERN_E_INVAL;
+			break;
+		}
+		*nl = *nl2 = '\0';
+		const char *rel = x->reason, *what = nl2 + 1;
+		uint64_t seq = 0;
+		host_parse_u64(nl + 1, INT64_MAX, &seq);
+		int64_t gen = 0;
+		if (rel[0] && strcmp(rel, c->r.release_id)) {
+			rc = issue(c, x->device_id, rel, seq, TERN_ACTION_INSTALL,
+				   TERN_ACTIVATE_NOW, &gen);
+		} else {
+			/* Nothing known to go back to: clear the retained command. */
+			rc = rdb_exec(c->db,
+				      "INSERT OR IGNORE INTO rollout_outbox(rollout, device_id,"
+				      " generation) VALUES(?1, ?2, 0)",
+				      "tt", c->r.name, x->device_id);
+			n_cleared++;
+		}
+		if (!rc)
+			rc =
+			    rdb_exec(c->db,
+				     "INSERT INTO rollout_withdrawals(rollout, device_id, wave,"
+				     " generation, was, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+				     "ttiitd", c->r.name, x->device_id, x->wave, gen, what, c->now);
+		if (!rc)
+			rc = rdb_exec(c->db,
+				      "UPDATE rollout_members SET outcome='withdrawn', reason=?3,"
+				      " outcome_at=?4 WHERE rollout=?1 AND device_id=?2 AND"
+				      " outcome='pending'",
+				      "tttd", c->r.name, x->device_id, what, c->now);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawn", NULL,
+				       "%s; %s", what,
+				       gen ? "superseded by a command to stay on its release"
+					   : "retained command cleared");
+	}
+	if (!rc)
+		rc = rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
+			       "%zu commands not started withdrawn from the broker%s", todo.n,
+			       n_cleared ? " (some cleared: their devices never reported)" : "");
+	free(todo.v);
+	return rc;
+}
+
 /*
  * One controller step in one transaction. Sets @finished when the rollout needs
  * nothing more from a controller (done, or aborted with any revert finished).
@@ -1126,6 +1249,8 @@ static int step(struct ctl *c, bool *finished)
 	if (rc)
 		return rc;
 	c->now = rdb_now();
+	if (c->leased && (rc = rollout_lease_refresh(c->db, c->r.name)))
+		goto out_rollback;
 	if ((rc = rollout_load(c->db, c->r.name, &c->r)))
 		goto out_rollback;
 	bool final = !strcmp(c->r.state, "done") || !strcmp(c->r.state, "aborted");
@@ -1139,9 +1264,11 @@ static int step(struct ctl *c, bool *finished)
 	}
 	if (!strcmp(c->r.state, "running")) {
 		rc = wave_step(c);
-	} else if (!strcmp(c->r.state, "aborted") && c->r.revert == 1) {
+	} else if (!strcmp(c->r.state, "aborted")) {
 		bool done;
-		rc = revert_step(c, &done);
+		rc = withdraw_step(c);
+		if (!rc && c->r.revert == 1)
+			rc = revert_step(c, &done);
 	}
 	if (rc)
 		goto out_rollback;
@@ -1174,8 +1301,10 @@ static int outbox_flush(struct ctl *c)
 			struct deploy_msg *m = &msgs[n];
 			snprintf(m->device_id, sizeof(m->device_id), "%s", rdb_text(s, 0));
 			m->generation = (uint64_t)sqlite3_column_int64(s, 1);
-			rc = db_desired_get(c->db, m->device_id, m->generation, m->bytes,
-					    sizeof(m->bytes), &m->len);
+			m->len = 0; /* generation 0: clear the retained command (withdrawn) */
+			if (m->generation)
+				rc = db_desired_get(c->db, m->device_id, m->generation, m->bytes,
+						    sizeof(m->bytes), &m->len);
 			n++;
 		}
 		sqlite3_finalize(s);
@@ -1318,7 +1447,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	static struct ctl c;
 	struct recorder *rec = NULL;
 	struct progress p = {0};
-	int rc, status = 1;
+	int rc = 0, status = 1;
 	memset(&c, 0, sizeof(c));
 	c.db = db;
 	c.prefix = broker_opt(bo, BF_PREFIX);
@@ -1329,6 +1458,11 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 		host_fail(key, rc);
 		return 1;
 	}
+	if (rollout_lease_take(db, name)) {
+		tern_signer_free(&c.sg);
+		return 1;
+	}
+	c.leased = true;
 	char cid[128];
 	snprintf(cid, sizeof(cid), "tern-rollout-%s", name);
 	if (recorder_start(&rec, db, bo, client_id ? client_id : cid, false))
@@ -1380,7 +1514,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 			idle_said = 0;
 	}
 	if (rc) {
-		if (rc != TERN_E_DB && rc != TERN_E_BROKER)
+		if (rc != TERN_E_DB && rc != TERN_E_BROKER && rc != TERN_E_BUSY)
 			host_fail("rollout run", rc);
 		goto out;
 	}
@@ -1394,6 +1528,8 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	status = 0;
 out:
 	recorder_stop(rec);
+	if (rc != TERN_E_BUSY)
+		rollout_lease_release(db, name);
 	tern_signer_free(&c.sg);
 	return status;
 }
@@ -1449,26 +1585,32 @@ out:
 
 struct json_waves {
 	int n;
+	uint64_t withdrawn;
 };
 
 static int json_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	struct json_waves *j = ctx;
 	printf("%s{\"wave\":%lld,\"state\":\"%s\",\"size\":%llu,\"succeeded\":%llu,"
-	       "\"failed\":%llu,\"pending\":%llu}",
+	       "\"failed\":%llu,\"pending\":%llu,\"withdrawn\":%llu}",
 	       j->n++ ? "," : "", (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending);
+	       (unsigned long long)w->c.pending, (unsigned long long)w->withdrawn);
+	j->withdrawn += w->withdrawn;
 	return 0;
 }
 
 static int text_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	(void)ctx;
-	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending\n",
+	char withdrawn[48] = "";
+	if (w->withdrawn)
+		snprintf(withdrawn, sizeof(withdrawn), ", %llu withdrawn",
+			 (unsigned long long)w->withdrawn);
+	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending%s\n",
 	       (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending);
+	       (unsigned long long)w->c.pending, withdrawn);
 	return 0;
 }
 
@@ -1510,7 +1652,7 @@ static int show_one(struct db *db, const char *name, bool json)
 				       : "finished");
 		struct json_waves j = {0};
 		rc = rollout_waves(db, name, json_wave, &j);
-		printf("]}");
+		printf("],\"withdrawn\":%llu}", (unsigned long long)j.withdrawn);
 		return rc;
 	}
 	printf("rollout %s: %s%s%s\n  release %s (%s), %s, waves %s, bake %s, max failures %s, "
@@ -1714,6 +1856,35 @@ out_rollback:
 	return rc;
 }
 
+/*
+ * After an abort is recorded: the controller withdraws the commands not yet taken (and
+ * with --revert sends the reverts). A live controller of the rollout does it; else this
+ * command drives it, when it has a broker. Returns the exit status.
+ */
+static int abort_follow_up(struct db *db, const struct broker_opts *bo, const char *name,
+			   const char *key, bool revert)
+{
+	struct rollout_lease l;
+	bool held;
+	char who[320];
+	if (rollout_lease_get(db, name, &l, &held))
+		return 1;
+	if (held) {
+		rollout_lease_describe(&l, who, sizeof(who));
+		printf("rollout %s: its controller (%s) withdraws the commands devices have not "
+		       "taken%s\n",
+		       name, who, revert ? " and sends the reverts" : "");
+		return 0;
+	}
+	if (!broker_opt(bo, BF_BROKER)) {
+		printf("rollout %s: no broker given; 'tern rollout run %s --broker URL' withdraws "
+		       "the commands devices have not taken\n",
+		       name, name);
+		return 0;
+	}
+	return drive(db, bo, name, key, NULL, false);
+}
+
 static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 {
 	static const struct option opts[] = {
@@ -1764,8 +1935,8 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 				: "aborted",
 	       rollout_actor(by));
 	status = 0;
-	if (revert)
-		status = drive(db, &bo, name, key, NULL, false);
+	if (d == D_ABORT)
+		status = abort_follow_up(db, &bo, name, key, revert);
 out:
 	db_close(db);
 	broker_opts_free(&bo);

@@ -69,6 +69,15 @@ static const char schema[] =
     " seq INTEGER PRIMARY KEY, rollout TEXT NOT NULL, at REAL NOT NULL, wave INTEGER,"
     " device_id TEXT, kind TEXT NOT NULL, actor TEXT, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS rollout_events_by_rollout ON rollout_events(rollout, seq);"
+    /* Commands an abort took back from the broker before devices started them. */
+    "CREATE TABLE IF NOT EXISTS rollout_withdrawals("
+    " rollout TEXT NOT NULL, device_id TEXT NOT NULL, wave INTEGER NOT NULL,"
+    " generation INTEGER NOT NULL, was TEXT NOT NULL, at REAL NOT NULL,"
+    " PRIMARY KEY(rollout, device_id));"
+    /* One controller per rollout. */
+    "CREATE TABLE IF NOT EXISTS rollout_leases("
+    " rollout TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL,"
+    " started_at REAL NOT NULL, heartbeat_at REAL NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 enum stmt_id {

@@ -3,7 +3,10 @@
 # devices running the agent over MQTT) and a real mosquitto:
 #   1. a bad release: one device in ten of the canary wave fails its health check and
 #      rolls back; the rollout pauses by itself; the rest of the fleet is untouched;
-#   2. a good release through three waves to every device.
+#   2. a good release through three waves to every device;
+#   3. an abort withdraws what devices have not taken: with --activate together, the
+#      staged members are never activated, and devices that were offline when the
+#      release was sent connect afterwards and never install it.
 # Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
 set -u
 BUILD=${BUILD:-build}
@@ -22,7 +25,9 @@ if ! "$TERND" fleet --help >/dev/null 2>&1; then
 fi
 work=$(mktemp -d /tmp/tern-fleet-rollout.XXXXXX)
 fleet_pid=""
+run_pid=""
 cleanup() {
+	[ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null
 	[ -n "$fleet_pid" ] && kill "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null
 	broker_stop
 	[ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
@@ -123,4 +128,50 @@ check "... one install command per device" \
 	[ "$(q "select count(distinct device_id) || '/' || count(*) from desired where release_id='sim-1.2.0-3'")" = "$N/$N" ]
 "$TERN" report good --format html --out good.html
 check "report: html with the numbers" grep -q "$N succeeded, 0 failed" good.html
+
+# --- 3. abort: what devices have not taken is withdrawn
+"$TERND" sim mkimage --health ok --version 1.3.0 --size 128K --out c.bin >/dev/null
+printf 'Release 1.3.0.\n' >c.md
+"$TERN" release create --key signing.key --board sim --version 1.3.0 --sequence 4 --firmware c.bin \
+	--notes c.md --out c.tern >/dev/null
+"$TERN" publish c.tern >/dev/null
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+on=$((N * 2 / 3))
+offline=$(seq -f "sim-%04g" $((on + 1)) "$N" | paste -sd, -)
+"$TERND" fleet --devices "$on" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet3.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout create c.tern --key signing.key --name late --devices "$ids" --waves 100% \
+	--max-failures 50% --device-timeout 60s --activate together >/dev/null
+"$TERN" rollout run late >late.txt 2>&1 &
+run_pid=$!
+staged() { q "select count(*) from devices d join rollout_members m on m.device_id=d.id and m.rollout='late' where d.state='staged' and d.generation>=m.generation"; }
+for _ in $(seq 1 600); do [ "$(staged)" -eq "$on" ] && break; sleep 0.1; done
+check "$on online devices staged 1.3.0; the wave waits for the $((N - on)) offline ones" [ "$(staged)" -eq "$on" ]
+"$TERN" rollout abort late --by ops >abort.txt 2>&1
+check "abort while the controller runs: it carries the abort out" grep -q "its controller (pid $run_pid" abort.txt
+wait "$run_pid"
+check "... and finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+check "... every member withdrawn: $on staged (not activated), $((N - on)) not taken" \
+	[ "$(status late withdrawn):$(q "select count(*) from rollout_withdrawals where rollout='late' and was='staged, not activated'")" = "$N:$on" ]
+check "... no activate command issued" \
+	[ "$(q "select count(*) from desired where release_id='sim-1.3.0-4' and action<>'install'")" -eq 0 ]
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet4.log 2>&1 &
+fleet_pid=$!
+settled() { q "select count(*) from devices d where d.generation=(select max(generation) from desired x where x.device_id=d.id)"; }
+for _ in $(seq 1 20); do
+	"$TERN" watch --duration 1 --quiet >/dev/null 2>&1
+	[ "$(settled)" -eq "$N" ] && break
+done
+check "every device, the late ones too, took its newest command (the withdrawal)" [ "$(settled)" -eq "$N" ]
+check "... none runs 1.3.0: all $N on 1.2.0" [ "$(q "select count(*) from devices where version='1.2.0'")" -eq "$N" ]
+check "... none booted 1.3.0 (no trial)" \
+	[ "$(q "select count(*) from events where release_id='sim-1.3.0-4' and to_state in ('trial','confirmed','rolled-back')")" -eq 0 ]
+check "... the late devices never downloaded it" \
+	[ "$(q "select count(*) from events where release_id='sim-1.3.0-4' and device_id in ('${offline//,/\',\'}')")" -eq 0 ]
+"$TERN" report late >late.md
+check "report: $N withdrawn by the abort" grep -q "$N withdrawn by the abort" late.md
 finish
