@@ -22,6 +22,7 @@
 #include "tern/tern_topic.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -523,6 +524,11 @@ struct ctl {
 	bool leased; /* a controller: holds the rollout's lease, checked at every step */
 	struct rollout r;
 	double now;
+	/* Judging only what changed: the last device_states and events rows already
+	 * judged; judge_all makes the next pass look at every member. */
+	int64_t seen_state_seq, seen_event_seq;
+	bool judge_all;
+	double next_deadline; /* a pending member may time out after this; 0: none */
 };
 
 /* A member whose outcome changed. */
@@ -558,41 +564,69 @@ static int change_add(struct changes *c, const char *dev, int64_t wave, const ch
 }
 
 /*
+ * What judging a member reads (?1 rollout, ?2 its release); a WHERE clause follows. A
+ * failure is an event about our command: its generation, or (a device that does not
+ * say) our release after we deployed. The state alone is ambiguous: right after
+ * accepting, a device still shows how its last update ended.
+ */
+#define JUDGE_SELECT                                                                               \
+	"SELECT m.device_id, m.wave, m.generation, m.deployed_at, m.outcome,"                      \
+	" coalesce(d.state, ''), coalesce(d.release_id, ''), coalesce(d.generation, 0),"           \
+	" coalesce(d.last_status, ''),"                                                            \
+	" (SELECT e.status || coalesce(': ' || e.detail, '') FROM events e"                        \
+	"   WHERE e.device_id=m.device_id AND e.kind='refused' AND"                                \
+	"   e.status<>'old-generation' AND e.generation IN (m.generation,"                         \
+	"   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"                    \
+	" (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"                                 \
+	"   coalesce(': ' || e.detail, '') FROM events e"                                          \
+	"   WHERE e.device_id=m.device_id AND e.kind='transition' AND"                             \
+	"   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"            \
+	"   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"                     \
+	"   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"                              \
+	"   ORDER BY e.seq DESC LIMIT 1),"                                                         \
+	" coalesce(w.activated_at, 0)"                                                             \
+	" FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"                          \
+	" JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
+
+/*
  * Reads what members reported and updates their outcome: pending -> succeeded, failed
  * or timed-out; succeeded -> failed (rolled back during the bake); timed-out ->
  * succeeded or failed when the device reports late. Failed is final.
+ *
+ * A verdict depends on the member's row, its device's row and events, the wave's
+ * activation and the clock. So a pass judges only the members whose device recorded a
+ * state or an event since the last pass; every member on the first pass, after the
+ * controller itself changed member rows or a wave's clock (deploy, activate:
+ * c->judge_all), and once the earliest device timeout of a pending member has run out
+ * (c->next_deadline). The decisions are those of judging every member every time.
  */
 static int evaluate_members(struct ctl *c)
 {
 	struct changes ch = {0};
+	int64_t state_seq, event_seq;
+	if (rdb_int(c->db, &state_seq, "SELECT coalesce(max(seq), 0) FROM device_states", "") ||
+	    rdb_int(c->db, &event_seq, "SELECT coalesce(max(seq), 0) FROM events", ""))
+		return TERN_E_DB;
+	if (state_seq < c->seen_state_seq || event_seq < c->seen_event_seq)
+		c->judge_all = true; /* rows went away: the history was pruned */
+	if (c->next_deadline > 0 && c->now > c->next_deadline)
+		c->judge_all = true; /* a device timeout may have run out */
+	bool all = c->judge_all;
+	/* Every member, or (indexed) only those whose device reported since the last pass. */
 	sqlite3_stmt *s = rdb_query(
 	    c->db,
-	    "SELECT m.device_id, m.wave, m.generation, m.deployed_at, m.outcome,"
-	    " coalesce(d.state, ''), coalesce(d.release_id, ''), coalesce(d.generation, 0),"
-	    " coalesce(d.last_status, ''),"
-	    " (SELECT e.status || coalesce(': ' || e.detail, '') FROM events e"
-	    "   WHERE e.device_id=m.device_id AND e.kind='refused' AND"
-	    "   e.status<>'old-generation' AND e.generation IN (m.generation,"
-	    "   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"
-	    /* A failure is an event about our command: its generation, or (a device that
-	     * does not say) our release after we deployed. The state alone is ambiguous:
-	     * right after accepting, a device still shows how its last update ended. */
-	    " (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"
-	    "   coalesce(': ' || e.detail, '') FROM events e"
-	    "   WHERE e.device_id=m.device_id AND e.kind='transition' AND"
-	    "   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"
-	    "   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"
-	    "   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"
-	    "   ORDER BY e.seq DESC LIMIT 1),"
-	    " coalesce(w.activated_at, 0)"
-	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
-	    " JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
-	    " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
-	    " m.outcome IN ('pending','succeeded','timed-out')",
-	    "tt", c->r.name, c->r.release_id);
+	    all ? JUDGE_SELECT " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
+			       " m.outcome IN ('pending','succeeded','timed-out')"
+		: JUDGE_SELECT " WHERE m.rollout=?1 AND m.device_id IN"
+			       " (SELECT device_id FROM device_states WHERE seq>?3 UNION"
+			       "  SELECT device_id FROM events WHERE seq>?4) AND"
+			       " m.generation IS NOT NULL AND"
+			       " m.outcome IN ('pending','succeeded','timed-out')",
+	    all ? "tt" : "ttii", c->r.name, c->r.release_id, c->seen_state_seq, c->seen_event_seq);
 	if (!s)
 		return TERN_E_DB;
 	int rc = 0, st;
+	double deadline_min = INFINITY;
 	while (!rc && (st = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *dev = rdb_text(s, 0), *cur = rdb_text(s, 4), *dstate = rdb_text(s, 5);
 		const char *drel = rdb_text(s, 6);
@@ -626,6 +660,12 @@ static int evaluate_members(struct ctl *c)
 			snprintf(reason, sizeof(reason),
 				 "no outcome within the device timeout (%s)",
 				 *dstate ? dstate : "never reported");
+		} else if (!strcmp(next, "pending") && !strcmp(cur, "pending") && !held &&
+			   c->r.device_timeout_s) {
+			/* Still pending: when to look at it again without a report. */
+			double deadline = since + (double)c->r.device_timeout_s;
+			if (deadline < deadline_min)
+				deadline_min = deadline;
 		}
 		/* A success stays one unless the device fails; a time-out unless it reports. */
 		if (!strcmp(cur, "succeeded") && strcmp(next, "failed"))
@@ -647,6 +687,18 @@ static int evaluate_members(struct ctl *c)
 				       "%s", x->reason);
 	}
 	free(ch.v);
+	if (!rc) {
+		c->seen_state_seq = state_seq;
+		c->seen_event_seq = event_seq;
+		c->judge_all = false;
+		/* After a full pass the earliest deadline is exact; otherwise it only moves
+		 * earlier (a member no longer held by activate together). */
+		if (all)
+			c->next_deadline = deadline_min < INFINITY ? deadline_min : 0;
+		else if (deadline_min < INFINITY &&
+			 (c->next_deadline == 0 || deadline_min < c->next_deadline))
+			c->next_deadline = deadline_min;
+	}
 	return rc;
 }
 
@@ -759,6 +811,7 @@ static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_a
 		(*n_sent)++;
 	}
 	free(todo.v);
+	c->judge_all = true; /* member rows changed here: judge them all next time */
 	return rc;
 }
 
@@ -807,6 +860,7 @@ static int activate_wave(struct ctl *c, int64_t w, bool *done)
 			       (long long)w + 1, todo.n);
 	free(todo.v);
 	*done = true;
+	c->judge_all = true; /* the wave's clock restarted */
 	return rc;
 }
 
@@ -1156,6 +1210,7 @@ static int withdraw_step(struct ctl *c)
 	if (rc || done)
 		return rc;
 	/* What arrived up to now is judged first: a member that finished is not withdrawn. */
+	c->judge_all = true;
 	if ((rc = evaluate_members(c)))
 		return rc;
 	struct changes todo = {0};
@@ -1277,6 +1332,7 @@ static int step(struct ctl *c, bool *finished)
 	return db_commit(c->db);
 out_rollback:
 	db_rollback(c->db);
+	c->judge_all = true; /* what this step judged was not kept */
 	return rc;
 }
 
@@ -1437,6 +1493,17 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
+/* Records what devices report until @until (rdb_now() seconds): steps stay STEP_MS apart. */
+static int record_until(struct recorder *rec, double until)
+{
+	int rc;
+	do {
+		double left_ms = (until - rdb_now()) * 1000.0;
+		rc = recorder_poll(rec, left_ms > 0 ? (long)left_ms + 1 : 0);
+	} while (!rc && !stop_signal && rdb_now() < until);
+	return rc;
+}
+
 /*
  * Runs the controller for @name until the rollout needs no controller any more, or
  * (@no_wait) until it needs an operator. Returns the exit status.
@@ -1451,6 +1518,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	memset(&c, 0, sizeof(c));
 	c.db = db;
 	c.prefix = broker_opt(bo, BF_PREFIX);
+	c.judge_all = true;
 	if (rollout_load(db, name, &c.r))
 		return 1;
 	const char *key = key_override ? key_override : c.r.key_file;
@@ -1482,11 +1550,18 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	sigaction(SIGTERM, &sa, NULL);
 	bool finished = false;
 	int idle_said = 0;
+	double next_step = 0;
 	while (!stop_signal) {
-		/* Publish anything a previous run committed but the broker never acknowledged. */
-		if ((rc = outbox_flush(&c)) || (rc = recorder_poll(rec, STEP_MS)) ||
+		/* Publish anything a previous run committed but the broker never acknowledged.
+		 * The first step comes with the first reports (the retained states); then
+		 * reports are recorded until the next step is due: a step every STEP_MS, not
+		 * one per batch of reports. */
+		if ((rc = outbox_flush(&c)) ||
+		    (rc = next_step == 0 ? recorder_poll(rec, STEP_MS)
+					 : record_until(rec, next_step)) ||
 		    (rc = step(&c, &finished)) || (rc = outbox_flush(&c)))
 			break;
+		next_step = rdb_now() + STEP_MS / 1000.0;
 		progress_show(&p, db, &c.r);
 		if (finished)
 			break;

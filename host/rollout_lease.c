@@ -36,8 +36,7 @@ static bool lease_dead(const struct rollout_lease *l, double now, char *why, siz
 		snprintf(why, size, "no heartbeat for %.0f s", now - l->heartbeat_at);
 		return true;
 	}
-	if (!strcmp(l->host, host) && l->pid > 0 && kill((pid_t)l->pid, 0) != 0 &&
-	    errno == ESRCH) {
+	if (!strcmp(l->host, host) && l->pid > 0 && kill((pid_t)l->pid, 0) != 0 && errno == ESRCH) {
 		snprintf(why, size, "the process is gone");
 		return true;
 	}
@@ -50,8 +49,8 @@ void rollout_lease_describe(const struct rollout_lease *l, char *buf, size_t siz
 	struct tm tm;
 	char when[32] = "?";
 	if (localtime_r(&t, &tm))
-		strftime(when, sizeof(when), rdb_now() - l->started_at < 20 * 3600 ? "%H:%M" : "%F %H:%M",
-			 &tm);
+		strftime(when, sizeof(when),
+			 rdb_now() - l->started_at < 20 * 3600 ? "%H:%M" : "%F %H:%M", &tm);
 	snprintf(buf, size, "pid %lld on %s since %s", (long long)l->pid, l->host, when);
 }
 
@@ -103,7 +102,8 @@ int rollout_lease_take(struct db *db, const char *rollout)
 		rollout_lease_describe(&l, who, sizeof(who));
 		if (!lease_dead(&l, now, why, sizeof(why))) {
 			db_rollback(db);
-			fprintf(stderr, "tern: rollout %s is already driven by %s; stop it or wait\n",
+			fprintf(stderr,
+				"tern: rollout %s is already driven by %s; stop it or wait\n",
 				rollout, who);
 			return TERN_E_BUSY;
 		}
