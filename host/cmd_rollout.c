@@ -67,6 +67,8 @@ static const char run_help[] =
     "at any moment: it continues from the database. Returns when the rollout is done or\n"
     "aborted; while it is paused or waiting for approval it waits, or with --no-wait\n"
     "exits with status 3. --key overrides the key file given to 'rollout create'.\n"
+    "One controller per rollout: a second 'run' refuses, naming the first (its pid,\n"
+    "host and start); the lease of a controller that died is taken over at once.\n"
     "A live line per wave on a terminal; plain lines otherwise; NO_COLOR is respected.\n"
     "\n" BROKER_HELP;
 
@@ -80,16 +82,20 @@ static const char status_help[] =
 
 static const char decide_help[] =
     "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
-    "       tern rollout abort NAME [--revert [--key FILE.key] --broker URL] [--by WHO]\n"
+    "       tern rollout abort NAME [--revert] [--key FILE.key] [--broker URL] [--by WHO]\n"
     "\n"
     "  pause    stop deploying (devices already told carry on); the controller keeps\n"
     "           watching\n"
     "  resume   continue a paused rollout; a wave that failed its gate is passed by\n"
     "           the operator's decision, recorded as such\n"
     "  approve  start the next wave of a rollout waiting for approval\n"
-    "  abort    stop for good; --revert also sends every member that took the release\n"
-    "           back to its previous release (signed like any command), waits for their\n"
-    "           reports (up to the device timeout) and records the outcome\n"
+    "  abort    stop for good; the commands of members that have not started (offline,\n"
+    "           not yet downloading, downloading, or staged for a joint activation) are\n"
+    "           withdrawn from the broker, so a device that connects later never\n"
+    "           installs the release; the running controller does it, else this command\n"
+    "           (it needs the broker then). --revert also sends every member that took\n"
+    "           the release back to its previous release (signed like any command),\n"
+    "           waits for their reports (up to the device timeout) and records them\n"
     "Every decision is recorded with the time and who made it (--by, else $USER).\n";
 
 /* ---- shared with `tern report` */
@@ -1286,9 +1292,12 @@ static int withdraw_step(struct ctl *c)
 					   : "retained command cleared");
 	}
 	if (!rc)
-		rc = rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
-			       "%zu commands not started withdrawn from the broker%s", todo.n,
-			       n_cleared ? " (some cleared: their devices never reported)" : "");
+		rc = todo.n ? rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
+					"%zu commands not started withdrawn from the broker (%zu"
+					" cleared: their devices never reported)",
+					todo.n, n_cleared)
+			    : rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
+					"nothing to withdraw: every member deployed had started");
 	free(todo.v);
 	return rc;
 }
