@@ -1942,23 +1942,42 @@ out_rollback:
 
 /*
  * After an abort is recorded: the controller withdraws the commands not yet taken (and
- * with --revert sends the reverts). A live controller of the rollout does it; else this
- * command drives it, when it has a broker. Returns the exit status.
+ * with --revert sends the reverts). A live controller of the rollout does it: this
+ * command waits until it has recorded the withdrawal (it steps every STEP_MS). When
+ * there is none, or it stops or goes stale meanwhile, this command drives the rollout
+ * itself if it has a broker. Returns the exit status.
  */
 static int abort_follow_up(struct db *db, const struct broker_opts *bo, const char *name,
 			   const char *key, bool revert)
 {
 	struct rollout_lease l;
-	bool held;
+	bool held, said = false;
 	char who[320];
-	if (rollout_lease_get(db, name, &l, &held))
-		return 1;
-	if (held) {
+	for (;;) {
+		int64_t done;
+		if (rollout_lease_get(db, name, &l, &held) ||
+		    rdb_int(db, &done,
+			    "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+			    " kind='withdraw-done'",
+			    "t", name))
+			return 1;
+		if (!held)
+			break;
 		rollout_lease_describe(&l, who, sizeof(who));
-		printf("rollout %s: its controller (%s) withdraws the commands devices have not "
-		       "taken%s\n",
-		       name, who, revert ? " and sends the reverts" : "");
-		return 0;
+		if (done) {
+			printf("rollout %s: its controller (%s) withdrew the commands devices had "
+			       "not taken%s\n",
+			       name, who, revert ? "; it drives the revert" : "");
+			return 0;
+		}
+		if (!said)
+			printf(
+			    "rollout %s: its controller (%s) withdraws the commands devices have "
+			    "not taken; waiting for it\n",
+			    name, who);
+		said = true;
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
 	}
 	if (!broker_opt(bo, BF_BROKER)) {
 		printf("rollout %s: no broker given; 'tern rollout run %s --broker URL' withdraws "

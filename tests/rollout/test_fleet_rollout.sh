@@ -150,6 +150,8 @@ for _ in $(seq 1 600); do [ "$(staged)" -eq "$on" ] && break; sleep 0.1; done
 check "$on online devices staged 1.3.0; the wave waits for the $((N - on)) offline ones" [ "$(staged)" -eq "$on" ]
 "$TERN" rollout abort late --by ops >abort.txt 2>&1
 check "abort while the controller runs: it carries the abort out" grep -q "its controller (pid $run_pid" abort.txt
+check "... and has withdrawn when the abort command returns" \
+	[ "$(q "select count(*) from rollout_events where rollout='late' and kind='withdraw-done'")" -eq 1 ]
 wait "$run_pid"
 check "... and finishes (exit 0)" [ $? -eq 0 ]
 run_pid=""

@@ -353,6 +353,8 @@ expect_fail "a second controller of r8 is refused in one line naming the first" 
 	"$TERN" rollout run r8
 expect_ok "abort r8 while its controller runs" "$TERN" rollout abort r8 --by gina
 check "... the running controller carries the abort out" grep -q "its controller (pid $run_pid on" out.txt
+check "... and has recorded the withdrawal when the abort command returns" \
+	[ "$(q "select count(*) from rollout_events where rollout='r8' and kind='withdraw-done'")" -eq 1 ]
 wait "$run_pid"
 check "... and then finishes (exit 0)" [ $? -eq 0 ]
 run_pid=""
@@ -436,6 +438,18 @@ check "... recorded with the reason" \
 	grep -q "pid $sleep_pid on $(hostname) .*no heartbeat for 3[0-9]* s" <<<"$(q "select detail from rollout_events where rollout='r10' and kind='lease-taken-over'")"
 kill "$sleep_pid"
 sleep_pid=""
+expect_ok "create r11 (bake 30s)" "$TERN" rollout create r10.tern --key signing.key --name r11 \
+	--devices dev-006 --waves 1 --bake 30s
+"$TERN" rollout run r11 >r11-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(wave r11 1 state)" = baking ] && break; sleep 0.1; done
+q "update rollout_leases set pid=4242, host='far-host', heartbeat_at=strftime('%s','now') where rollout='r11'"
+for _ in $(seq 1 50); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+check "a controller whose lease another one took over stops at its next step" bash -c "! kill -0 $run_pid 2>/dev/null"
+wait "$run_pid"
+check "... exit 1, saying by whom" \
+	bash -c "[ $? -eq 1 ] && grep -q '^tern: rollout r11: taken over by pid 4242 on far-host since [0-9:]*; this controller stops\$' r11-run.txt"
+run_pid=""
 TERN_BROKER= "$TERN" rollout abort r10 >out.txt 2>&1
 check "abort without a broker: recorded, and says how to withdraw" \
 	bash -c "[ \"\$(sqlite3 '$TERN_DB' \"select state from rollouts where name='r10'\")\" = aborted ] && grep -q \"no broker given; 'tern rollout run r10 --broker URL' withdraws\" out.txt"
