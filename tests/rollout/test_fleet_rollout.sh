@@ -6,7 +6,8 @@
 #   2. a good release through three waves to every device;
 #   3. an abort withdraws what devices have not taken: with --activate together, the
 #      staged members are never activated, and devices that were offline when the
-#      release was sent connect afterwards and never install it.
+#      release was sent connect afterwards and never install it; devices downloading
+#      when the abort comes cancel the download.
 # Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
 set -u
 BUILD=${BUILD:-build}
@@ -176,4 +177,42 @@ check "... the late devices never downloaded it" \
 	[ "$(q "select count(*) from events where release_id='sim-1.3.0-4' and device_id in ('${offline//,/\',\'}')")" -eq 0 ]
 "$TERN" report late >late.md
 check "report: $N withdrawn by the abort" grep -q "$N withdrawn by the abort" late.md
+
+# --- 4. abort while devices download (slowly): the downloads are canceled
+# 128 chunks of 4 KiB: two windows of 64, so the newer command, queued behind the
+# chunks already on their way (a slow link: at most one chunk per 40 ms), is read
+# before the second window.
+"$TERND" sim mkimage --health ok --version 1.4.0 --size 512K --out d.bin >/dev/null
+printf 'Release 1.4.0.\n' >d.md
+"$TERN" release create --key signing.key --board sim --version 1.4.0 --sequence 5 --firmware d.bin \
+	--chunk-size 4K --notes d.md --out d.tern >/dev/null
+"$TERN" publish d.tern >/dev/null
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub \
+	--slow "$offline" --slow-ms 40 >fleet5.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout create d.tern --key signing.key --name slow --devices "$offline" --waves 100% \
+	--max-failures 50% --device-timeout 60s >/dev/null
+"$TERN" rollout run slow >slow.txt 2>&1 &
+run_pid=$!
+downloading() { q "select count(*) from devices d join rollout_members m on m.device_id=d.id and m.rollout='slow' where d.state='downloading' and d.generation>=m.generation"; }
+for _ in $(seq 1 300); do [ "$(downloading)" -eq $((N - on)) ] && break; sleep 0.1; done
+check "$((N - on)) devices downloading 1.4.0 slowly" [ "$(downloading)" -eq $((N - on)) ]
+"$TERN" rollout abort slow --by ops >abort.txt 2>&1
+wait "$run_pid"
+run_pid=""
+canceled=$(q "select count(*) from rollout_withdrawals where rollout='slow' and was='download canceled'")
+check "abort while they download: withdrawn as 'download canceled' ($canceled)" \
+	[ "$canceled" -ge 1 ] && [ "$(status slow withdrawn)" -eq "$canceled" ]
+for _ in $(seq 1 20); do
+	"$TERN" watch --duration 1 --quiet >/dev/null 2>&1
+	[ "$(q "select count(*) from rollout_withdrawals x join devices d on d.id=x.device_id where x.rollout='slow' and d.generation=x.generation and d.state<>'downloading'")" -eq "$canceled" ] && break
+done
+check "... each took the newer command and stopped downloading" \
+	[ "$(q "select count(*) from rollout_withdrawals x join devices d on d.id=x.device_id where x.rollout='slow' and d.generation=x.generation and d.state<>'downloading'")" -eq "$canceled" ]
+check "... the agent canceled the download" \
+	[ "$(q "select count(distinct e.device_id) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.status='canceled'")" -eq "$canceled" ]
+check "... none of them staged or booted 1.4.0; they run 1.2.0" \
+	[ "$(q "select count(*) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.release_id='sim-1.4.0-5' and e.to_state in ('staged','trial','confirmed')"):$(q "select count(*) from devices d join rollout_withdrawals x on x.device_id=d.id and x.rollout='slow' where d.version='1.2.0'")" = "0:$canceled" ]
 finish
