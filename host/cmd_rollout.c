@@ -76,8 +76,9 @@ static const char status_help[] =
     "usage: tern rollout status [NAME] [--json] [--members] [--db FILE]\n"
     "\n"
     "Every rollout, or one: state (created, running, waiting-approval, paused, done,\n"
-    "aborted), the reason when paused or aborted, and per wave its size and how many\n"
-    "members succeeded, failed and are pending. --members: one line per member of NAME\n"
+    "aborted), the reason when paused or aborted, the controller driving it (pid, host,\n"
+    "since), and per wave its size and how many members succeeded, failed, are pending\n"
+    "and were withdrawn by an abort. --members: one line per member of NAME\n"
     "(wave, device, outcome, reason), in the order they are deployed.\n";
 
 static const char decide_help[] =
@@ -1717,6 +1718,10 @@ static int show_one(struct db *db, const char *name, bool json)
 	rollout_format_duration(r.device_timeout_s, timeout, sizeof(timeout));
 	rollout_format_ratio(r.max_fail_ppm, maxf, sizeof(maxf));
 	rollout_format_ratio(r.min_success_ppm, mins, sizeof(mins));
+	struct rollout_lease l;
+	bool driven;
+	if ((rc = rollout_lease_get(db, name, &l, &driven)))
+		return rc;
 	if (json) {
 		printf("{\"name\":");
 		json_text(r.name);
@@ -1736,7 +1741,15 @@ static int show_one(struct db *db, const char *name, bool json)
 				       : "finished");
 		struct json_waves j = {0};
 		rc = rollout_waves(db, name, json_wave, &j);
-		printf("],\"withdrawn\":%llu}", (unsigned long long)j.withdrawn);
+		printf("],\"withdrawn\":%llu,\"controller\":", (unsigned long long)j.withdrawn);
+		if (driven) {
+			printf("{\"pid\":%lld,\"host\":", (long long)l.pid);
+			json_text(l.host);
+			printf(",\"since\":%.3f,\"heartbeat\":%.3f}", l.started_at, l.heartbeat_at);
+		} else {
+			printf("null");
+		}
+		printf("}");
 		return rc;
 	}
 	printf("rollout %s: %s%s%s\n  release %s (%s), %s, waves %s, bake %s, max failures %s, "
@@ -1745,6 +1758,11 @@ static int show_one(struct db *db, const char *name, bool json)
 	       r.targets, r.waves_spec, bake, maxf, r.min_success_ppm ? mins : "none",
 	       r.device_timeout_s ? timeout : "none", r.approve_each ? ", approve each wave" : "",
 	       r.activate_together ? "together" : "each");
+	if (driven) {
+		char who[320];
+		rollout_lease_describe(&l, who, sizeof(who));
+		printf("  driven by %s\n", who);
+	}
 	return rollout_waves(db, name, text_wave, NULL);
 }
 

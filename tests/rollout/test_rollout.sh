@@ -348,6 +348,7 @@ run_pid=$!
 for _ in $(seq 1 100); do [ "$(wave r8 1 succeeded)" = 2 ] && break; sleep 0.1; done
 check "... the online members succeeded, the offline ones are pending" \
 	[ "$(wave r8 1 succeeded):$(wave r8 1 pending)" = "2:2" ]
+check "... status names its controller (--json and text)" bash -c "[ \"\$('$TERN' rollout status r8 --json | $PY -c 'import json,sys; c = json.load(sys.stdin)[\"controller\"]; print(c[\"pid\"], c[\"host\"])')\" = '$run_pid $(hostname)' ] && '$TERN' rollout status r8 | grep -q '^  driven by pid $run_pid on $(hostname) since '"
 expect_fail "a second controller of r8 is refused in one line naming the first" \
 	"^tern: rollout r8 is already driven by pid $run_pid on $(hostname) since [0-9]{2}:[0-9]{2}; stop it or wait\$" \
 	"$TERN" rollout run r8
@@ -358,6 +359,7 @@ check "... and has recorded the withdrawal when the abort command returns" \
 wait "$run_pid"
 check "... and then finishes (exit 0)" [ $? -eq 0 ]
 run_pid=""
+check "... no controller any more" [ "$(status r8 controller)" = None ]
 check "... 2 withdrawn: status --json in total and in the wave" \
 	[ "$(status r8 withdrawn):$(wave r8 1 withdrawn):$(wave r8 1 succeeded)" = "2:2:2" ]
 check "... a withdrawn event for late-1 and ghost-2" \
