@@ -47,7 +47,7 @@ check() {
 	shift
 	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
 }
-q() { sqlite3 "$TERN_DB" "$1"; }
+q() { sqlite3 -cmd ".timeout 10000" "$TERN_DB" "$1"; }
 finish() {
 	echo "$pass passed, $fail failed"
 	[ $fail -eq 0 ]

@@ -63,7 +63,7 @@ check() {
 	shift
 	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
 }
-q() { sqlite3 "$TERN_DB" "$1"; }
+q() { sqlite3 -cmd ".timeout 10000" "$TERN_DB" "$1"; }
 finish() {
 	echo "$pass passed, $fail failed"
 	[ $fail -eq 0 ]
@@ -380,7 +380,7 @@ for _ in $(seq 1 100); do grep -q "^late-1 " late.log && break; sleep 0.1; done
 check "late-1 connects after the abort and never installs the aborted release" \
 	[ "$(grep -c "sim-1.8.0-9" late.log)" -eq 0 ]
 check "... it took the newer command, and runs sim-1.0.0-1" \
-	bash -c "grep -qE '^late-1 [0-9]+ install sim-1.0.0-1\$' late.log && [ \"\$(sqlite3 '$TERN_DB' \"select release_id from devices where id='late-1'\")\" = sim-1.0.0-1 ]"
+	bash -c "grep -qE '^late-1 [0-9]+ install sim-1.0.0-1\$' late.log && [ \"\$(sqlite3 -cmd '.timeout 10000' '$TERN_DB' \"select release_id from devices where id='late-1'\")\" = sim-1.0.0-1 ]"
 check "... ghost-2 got nothing: its retained command was cleared" [ "$(grep -c "^ghost-2" late.log)" -eq 0 ]
 kill "$late_pid" && wait "$late_pid"
 late_pid=""
@@ -454,7 +454,7 @@ check "... exit 1, saying by whom" \
 run_pid=""
 TERN_BROKER= "$TERN" rollout abort r10 >out.txt 2>&1
 check "abort without a broker: recorded, and says how to withdraw" \
-	bash -c "[ \"\$(sqlite3 '$TERN_DB' \"select state from rollouts where name='r10'\")\" = aborted ] && grep -q \"no broker given; 'tern rollout run r10 --broker URL' withdraws\" out.txt"
+	bash -c "[ \"\$(sqlite3 -cmd '.timeout 10000' '$TERN_DB' \"select state from rollouts where name='r10'\")\" = aborted ] && grep -q \"no broker given; 'tern rollout run r10 --broker URL' withdraws\" out.txt"
 check "... nothing withdrawn yet" [ "$(q "select count(*) from rollout_events where rollout='r10' and kind='withdraw-done'")" -eq 0 ]
 expect_ok "... 'rollout run' with the broker carries the abort out" "$TERN" rollout run r10
 check "... and records it" [ "$(q "select detail from rollout_events where rollout='r10' and kind='withdraw-done'")" = "nothing to withdraw: every member deployed had started" ]
