@@ -77,7 +77,7 @@ static const char schema[] =
     /* One controller per rollout. */
     "CREATE TABLE IF NOT EXISTS rollout_leases("
     " rollout TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL,"
-    " started_at REAL NOT NULL, heartbeat_at REAL NOT NULL);"
+    " started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, pid_start INTEGER);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 enum stmt_id {

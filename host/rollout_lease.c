@@ -6,9 +6,11 @@
 #include "tern/tern_err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +20,40 @@ static void this_host(char *buf, size_t size)
 	if (gethostname(buf, size) != 0)
 		snprintf(buf, size, "unknown");
 	buf[size - 1] = '\0';
+}
+
+/*
+ * When process @pid started (field 22 of /proc/PID/stat, clock ticks after boot), so
+ * that a pid reused by another process is not taken for the owner. 0 when unknown (no
+ * /proc, or no such process).
+ */
+static int64_t process_start(int64_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+	if (!p)
+		return 0;
+	/* After ")": field 3 (state) ... field 22 (starttime). */
+	for (int field = 2; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(p + 1, &end, 10);
+	if (errno || end == p + 1 || v > INT64_MAX)
+		return 0;
+	return (int64_t)v;
 }
 
 static bool is_me(const struct rollout_lease *l)
@@ -36,8 +72,15 @@ static bool lease_dead(const struct rollout_lease *l, double now, char *why, siz
 		snprintf(why, size, "no heartbeat for %.0f s", now - l->heartbeat_at);
 		return true;
 	}
-	if (!strcmp(l->host, host) && l->pid > 0 && kill((pid_t)l->pid, 0) != 0 && errno == ESRCH) {
+	if (strcmp(l->host, host) || l->pid <= 0)
+		return false;
+	if (kill((pid_t)l->pid, 0) != 0 && errno == ESRCH) {
 		snprintf(why, size, "the process is gone");
+		return true;
+	}
+	int64_t start = process_start(l->pid);
+	if (l->pid_start && start && start != l->pid_start) {
+		snprintf(why, size, "the process is gone; its pid belongs to another now");
 		return true;
 	}
 	return false;
@@ -57,10 +100,11 @@ void rollout_lease_describe(const struct rollout_lease *l, char *buf, size_t siz
 /* Reads the row; *@found false when there is none. */
 static int lease_read(struct db *db, const char *rollout, struct rollout_lease *l, bool *found)
 {
-	sqlite3_stmt *s = rdb_query(db,
-				    "SELECT pid, host, started_at, heartbeat_at FROM rollout_leases"
-				    " WHERE rollout=?1",
-				    "t", rollout);
+	sqlite3_stmt *s =
+	    rdb_query(db,
+		      "SELECT pid, host, started_at, heartbeat_at, coalesce(pid_start, 0)"
+		      " FROM rollout_leases WHERE rollout=?1",
+		      "t", rollout);
 	if (!s)
 		return TERN_E_DB;
 	memset(l, 0, sizeof(*l));
@@ -71,6 +115,7 @@ static int lease_read(struct db *db, const char *rollout, struct rollout_lease *
 		snprintf(l->host, sizeof(l->host), "%s", rdb_text(s, 1));
 		l->started_at = sqlite3_column_double(s, 2);
 		l->heartbeat_at = sqlite3_column_double(s, 3);
+		l->pid_start = sqlite3_column_int64(s, 4);
 	}
 	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(db, "read rollout lease");
 	sqlite3_finalize(s);
@@ -114,8 +159,9 @@ int rollout_lease_take(struct db *db, const char *rollout)
 	}
 	if ((rc = rdb_exec(db,
 			   "INSERT OR REPLACE INTO rollout_leases(rollout, pid, host, started_at,"
-			   " heartbeat_at) VALUES(?1, ?2, ?3, ?4, ?4)",
-			   "titd", rollout, (int64_t)getpid(), host, now)))
+			   " heartbeat_at, pid_start) VALUES(?1, ?2, ?3, ?4, ?4, ?5)",
+			   "titdi", rollout, (int64_t)getpid(), host, now,
+			   process_start((int64_t)getpid()))))
 		goto out_rollback;
 	return db_commit(db);
 out_rollback:
@@ -139,10 +185,11 @@ int rollout_lease_refresh(struct db *db, const char *rollout)
 		return TERN_E_BUSY;
 	}
 	return rdb_exec(db,
-			"INSERT INTO rollout_leases(rollout, pid, host, started_at, heartbeat_at)"
-			" VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(rollout) DO UPDATE SET"
-			" heartbeat_at=?4",
-			"titd", rollout, (int64_t)getpid(), host, rdb_now());
+			"INSERT INTO rollout_leases(rollout, pid, host, started_at, heartbeat_at,"
+			" pid_start) VALUES(?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(rollout) DO UPDATE"
+			" SET heartbeat_at=?4",
+			"titdi", rollout, (int64_t)getpid(), host, rdb_now(),
+			process_start((int64_t)getpid()));
 }
 
 void rollout_lease_release(struct db *db, const char *rollout)

@@ -1,8 +1,9 @@
 /*
  * One controller per rollout: a lease row in `rollout_leases` (rollout, owner pid, host
- * name, started, heartbeat), taken by `tern rollout run` (and the abort command when it
- * drives), refreshed at every controller step and dropped on exit. A lease whose owner
- * is gone (same host, the pid no longer exists) or whose heartbeat is older than
+ * name, started, heartbeat, the process's start time), taken by `tern rollout run` (and
+ * the abort command when it drives), refreshed at every controller step and dropped on
+ * exit. A lease whose owner is gone (same host: the pid no longer exists, or now belongs
+ * to a process started at another time) or whose heartbeat is older than
  * ROLLOUT_LEASE_STALE_S is taken over, recorded as a rollout event. docs/rollout.md.
  */
 #ifndef TERN_HOST_ROLLOUT_LEASE_H
@@ -19,6 +20,7 @@
 /* Who holds a rollout's lease. */
 struct rollout_lease {
 	int64_t pid;
+	int64_t pid_start; /* the owner's start time (Linux clock ticks after boot), 0: unknown */
 	char host[256];
 	double started_at, heartbeat_at;
 };

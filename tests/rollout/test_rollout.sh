@@ -427,7 +427,7 @@ check "... it ran (exit 3: paused) instead of refusing" [ $? -eq 3 ]
 check "... the take-over recorded: the process is gone" \
 	grep -q "pid $killed on $(hostname) .*(the process is gone)" <<<"$(q "select detail from rollout_events where rollout='r10' and kind='lease-taken-over'")"
 check "... the lease is dropped when the controller exits" [ "$(q "select count(*) from rollout_leases where rollout='r10'")" -eq 0 ]
-q "insert into rollout_leases values('r10', 4242, 'far-host', strftime('%s','now'), strftime('%s','now'))"
+q "insert into rollout_leases(rollout, pid, host, started_at, heartbeat_at) values('r10', 4242, 'far-host', strftime('%s','now'), strftime('%s','now'))"
 expect_fail "a controller on another host with a fresh heartbeat holds the lease" \
 	"^tern: rollout r10 is already driven by pid 4242 on far-host since [0-9]{2}:[0-9]{2}; stop it or wait\$" \
 	"$TERN" rollout run r10 --no-wait
@@ -438,6 +438,15 @@ q "update rollout_leases set pid=$sleep_pid, host='$(hostname)', heartbeat_at=st
 check "a live owner whose heartbeat is an hour old is taken over" [ $? -eq 3 ]
 check "... recorded with the reason" \
 	grep -q "pid $sleep_pid on $(hostname) .*no heartbeat for 3[0-9]* s" <<<"$(q "select detail from rollout_events where rollout='r10' and kind='lease-taken-over'")"
+start=$(awk '{print $22}' /proc/$sleep_pid/stat)
+q "insert or replace into rollout_leases(rollout, pid, host, started_at, heartbeat_at, pid_start) values('r10', $sleep_pid, '$(hostname)', strftime('%s','now'), strftime('%s','now'), $start)"
+expect_fail "a live owner on this host with a fresh heartbeat holds the lease" \
+	"^tern: rollout r10 is already driven by pid $sleep_pid on $(hostname) since" "$TERN" rollout run r10 --no-wait
+q "update rollout_leases set pid_start=$((start + 1)) where rollout='r10'"
+"$TERN" rollout run r10 --no-wait >/dev/null 2>&1
+check "its pid now belongs to a process started at another time: taken over" [ $? -eq 3 ]
+check "... recorded with the reason" \
+	grep -q "pid $sleep_pid on $(hostname) .*its pid belongs to another now" <<<"$(q "select detail from rollout_events where rollout='r10' and kind='lease-taken-over'")"
 kill "$sleep_pid"
 sleep_pid=""
 expect_ok "create r11 (bake 30s)" "$TERN" rollout create r10.tern --key signing.key --name r11 \
