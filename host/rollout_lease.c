@@ -184,11 +184,14 @@ int rollout_lease_refresh(struct db *db, const char *rollout)
 			rollout, who);
 		return TERN_E_BUSY;
 	}
+	double now = rdb_now();
+	if (found && now - l.heartbeat_at < ROLLOUT_LEASE_BEAT_S)
+		return 0; /* fresh enough: no write at every step */
 	return rdb_exec(db,
 			"INSERT INTO rollout_leases(rollout, pid, host, started_at, heartbeat_at,"
 			" pid_start) VALUES(?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(rollout) DO UPDATE"
 			" SET heartbeat_at=?4",
-			"titdi", rollout, (int64_t)getpid(), host, rdb_now(),
+			"titdi", rollout, (int64_t)getpid(), host, now,
 			process_start((int64_t)getpid()));
 }
 

@@ -16,6 +16,8 @@
 
 /* A heartbeat older than this (seconds) means the owner stopped driving. */
 #define ROLLOUT_LEASE_STALE_S 30
+/* The heartbeat is written at most this often (seconds), at a controller step. */
+#define ROLLOUT_LEASE_BEAT_S 5
 
 /* Who holds a rollout's lease. */
 struct rollout_lease {
@@ -42,7 +44,7 @@ int rollout_lease_take(struct db *db, const char *rollout);
 
 /*
  * Inside the caller's transaction: checks that this process still holds the lease of
- * @rollout and refreshes its heartbeat. Prints one line and returns TERN_E_BUSY when
+ * @rollout and refreshes its heartbeat (when older than ROLLOUT_LEASE_BEAT_S). Prints one line and returns TERN_E_BUSY when
  * another controller took it over; 0 or TERN_E_DB.
  */
 int rollout_lease_refresh(struct db *db, const char *rollout);
