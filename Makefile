@@ -5,7 +5,8 @@
 #   make demo       the main job on a simulated fleet
 #   make fuzz       run the libFuzzer targets for FUZZ_SECONDS each
 #   make format     clang-format every C file
-# CRYPTO=mbedtls builds SHA-256 on mbedtls instead of OpenSSL's libcrypto.
+# CRYPTO=mbedtls builds SHA-256 and the ES256 signature check on mbedtls instead of
+# OpenSSL's libcrypto.
 
 BUILD ?= build
 CC ?= cc
@@ -35,10 +36,10 @@ ALL_LDFLAGS += -fsanitize=address,undefined
 endif
 
 ifeq ($(CRYPTO),mbedtls)
-SHA_SRC := protocol/sha256_mbedtls.c
+SHA_SRC := protocol/sha256_mbedtls.c protocol/es256_mbedtls.c
 CRYPTO_LIBS := -lmbedcrypto
 else
-SHA_SRC := protocol/sha256_libcrypto.c
+SHA_SRC := protocol/sha256_libcrypto.c protocol/es256_libcrypto.c
 CRYPTO_LIBS := -lmbedcrypto -lcrypto
 endif
 
@@ -47,6 +48,7 @@ all: deps
 
 # Every module adds its own targets.
 include protocol/module.mk
+include posix/module.mk
 include device/module.mk
 include transport/module.mk
 include boards/sim/module.mk
@@ -59,17 +61,22 @@ $(BUILD)/obj/%.o: %.c | deps
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: tern, ternd, the systemd unit, udev rules
-# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the docs and the examples.
+# (any *.rules under boards/, host/, scripts/ or scripts/udev/), the USB gadget script
+# (libexec/tern/usb-gadget-setup), the docs and the examples.
 BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/tern
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UDEVDIR ?= $(PREFIX)/lib/udev/rules.d
 DOCDIR ?= $(PREFIX)/share/doc/tern
 UDEV_RULES := $(wildcard boards/*/*.rules host/*.rules scripts/*.rules scripts/udev/*.rules)
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
 	install -m 755 $(BUILD)/tern $(BUILD)/ternd $(DESTDIR)$(BINDIR)/
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' boards/linux/ternd.service \
+	install -m 755 boards/linux/usb-gadget-setup $(DESTDIR)$(LIBEXECDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		-e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' boards/linux/ternd.service \
 		>$(DESTDIR)$(UNITDIR)/ternd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/ternd.service
 	$(if $(UDEV_RULES),install -d $(DESTDIR)$(UDEVDIR) && install -m 644 $(UDEV_RULES) $(DESTDIR)$(UDEVDIR)/)

@@ -21,7 +21,7 @@
 #define JREC_SIZE      256u
 #define JREC_COMP_SIZE (1u + 1u + 8u + TERN_SHA256_LEN)
 _Static_assert(4 + 4 + 8 + 4 + 4 + 4 + 4 + TERN_RELEASE_ID_MAX + 1 + TERN_VERSION_MAX + 1 +
-		       TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 4 <=
+		       TERN_AGENT_MAX_COMPONENTS * JREC_COMP_SIZE + 1 + 4 <=
 		   JREC_SIZE,
 	       "journal record fits");
 _Static_assert(sizeof(struct tern_manifest) <= TERN_AGENT_WBUF, "manifest scratch fits");
@@ -99,6 +99,7 @@ static void jrec_encode(const struct tern_job *j, uint8_t out[JREC_SIZE])
 		le_put_u64(&c, j->comp[i].size);
 		le_put_raw(&c, j->comp[i].index_digest, TERN_SHA256_LEN);
 	}
+	le_put_u8(&c, j->revert); /* zero in records written before reverts existed */
 	uint32_t crc = tern_crc32(0, out, JREC_SIZE - 4);
 	c.pos = JREC_SIZE - 4;
 	le_put_u32(&c, crc);
@@ -130,6 +131,7 @@ static bool jrec_decode(struct tern_job *j, const uint8_t in[JREC_SIZE])
 		j->comp[i].size = le_get_u64(&c);
 		le_get_raw(&c, j->comp[i].index_digest, TERN_SHA256_LEN);
 	}
+	j->revert = le_get_u8(&c) != 0;
 	return true;
 }
 
@@ -372,12 +374,15 @@ static bool same_release(const struct tern_job *a, const struct tern_job *b)
 	return true;
 }
 
-/* True when every component of @j is already staged in its slot. */
-static bool job_is_staged(struct tern_agent *ag, const struct tern_job *j)
+/* True when every component of @j sits whole in its target slot, in slot state @st:
+ * staged by this offer before, or good (confirmed once: the release before an update,
+ * kept in the inactive slot), which makes a revert to it need no download. */
+static bool job_in_slots(struct tern_agent *ag, const struct tern_job *j, enum tern_slot_state st)
 {
 	for (unsigned i = 0; i < j->n_comp; i++) {
 		const struct tern_slot_meta *m = slot_meta(ag, j->comp[i].pair, j->comp[i].slot);
-		if (m->state != TERN_SLOT_STAGED || m->sequence != j->sequence ||
+		if (m->state != st || m->sequence != j->sequence || m->size != j->comp[i].size ||
+		    m->chunk_size != j->chunk_size ||
 		    memcmp(m->index_digest, j->comp[i].index_digest, TERN_SHA256_LEN))
 			return false;
 	}
@@ -417,7 +422,7 @@ static int journal_create(struct tern_agent *ag)
 	return flash_flush(ag, TERN_AREA_JOURNAL);
 }
 
-int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
+static int offer(struct tern_agent *ag, const uint8_t *sm, size_t len, bool revert)
 {
 	struct tern_job j;
 	int rc;
@@ -431,10 +436,14 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	const struct tern_manifest *m = &ag->u.m;
 	if (!ag->cfg.board_id || !tern_manifest_has_board(m, ag->cfg.board_id))
 		return TERN_E_WRONG_BOARD;
-	if (m->sequence <= ag->bc.confirmed_sequence)
+	/* A revert may go back; so may the resume of an interrupted one (its journal says). */
+	bool resuming_revert =
+	    ag->state == TERN_ST_DOWNLOADING && ag->job.revert && ag->job.sequence == m->sequence;
+	if (m->sequence <= ag->bc.confirmed_sequence && !revert && !resuming_revert)
 		return TERN_E_OLD_SEQUENCE;
 	if ((rc = job_from_manifest(ag, &j)))
 		return rc;
+	j.revert = revert || resuming_revert;
 	for (unsigned i = 0; i < j.n_comp; i++)
 		if (j.security_counter < ag->bc.security_floor[j.comp[i].pair])
 			return TERN_E_BELOW_FLOOR;
@@ -443,10 +452,12 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 			return 0; /* resume: the journal and markers stand */
 		return TERN_E_BUSY;
 	}
-	if (ag->state == TERN_ST_STAGED && job_is_staged(ag, &j))
+	if (ag->state == TERN_ST_STAGED && job_in_slots(ag, &j, TERN_SLOT_STAGED))
 		return 0;
 
-	/* Accepted. First the record: target slots installing, stale staged slots empty. */
+	/* Accepted. One record write: stale staged slots empty; the target slots staged when
+	 * they hold the release already (no download), else installing. */
+	bool in_slots = job_in_slots(ag, &j, TERN_SLOT_GOOD);
 	struct tern_bootctl bc = ag->bc;
 	for (unsigned s = 0; s < TERN_N_SLOTS; s++)
 		if (bc.slots[s].state == TERN_SLOT_STAGED ||
@@ -455,6 +466,10 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	for (unsigned i = 0; i < j.n_comp; i++) {
 		struct tern_slot_meta *sm_ =
 		    &bc.slots[tern_slot_area((enum tern_pair)j.comp[i].pair, j.comp[i].slot)];
+		if (in_slots) {
+			sm_->state = TERN_SLOT_STAGED;
+			continue;
+		}
 		memset(sm_, 0, sizeof(*sm_));
 		sm_->state = TERN_SLOT_INSTALLING;
 		sm_->trial_attempts = (uint8_t)j.trial_attempts;
@@ -465,7 +480,7 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 		memcpy(sm_->index_digest, j.comp[i].index_digest, TERN_SHA256_LEN);
 		memcpy(sm_->version, j.version, sizeof(sm_->version));
 	}
-	bc.last_event = TERN_EV_INSTALLING;
+	bc.last_event = in_slots ? TERN_EV_STAGED : TERN_EV_INSTALLING;
 	bc.last_reason = 0;
 	bc.event_sequence = j.sequence;
 	if ((rc = tern_bootctl_store(ag->cfg.board, &bc, ag->rec)))
@@ -476,7 +491,9 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 	ag->idx_n = 0;
 	ag->wlen = 0;
 	ag->reason = 0;
-	ag->state = TERN_ST_DOWNLOADING;
+	ag->state = in_slots ? TERN_ST_STAGED : TERN_ST_DOWNLOADING;
+	if (in_slots)
+		return 0;
 	if ((rc = journal_create(ag))) {
 		/* Without its record the install cannot resume: offer it again. */
 		ag->state = TERN_ST_IDLE;
@@ -489,6 +506,16 @@ int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
 		ag->job.comp[i].index_done = false;
 	}
 	return 0;
+}
+
+int tern_agent_offer(struct tern_agent *ag, const uint8_t *sm, size_t len)
+{
+	return offer(ag, sm, len, false);
+}
+
+int tern_agent_offer_revert(struct tern_agent *ag, const uint8_t *sm, size_t len)
+{
+	return offer(ag, sm, len, true);
 }
 
 /* --- streaming writes --- */
@@ -804,6 +831,17 @@ int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index
 		}
 	}
 	return TERN_E_STATE;
+}
+
+int tern_agent_chunk_verified(struct tern_agent *ag, unsigned comp, uint64_t k, bool *verified)
+{
+	int rc = check_downloading(ag, comp);
+	if (rc)
+		return rc;
+	const struct tern_job_comp *c = &ag->job.comp[comp];
+	if (k >= c->n_chunks)
+		return TERN_E_INVAL;
+	return chunk_marked(ag, c, k, verified);
 }
 
 /* Marks the job's slots with @state, records @ev and @reason, in one record write. */

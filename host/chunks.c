@@ -48,7 +48,7 @@ static int do_batch(struct pool *p, uint8_t *buf, uint8_t *digests, uint8_t *exp
 	uint64_t len = 0;
 	for (uint64_t i = 0; i < n; i++)
 		len += tern_chunk_len(j->size, j->chunk_size, first + i);
-	int rc = host_pread_full(j->src_fd, buf, (size_t)len, j->src_off + off);
+	int rc = tern_pread_full(j->src_fd, buf, (size_t)len, j->src_off + off);
 	if (rc)
 		return rc;
 	for (uint64_t i = 0, pos = 0; i < n; i++) {
@@ -59,11 +59,11 @@ static int do_batch(struct pool *p, uint8_t *buf, uint8_t *digests, uint8_t *exp
 	size_t dlen = (size_t)n * TERN_SHA256_LEN;
 	uint64_t doff = j->idx_off + first * TERN_SHA256_LEN;
 	if (p->mode == CHUNKS_CREATE) {
-		if ((rc = host_pwrite_full(j->dst_fd, buf, (size_t)len, j->dst_off + off)))
+		if ((rc = tern_pwrite_full(j->dst_fd, buf, (size_t)len, j->dst_off + off)))
 			return rc;
-		return host_pwrite_full(j->idx_fd, digests, dlen, doff);
+		return tern_pwrite_full(j->idx_fd, digests, dlen, doff);
 	}
-	if ((rc = host_pread_full(j->idx_fd, expect, dlen, doff)))
+	if ((rc = tern_pread_full(j->idx_fd, expect, dlen, doff)))
 		return rc;
 	for (uint64_t i = 0; i < n; i++) {
 		if (memcmp(digests + i * TERN_SHA256_LEN, expect + i * TERN_SHA256_LEN,

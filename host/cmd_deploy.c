@@ -19,7 +19,8 @@
 
 static const char deploy_help[] =
     "usage: tern deploy RELEASE --key FILE.key (--device ID ... | --all)\n"
-    "           [--activate now|later] [--action install|activate|revert] --broker URL\n"
+    "           [--activate now|later] [--action install|activate|revert] [--revert]\n"
+    "           --broker URL\n"
     "\n"
     "Tells devices what to run: publishes to PREFIX/dev/ID/desired, retained, a desired\n"
     "state signed with the release key (COSE_Sign1) and bound to the device id and a\n"
@@ -30,7 +31,9 @@ static const char deploy_help[] =
     "  --activate now|later boot the new release as soon as it is staged (default), or\n"
     "                       stage and wait for 'tern deploy RELEASE --action activate'\n"
     "  --action A           install (default), activate a staged release, or revert to an\n"
-    "                       older release still at or above the security floor\n"
+    "                       older release still at or above the security floor (taken\n"
+    "                       from the inactive slot when it is still there, else fetched)\n"
+    "  --revert             the same as --action revert\n"
     "\n" BROKER_HELP;
 
 struct deploy_args {
@@ -69,6 +72,7 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	    {"all", no_argument, NULL, 'A'},
 	    {"activate", required_argument, NULL, 'a'},
 	    {"action", required_argument, NULL, 'c'},
+	    {"revert", no_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
@@ -110,6 +114,9 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 			else
 				return host_usage(cmd,
 						  "--action takes install, activate or revert");
+			break;
+		case 'R':
+			a->action = TERN_ACTION_REVERT;
 			break;
 		case 'h':
 			fputs(deploy_help, stdout);

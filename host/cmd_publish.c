@@ -109,7 +109,7 @@ static int publish_chunks(struct mqtt *mq, struct db *db, struct release_file *r
 	int rc;
 	for (uint64_t i = first * TERN_WINDOW_CHUNKS; i < n_chunks; i++) {
 		uint32_t len = tern_chunk_len(c->size, m->chunk_size, i);
-		if ((rc = host_pread_full(rf->fd, buf, len, l->bytes_off + i * m->chunk_size)))
+		if ((rc = tern_pread_full(rf->fd, buf, len, l->bytes_off + i * m->chunk_size)))
 			return host_fail(rf->head.manifest.release_id, rc), rc;
 		if (!tern_topic_chunk(broker_opt(bo, BF_PREFIX), m->release_id, c->name, i, topic,
 				      sizeof(topic)))
@@ -144,7 +144,7 @@ static int publish_index(struct mqtt *mq, struct release_file *rf, size_t ci, co
 	uint8_t *index = malloc(l->index_len ? (size_t)l->index_len : 1);
 	if (!index)
 		return TERN_E_NOMEM;
-	int rc = host_pread_full(rf->fd, index, (size_t)l->index_len, l->index_off);
+	int rc = tern_pread_full(rf->fd, index, (size_t)l->index_len, l->index_off);
 	if (!rc &&
 	    !tern_topic_index(prefix, m->release_id, m->components[ci].name, topic, sizeof(topic)))
 		rc = TERN_E_TOO_LARGE;

@@ -231,7 +231,7 @@ static int write_bstr_head(int fd, uint64_t len, uint64_t off)
 	struct tern_cbor_writer w;
 	tern_cbor_writer_init(&w, head, sizeof(head));
 	tern_cbor_put_bytes_head(&w, len);
-	return host_pwrite_full(fd, head, tern_cbor_writer_len(&w), off);
+	return tern_pwrite_full(fd, head, tern_cbor_writer_len(&w), off);
 }
 
 /* Hashes the index region just written, giving the component's digest. */
@@ -242,7 +242,7 @@ static int digest_index(int fd, uint64_t off, uint64_t len, uint8_t out[TERN_SHA
 	tern_sha256_init(&h);
 	for (uint64_t done = 0; done < len;) {
 		size_t n = len - done < sizeof(buf) ? (size_t)(len - done) : sizeof(buf);
-		int rc = host_pread_full(fd, buf, n, off + done);
+		int rc = tern_pread_full(fd, buf, n, off + done);
 		if (rc)
 			return rc;
 		tern_sha256_update(&h, buf, n);
@@ -448,7 +448,7 @@ int cmd_release_create(int argc, char **argv)
 		what = "signing";
 		goto out;
 	}
-	if ((rc = host_pwrite_full(fd, head, head_len, 0)) || (rc = close(fd) ? TERN_E_IO : 0)) {
+	if ((rc = tern_pwrite_full(fd, head, head_len, 0)) || (rc = close(fd) ? TERN_E_IO : 0)) {
 		fd = -1;
 		what = a.out;
 		goto out;

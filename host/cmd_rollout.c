@@ -78,8 +78,9 @@ static const char status_help[] =
     "Every rollout, or one: state (created, running, waiting-approval, paused, done,\n"
     "aborted), the reason when paused or aborted, the controller driving it (pid, host,\n"
     "since), and per wave its size and how many members succeeded, failed, are pending\n"
-    "and were withdrawn by an abort. --members: one line per member of NAME\n"
-    "(wave, device, outcome, reason), in the order they are deployed.\n";
+    "and were withdrawn by an abort; after an abort with --revert, how many members are\n"
+    "back on their previous release. --members: one line per member of NAME (wave,\n"
+    "device, outcome, reason, and the revert's outcome), in the order they are deployed.\n";
 
 static const char decide_help[] =
     "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
@@ -1131,10 +1132,15 @@ static int revert_step(struct ctl *c, bool *finished)
 		const char *dstate = rdb_text(s, 5), *drel = rdb_text(s, 6);
 		const char *out = NULL;
 		char why[160];
-		if (dgen >= gen && !strcmp(drel, rdb_text(s, 4)) &&
-		    (!strcmp(dstate, "confirmed") || !strcmp(dstate, "idle"))) {
+		/* Reverted: the device has the revert and runs its previous release, settled
+		 * (confirmed after a revert's trial; or a download of the new release canceled,
+		 * or its trial rolled back, before the revert came: back on it already). */
+		bool settled = !strcmp(dstate, "confirmed") || !strcmp(dstate, "idle") ||
+			       !strcmp(dstate, "failed") || !strcmp(dstate, "rolled-back");
+		if (dgen >= gen && settled && !strcmp(drel, rdb_text(s, 4))) {
 			out = "reverted";
-		} else if (dgen >= gen && !strcmp(dstate, "failed")) {
+		} else if (dgen >= gen &&
+			   (!strcmp(dstate, "failed") || !strcmp(dstate, "rolled-back"))) {
 			out = "revert-failed";
 		} else if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
 			snprintf(why, sizeof(why), "revert-refused: %s", rdb_text(s, 8));
@@ -1733,12 +1739,39 @@ static int show_one(struct db *db, const char *name, bool json)
 		json_text(r.reason);
 		printf(",\"current_wave\":%lld,\"bake\":\"%s\",\"max_failures\":\"%s\","
 		       "\"min_success\":\"%s\",\"device_timeout\":\"%s\",\"approve_each_wave\":%s,"
-		       "\"activate\":\"%s\",\"revert\":\"%s\",\"waves\":[",
+		       "\"activate\":\"%s\",\"revert\":\"%s\"",
 		       (long long)r.current_wave + 1, bake, maxf, mins, timeout,
 		       r.approve_each ? "true" : "false", r.activate_together ? "together" : "each",
 		       r.revert == 0   ? "none"
 		       : r.revert == 1 ? "requested"
 				       : "finished");
+		if (r.revert) {
+			/* Reverts sent, and their outcomes so far. */
+			int64_t n_sent, n_ok, n_done;
+			if ((rc =
+				 rdb_int(db, &n_sent,
+					 "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+					 " (revert_generation IS NOT NULL OR revert_outcome IS NOT"
+					 " NULL)",
+					 "t", name)) ||
+			    (rc =
+				 rdb_int(db, &n_ok,
+					 "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+					 " revert_outcome='reverted'",
+					 "t", name)) ||
+			    (rc =
+				 rdb_int(db, &n_done,
+					 "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
+					 " revert_outcome IS NOT NULL",
+					 "t", name)))
+				return rc;
+			printf(
+			    ",\"reverts\":{\"sent\":%lld,\"reverted\":%lld,\"not_reverted\":%lld,"
+			    "\"pending\":%lld}",
+			    (long long)n_sent, (long long)n_ok, (long long)(n_done - n_ok),
+			    (long long)(n_sent - n_done));
+		}
+		printf(",\"waves\":[");
 		struct json_waves j = {0};
 		rc = rollout_waves(db, name, json_wave, &j);
 		printf("],\"withdrawn\":%llu,\"controller\":", (unsigned long long)j.withdrawn);
@@ -1774,14 +1807,17 @@ static int show_members(struct db *db, const char *name)
 	if (rc)
 		return rc;
 	sqlite3_stmt *s = rdb_query(db,
-				    "SELECT wave, device_id, outcome, coalesce(reason, '') FROM"
-				    " rollout_members WHERE rollout=?1 ORDER BY wave, rank",
+				    "SELECT wave, device_id, outcome, coalesce(reason, ''),"
+				    " coalesce(revert_outcome, CASE WHEN revert_generation IS NOT"
+				    " NULL THEN 'sent' ELSE '' END) FROM rollout_members WHERE"
+				    " rollout=?1 ORDER BY wave, rank",
 				    "t", name);
 	if (!s)
 		return TERN_E_DB;
 	while (sqlite3_step(s) == SQLITE_ROW)
-		printf("%lld %s %s%s%s\n", (long long)sqlite3_column_int64(s, 0) + 1,
-		       rdb_text(s, 1), rdb_text(s, 2), *rdb_text(s, 3) ? " " : "", rdb_text(s, 3));
+		printf("%lld %s %s%s%s%s%s\n", (long long)sqlite3_column_int64(s, 0) + 1,
+		       rdb_text(s, 1), rdb_text(s, 2), *rdb_text(s, 3) ? " " : "", rdb_text(s, 3),
+		       *rdb_text(s, 4) ? "; revert: " : "", rdb_text(s, 4));
 	sqlite3_finalize(s);
 	return 0;
 }

@@ -10,13 +10,17 @@
 
 #include <errno.h>
 #include <libusb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_FOUND 64
+#define MAX_FOUND	64
+#define USB_WAIT_BACK_S 60 /* default --wait: a board's reboot into its trial */
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
 #define UDEV_HINT                                                                                  \
 	"install the udev rule: sudo cp scripts/udev/70-tern.rules /etc/udev/rules.d/ && sudo "    \
 	"udevadm control --reload && sudo udevadm trigger, then plug the device in again"
@@ -33,35 +37,57 @@ struct usb_opts {
 	const char *release; /* flash: the release file */
 };
 
+/* What `tern usb CMD --help` says: the usage line's tail, what it does, its own options. */
+struct usb_help {
+	const char *cmd;
+	const char *args; /* after the command name */
+	const char *what;
+	const char *opts; /* its own options, before the common ones */
+};
+
+static const struct usb_help usb_helps[] = {
+    {"list", "[--vid HEX] [--pid HEX] [--json]",
+     "  every tern device on USB: port, serial, board, version, slot, state\n",
+     "  --json          machine-readable output (one object per device)\n"},
+    {"status", "[--serial S] [--vid HEX] [--pid HEX] [--json]",
+     "  one device's state: what it runs, in which slot, and an update in progress\n",
+     "  --json          machine-readable output\n"},
+    {"flash",
+     "RELEASE.tern [--serial S] [--vid HEX] [--pid HEX] [--no-reboot] [--wait-confirm]\n"
+     "                      [--wait SECONDS]",
+     "  sends the release to the device, which verifies and installs it in its inactive\n"
+     "  slot; then activates it, reboots the device into a trial and reports whether it\n"
+     "  confirmed or rolled back. Interrupted (unplugged, Ctrl-C), the same command\n"
+     "  resumes where it stopped\n",
+     "  --no-reboot     stage and activate only: the trial starts at the next boot\n"
+     "  --wait-confirm  after the reboot, wait until the trial is confirmed or rolled back\n"
+     "  --wait S        how long to wait for the device after its reboot (default " STR(
+	 USB_WAIT_BACK_S) " s)\n"},
+    {"reboot", "[--serial S] [--vid HEX] [--pid HEX] [--no-wait] [--wait SECONDS]",
+     "  reboots the device and waits until it is back on the bus (found again by serial)\n",
+     "  --no-wait       do not wait for the device to come back\n"
+     "  --wait S        how long to wait for it (default " STR(USB_WAIT_BACK_S) " s)\n"},
+    {"confirm", "[--serial S] [--vid HEX] [--pid HEX]",
+     "  confirms the release the device runs on trial, so it stays on it\n", ""},
+};
+
+static const char serial_help[] =
+    "  --serial S      the device with this USB serial number (see 'tern usb list')\n";
+
 static void print_help(const char *cmd)
 {
-	bool flash = !strcmp(cmd, "flash");
-	printf("usage: tern usb %s%s [--serial S] [--vid HEX] [--pid HEX]%s\n", cmd,
-	       flash ? " RELEASE.tern" : "",
-	       flash			? " [--no-reboot] [--wait-confirm] [--wait SECONDS]"
-	       : !strcmp(cmd, "reboot") ? " [--no-wait] [--wait SECONDS]"
-					: " [--json]");
-	if (flash)
-		printf(
-		    "  sends the release to the device, which verifies and installs it in its "
-		    "inactive slot;\n  then activates it and reboots the device into a trial "
-		    "and reports whether it\n  confirmed or rolled back\n"
-		    "  --no-reboot   stage and activate only: the trial starts at the next boot\n"
-		    "  --wait-confirm after the reboot, wait until the trial is confirmed or "
-		    "rolled back\n");
-	printf("  --serial S   the device with this USB serial number (see 'tern usb list')\n"
-	       "  --vid, --pid USB ids of tern devices (default %04x:%04x, or TERN_USB_VID and "
-	       "TERN_USB_PID)\n",
-	       USB_DEFAULT_VID, USB_DEFAULT_PID);
-	if (!strcmp(cmd, "reboot"))
-		printf("  --no-wait    do not wait for the device to come back\n"
-		       "  --wait S     how long to wait for it (default 20 s)\n");
-	else if (flash)
-		printf(
-		    "  --wait S     how long to wait for the device after its reboot (default 20 "
-		    "s)\n");
-	else if (strcmp(cmd, "confirm"))
-		printf("  --json       machine-readable output\n");
+	for (size_t i = 0; i < sizeof(usb_helps) / sizeof(usb_helps[0]); i++) {
+		const struct usb_help *h = &usb_helps[i];
+		if (strcmp(h->cmd, cmd))
+			continue;
+		printf("usage: tern usb %s %s\n%s%s", h->cmd, h->args, h->what, h->opts);
+		if (strcmp(cmd, "list"))
+			fputs(serial_help, stdout);
+		printf("  --vid, --pid    USB ids of tern devices (default %04x:%04x, or "
+		       "TERN_USB_VID and\n"
+		       "                  TERN_USB_PID)\n",
+		       USB_DEFAULT_VID, USB_DEFAULT_PID);
+	}
 }
 
 /* Parses the options; returns -1 to go on, else the exit status (help or usage). */
@@ -70,7 +96,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 	char what[32];
 	snprintf(what, sizeof(what), "usb %s", cmd);
 	memset(o, 0, sizeof(*o));
-	o->wait_s = 20;
+	o->wait_s = USB_WAIT_BACK_S;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -246,7 +272,26 @@ static void json_kv(FILE *out, const char *k, const char *v, bool comma)
 		fputs(", ", out);
 }
 
+/* The identity a device reports: its id (null when not provisioned) and provisioning
+ * generation. */
+static void json_identity(FILE *out, const struct tern_msg_info *info)
+{
+	if (info->device_id[0])
+		json_kv(out, "device_id", info->device_id, true);
+	else
+		fputs("\"device_id\": null, ", out);
+	fprintf(out, "\"provision_generation\": %llu, ", (unsigned long long)info->provision_gen);
+}
+
 /* ---- tern usb list */
+
+/* Why a listed device could not be asked, for people. */
+static const char *row_problem(int rc)
+{
+	return rc == TERN_E_BUSY	? "busy: another program has it open"
+	       : rc == TERN_E_NO_ACCESS ? "no access for this user; see the udev rule"
+					: tern_strerror(rc);
+}
 
 struct list_row {
 	const struct usb_found *f;
@@ -307,10 +352,11 @@ int cmd_usb_list(int argc, char **argv)
 			printf("\"bus\": %u, \"address\": %u, ", r->f->bus, r->f->address);
 			json_kv(stdout, "serial", r->f->serial, true);
 			if (r->rc) {
-				json_kv(stdout, "error", tern_errname(r->rc), false);
+				json_kv(stdout, "error", tern_errname(r->rc), true);
+				json_kv(stdout, "message", row_problem(r->rc), false);
 			} else {
 				json_kv(stdout, "board", r->info.board, true);
-				json_kv(stdout, "device_id", r->info.device_id, true);
+				json_identity(stdout, &r->info);
 				json_kv(stdout, "version", r->info.version, true);
 				printf("\"sequence\": %llu, ",
 				       (unsigned long long)r->info.sequence);
@@ -328,10 +374,7 @@ int cmd_usb_list(int argc, char **argv)
 			const struct list_row *r = &rows[i];
 			if (r->rc)
 				printf("%-10s %-16s (%s)\n", r->f->port,
-				       r->f->serial[0] ? r->f->serial : "?",
-				       r->rc == TERN_E_BUSY ? "busy: another program has it open"
-				       : r->rc == TERN_E_NO_ACCESS ? "no access for this user"
-								   : tern_strerror(r->rc));
+				       r->f->serial[0] ? r->f->serial : "?", row_problem(r->rc));
 			else
 				printf("%-10s %-16s %-10s %-12s %-4s %s\n", r->f->port,
 				       r->f->serial, r->info.board, r->info.version,
@@ -396,9 +439,10 @@ int cmd_usb_status(int argc, char **argv)
 	if (o.json) {
 		printf("{");
 		json_kv(stdout, "port", f.port, true);
+		printf("\"bus\": %u, \"address\": %u, ", f.bus, f.address);
 		json_kv(stdout, "serial", info.serial, true);
 		json_kv(stdout, "board", info.board, true);
-		json_kv(stdout, "device_id", info.device_id, true);
+		json_identity(stdout, &info);
 		json_kv(stdout, "version", st.version, true);
 		printf("\"sequence\": %llu, ", (unsigned long long)info.sequence);
 		json_kv(stdout, "slot", slot_name(st.slot), true);
@@ -415,9 +459,11 @@ int cmd_usb_status(int argc, char **argv)
 		printf("running: %s (sequence %llu) in slot %s\n", st.version,
 		       (unsigned long long)info.sequence, slot_name(st.slot));
 		printf("state:   %s", tern_frame_state_name(st.state));
-		if (st.target[0])
-			printf(" (%s, %llu of %llu)", st.target, (unsigned long long)st.done,
+		if (st.target[0] && st.total)
+			printf(" (%s, %llu of %llu chunks)", st.target, (unsigned long long)st.done,
 			       (unsigned long long)st.total);
+		else if (st.target[0])
+			printf(" (%s)", st.target);
 		if (st.last_status)
 			printf(", last error: %s", tern_frame_status_name(st.last_status));
 		printf("\n");
@@ -439,36 +485,11 @@ static double elapsed_s(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/*
- * Waits for the device with @serial to come back after a reboot: it must be seen gone, or
- * seen again at another address. Sets @f. Returns 0 or TERN_E_TIMEOUT.
- */
-static int wait_back(struct libusb_context *ctx, const struct usb_match *m, uint8_t old_addr,
-		     unsigned wait_s, struct usb_found *f)
+/* Milliseconds left of @wait_s seconds counted from @t0 (0 when they are over). */
+static uint64_t ms_left(const struct timespec *t0, unsigned wait_s)
 {
-	struct timespec t0;
-	bool seen_gone = false;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (elapsed_s(&t0) < (double)wait_s) {
-		size_t n = 0;
-		struct usb_found got[4];
-		if (usb_scan(ctx, m, got, 4, &n) == 0) {
-			if (n == 0)
-				seen_gone = true;
-			for (size_t i = 0; i < n; i++) {
-				if (seen_gone || got[i].address != old_addr) {
-					*f = got[i];
-					f->dev = libusb_ref_device(got[i].dev);
-					usb_found_free(got, n);
-					return 0;
-				}
-			}
-			usb_found_free(got, n);
-		}
-		struct timespec nap = {0, 50 * 1000 * 1000};
-		nanosleep(&nap, NULL);
-	}
-	return TERN_E_TIMEOUT;
+	double left = (double)wait_s - elapsed_s(t0);
+	return left > 0 ? (uint64_t)(left * 1000.0) : 0;
 }
 
 int cmd_usb_reboot(int argc, char **argv)
@@ -507,20 +528,25 @@ int cmd_usb_reboot(int argc, char **argv)
 		goto out_free;
 	}
 	struct timespec t0;
+	struct libusb_context *ctx_back;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct usb_match again = m;
 	again.serial = f.serial;
-	rc = wait_back(ctx, &again, f.address, o.wait_s, &back);
-	if (rc) {
+	rc = usb_wait_back(&again, f.bus, f.address, (uint64_t)o.wait_s * 1000u, &ctx_back, &back);
+	if (rc == TERN_E_TIMEOUT) {
 		fprintf(stderr,
-			"tern usb reboot: %s did not come back within %u s; check the "
-			"board, then 'tern usb list'\n",
+			"tern usb reboot: device %s did not come back within %u s; check its "
+			"console, then 'tern usb list'\n",
 			f.serial, o.wait_s);
 		status = 1;
 		goto out_free;
 	}
+	if (rc) {
+		status = host_fail("usb reboot", rc);
+		goto out_free;
+	}
 	double secs = elapsed_s(&t0);
-	rc = usb_link_open(&l, ctx, &back);
+	rc = usb_link_open(&l, ctx_back, &back);
 	if (!rc) {
 		rc = usb_link_hello(&l, &info);
 		usb_link_close(&l);
@@ -538,6 +564,7 @@ int cmd_usb_reboot(int argc, char **argv)
 		status = 0;
 	}
 	usb_found_free(&back, 1);
+	libusb_exit(ctx_back);
 out_free:
 	usb_found_free(&f, 1);
 out_exit:
@@ -571,6 +598,28 @@ struct flash_ctx {
 	double last_print;
 	const char *serial;
 };
+
+/* Set by SIGINT/SIGTERM while a release's bytes are sent: stop sending, say how to go on. */
+static volatile sig_atomic_t flash_interrupted;
+
+static void on_flash_signal(int sig)
+{
+	(void)sig;
+	flash_interrupted = 1;
+}
+
+/* While the bytes go out, Ctrl-C stops at a frame boundary (once; a second one kills). */
+static void flash_signals(bool catch)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = catch ? on_flash_signal : SIG_DFL;
+	if (catch)
+		sa.sa_flags = (int)SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
 
 static void on_data_reply(void *ud, int rc, const struct tern_frame *f)
 {
@@ -618,8 +667,10 @@ static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t 
 	static uint8_t buf[TERN_FRAME_DATA_MAX];
 	static uint8_t body[TERN_FRAME_BODY_MAX];
 	while (off < end && !fc->rc) {
+		if (flash_interrupted)
+			return TERN_E_CANCELED;
 		size_t n = end - off < piece ? (size_t)(end - off) : piece;
-		int rc = host_pread_full(fd, buf, n, file_off + off);
+		int rc = tern_pread_full(fd, buf, n, file_off + off);
 		if (rc)
 			return rc;
 		struct tern_msg_data d = {comp, kind, off, buf, n};
@@ -688,42 +739,86 @@ static void boards_list(const struct tern_manifest *m, char *out, size_t size)
 	}
 }
 
-/* After the reboot: finds the device again and reports how its trial ended. */
-static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
-			 const struct usb_found *f, const struct usb_opts *o, const char *version)
+/* The device's state, through a link opened for the question. */
+static int read_state(struct libusb_context *ctx, const struct usb_found *f,
+		      struct tern_msg_state *st)
 {
-	struct usb_found back;
 	struct usb_link l;
+	int rc = usb_link_open(&l, ctx, f);
+	if (!rc) {
+		rc = get_state(&l, st);
+		usb_link_close(&l);
+	}
+	return rc;
+}
+
+/*
+ * After the reboot: finds the device again by serial (hotplug events or not) and reports
+ * how its trial ended. With --wait-confirm it asks again while the trial runs; a device
+ * that leaves the bus again meanwhile (a trial that reboots) is waited for again, all
+ * within --wait. Returns the exit status.
+ */
+static int flash_outcome(const struct usb_match *m, const struct usb_found *f,
+			 const struct usb_opts *o, const char *version)
+{
 	struct tern_msg_state st;
 	struct timespec t0;
 	struct usb_match again = *m;
+	char port[sizeof(f->port)] = "";
+	uint8_t bus = f->bus, addr = f->address;
+	int rc, read_rc = 0;
 	again.serial = f->serial;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int rc = wait_back(ctx, &again, f->address, o->wait_s, &back);
-	if (rc) {
+	for (;;) {
+		struct libusb_context *ctx;
+		struct usb_found back;
+		rc = usb_wait_back(&again, bus, addr, ms_left(&t0, o->wait_s), &ctx, &back);
+		if (rc)
+			break;
+		bus = back.bus;
+		addr = back.address;
+		memcpy(port, back.port, sizeof(port));
+		for (;;) {
+			read_rc = read_state(ctx, &back, &st);
+			if (read_rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
+			    ms_left(&t0, o->wait_s) == 0)
+				break;
+			struct timespec nap = {0, 200 * 1000 * 1000};
+			nanosleep(&nap, NULL);
+		}
+		usb_found_free(&back, 1);
+		libusb_exit(ctx);
+		if (read_rc != TERN_E_USB && read_rc != TERN_E_TIMEOUT)
+			break;
+		/* Gone again before it answered: wait for it once more. */
+	}
+	if (rc == TERN_E_TIMEOUT && !port[0]) {
 		fprintf(stderr,
-			"tern usb flash: %s did not come back within %u s after its reboot; "
-			"check the board, then 'tern usb status --serial %s'\n",
+			"tern usb flash: device %s did not come back within %u s after its "
+			"reboot; check its console, then 'tern usb status --serial %s'\n",
 			f->serial, o->wait_s, f->serial);
 		return 1;
 	}
-	for (;;) {
-		rc = usb_link_open(&l, ctx, &back);
-		if (!rc) {
-			rc = get_state(&l, &st);
-			usb_link_close(&l);
-		}
-		if (rc || !o->wait_confirm || st.state != TERN_DS_TRIAL ||
-		    elapsed_s(&t0) > (double)o->wait_s)
-			break;
-		struct timespec nap = {0, 200 * 1000 * 1000};
-		nanosleep(&nap, NULL);
+	if (rc && !port[0])
+		return host_fail("usb flash", rc);
+	if (rc == TERN_E_TIMEOUT && read_rc == TERN_E_USB) {
+		fprintf(
+		    stderr,
+		    "tern usb flash: device %s came back at USB port %s, left the bus again and "
+		    "did not come back within %u s; check its console\n",
+		    f->serial, port, o->wait_s);
+		return 1;
+	}
+	if (!rc || rc == TERN_E_TIMEOUT)
+		rc = read_rc;
+	if (rc) {
+		fprintf(stderr,
+			"tern usb flash: %s came back at USB port %s but does not answer: %s\n",
+			f->serial, port[0] ? port : "?", tern_strerror(rc));
+		return 1;
 	}
 	int status = 1;
-	if (rc) {
-		fprintf(stderr, "tern usb flash: %s came back but does not answer: %s\n", f->serial,
-			tern_strerror(rc));
-	} else if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
+	if (st.state == TERN_DS_CONFIRMED && !strcmp(st.version, version)) {
 		printf("%s runs %s in slot %s: confirmed\n", f->serial, st.version,
 		       slot_name(st.slot));
 		status = 0;
@@ -741,8 +836,134 @@ static int flash_outcome(struct libusb_context *ctx, const struct usb_match *m,
 			f->serial, st.version, slot_name(st.slot), tern_frame_state_name(st.state),
 			version);
 	}
-	usb_found_free(&back, 1);
 	return status;
+}
+
+/*
+ * Sends the release's bytes from where the device wants them (@next, the OFFER's ACK),
+ * then DONE, and prints a summary. Returns 0, or the exit status after one line on stderr
+ * (130 when interrupted by SIGINT or SIGTERM).
+ */
+static int send_release(struct usb_link *l, const struct release_file *rf,
+			const struct tern_msg_info *info, const struct tern_msg_ack *next,
+			const char *serial)
+{
+	uint32_t wstatus = TERN_ST_OK;
+	int rc = 0;
+	struct flash_ctx fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.tty = isatty(STDERR_FILENO);
+	fc.serial = serial;
+	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
+	uint64_t all = 0;
+	for (size_t c = 0; c < rf->head.manifest.n_components; c++)
+		all += rf->layout[c].index_len + rf->layout[c].bytes_len;
+	if (next->has_next) {
+		fc.total = bytes_from(rf, next);
+		char a[32];
+		if (fc.total < all)
+			printf("%s: resuming: %s of the release are on the device already\n",
+			       serial, host_human_size(all - fc.total, a, sizeof(a)));
+		size_t piece = info->max_data < FLASH_PIECE ? info->max_data : FLASH_PIECE;
+		for (size_t c = next->comp; c < rf->head.manifest.n_components && !rc; c++) {
+			const struct comp_layout *cl = &rf->layout[c];
+			uint64_t idx_from = 0, pay_from = 0;
+			if (c == next->comp && next->kind == TERN_DATA_INDEX)
+				idx_from = next->offset;
+			if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
+				idx_from = cl->index_len;
+				pay_from = next->offset;
+			}
+			rc = send_part(l, &fc, rf->fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
+				       idx_from, cl->index_len, piece);
+			if (!rc)
+				rc = send_part(l, &fc, rf->fd, (uint32_t)c, TERN_DATA_PAYLOAD,
+					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+		}
+		/* Interrupted too: what is in flight is answered, so the count below is true. */
+		if (!rc || rc == TERN_E_CANCELED) {
+			int drc = usb_link_drain(l);
+			rc = rc ? rc : drc ? drc : fc.rc;
+		}
+		progress(&fc, true);
+	}
+	if (!rc && flash_interrupted)
+		rc = TERN_E_CANCELED; /* before a byte, or after the last: DONE not sent */
+	if (rc == TERN_E_CANCELED && flash_interrupted) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: interrupted after %s of %s were on %s; run the same "
+			"command again: it resumes where it stopped\n",
+			host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)), serial);
+		return 130;
+	}
+	if (!rc)
+		rc = simple_call(l, TERN_MSG_DONE, &wstatus);
+	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
+		char a[32], b[32];
+		fprintf(stderr,
+			"tern usb flash: %s was unplugged or stopped answering after %s of "
+			"%s; plug it back in and run the same command again: it resumes "
+			"where it stopped\n",
+			serial, host_human_size(fc.acked, a, sizeof(a)),
+			host_human_size(fc.total, b, sizeof(b)));
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", serial,
+			tern_strerror(rc));
+		return 1;
+	}
+	double secs = elapsed_s(&fc.t0);
+	if (fc.total) {
+		char a[32];
+		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
+		       "byte\n",
+		       serial, host_human_size(fc.total, a, sizeof(a)), secs,
+		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
+		       (double)l->bytes_out / (double)fc.total);
+	}
+	return 0;
+}
+
+/* Why a device refused an offer as busy, and what to do, in one line. */
+static void busy_reason(const char *serial, const char *version, const char *file,
+			const struct tern_msg_state *st)
+{
+	fprintf(stderr, "tern usb flash: %s refused %s %s: another update is in progress: ", serial,
+		version, file);
+	switch (st->state) {
+	case TERN_DS_DOWNLOADING:
+		/* Over the air (a Linux board serves MQTT too), or a flash interrupted. */
+		fprintf(
+		    stderr,
+		    "it is installing %s (%llu of %llu chunks so far); let it finish, or finish "
+		    "it with 'tern usb flash' and that release (it resumes), then flash this "
+		    "one\n",
+		    st->target, (unsigned long long)st->done, (unsigned long long)st->total);
+		break;
+	case TERN_DS_STAGED:
+		fprintf(
+		    stderr,
+		    "it has %s staged for its next boot; reboot it into that trial first ('tern "
+		    "usb reboot --serial %s'), then flash again\n",
+		    st->target[0] ? st->target : "a release", serial);
+		break;
+	case TERN_DS_TRIAL:
+		fprintf(stderr,
+			"it runs %s on trial; let its health check finish or confirm it ('tern usb "
+			"confirm --serial %s'), then flash again\n",
+			st->version, serial);
+		break;
+	case TERN_DS_VERIFYING:
+		fprintf(stderr, "it is verifying %s; wait a moment and run the command again\n",
+			st->target);
+		break;
+	default:
+		fprintf(stderr, "it is %s; wait for it and run the command again\n",
+			tern_frame_state_name(st->state));
+	}
 }
 
 int cmd_usb_flash(int argc, char **argv)
@@ -804,6 +1025,9 @@ int cmd_usb_flash(int argc, char **argv)
 			o.release, boards, f.serial, info.board);
 		goto out_close;
 	}
+	/* From the OFFER on, Ctrl-C stops the transfer cleanly (the device resumes later). */
+	flash_interrupted = 0;
+	flash_signals(true);
 	/* OFFER: the device verifies the signed manifest and says where to start. */
 	struct tern_msg_ack next;
 	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, body, sizeof(body));
@@ -812,81 +1036,40 @@ int cmd_usb_flash(int argc, char **argv)
 		  : TERN_E_TOO_LARGE;
 	if (!rc)
 		rc = tern_msg_ack_decode(reply, rlen, &next);
+	/* Busy: with this very release staged and activated (flash --no-reboot before) it
+	 * only needs its reboot; anything else is said with what to do about it. */
+	bool staged = false;
+	if (rc == TERN_E_BUSY) {
+		struct tern_msg_state st;
+		if (get_state(&l, &st) == 0) {
+			staged = st.state == TERN_DS_STAGED && !strcmp(st.target, man->version);
+			if (!staged) {
+				busy_reason(f.serial, man->version, o.release, &st);
+				goto out_close;
+			}
+			rc = 0;
+		}
+	}
 	if (rc) {
 		fprintf(stderr, "tern usb flash: %s refused %s %s: %s\n", f.serial, man->version,
 			o.release, tern_strerror(rc));
 		goto out_close;
 	}
-	struct flash_ctx fc;
-	memset(&fc, 0, sizeof(fc));
-	fc.tty = isatty(STDERR_FILENO);
-	fc.serial = f.serial;
-	clock_gettime(CLOCK_MONOTONIC, &fc.t0);
-	uint64_t all = 0;
-	for (size_t c = 0; c < man->n_components; c++)
-		all += rf.layout[c].index_len + rf.layout[c].bytes_len;
-	if (next.has_next) {
-		fc.total = bytes_from(&rf, &next);
-		char a[32];
-		if (fc.total < all)
-			printf("%s: resuming: %s of the release are on the device already\n",
-			       f.serial, host_human_size(all - fc.total, a, sizeof(a)));
-		size_t piece = info.max_data < FLASH_PIECE ? info.max_data : FLASH_PIECE;
-		for (size_t c = next.comp; c < man->n_components && !rc; c++) {
-			const struct comp_layout *cl = &rf.layout[c];
-			uint64_t idx_from = 0, pay_from = 0;
-			if (c == next.comp && next.kind == TERN_DATA_INDEX)
-				idx_from = next.offset;
-			if (c == next.comp && next.kind == TERN_DATA_PAYLOAD) {
-				idx_from = cl->index_len;
-				pay_from = next.offset;
-			}
-			rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
-				       idx_from, cl->index_len, piece);
-			if (!rc)
-				rc = send_part(&l, &fc, rf.fd, (uint32_t)c, TERN_DATA_PAYLOAD,
-					       cl->bytes_off, pay_from, cl->bytes_len, piece);
+	if (!staged) {
+		status = send_release(&l, &rf, &info, &next, f.serial);
+		if (status)
+			goto out_close;
+		status = 1;
+		rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
+		if (rc) {
+			host_fail(what, rc);
+			goto out_close;
 		}
-		if (!rc)
-			rc = usb_link_drain(&l);
-		if (!rc)
-			rc = fc.rc;
-		progress(&fc, true);
 	}
-	if (!rc)
-		rc = simple_call(&l, TERN_MSG_DONE, &wstatus);
-	if (rc == TERN_E_USB || rc == TERN_E_TIMEOUT) {
-		char a[32], b[32];
-		fprintf(stderr,
-			"tern usb flash: %s was unplugged or stopped answering after %s of "
-			"%s; plug it back in and run the same command again: it resumes "
-			"where it stopped\n",
-			f.serial, host_human_size(fc.acked, a, sizeof(a)),
-			host_human_size(fc.total, b, sizeof(b)));
-		goto out_close;
-	}
-	if (rc) {
-		fprintf(stderr, "tern usb flash: %s refused the release's bytes: %s\n", f.serial,
-			tern_strerror(rc));
-		goto out_close;
-	}
-	double secs = elapsed_s(&fc.t0);
-	if (fc.total) {
-		char a[32];
-		printf("%s: sent %s in %.2f s (%.1f MiB/s); %.4f bytes on the wire per payload "
-		       "byte\n",
-		       f.serial, host_human_size(fc.total, a, sizeof(a)), secs,
-		       secs > 0 ? (double)fc.total / secs / (1024.0 * 1024.0) : 0.0,
-		       (double)l.bytes_out / (double)fc.total);
-	}
-	rc = simple_call(&l, TERN_MSG_ACTIVATE, &wstatus);
-	if (rc) {
-		host_fail(what, rc);
-		goto out_close;
-	}
+	flash_signals(false); /* the rest is quick or a wait: Ctrl-C ends it */
 	if (o.no_reboot) {
-		printf("%s: %s staged and activated; it starts on trial at the next boot\n",
-		       f.serial, man->version);
+		printf("%s: %s staged and activated%s; it starts on trial at the next boot\n",
+		       f.serial, man->version, staged ? " already" : "");
 		status = 0;
 		goto out_close;
 	}
@@ -896,11 +1079,13 @@ int cmd_usb_flash(int argc, char **argv)
 		host_fail(what, rc);
 		goto out_free;
 	}
-	printf("%s: %s staged; rebooting into its trial\n", f.serial, man->version);
+	printf("%s: %s staged%s; rebooting into its trial\n", f.serial, man->version,
+	       staged ? " already" : "");
 	fflush(stdout);
-	status = flash_outcome(ctx, &m, &f, &o, man->version);
+	status = flash_outcome(&m, &f, &o, man->version);
 	goto out_free;
 out_close:
+	flash_signals(false);
 	usb_link_close(&l);
 out_free:
 	usb_found_free(&f, 1);
@@ -972,7 +1157,8 @@ static void provision_help(void)
 	    "                 with a key it trusts now\n"
 	    "  --db FILE      the host database that records the device for 'tern devices'\n"
 	    "                 ($TERN_DB, default ./tern.db)\n"
-	    "  --generation N the provisioning generation (default: the device's + 1); a "
+	    "  --generation N the provisioning generation; default: one above the highest\n"
+	    "                 the database gave this device's ids and the device's own. A "
 	    "device\n"
 	    "                 refuses a signed request that is not newer than the last it "
 	    "took\n",
@@ -980,41 +1166,95 @@ static void provision_help(void)
 }
 
 /*
- * Records a device just provisioned in the host's inventory (@db_path), so `tern devices`
- * lists it before it first connects. Returns the exit status: 0, or 1 with one line.
+ * Records a device just provisioned in the host's inventory @db (file @db_path): its row,
+ * so `tern devices` lists it before it first connects, and the generation it took.
+ * Returns the exit status: 0, or 1 with one line.
  */
-static int record_provisioned(const char *db_path, const struct tern_msg_provision *p,
-			      const struct usb_found *f, const struct tern_msg_info *info)
+static int record_provisioned(struct db *db, const char *db_path,
+			      const struct tern_msg_provision *p, const struct usb_found *f,
+			      const struct tern_msg_info *info)
 {
-	struct db *db;
-	struct db_provisioned row = {
-	    p->device_id, f->serial, info->board, info->version, tern_frame_state_name(info->state),
-	    info->slot};
-	if (db_open(&db, db_path))
-		goto fail;
+	struct db_provisioned row = {p->device_id,
+				     f->serial,
+				     info->board,
+				     info->version,
+				     tern_frame_state_name(info->state),
+				     info->slot,
+				     p->generation};
 	int rc = db_begin(db);
 	if (rc == 0 && (rc = db_record_provisioned(db, &row, (uint64_t)time(NULL))) == 0)
 		rc = db_commit(db);
 	if (rc)
 		db_rollback(db);
-	db_close(db);
 	if (rc == 0) {
 		printf("%s recorded in %s: 'tern devices' lists it\n", p->device_id, db_path);
 		return 0;
 	}
-fail:
 	fprintf(stderr,
-		"tern usb provision: %s is provisioned, but recording it in %s failed; run "
-		"the same command again to record it\n",
-		f->serial, db_path);
+		"tern usb provision: %s is provisioned (generation %llu), but recording it in %s "
+		"failed; once it can be written, run the same command again with --key and "
+		"--generation %llu\n",
+		f->serial, (unsigned long long)p->generation, db_path,
+		(unsigned long long)p->generation + 1);
 	return 1;
+}
+
+/*
+ * The provisioning generation for this request: --generation, else one above the highest
+ * the inventory @db gave the device's current id or the new one and the device's own.
+ * Refuses (one line, 1) when the device has taken a generation the inventory never gave its
+ * id: it was provisioned elsewhere, and numbers from here could collide with that. Returns
+ * 0 with @gen set, or the exit status.
+ */
+static int provision_generation(struct db *db, const char *db_path, const struct usb_found *f,
+				const struct tern_msg_info *info, const char *new_id,
+				uint64_t forced, uint64_t *gen)
+{
+	uint64_t cur = 0, next = 0;
+	bool cur_known = false, next_known = false;
+	int rc = 0;
+	if (info->device_id[0])
+		rc = db_provision_gen_get(db, info->device_id, &cur, &cur_known);
+	if (!rc)
+		rc = db_provision_gen_get(db, new_id, &next, &next_known);
+	if (rc) {
+		fprintf(
+		    stderr,
+		    "tern usb provision: cannot read the inventory %s; nothing was sent to %s\n",
+		    db_path, f->serial);
+		return 1;
+	}
+	if (forced) {
+		*gen = forced;
+		return 0;
+	}
+	if (info->device_id[0] && info->provision_gen > cur) {
+		fprintf(stderr,
+			"tern usb provision: %s (%s) has taken provisioning generation %llu, but ",
+			f->serial, info->device_id, (unsigned long long)info->provision_gen);
+		if (cur_known)
+			fprintf(stderr, "%s gave %s generation %llu at most", db_path,
+				info->device_id, (unsigned long long)cur);
+		else
+			fprintf(stderr, "%s never provisioned %s", db_path, info->device_id);
+		fprintf(stderr,
+			": it was provisioned elsewhere; check which inventory is right, then give "
+			"--generation N (above %llu) to go on; nothing was sent\n",
+			(unsigned long long)info->provision_gen);
+		return 1;
+	}
+	uint64_t top = cur > next ? cur : next;
+	if (info->provision_gen > top)
+		top = info->provision_gen;
+	*gen = top + 1;
+	return 0;
 }
 
 int cmd_usb_provision(int argc, char **argv)
 {
 	const char *id = NULL, *config_path = NULL, *key_path = NULL, *serial = NULL;
 	const char *vid = NULL, *pid = NULL, *db_path = getenv("TERN_DB");
-	unsigned long long generation = 0; /* 0: the device's + 1 */
+	unsigned long long generation = 0; /* 0: from the inventory and the device */
 	static struct tern_keyring kr;
 	static uint8_t body[TERN_FRAME_BODY_MAX], cose[TERN_FRAME_BODY_MAX];
 	static uint8_t req[TERN_FRAME_BODY_MAX];
@@ -1103,6 +1343,7 @@ int cmd_usb_provision(int argc, char **argv)
 	struct usb_found f;
 	struct usb_link l;
 	struct tern_msg_info info;
+	struct db *db = NULL;
 	if (usb_match_init(&m, vid, pid, serial)) {
 		status =
 		    host_usage("usb provision", "--vid and --pid take hex USB ids such as 1209");
@@ -1129,9 +1370,21 @@ int cmd_usb_provision(int argc, char **argv)
 			f.serial, info.device_id);
 		goto out_close;
 	}
-	/* The provisioning generation: higher than the last the device took, so this request
-	 * (once signed) cannot be replayed on it later. */
-	p.generation = generation ? (uint64_t)generation : info.provision_gen + 1;
+	/* The inventory is the authority for the provisioning generation: opened before the
+	 * request is sent, so a device is never provisioned with a number it cannot record. */
+	const char *db_file = db_path && *db_path ? db_path : "tern.db";
+	if (db_open(&db, db_file)) {
+		fprintf(stderr,
+			"tern usb provision: the inventory %s cannot be used; nothing was sent to "
+			"%s\n",
+			db_file, f.serial);
+		goto out_close;
+	}
+	/* Higher than any the device or its ids took, so this request (once signed) cannot
+	 * be replayed on it later. */
+	if (provision_generation(db, db_file, &f, &info, p.device_id, (uint64_t)generation,
+				 &p.generation))
+		goto out_close;
 	blen = tern_msg_provision_encode(&p, body, sizeof(body));
 	if (!blen) {
 		host_fail("usb provision", TERN_E_BUF_SMALL);
@@ -1170,12 +1423,13 @@ int cmd_usb_provision(int argc, char **argv)
 		fprintf(stderr, "tern usb provision: %s refused: %s\n", f.serial,
 			tern_strerror(rc));
 	else {
-		printf("%s provisioned as %s: %zu trusted key(s)%s\n", f.serial, p.device_id,
-		       p.n_keys, p.config ? ", configuration written" : "");
-		status =
-		    record_provisioned(db_path && *db_path ? db_path : "tern.db", &p, &f, &info);
+		printf("%s provisioned as %s (generation %llu): %zu trusted key(s)%s\n", f.serial,
+		       p.device_id, (unsigned long long)p.generation, p.n_keys,
+		       p.config ? ", configuration written" : "");
+		status = record_provisioned(db, db_file, &p, &f, &info);
 	}
 out_close:
+	db_close(db);
 	usb_link_close(&l);
 out_free:
 	usb_found_free(&f, 1);

@@ -78,6 +78,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS rollout_leases("
     " rollout TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL,"
     " started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, pid_start INTEGER);"
+    /* The last provisioning generation given to each device id (`tern usb provision`). */
+    "CREATE TABLE IF NOT EXISTS provisioning("
+    " device_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, serial TEXT,"
+    " provisioned_at INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 enum stmt_id {
@@ -98,6 +102,8 @@ enum stmt_id {
 	S_PROVISIONED,
 	S_RELEASE_FILE,
 	S_DESIRED_GET,
+	S_PROVISION_GEN_GET,
+	S_PROVISION_GEN_PUT,
 	S__COUNT
 };
 
@@ -145,6 +151,12 @@ static const char *const stmt_sql[S__COUNT] = {
 		  " ORDER BY id",
     [S_RELEASE_FILE] = "SELECT file FROM releases WHERE id=?1",
     [S_DESIRED_GET] = "SELECT message FROM desired WHERE device_id=?1 AND generation=?2",
+    [S_PROVISION_GEN_GET] = "SELECT generation FROM provisioning WHERE device_id=?1",
+    /* Never backwards: a number once given is never given again. */
+    [S_PROVISION_GEN_PUT] =
+	"INSERT INTO provisioning(device_id, generation, serial, provisioned_at)"
+	" VALUES(?1, ?2, ?3, ?4) ON CONFLICT(device_id) DO UPDATE SET"
+	" generation=max(generation, ?2), serial=?3, provisioned_at=?4",
 };
 
 struct db {
@@ -499,14 +511,41 @@ int db_record_online(struct db *db, const char *device_id, bool online, uint64_t
 	return run(db, s, "record online");
 }
 
+int db_provision_gen_get(struct db *db, const char *device_id, uint64_t *generation, bool *known)
+{
+	sqlite3_stmt *s = stmt(db, S_PROVISION_GEN_GET);
+	if (!s)
+		return fail(db, "read provisioning generation");
+	bind_text(s, 1, device_id);
+	int rc = sqlite3_step(s);
+	*generation = 0;
+	*known = rc == SQLITE_ROW;
+	if (rc == SQLITE_ROW)
+		*generation = (uint64_t)sqlite3_column_int64(s, 0);
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(db, "read provisioning generation");
+	sqlite3_reset(s);
+	return rc;
+}
+
 int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now)
 {
 	char detail[128];
-	snprintf(detail, sizeof(detail), "provisioned over USB (serial %s)", p->serial);
+	snprintf(detail, sizeof(detail), "provisioned over USB (serial %s, generation %llu)",
+		 p->serial, (unsigned long long)p->generation);
 	int rc = event_row(db, p->id, now, "provisioned", NULL, NULL, detail, NULL, 0);
 	if (rc)
 		return rc;
-	sqlite3_stmt *s = stmt(db, S_PROVISIONED);
+	sqlite3_stmt *s = stmt(db, S_PROVISION_GEN_PUT);
+	if (s) {
+		bind_text(s, 1, p->id);
+		bind_u64(s, 2, p->generation);
+		bind_text(s, 3, p->serial);
+		bind_u64(s, 4, now);
+	}
+	rc = run(db, s, "record provisioning generation");
+	if (rc)
+		return rc;
+	s = stmt(db, S_PROVISIONED);
 	if (s) {
 		bind_text(s, 1, p->id);
 		bind_text(s, 2, p->board);

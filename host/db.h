@@ -78,14 +78,21 @@ int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t
 int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now);
 /*
  * A device commissioned on the bench (`tern usb provision`): its inventory row with what
- * it reported over USB, so `tern devices` lists it before it first connects, and a
- * "provisioned" event in the audit trail. Strings are borrowed.
+ * it reported over USB, so `tern devices` lists it before it first connects, a
+ * "provisioned" event in the audit trail, and @generation as the last provisioning
+ * generation of the id (kept if higher already). Strings are borrowed.
  */
 struct db_provisioned {
 	const char *id, *serial, *board, *version, *state;
 	int64_t active_slot;
+	uint64_t generation;
 };
 int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now);
+/*
+ * The last provisioning generation the inventory gave @device_id: @known false and 0
+ * when it never provisioned that id.
+ */
+int db_provision_gen_get(struct db *db, const char *device_id, uint64_t *generation, bool *known);
 /* A message that did not decode: kept in the audit trail with the reason. */
 int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, int rc,
 		  const uint8_t *raw, size_t len, uint64_t now);

@@ -32,7 +32,7 @@ int host_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 		rc = TERN_E_NOMEM;
 		goto out_close;
 	}
-	rc = host_pread_full(fd, buf, n, 0);
+	rc = tern_pread_full(fd, buf, n, 0);
 	if (rc) {
 		free(buf);
 		goto out_close;
@@ -56,7 +56,7 @@ int host_write_new_file(const char *path, const void *data, size_t len, mode_t m
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return TERN_E_IO;
-	int rc = host_pwrite_full(fd, data, len, 0);
+	int rc = tern_pwrite_full(fd, data, len, 0);
 	if (!rc && (fchmod(fd, mode) || fsync(fd)))
 		rc = TERN_E_IO;
 	if (close(fd) && !rc)
@@ -66,40 +66,6 @@ int host_write_new_file(const char *path, const void *data, size_t len, mode_t m
 		rc = errno == EEXIST ? TERN_E_EXISTS : TERN_E_IO;
 	unlink(tmp);
 	return rc;
-}
-
-int host_pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return TERN_E_IO;
-		if (n == 0)
-			return TERN_E_TRUNCATED;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-int host_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return TERN_E_IO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 int host_parse_u64(const char *s, uint64_t max, uint64_t *out)

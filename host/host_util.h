@@ -22,9 +22,8 @@ int host_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
  */
 int host_write_new_file(const char *path, const void *data, size_t len, mode_t mode);
 
-/* pread/pwrite that loop until all bytes are moved. pread returns TERN_E_TRUNCATED at EOF. */
-int host_pread_full(int fd, void *buf, size_t len, uint64_t off);
-int host_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Whole reads and writes at an offset: tern_pread_full/tern_pwrite_full (posix/). */
+#include "tern/tern_fdio.h"
 
 /*
  * Parses a size such as "4096", "16K", "16KiB", "1M" (binary multiples). Returns 0 or

@@ -67,6 +67,17 @@ static void usage(FILE *f)
 			commands[i].name ? commands[i].name : "", commands[i].summary);
 }
 
+/* The commands of one group (`tern usb --help`). */
+static void group_usage(FILE *f, const char *group)
+{
+	fprintf(f, "usage: tern %s COMMAND [ARGS]   (tern %s COMMAND --help for details)\n\n",
+		group, group);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].group, group))
+			fprintf(f, "  tern %s %-9s %s\n", group, commands[i].name,
+				commands[i].summary);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -89,10 +100,21 @@ int main(int argc, char **argv)
 		if (argc >= 3 && !strcmp(argv[2], commands[i].name))
 			return commands[i].run(argc - 2, argv + 2);
 	}
-	if (group_known)
-		fprintf(stderr, "tern %s: unknown or missing command (see 'tern --help')\n",
-			argv[1]);
-	else
+	if (group_known && argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+		group_usage(stdout, argv[1]);
+		return 0;
+	}
+	if (group_known) {
+		fprintf(stderr, "tern %s: unknown or missing command; one of:", argv[1]);
+		const char *sep = " ";
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+			if (strcmp(argv[1], commands[i].group))
+				continue;
+			fprintf(stderr, "%s%s", sep, commands[i].name);
+			sep = ", ";
+		}
+		fprintf(stderr, " (see 'tern %s --help')\n", argv[1]);
+	} else
 		fprintf(stderr, "tern: unknown command '%s' (see 'tern --help')\n", argv[1]);
 	return 2;
 }

@@ -9,7 +9,7 @@ HOST_LIBS := -lpaho-mqtt3as $(shell pkg-config --libs sqlite3 libusb-1.0 2>/dev/
 $(BUILD)/obj/host/%.o: ALL_CFLAGS += $(USB_CFLAGS)
 TERN_BIN := $(BUILD)/tern
 
-$(TERN_BIN): $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_SIGN_LIB) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) $(HOST_LIBS) -lpthread
+$(TERN_BIN): $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(POSIX_LIB) $(PROTO_SIGN_LIB) $(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) $(filter %.o,$^) -o $@ $(POSIX_LIB) $(PROTO_SIGN_LIB) $(PROTO_LIB) $(PROTO_LIBS) $(HOST_LIBS) -lpthread
 
 all: $(TERN_BIN)

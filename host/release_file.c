@@ -26,7 +26,7 @@ int release_file_open(struct release_file *rf, const char *path, const struct te
 	}
 	rf->file_size = (uint64_t)st.st_size;
 	size_t n = rf->file_size < sizeof(rf->buf) ? (size_t)rf->file_size : sizeof(rf->buf);
-	if ((rc = host_pread_full(rf->fd, rf->buf, n, 0)))
+	if ((rc = tern_pread_full(rf->fd, rf->buf, n, 0)))
 		goto out_close;
 	if (kr)
 		rc = tern_release_open(&rf->head, rf->buf, n, kr);
@@ -59,7 +59,7 @@ static int expect_bstr(struct release_file *rf, uint64_t *off, uint64_t expect)
 		return TERN_E_TRUNCATED;
 	uint64_t left = rf->file_size - *off;
 	size_t n = left < sizeof(head) ? (size_t)left : sizeof(head);
-	int rc = host_pread_full(rf->fd, head, n, *off);
+	int rc = tern_pread_full(rf->fd, head, n, *off);
 	if (!rc)
 		rc = tern_release_expect_bstr(head, n, expect, &head_len);
 	if (!rc)
@@ -101,7 +101,7 @@ static int check_index(struct release_file *rf, const struct comp_layout *l,
 	for (uint64_t done = 0; done < l->index_len;) {
 		size_t n =
 		    l->index_len - done < sizeof(buf) ? (size_t)(l->index_len - done) : sizeof(buf);
-		int rc = host_pread_full(rf->fd, buf, n, l->index_off + done);
+		int rc = tern_pread_full(rf->fd, buf, n, l->index_off + done);
 		if (rc)
 			return rc;
 		tern_sha256_update(&h, buf, n);

@@ -204,6 +204,50 @@ void usb_found_free(struct usb_found *f, size_t n)
 	}
 }
 
+#define WAIT_BACK_POLL_MS 100 /* between two looks for a rebooting device */
+#define WAIT_BACK_MAX	  16  /* devices of the tern VID/PID looked at per scan */
+
+int usb_wait_back(const struct usb_match *m, uint8_t old_bus, uint8_t old_addr, uint64_t wait_ms,
+		  struct libusb_context **ctx, struct usb_found *f)
+{
+	struct usb_match any = *m;
+	uint64_t until = now_ms() + wait_ms;
+	bool seen_gone = false;
+	any.serial = NULL;
+	for (;;) {
+		struct libusb_context *c;
+		struct usb_found got[WAIT_BACK_MAX];
+		size_t n = 0;
+		if (libusb_init(&c))
+			return TERN_E_USB;
+		if (usb_scan(c, &any, got, WAIT_BACK_MAX, &n) == 0) {
+			const struct usb_found *back = NULL;
+			bool at_old = false;
+			for (size_t i = 0; i < n; i++) {
+				bool old = got[i].bus == old_bus && got[i].address == old_addr;
+				at_old = at_old || old;
+				if (!back && !got[i].open_rc && !strcmp(got[i].serial, m->serial) &&
+				    (!old || seen_gone))
+					back = &got[i];
+			}
+			seen_gone = seen_gone || !at_old;
+			if (back) {
+				*f = *back;
+				f->dev = libusb_ref_device(back->dev);
+				usb_found_free(got, n);
+				*ctx = c;
+				return 0;
+			}
+			usb_found_free(got, n);
+		}
+		libusb_exit(c);
+		if (now_ms() >= until)
+			return TERN_E_TIMEOUT;
+		struct timespec nap = {0, WAIT_BACK_POLL_MS * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+}
+
 /* ---- The transfer engine. */
 
 /* The link fails: every request still waiting gets @rc. */

@@ -57,6 +57,19 @@ int usb_scan(struct libusb_context *ctx, const struct usb_match *m, struct usb_f
 
 void usb_found_free(struct usb_found *f, size_t n);
 
+/*
+ * Waits up to @wait_ms milliseconds for the device with serial @m->serial to come back after it
+ * left the bus (a reboot): it is back once no device was seen at its old bus and address
+ * (@old_bus, @old_addr) and it answers again, or once it answers at another address.
+ * Every look is a fresh libusb context scanning sysfs: without udevd libusb gets no
+ * hotplug events, and a context kept open would list the device where it was forever.
+ * On 0, *@ctx is the context @f was found in: the caller frees @f with usb_found_free(),
+ * then calls libusb_exit(*@ctx). Returns 0, TERN_E_TIMEOUT or TERN_E_USB (libusb cannot
+ * start).
+ */
+int usb_wait_back(const struct usb_match *m, uint8_t old_bus, uint8_t old_addr, uint64_t wait_ms,
+		  struct libusb_context **ctx, struct usb_found *f);
+
 /* Reads the VID and PID from --vid/--pid values or TERN_USB_VID/TERN_USB_PID (hex). */
 int usb_match_init(struct usb_match *m, const char *vid, const char *pid, const char *serial);
 

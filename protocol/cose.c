@@ -1,6 +1,8 @@
 /* COSE_Sign1 parse and ES256 verify (RFC 9052), keys and keyrings. */
 #include "tern/tern_cose.h"
 
+#include "es256_priv.h"
+
 #include "tern/tern_cbor.h"
 #include "tern/tern_err.h"
 #include "tern/tern_sha256.h"
@@ -297,35 +299,13 @@ void tern_cose_sign1_digest(const struct tern_sign1 *s, const uint8_t *aad, size
 int tern_cose_sign1_verify(const struct tern_sign1 *s, const struct tern_pubkey *pk,
 			   const uint8_t *aad, size_t aad_len)
 {
-	int rc = TERN_E_CRYPTO;
 	uint8_t digest[TERN_SHA256_LEN];
-	mbedtls_ecp_group grp;
-	mbedtls_ecp_point q;
-	mbedtls_mpi r, sv;
-
 	if (s->alg != TERN_COSE_ALG_ES256)
 		return TERN_E_UNSUPPORTED_ALG;
 	if (s->sig_len != TERN_ES256_SIG_LEN)
 		return TERN_E_BAD_SIGNATURE;
 	tern_cose_sign1_digest(s, aad, aad_len, digest);
-
-	mbedtls_ecp_group_init(&grp);
-	mbedtls_ecp_point_init(&q);
-	mbedtls_mpi_init(&r);
-	mbedtls_mpi_init(&sv);
-	if (mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) ||
-	    mbedtls_ecp_point_read_binary(&grp, &q, pk->point, TERN_P256_POINT_LEN) ||
-	    mbedtls_mpi_read_binary(&r, s->sig, 32) ||
-	    mbedtls_mpi_read_binary(&sv, s->sig + 32, 32))
-		goto out;
-	rc = mbedtls_ecdsa_verify(&grp, digest, sizeof(digest), &q, &r, &sv) ? TERN_E_BAD_SIGNATURE
-									     : 0;
-out:
-	mbedtls_mpi_free(&sv);
-	mbedtls_mpi_free(&r);
-	mbedtls_ecp_point_free(&q);
-	mbedtls_ecp_group_free(&grp);
-	return rc;
+	return tern_es256_verify(pk->point, digest, s->sig);
 }
 
 int tern_cose_sign1_open(struct tern_sign1 *s, const uint8_t *buf, size_t len,

@@ -4,7 +4,10 @@
  * subscribe to FILTER at QoS 1 and count messages until they have COUNT. Prints the
  * time from the first SUBSCRIBE until every subscriber has all of them.
  *
- *   fanout tcp://127.0.0.1:PORT N FILTER COUNT [CONNECTS_PER_SECOND]
+ *   fanout tcp://127.0.0.1:PORT N FILTER COUNT [CONNECTS_PER_SECOND [START_AT]]
+ *
+ * Several of them (each N/P subscribers, one START_AT) make the baseline for a fleet
+ * split over P processes.
  */
 #include <MQTTAsync.h>
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 struct sub {
 	MQTTAsync client;
@@ -29,6 +33,13 @@ static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -66,12 +77,17 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: fanout URI N FILTER COUNT [CONNECTS_PER_SECOND]\n");
+		fprintf(
+		    stderr,
+		    "usage: fanout URI N FILTER COUNT [CONNECTS_PER_SECOND [START_AT]]\n"
+		    "START_AT: wall-clock time (seconds since 1970) at which to subscribe, so\n"
+		    "that several fanout processes start together; the time is counted from it\n");
 		return 2;
 	}
 	const char *uri = argv[1], *filter = argv[3];
 	long n = strtol(argv[2], NULL, 10), want = strtol(argv[4], NULL, 10);
 	long rate = argc > 5 ? strtol(argv[5], NULL, 10) : 250;
+	double start_at = argc > 6 ? strtod(argv[6], NULL) : 0;
 	if (n <= 0 || want <= 0 || rate <= 0)
 		return 2;
 	struct sub *subs = calloc((size_t)n, sizeof(*subs));
@@ -79,8 +95,8 @@ int main(int argc, char **argv)
 	if (!subs)
 		return 1;
 	for (long i = 0; i < n; i++) {
-		char id[32];
-		snprintf(id, sizeof(id), "fanout-%05ld", i);
+		char id[64];
+		snprintf(id, sizeof(id), "fanout-%ld-%05ld", (long)getpid(), i);
 		subs[i].want = want;
 		subs[i].n_done = &n_done;
 		if (MQTTAsync_create(&subs[i].client, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
@@ -108,6 +124,8 @@ int main(int argc, char **argv)
 	}
 	struct rusage ru0, ru1;
 	getrusage(RUSAGE_SELF, &ru0);
+	while (start_at > 0 && wall_s() < start_at)
+		nap_ms(1);
 	double t0 = now_s();
 	for (long i = 0; i < n; i++)
 		MQTTAsync_subscribe(subs[i].client, filter, 1, NULL);

@@ -1,5 +1,6 @@
 # The agent's transports that boards share: MQTT over paho (tern_mqttdev.h). A board
-# links $(TRANSPORT_LIB) and $(TRANSPORT_LIBS) and provides the agent and its hooks.
+# links $(TRANSPORT_LIB), $(POSIX_LIB) and $(TRANSPORT_LIBS) and provides the agent and its
+# hooks.
 ALL_CFLAGS += -Itransport/include
 TRANSPORT_SRC := transport/mqttdev.c
 TRANSPORT_LIB := $(BUILD)/libterntransport.a

@@ -2,6 +2,7 @@
 #include "tern/tern_mqttdev.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_kvtext.h"
 #include "tern/tern_msg.h"
 #include "tern/tern_release.h"
 #include "tern/tern_topic.h"
@@ -59,16 +60,18 @@ struct tern_mqttdev {
 	/* Fetching. */
 	enum phase ph;
 	char sub[TERN_TOPIC_MAX]; /* the fetch subscription (window filter or topic) */
+	bool sub_on;		  /* sub is subscribed (a window may be fetched by exact topics) */
 	char rel[TERN_RELEASE_ID_MAX + 1];
 	char comp_name[TERN_AGENT_MAX_COMPONENTS][TERN_NAME_MAX + 1];
 	unsigned n_comp;
 	uint32_t chunk_size;
 	unsigned cur_comp;
 	uint64_t cur_window;
-	uint64_t deadline; /* no progress by then: subscribe again */
-	unsigned attempts; /* bad fetches of the current item */
-	uint64_t retry_at; /* 0: none; then fetch the bad chunks (or the index) again */
-	uint64_t bad_mask; /* bad chunks of the current window, bit = chunk % window */
+	uint64_t deadline;   /* no progress by then: subscribe again */
+	unsigned attempts;   /* bad fetches of the current item */
+	uint64_t retry_at;   /* 0: none; then fetch the bad chunks (or the index) again */
+	uint64_t bad_mask;   /* bad chunks of the current window, bit = chunk % window */
+	uint64_t exact_mask; /* chunks of the current window subscribed by their own topic */
 	uint64_t next_chunk_at;
 	uint64_t since_progress;  /* chunks verified since the last progress report */
 	enum tern_state reported; /* state last reported */
@@ -204,6 +207,34 @@ static void unsubscribe(struct tern_mqttdev *d, const char *filter)
 		MQTTAsync_unsubscribe(d->client, filter, NULL);
 }
 
+/* Subscribes to (or unsubscribes from) the chunks of the current window in @mask, in one
+ * packet: resuming asks only for what is missing. */
+static void chunk_topics(struct tern_mqttdev *d, uint64_t mask, bool on)
+{
+	char topics[TERN_WINDOW_CHUNKS][TERN_TOPIC_MAX];
+	char *ptrs[TERN_WINDOW_CHUNKS];
+	int qos[TERN_WINDOW_CHUNKS];
+	int n = 0;
+	if (!d->connected || !mask)
+		return;
+	for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
+		if ((mask >> i & 1u) &&
+		    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[d->cur_comp],
+				     d->cur_window * TERN_WINDOW_CHUNKS + i, topics[n],
+				     TERN_TOPIC_MAX)) {
+			ptrs[n] = topics[n];
+			qos[n] = 1;
+			n++;
+		}
+	}
+	if (!n)
+		return;
+	if (on)
+		MQTTAsync_subscribeMany(d->client, n, ptrs, qos, NULL);
+	else
+		MQTTAsync_unsubscribeMany(d->client, n, ptrs, NULL);
+}
+
 static bool topic_is(const struct item *it, const char *topic)
 {
 	return strlen(topic) == it->topic_len && !memcmp(it->topic, topic, it->topic_len);
@@ -230,30 +261,10 @@ static int hexval(char c)
 	return -1;
 }
 
-/* The value of @key in @text (lines key=value) into @out; false when absent. */
-static bool rec_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
 static uint64_t rec_u64(const char *text, const char *key)
 {
 	char v[32];
-	if (!rec_get(text, key, v, sizeof(v)))
+	if (!tern_kv_get(text, key, v, sizeof(v)))
 		return 0;
 	char *end;
 	unsigned long long x = strtoull(v, &end, 10);
@@ -291,20 +302,20 @@ static int record_load(struct tern_mqttdev *d)
 	 * (errors and refusals in between): starting a stride above what was stored never
 	 * repeats a number. */
 	d->evseq = rec_u64(text, "events") + EVENT_SEQ_STRIDE;
-	if (!rec_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
+	if (!tern_kv_get(text, "slot0", d->slot_rel[0], sizeof(d->slot_rel[0])))
 		d->slot_rel[0][0] = '\0';
-	if (!rec_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
+	if (!tern_kv_get(text, "slot1", d->slot_rel[1], sizeof(d->slot_rel[1])))
 		d->slot_rel[1][0] = '\0';
 	char rep[8];
 	d->restored_valid = false;
-	if (rec_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
+	if (tern_kv_get(text, "reported", rep, sizeof(rep)) && rep[0] >= '0' &&
 	    rep[0] <= '0' + TERN_ST_FAILED && !rep[1]) {
 		d->restored = (enum tern_state)(rep[0] - '0');
 		d->restored_valid = true;
 	}
 	d->have_desired = false;
 	d->desired_len = 0;
-	if (rec_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
+	if (tern_kv_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
 		size_t n = strlen(hx) / 2;
 		for (size_t i = 0; i < n; i++) {
 			int hi = hexval(hx[2 * i]), lo = hexval(hx[2 * i + 1]);
@@ -396,40 +407,55 @@ static void event(struct tern_mqttdev *d, enum tern_event_kind kind, enum tern_s
 		d->dirty = true;
 }
 
-/* Reports a change of the agent's state (event + retained state). */
-static void sync_state(struct tern_mqttdev *d, const char *detail)
+/* Reports a change of the agent's state (event about @release + retained state). */
+static void sync_state_about(struct tern_mqttdev *d, const char *release, const char *detail)
 {
 	enum tern_state now = d->b.agent->state;
 	if (d->reported_valid && now == d->reported)
 		return;
 	if (d->reported_valid)
-		event(d, TERN_EV_TRANSITION, d->reported, now, d->b.agent->reason,
-		      d->have_desired ? d->d.release_id : NULL, d->gen, detail);
+		event(d, TERN_EV_TRANSITION, d->reported, now, d->b.agent->reason, release, d->gen,
+		      detail);
 	d->reported = now;
 	d->reported_valid = true;
 	d->dirty = true; /* the state reported is in the record: a transition is told once */
 	publish_state(d);
 }
 
+/* The same about the desired state's release. */
+static void sync_state(struct tern_mqttdev *d, const char *detail)
+{
+	sync_state_about(d, d->have_desired ? d->d.release_id : NULL, detail);
+}
+
+/* The release a reboot's outcome is about: the trial slot's (confirmed: the slot that
+ * runs; rolled back: the other one), which another transport may have written, else
+ * the desired state's. */
+static const char *trial_release(const struct tern_mqttdev *d)
+{
+	struct tern_status s;
+	tern_agent_status(d->b.agent, &s);
+	unsigned slot = s.running[TERN_PAIR_FW] & 1u;
+	if (d->b.agent->state == TERN_ST_ROLLED_BACK)
+		slot = 1u - slot;
+	if (d->slot_rel[slot][0])
+		return d->slot_rel[slot];
+	return d->have_desired ? d->d.release_id : NULL;
+}
+
 /* ---- fetching */
 
 static void fetch_stop(struct tern_mqttdev *d)
 {
-	unsigned comp = d->cur_comp;
-	unsubscribe(d, d->sub);
-	if (d->ph == PH_WINDOW && d->bad_mask) {
-		/* exact retry subscriptions of bad chunks */
-		for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
-			char t[TERN_TOPIC_MAX];
-			if ((d->bad_mask >> i & 1u) &&
-			    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[comp],
-					     d->cur_window * TERN_WINDOW_CHUNKS + i, t, sizeof(t)))
-				unsubscribe(d, t);
-		}
-	}
+	if (d->sub_on)
+		unsubscribe(d, d->sub);
+	if (d->ph == PH_WINDOW)
+		chunk_topics(d, d->exact_mask | d->bad_mask, false);
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->ph = PH_IDLE;
 	d->bad_mask = 0;
+	d->exact_mask = 0;
 	d->retry_at = 0;
 	d->attempts = 0;
 }
@@ -469,6 +495,44 @@ static void fetch_manifest(struct tern_mqttdev *d, const char *release)
 	d->ph = PH_MANIFEST;
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	subscribe(d, d->sub);
+	d->sub_on = true;
+}
+
+/*
+ * (Re)subscribes to what the current window still lacks: the window's filter when none of
+ * its chunks is verified yet, else each missing chunk by its own topic (one SUBSCRIBE), so
+ * chunks verified before a reconnect, a reboot or a timeout are not sent again. Bad chunks
+ * waiting for their backoff are left out (fetch_retry() asks for them). False when the
+ * device lost power reading its markers.
+ */
+static bool window_subscribe(struct tern_mqttdev *d)
+{
+	struct tern_agent *ag = d->b.agent;
+	uint64_t first = d->cur_window * TERN_WINDOW_CHUNKS;
+	uint64_t n_chunks = ag->job.comp[d->cur_comp].n_chunks;
+	uint64_t all = 0, missing = 0;
+	for (unsigned i = 0; i < TERN_WINDOW_CHUNKS && first + i < n_chunks; i++) {
+		bool verified = false;
+		int rc = tern_agent_chunk_verified(ag, d->cur_comp, first + i, &verified);
+		if (lost_power(d, rc))
+			return false;
+		all |= 1ull << i;
+		if (!verified)
+			missing |= 1ull << i; /* a marker that cannot be read: asked for again */
+	}
+	if (missing == all) {
+		subscribe(d, d->sub);
+		d->sub_on = true;
+		return true;
+	}
+	if (d->sub_on)
+		unsubscribe(d, d->sub);
+	d->sub_on = false;
+	if (d->retry_at)
+		missing &= ~d->bad_mask;
+	chunk_topics(d, missing, true);
+	d->exact_mask |= missing;
+	return true;
 }
 
 static void reconcile(struct tern_mqttdev *d);
@@ -506,6 +570,7 @@ static void fetch_next(struct tern_mqttdev *d)
 				      sizeof(d->sub)))
 			return;
 		d->ph = PH_INDEX;
+		d->sub_on = true;
 	} else {
 		uint64_t w = off / d->chunk_size / TERN_WINDOW_CHUNKS;
 		if (d->ph == PH_WINDOW && d->cur_comp == comp && d->cur_window == w)
@@ -517,6 +582,9 @@ static void fetch_next(struct tern_mqttdev *d)
 					      sizeof(d->sub)))
 			return;
 		d->ph = PH_WINDOW;
+		d->deadline = d->now + d->cfg.fetch_timeout_ms;
+		window_subscribe(d);
+		return;
 	}
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	subscribe(d, d->sub);
@@ -565,19 +633,29 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 	if (rc == 0 && (strcmp(rh->manifest.release_id, d->rel) ||
 			rh->manifest.n_components > TERN_AGENT_MAX_COMPONENTS))
 		rc = TERN_E_MALFORMED; /* another release under this topic */
+	if (rc == 0 && d->b.busy && d->b.busy(d->b.ctx)) {
+		/* Another transport took the agent meanwhile: fetch again once it is free. */
+		free(rh);
+		fetch_stop(d);
+		return;
+	}
+	/* A revert may go back to an older release (a resumed one is known by its journal). */
+	bool revert = d->have_desired && d->d.action == TERN_ACTION_REVERT &&
+		      !strcmp(d->d.release_id, d->rel);
 	if (rc == 0)
-		rc = tern_agent_offer(ag, p, len);
+		rc = revert ? tern_agent_offer_revert(ag, p, len) : tern_agent_offer(ag, p, len);
 	if (lost_power(d, rc)) {
 		free(rh);
 		return;
 	}
 	unsubscribe(d, d->sub);
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->ph = PH_IDLE;
 	if (rc) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, rc, d->rel, d->gen,
-		      "release refused");
+		      revert ? "revert refused" : "release refused");
 		free(rh);
 		settle(d);
 		publish_state(d);
@@ -589,11 +667,15 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		snprintf(d->comp_name[i], sizeof(d->comp_name[i]), "%s",
 			 rh->manifest.components[i].name);
 	free(rh);
-	if (ag->state == TERN_ST_DOWNLOADING) {
-		if (before == TERN_ST_DOWNLOADING) {
-			d->st.resumes++;
+	/* Accepted: a download (new or resumed), or staged at once from the inactive slots. */
+	if (ag->state == TERN_ST_DOWNLOADING || ag->state == TERN_ST_STAGED) {
+		if (before == ag->state) {
+			d->st.resumes += ag->state == TERN_ST_DOWNLOADING;
 		} else {
-			d->st.fresh_offers++;
+			if (ag->state == TERN_ST_STAGED)
+				d->st.kept++;
+			else
+				d->st.fresh_offers++;
 			d->attempted = d->gen;
 			for (unsigned i = 0; i < ag->job.n_comp; i++)
 				if (ag->job.comp[i].pair == TERN_PAIR_FW)
@@ -645,6 +727,14 @@ static void on_chunk(struct tern_mqttdev *d, const struct item *it)
 	    n / TERN_WINDOW_CHUNKS != d->cur_window)
 		return; /* late, from a window we left */
 	d->st.chunks_fetched++;
+	bool verified = false;
+	int vrc = tern_agent_chunk_verified(ag, d->cur_comp, n, &verified);
+	if (lost_power(d, vrc))
+		return;
+	if (verified) {
+		d->st.chunks_again++; /* had it already: nothing to write */
+		return;
+	}
 	uint64_t before = ag->job.comp[d->cur_comp].n_verified;
 	int rc = tern_agent_feed(ag, d->cur_comp, n * d->chunk_size, it->payload, len);
 	if (lost_power(d, rc))
@@ -690,16 +780,13 @@ static void fetch_retry(struct tern_mqttdev *d)
 	d->retry_at = 0;
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
 	if (d->ph == PH_WINDOW && d->bad_mask) {
-		for (unsigned i = 0; i < TERN_WINDOW_CHUNKS; i++) {
-			char t[TERN_TOPIC_MAX];
-			if ((d->bad_mask >> i & 1u) &&
-			    tern_topic_chunk(d->cfg.prefix, d->rel, d->comp_name[d->cur_comp],
-					     d->cur_window * TERN_WINDOW_CHUNKS + i, t, sizeof(t)))
-				subscribe(d, t); /* that chunk alone, retained */
-		}
+		chunk_topics(d, d->bad_mask, true); /* those chunks alone, retained */
 		return;
 	}
-	subscribe(d, d->sub); /* subscribing again sends the retained messages again */
+	if (d->ph == PH_WINDOW)
+		window_subscribe(d); /* what is still missing, retained, again */
+	else
+		subscribe(d, d->sub); /* subscribing again sends the retained message again */
 }
 
 static const char *reboot_outcome(enum tern_state after)
@@ -730,6 +817,8 @@ static void reconcile(struct tern_mqttdev *d)
 	struct tern_agent *ag = d->b.agent;
 	if (!d->have_desired || d->halted)
 		return;
+	if (d->b.busy && d->b.busy(d->b.ctx))
+		return; /* another transport installs: tern_mqttdev_agent_changed() resumes */
 	const struct tern_desired *w = &d->d;
 	struct tern_status s;
 	tern_agent_status(ag, &s);
@@ -780,11 +869,10 @@ static void reconcile(struct tern_mqttdev *d)
 		settle(d); /* runs it already */
 		return;
 	}
-	if (w->action == TERN_ACTION_ACTIVATE || w->action == TERN_ACTION_REVERT) {
+	if (w->action == TERN_ACTION_ACTIVATE) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, TERN_E_STATE, w->release_id, d->gen,
-		      w->action == TERN_ACTION_REVERT ? "revert is not supported by this agent"
-						      : "nothing staged to activate");
+		      "nothing staged to activate");
 		settle(d);
 		return;
 	}
@@ -860,17 +948,21 @@ static void on_up(struct tern_mqttdev *d)
 	d->connecting = false;
 	d->st.connects++;
 	publish(d, d->t_online, TERN_ONLINE_PAYLOAD, strlen(TERN_ONLINE_PAYLOAD), true);
-	if (d->reported_valid && d->reported != d->b.agent->state)
-		sync_state(d, reboot_outcome(d->b.agent->state)); /* what the reboot did */
+	if (d->reported_valid && d->reported != d->b.agent->state) /* what the reboot did */
+		sync_state_about(d, trial_release(d), reboot_outcome(d->b.agent->state));
 	else
 		publish_state(d);
 	subscribe(d, d->t_desired);
 	if (d->ph != PH_IDLE) {
 		/* The broker may have lost our session: the fetch subscription again. */
 		d->deadline = d->now + d->cfg.fetch_timeout_ms;
-		subscribe(d, d->sub);
-		if (d->bad_mask && !d->retry_at)
-			d->retry_at = d->now;
+		if (d->ph == PH_WINDOW) {
+			d->exact_mask = 0; /* a clean session: the broker kept none */
+			if (!window_subscribe(d))
+				return;
+		} else {
+			subscribe(d, d->sub);
+		}
 	}
 	reconcile(d);
 }
@@ -886,7 +978,7 @@ static int do_connect(struct tern_mqttdev *d)
 	MQTTAsync_connectOptions cn = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
 	MQTTAsync_willOptions wo = MQTTAsync_willOptions_initializer;
-	cn.keepAliveInterval = 20;
+	cn.keepAliveInterval = d->cfg.keepalive_s ? (int)d->cfg.keepalive_s : 20;
 	cn.cleansession = 1;
 	cn.automaticReconnect = 1;
 	cn.minRetryInterval = 1;
@@ -946,9 +1038,9 @@ static int client_new(struct tern_mqttdev *d)
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
 	co.sendWhileDisconnected = 1;
 	co.maxBufferedMessages = 64;
-	if (MQTTAsync_createWithOptions(&d->client, d->cfg.uri, d->cfg.device_id,
-					MQTTCLIENT_PERSISTENCE_NONE, NULL,
-					&co) != MQTTASYNC_SUCCESS) {
+	if (MQTTAsync_createWithOptions(
+		&d->client, d->cfg.uri, d->cfg.client_id ? d->cfg.client_id : d->cfg.device_id,
+		MQTTCLIENT_PERSISTENCE_NONE, NULL, &co) != MQTTASYNC_SUCCESS) {
 		d->client = NULL;
 		return TERN_E_BROKER;
 	}
@@ -1014,6 +1106,8 @@ int tern_mqttdev_start(struct tern_mqttdev *d)
 	d->reported_valid = false;
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
+	d->sub_on = false;
+	d->exact_mask = 0;
 	/* A board whose reboot ends the process (boards/linux) starts again in a new one:
 	 * the state reported before it comes from the record, so the first report after
 	 * connecting carries the reboot's outcome as a transition (staged -> confirmed). */
@@ -1074,7 +1168,9 @@ void tern_mqttdev_stop(struct tern_mqttdev *d)
 	drain(d);
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
+	d->sub_on = false;
 	d->bad_mask = 0;
+	d->exact_mask = 0;
 	d->retry_at = 0;
 	d->reconnect_at = 0;
 	d->halted = true;
@@ -1173,6 +1269,32 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 		}
 	}
 	*next_ms = next > now_ms ? next : now_ms + 1;
+}
+
+void tern_mqttdev_agent_changed(struct tern_mqttdev *d, uint64_t now_ms, const char *detail)
+{
+	struct tern_agent *ag = d->b.agent;
+	d->now = now_ms;
+	if (d->halted)
+		return;
+	bool installing = ag->state == TERN_ST_DOWNLOADING || ag->state == TERN_ST_VERIFYING ||
+			  ag->state == TERN_ST_STAGED;
+	if (installing && d->ph == PH_IDLE && ag->job.release_id[0]) {
+		/* Not our download: the slot it writes holds that release now. */
+		for (unsigned i = 0; i < ag->job.n_comp; i++)
+			if (ag->job.comp[i].pair == TERN_PAIR_FW &&
+			    strcmp(d->slot_rel[ag->job.comp[i].slot & 1u], ag->job.release_id)) {
+				snprintf(d->slot_rel[ag->job.comp[i].slot & 1u],
+					 sizeof(d->slot_rel[0]), "%s", ag->job.release_id);
+				d->dirty = true;
+			}
+	}
+	if (d->reported_valid && d->reported != ag->state)
+		sync_state_about(d, ag->job.release_id[0] ? ag->job.release_id : NULL, detail);
+	else
+		publish_state(d); /* progress */
+	d->reported_valid = true;
+	reconcile(d);
 }
 
 void tern_mqttdev_stats(struct tern_mqttdev *d, struct tern_mqttdev_stats *st)

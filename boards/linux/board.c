@@ -160,7 +160,7 @@ static int commit(struct tern_linux *lx)
 	}
 	for (unsigned i = 0; i < lx->n_pending; i++) {
 		const struct tern_linux_pending *p = &lx->pending[i];
-		if (tern_linux_pwrite_all(lx->fd[TERN_AREA_JOURNAL], p->data, p->len, p->off))
+		if (tern_pwrite_full(lx->fd[TERN_AREA_JOURNAL], p->data, p->len, p->off))
 			return TERN_E_FLASH;
 	}
 	lx->n_pending = 0;
@@ -180,7 +180,7 @@ static int op_read(void *ctx, enum tern_area a, uint64_t off, void *buf, size_t 
 	struct tern_linux *lx = ctx;
 	if (lx->fd[a] < 0 || off > lx->info[a].size || len > lx->info[a].size - off)
 		return TERN_E_FLASH;
-	int rc = tern_linux_pread_all(lx->fd[a], buf, len, off);
+	int rc = tern_pread_full(lx->fd[a], buf, len, off);
 	if (rc)
 		return TERN_E_FLASH;
 	if (a != TERN_AREA_JOURNAL)
@@ -252,7 +252,7 @@ static int op_write(void *ctx, enum tern_area a, uint64_t off, const void *buf, 
 	} else if ((rc = commit(lx))) {
 		return rc;
 	}
-	return tern_linux_pwrite_all(lx->fd[a], buf, len, off) ? TERN_E_FLASH : 0;
+	return tern_pwrite_full(lx->fd[a], buf, len, off) ? TERN_E_FLASH : 0;
 }
 
 /* Slots need no erase (a chunk is written whole and then checked against its digest);
@@ -271,7 +271,7 @@ static int op_erase(void *ctx, enum tern_area a, uint64_t off, uint64_t len)
 	memset(ff, 0xff, ERASE_BUF);
 	while (len && rc == 0) {
 		size_t n = len < ERASE_BUF ? (size_t)len : ERASE_BUF;
-		rc = tern_linux_pwrite_all(lx->fd[a], ff, n, off) ? TERN_E_FLASH : 0;
+		rc = tern_pwrite_full(lx->fd[a], ff, n, off) ? TERN_E_FLASH : 0;
 		off += n;
 		len -= n;
 	}
@@ -406,7 +406,9 @@ static int load_keyring(struct tern_linux *lx, char *err, size_t err_size)
 				      TERN_KEYRING_MAX);
 	}
 	closedir(d);
-	if (rc == 0 && lx->keyring.n_keys == 0)
+	/* A blank device (no id) may wait for its keys: `tern usb provision` brings them,
+	 * and until then every release is refused (unknown key). */
+	if (rc == 0 && lx->keyring.n_keys == 0 && lx->cfg.device_id[0])
 		rc = err_line(err, err_size, TERN_E_KEY, "%s: no public key (*.pub) in the keyring",
 			      lx->cfg.keyring_dir);
 	return rc;
@@ -940,7 +942,7 @@ int tern_linux_end_trial(struct tern_linux *lx, bool healthy)
 	return tern_linux_sync_bootloader(lx);
 }
 
-int tern_linux_install_file(struct tern_linux *lx, const char *path)
+int tern_linux_install_file(struct tern_linux *lx, const char *path, bool revert)
 {
 	struct release_file rf = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
 	if (rf.fd < 0)
@@ -960,7 +962,8 @@ int tern_linux_install_file(struct tern_linux *lx, const char *path)
 	if (rc == 0)
 		rc = tern_linux_check_targets(lx);
 	if (rc == 0)
-		rc = tern_agent_offer(&lx->agent, p, rh.head_len);
+		rc = revert ? tern_agent_offer_revert(&lx->agent, p, rh.head_len)
+			    : tern_agent_offer(&lx->agent, p, rh.head_len);
 	if (rc || lx->agent.state == TERN_ST_STAGED)
 		goto out; /* refused (nothing written), or staged already */
 	uint64_t pos = rh.head_len;

@@ -111,7 +111,7 @@ static int read_at(const char *path, uint64_t off, void *buf, size_t len)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? TERN_E_NOT_FOUND : TERN_E_IO;
-	int rc = tern_linux_pread_all(fd, buf, len, off);
+	int rc = tern_pread_full(fd, buf, len, off);
 	close(fd);
 	return rc;
 }
@@ -330,8 +330,7 @@ int tern_uboot_env_store(const struct tern_uboot_loc *loc, const struct tern_env
 		rc = TERN_E_IO;
 		goto out;
 	}
-	if ((rc = tern_linux_pwrite_all(fd, img, size, loc->off[target])) == 0 &&
-	    fdatasync(fd) != 0)
+	if ((rc = tern_pwrite_full(fd, img, size, loc->off[target])) == 0 && fdatasync(fd) != 0)
 		rc = TERN_E_IO;
 	if (close(fd) != 0 && rc == 0)
 		rc = TERN_E_IO;

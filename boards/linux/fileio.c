@@ -9,40 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int tern_linux_pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return TERN_E_IO;
-		if (n == 0)
-			return TERN_E_TRUNCATED;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-int tern_linux_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return TERN_E_IO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int tern_linux_path_resolve(char *out, size_t size, const char *base_file, const char *name)
 {
 	int n;
@@ -63,7 +29,7 @@ int tern_linux_replace_file(const char *path, const void *data, size_t len)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return TERN_E_IO;
-	int rc = tern_linux_pwrite_all(fd, data, len, 0);
+	int rc = tern_pwrite_full(fd, data, len, 0);
 	if (rc == 0 && fsync(fd) != 0)
 		rc = TERN_E_IO;
 	if (close(fd) != 0 && rc == 0)

@@ -26,7 +26,7 @@ static const char usage_text[] =
     "roll back;\n"
     "                                          then serve MQTT ([mqtt] url) until SIGTERM,\n"
     "                                          or USB ([usb] enabled) until SIGTERM or a reboot\n"
-    "  ternd [--config FILE] install RELEASE [--no-activate]\n"
+    "  ternd [--config FILE] install RELEASE [--no-activate] [--revert]\n"
     "  ternd [--config FILE] activate          arm the staged release for the next boot\n"
     "  ternd [--config FILE] status [--json]\n"
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
@@ -146,77 +146,12 @@ static bool load_health(const struct tern_linux *lx, struct tern_health_result *
 
 /* --- status --- */
 
-static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
-
-static void json_slot(const struct tern_slot_meta *m)
-{
-	char dg[2 * TERN_SHA256_LEN + 1];
-	bool filled = m->state != TERN_SLOT_EMPTY;
-	bool has_digest = filled && m->size != 0; /* a factory image has no signed digest */
-	tern_sim_hex(m->index_digest, TERN_SHA256_LEN, dg);
-	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
-	if (filled)
-		tern_sim_json_str(m->version);
-	else
-		printf("null");
-	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
-	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
-	if (has_digest)
-		printf("\"%s\"}", dg);
-	else
-		printf("null}");
-}
-
 /* The keys of `ternd sim status --json`, then last_health and boot_note. */
 static void print_status_json(const struct tern_linux *lx, const struct tern_status *st)
 {
-	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
-	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
-	/* "powered" is the sim's; a device that answers is powered. */
-	printf("{\"state\": \"%s\", \"powered\": true, \"running_slot\": \"%s\", "
-	       "\"running_version\": ",
-	       tern_state_name(st->state), slot_names[fw & 1u]);
-	tern_sim_json_str(run->version);
-	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
-	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
-	if (cfg <= 1) {
-		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
-		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
-		tern_sim_json_str(c->version);
-		if (c->size) {
-			char dg[2 * TERN_SHA256_LEN + 1];
-			tern_sim_hex(c->index_digest, TERN_SHA256_LEN, dg);
-			printf(", \"digest\": \"%s\"}", dg);
-		} else {
-			printf(", \"digest\": null}");
-		}
-	} else {
-		printf("null");
-	}
-	printf(", \"slots\": {");
-	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
-		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
-		json_slot(&st->slots[i]);
-	}
-	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
-	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
-	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
-	       "\"last_reason\": ",
-	       st->security_floor, st->config_security_floor,
-	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
-	       st->attempts_left, tern_event_name(st->last_event),
-	       (unsigned long long)st->event_sequence);
-	if (st->reason) {
-		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
-		tern_sim_json_str(tern_strerror(st->reason));
-	} else {
-		printf("null, \"last_reason_text\": null");
-	}
-	if (st->state == TERN_ST_DOWNLOADING)
-		printf(
-		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
-		    st->job_version, (unsigned long long)st->n_chunks,
-		    (unsigned long long)st->n_verified);
+	/* "powered" is the sim's; a device that answers is powered. A factory image has no
+	 * signed digest. */
+	tern_sim_json_status(st, true, true);
 	struct tern_health_result h;
 	printf(", \"last_health\": ");
 	if (load_health(lx, &h)) {
@@ -249,10 +184,10 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 		if (i >= 2 && !lx->cfg.slot[i][0])
 			continue;
 		if (m->state == TERN_SLOT_EMPTY)
-			printf("slot %-9s empty\n", slot_names[i]);
+			printf("slot %-9s empty\n", tern_sim_slot_name(i));
 		else
-			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n", slot_names[i],
-			       tern_slot_state_name(m->state), m->version,
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n",
+			       tern_sim_slot_name(i), tern_slot_state_name(m->state), m->version,
 			       (unsigned long long)m->sequence, m->security_counter);
 	}
 	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
@@ -291,7 +226,18 @@ static int cmd_check(struct opts *o)
 	struct tern_linux *lx = device_open(o->config, 0);
 	if (!lx)
 		return 1;
+	char err[TERN_LINUX_PATH_MAX + 256];
+	if (tern_linux_config_check_files(&lx->cfg, err, sizeof(err))) {
+		fprintf(stderr, "ternd: %s\n", err);
+		device_close(lx);
+		return 1;
+	}
 	print_note(lx);
+	if (!lx->cfg.device_id[0])
+		printf("ternd: not provisioned yet: no [device] id%s; `tern usb provision` gives "
+		       "the device its id, keys and configuration\n",
+		       lx->keyring.n_keys ? ""
+					  : " and no key (every release is refused until then)");
 	printf("ternd: %s is usable: board %s, running slot %c, bootloader %s\n", o->config,
 	       lx->cfg.board_id, slot_letter(lx->boot.slot[TERN_PAIR_FW]),
 	       lx->cfg.bootloader == TERN_BOOT_UBOOT  ? "uboot"
@@ -328,8 +274,24 @@ static void on_stop(int sig)
 	stop_requested = 1;
 }
 
+/* Closes the device (its lock and ep0, so the ternd the reboot command may start can
+ * take them) and runs the reboot command. Closes @lx. */
+static int close_and_reboot(struct tern_linux *lx, const char *why)
+{
+	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		device_close(lx);
+		return fail(TERN_E_NOMEM, "reboot");
+	}
+	memcpy(cfg, &lx->cfg, sizeof(*cfg));
+	device_close(lx);
+	int ret = reboot_now(cfg, why);
+	free(cfg);
+	return ret;
+}
+
 /*
- * `run` with [usb] enabled: serves the host over the FunctionFS mount until SIGTERM or
+ * `run` with [usb] enabled and no [mqtt] url: serves the host over the FunctionFS mount until SIGTERM or
  * SIGINT, or until the host asks for a reboot; then closes the device (its lock and ep0,
  * so the next ternd can take them) and runs the reboot command. Closes @lx.
  */
@@ -338,7 +300,6 @@ static int serve_usb(struct tern_linux *lx)
 	char err[512];
 	enum tern_ffs_end end;
 	struct sigaction sa;
-	int ret = 0;
 	if (!lx->cfg.usb_functionfs[0]) {
 		fprintf(stderr,
 			"ternd: %s: [usb] enabled needs [usb] functionfs (the FunctionFS "
@@ -364,16 +325,7 @@ static int serve_usb(struct tern_linux *lx)
 		device_close(lx);
 		return 0;
 	}
-	struct tern_linux_config *cfg = malloc(sizeof(*cfg));
-	if (!cfg) {
-		device_close(lx);
-		return fail(TERN_E_NOMEM, "reboot");
-	}
-	memcpy(cfg, &lx->cfg, sizeof(*cfg));
-	device_close(lx);
-	ret = reboot_now(cfg, "the host asked for it over USB");
-	free(cfg);
-	return ret;
+	return close_and_reboot(lx, "the host asked for it over USB");
 }
 
 static int cmd_run(struct opts *o)
@@ -444,13 +396,20 @@ static int cmd_run(struct opts *o)
 			goto out;
 		}
 	}
-	if (lx->cfg.mqtt_url[0]) {
-		if (lx->cfg.usb_enabled)
-			printf(
-			    "ternd: [mqtt] and [usb] together are not served yet; serving MQTT\n");
+	if (lx->cfg.mqtt_url[0] && !lx->cfg.device_id[0] && lx->cfg.usb_enabled) {
+		printf("ternd: not provisioned (no [device] id): serving USB only; MQTT starts "
+		       "with the next start after `tern usb provision`\n");
+		ret = serve_usb(lx);
+		lx = NULL; /* closed by serve_usb */
+	} else if (lx->cfg.mqtt_url[0]) {
+		const char *reboot_why = NULL;
 		fflush(stdout);
-		if (tern_linux_serve(lx, duration))
+		if (tern_linux_serve(lx, duration, lx->cfg.usb_enabled, &reboot_why)) {
 			ret = 1; /* its line is printed */
+		} else if (reboot_why) {
+			ret = close_and_reboot(lx, reboot_why);
+			lx = NULL;
+		}
 	} else if (lx->cfg.usb_enabled) {
 		ret = serve_usb(lx);
 		lx = NULL; /* closed by serve_usb */
@@ -463,11 +422,13 @@ out:
 
 static int cmd_install(struct opts *o)
 {
-	bool activate = true;
+	bool activate = true, revert = false;
 	const char *rel = NULL;
 	for (int i = 0; i < o->argc; i++) {
 		if (!strcmp(o->argv[i], "--no-activate"))
 			activate = false;
+		else if (!strcmp(o->argv[i], "--revert"))
+			revert = true;
 		else if (!rel && o->argv[i][0] != '-')
 			rel = o->argv[i];
 		else
@@ -482,7 +443,9 @@ static int cmd_install(struct opts *o)
 		return 1;
 	if (lx->note.new_boot)
 		print_note(lx);
-	int rc = tern_linux_install_file(lx, rel);
+	struct tern_status st, before;
+	tern_agent_status(&lx->agent, &before);
+	int rc = tern_linux_install_file(lx, rel, revert);
 	if (rc == 0 && activate && !lx->agent.bc.trial_pending)
 		rc = tern_agent_activate(&lx->agent);
 	if (rc == 0 || lx->agent.state == TERN_ST_FAILED) {
@@ -496,14 +459,13 @@ static int cmd_install(struct opts *o)
 		device_close(lx);
 		return 1;
 	}
-	struct tern_status st;
 	tern_agent_status(&lx->agent, &st);
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
 			continue;
-		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		printf("staged %s (sequence %llu) in %s slot %c%s%s\n", st.slots[i].version,
 		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
-		       'A' + (int)(i & 1u),
+		       'A' + (int)(i & 1u), tern_sim_kept(&before.slots[i], &st.slots[i]),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
 	device_close(lx);

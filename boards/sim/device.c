@@ -302,7 +302,8 @@ static int feed_part(struct tern_sim_device *d, struct rel_source *src, unsigned
 	return 0;
 }
 
-static int install_from(struct tern_sim_device *d, struct rel_source *src, size_t piece)
+static int install_from(struct tern_sim_device *d, struct rel_source *src, size_t piece,
+			bool revert)
 {
 	struct tern_release_head rh;
 	const uint8_t *p;
@@ -310,7 +311,9 @@ static int install_from(struct tern_sim_device *d, struct rel_source *src, size_
 	int rc = source_get(src, 0, TERN_SIGNED_MANIFEST_MAX, &p, &got);
 	if (rc || (rc = tern_release_parse_unverified(&rh, p, got)))
 		return rc;
-	if ((rc = tern_agent_offer(&d->agent, p, rh.head_len)))
+	rc = revert ? tern_agent_offer_revert(&d->agent, p, rh.head_len)
+		    : tern_agent_offer(&d->agent, p, rh.head_len);
+	if (rc)
 		return rc;
 	if (d->agent.state == TERN_ST_STAGED)
 		return 0; /* this release is staged already */
@@ -334,13 +337,14 @@ static int install_from(struct tern_sim_device *d, struct rel_source *src, size_
 	return rc;
 }
 
-int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len, size_t piece)
+int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len, size_t piece,
+			    bool revert)
 {
 	struct rel_source src = {.mem = rel, .fd = -1, .size = len};
-	return install_from(d, &src, piece ? piece : 64 * 1024);
+	return install_from(d, &src, piece ? piece : 64 * 1024, revert);
 }
 
-int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece)
+int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece, bool revert)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
@@ -348,7 +352,7 @@ int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece)
 	if (piece == 0 || piece > WINDOW)
 		piece = WINDOW;
 	struct rel_source src = {.mem = NULL, .fd = fd, .size = (uint64_t)st.st_size};
-	int rc = install_from(d, &src, piece);
+	int rc = install_from(d, &src, piece, revert);
 	source_unmap(&src);
 	return rc;
 }

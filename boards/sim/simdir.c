@@ -5,6 +5,7 @@
  *   DEVDIR/running       what the bootloader started last (the device's RAM)
  */
 #include "simdir_priv.h"
+#include "tern/tern_kvtext.h"
 
 #include "tern/tern_err.h"
 
@@ -88,30 +89,10 @@ int write_small(const char *path, const char *text)
 	return 0;
 }
 
-/* Looks up "key=value" in @text; copies the value into @out. */
-bool conf_get(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
 static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 {
 	char buf[32];
-	return conf_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
+	return tern_kv_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
 }
 
 int load_keyring(const char *dir, struct tern_keyring *kr)
@@ -165,7 +146,7 @@ int simdev_open(struct simdev *s, const char *dir)
 	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
 	    (rc = read_small(path, conf, sizeof(conf), NULL)))
 		return rc;
-	if (!conf_get(conf, "board", board, sizeof(board)) ||
+	if (!tern_kv_get(conf, "board", board, sizeof(board)) ||
 	    !conf_get_u64(conf, "slot_size", &v[0]) ||
 	    !conf_get_u64(conf, "cfg_slot_size", &v[1]) ||
 	    !conf_get_u64(conf, "journal_size", &v[2]) ||
@@ -305,4 +286,86 @@ void tern_sim_hex(const uint8_t *d, size_t n, char *out)
 		out[2 * i + 1] = digits[d[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+const char *tern_sim_slot_name(unsigned slot)
+{
+	static const char *const names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
+	return slot < TERN_N_SLOTS ? names[slot] : "?";
+}
+
+static void json_slot(const struct tern_slot_meta *m, bool unsized_no_digest)
+{
+	char dg[2 * TERN_SHA256_LEN + 1];
+	bool filled = m->state != TERN_SLOT_EMPTY;
+	bool has_digest = filled && !(unsized_no_digest && m->size == 0);
+	tern_sim_hex(m->index_digest, TERN_SHA256_LEN, dg);
+	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
+	if (filled)
+		tern_sim_json_str(m->version);
+	else
+		printf("null");
+	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
+	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
+	if (has_digest)
+		printf("\"%s\"}", dg);
+	else
+		printf("null}");
+}
+
+void tern_sim_json_status(const struct tern_status *st, bool powered, bool unsized_no_digest)
+{
+	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
+	printf("{\"state\": \"%s\", \"powered\": %s, \"running_slot\": \"%s\", "
+	       "\"running_version\": ",
+	       tern_state_name(st->state), powered ? "true" : "false", tern_sim_slot_name(fw & 1u));
+	tern_sim_json_str(run->version);
+	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
+	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
+	if (cfg <= 1) {
+		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
+		char dg[2 * TERN_SHA256_LEN + 1];
+		tern_sim_hex(c->index_digest, TERN_SHA256_LEN, dg);
+		printf("{\"slot\": \"%s\", \"version\": ", tern_sim_slot_name(2 + cfg));
+		tern_sim_json_str(c->version);
+		if (unsized_no_digest && !c->size)
+			printf(", \"digest\": null}");
+		else
+			printf(", \"digest\": \"%s\"}", dg);
+	} else {
+		printf("null");
+	}
+	printf(", \"slots\": {");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		printf("%s\"%s\": ", i ? ", " : "", tern_sim_slot_name(i));
+		json_slot(&st->slots[i], unsized_no_digest);
+	}
+	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
+	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
+	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
+	       "\"last_reason\": ",
+	       st->security_floor, st->config_security_floor,
+	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
+	       st->attempts_left, tern_event_name(st->last_event),
+	       (unsigned long long)st->event_sequence);
+	if (st->reason) {
+		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
+		tern_sim_json_str(tern_strerror(st->reason));
+	} else {
+		printf("null, \"last_reason_text\": null");
+	}
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf(
+		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
+		    st->job_version, (unsigned long long)st->n_chunks,
+		    (unsigned long long)st->n_verified);
+}
+
+const char *tern_sim_kept(const struct tern_slot_meta *before, const struct tern_slot_meta *after)
+{
+	bool kept = before->state == TERN_SLOT_GOOD && after->state == TERN_SLOT_STAGED &&
+		    before->sequence == after->sequence &&
+		    !memcmp(before->index_digest, after->index_digest, TERN_SHA256_LEN);
+	return kept ? " (kept in the slot: nothing downloaded)" : "";
 }

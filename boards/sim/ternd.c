@@ -27,7 +27,8 @@ static const char usage_text[] =
     "usage:\n"
     "  ternd sim init DEVDIR --keyring signing.pub [--board sim] [--slot-size 8M]\n"
     "                 [--version 1.0.0] [--image-size 64K]\n"
-    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--power-cut-at N [--torn]]\n"
+    "  ternd sim install DEVDIR RELEASE.tern [--no-activate] [--revert]\n"
+    "                 [--power-cut-at N [--torn]]\n"
     "  ternd sim activate DEVDIR\n"
     "  ternd sim cancel DEVDIR        (abandon an interrupted install)\n"
     "  ternd sim reboot DEVDIR [--power-cut-at N [--torn]]\n"
@@ -227,11 +228,13 @@ static int cmd_install(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage("install needs DEVDIR and RELEASE");
-	bool activate = true, torn = false;
+	bool activate = true, torn = false, revert = false;
 	uint64_t cut_at = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-activate"))
 			activate = false;
+		else if (!strcmp(argv[i], "--revert"))
+			revert = true;
 		else if (!parse_cut(argc, argv, &i, &cut_at, &torn))
 			return usage("install: unknown argument");
 	}
@@ -254,15 +257,16 @@ static int cmd_install(int argc, char **argv)
 		fail(rc, argv[1]);
 		goto out;
 	}
-	struct tern_status st;
+	struct tern_status st, before;
 	tern_agent_status(&s->dev.agent, &st);
+	before = st;
 	if (st.state == TERN_ST_DOWNLOADING)
 		printf("an install of %s was interrupted: %llu of %llu chunks verified\n",
 		       st.job_version, (unsigned long long)st.n_verified,
 		       (unsigned long long)st.n_chunks);
 	if (cut_at)
 		tern_sim_power_cut_at(&s->dev.flash, cut_at, torn);
-	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE);
+	rc = tern_sim_install_fd(&s->dev, fd, INSTALL_PIECE, revert);
 	if (rc == 0 && activate)
 		rc = tern_agent_activate(&s->dev.agent);
 	if (s->dev.flash.powered_off) {
@@ -281,9 +285,9 @@ static int cmd_install(int argc, char **argv)
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		if (st.slots[i].state != TERN_SLOT_STAGED)
 			continue;
-		printf("staged %s (sequence %llu) in %s slot %c%s\n", st.slots[i].version,
+		printf("staged %s (sequence %llu) in %s slot %c%s%s\n", st.slots[i].version,
 		       (unsigned long long)st.slots[i].sequence, i < 2 ? "firmware" : "config",
-		       'A' + (int)(i & 1u),
+		       'A' + (int)(i & 1u), tern_sim_kept(&before.slots[i], &st.slots[i]),
 		       st.trial_pending ? "; activated: the next reboot runs it on trial" : "");
 	}
 	exit_code = 0;
@@ -403,70 +407,9 @@ out:
 
 /* --- status --- */
 
-static const char *const slot_names[TERN_N_SLOTS] = {"A", "B", "config-A", "config-B"};
-
-static void json_slot(const struct tern_slot_meta *m)
-{
-	char dg[2 * TERN_SHA256_LEN + 1];
-	bool filled = m->state != TERN_SLOT_EMPTY;
-	tern_sim_hex(m->index_digest, TERN_SHA256_LEN, dg);
-	printf("{\"state\": \"%s\", \"version\": ", tern_slot_state_name(m->state));
-	if (filled)
-		tern_sim_json_str(m->version);
-	else
-		printf("null");
-	printf(", \"sequence\": %llu, \"security_counter\": %u, \"size\": %llu, \"digest\": ",
-	       (unsigned long long)m->sequence, m->security_counter, (unsigned long long)m->size);
-	if (filled)
-		printf("\"%s\"}", dg);
-	else
-		printf("null}");
-}
-
 static void print_status_json(const struct tern_status *st, bool powered)
 {
-	unsigned fw = st->running[TERN_PAIR_FW], cfg = st->running[TERN_PAIR_CFG];
-	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
-	printf("{\"state\": \"%s\", \"powered\": %s, \"running_slot\": \"%s\", "
-	       "\"running_version\": ",
-	       tern_state_name(st->state), powered ? "true" : "false", slot_names[fw & 1u]);
-	tern_sim_json_str(run->version);
-	printf(", \"running_sequence\": %llu, \"running_trial\": %s, \"running_config\": ",
-	       (unsigned long long)run->sequence, st->running_trial ? "true" : "false");
-	if (cfg <= 1) {
-		const struct tern_slot_meta *c = &st->slots[tern_slot_area(TERN_PAIR_CFG, cfg)];
-		char dg[2 * TERN_SHA256_LEN + 1];
-		tern_sim_hex(c->index_digest, TERN_SHA256_LEN, dg);
-		printf("{\"slot\": \"%s\", \"version\": ", slot_names[2 + cfg]);
-		tern_sim_json_str(c->version);
-		printf(", \"digest\": \"%s\"}", dg);
-	} else {
-		printf("null");
-	}
-	printf(", \"slots\": {");
-	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
-		printf("%s\"%s\": ", i ? ", " : "", slot_names[i]);
-		json_slot(&st->slots[i]);
-	}
-	printf("}, \"security_floor\": %u, \"config_security_floor\": %u, "
-	       "\"confirmed_sequence\": %llu, \"trial_pending\": %s, "
-	       "\"attempts_left\": %u, \"last_event\": \"%s\", \"event_sequence\": %llu, "
-	       "\"last_reason\": ",
-	       st->security_floor, st->config_security_floor,
-	       (unsigned long long)st->confirmed_sequence, st->trial_pending ? "true" : "false",
-	       st->attempts_left, tern_event_name(st->last_event),
-	       (unsigned long long)st->event_sequence);
-	if (st->reason) {
-		printf("\"%s\", \"last_reason_text\": ", tern_errname(st->reason));
-		tern_sim_json_str(tern_strerror(st->reason));
-	} else {
-		printf("null, \"last_reason_text\": null");
-	}
-	if (st->state == TERN_ST_DOWNLOADING)
-		printf(
-		    ", \"progress\": {\"version\": \"%s\", \"chunks\": %llu, \"verified\": %llu}",
-		    st->job_version, (unsigned long long)st->n_chunks,
-		    (unsigned long long)st->n_verified);
+	tern_sim_json_status(st, powered, false);
 	printf("}\n");
 }
 
@@ -476,16 +419,16 @@ static void print_status_text(const struct tern_status *st, bool powered)
 	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw)];
 	printf("state:          %s%s\n", tern_state_name(st->state),
 	       powered ? "" : " (device off since a power cut: reboot it)");
-	printf("running:        slot %s, version %s (sequence %llu)%s\n", slot_names[fw & 1u],
-	       run->version, (unsigned long long)run->sequence,
+	printf("running:        slot %s, version %s (sequence %llu)%s\n",
+	       tern_sim_slot_name(fw & 1u), run->version, (unsigned long long)run->sequence,
 	       st->running_trial ? " on trial" : "");
 	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
 		const struct tern_slot_meta *m = &st->slots[i];
 		if (m->state == TERN_SLOT_EMPTY)
-			printf("slot %-9s empty\n", slot_names[i]);
+			printf("slot %-9s empty\n", tern_sim_slot_name(i));
 		else
-			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n", slot_names[i],
-			       tern_slot_state_name(m->state), m->version,
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n",
+			       tern_sim_slot_name(i), tern_slot_state_name(m->state), m->version,
 			       (unsigned long long)m->sequence, m->security_counter);
 	}
 	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);

@@ -49,6 +49,12 @@ static int sim_state(void *be, struct tern_msg_state *m)
 	if (st.state == TERN_ST_DOWNLOADING || st.state == TERN_ST_VERIFYING ||
 	    st.state == TERN_ST_STAGED)
 		copy_str(m->target, sizeof(m->target), st.job_version);
+	/* Staged and activated, the job is over: the staged firmware slot says what waits. */
+	for (unsigned s = 0; s < 2 && st.state == TERN_ST_STAGED && !m->target[0]; s++) {
+		const struct tern_slot_meta *sm = &st.slots[tern_slot_area(TERN_PAIR_FW, s)];
+		if (sm->state == TERN_SLOT_STAGED)
+			copy_str(m->target, sizeof(m->target), sm->version);
+	}
 	m->done = st.n_verified;
 	m->total = st.n_chunks;
 	m->last_status = tern_frame_status_from_err(st.reason); /* 0 gives OK */
@@ -91,9 +97,13 @@ static int sim_data(void *be, const struct tern_msg_data *d, struct tern_msg_ack
 	return 0;
 }
 
+/* DONE after an offer that was staged at once (the release was whole in the inactive
+ * slot, or staged before) has nothing left to finish. */
 static int sim_done(void *be)
 {
 	struct tern_sim_usb *u = be;
+	if (u->dev->agent.state == TERN_ST_STAGED)
+		return 0;
 	return tern_agent_finish(&u->dev->agent);
 }
 

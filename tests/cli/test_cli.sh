@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The operator's commands end to end: tern key generate, tern release create|inspect|verify.
 # Every refusal must exit non-zero with exactly one line on stderr, and leave nothing behind.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 TERN=$(cd "$BUILD" && pwd)/tern
@@ -9,43 +10,6 @@ work=$(mktemp -d /tmp/tern-cli-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-
-# expect_ok NAME CMD...: exit 0
-expect_ok() {
-	local name=$1
-	shift
-	if "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt)"; fi
-}
-
-# expect_fail NAME REGEX CMD...: non-zero exit, one stderr line matching REGEX
-expect_fail() {
-	local name=$1 re=$2
-	shift 2
-	"$@" >out.txt 2>err.txt
-	local rc=$?
-	local lines
-	lines=$(wc -l <err.txt)
-	if [ $rc -eq 0 ]; then
-		bad "$name" "exit 0, expected a refusal"
-	elif [ "$lines" -ne 1 ]; then
-		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
-	elif ! grep -qE -e "$re" err.txt; then
-		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
-	else
-		ok "$name"
-	fi
-}
-
-# check NAME CONDITION...: a test(1)-style assertion
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 
 json_get() { $PY -c "import json,sys; d=json.load(open('$1')); print(eval('d' + sys.argv[1]))" "$2"; }
 

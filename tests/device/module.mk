@@ -6,9 +6,9 @@ UNIT_TESTS += $(DEVICE_UNIT_TESTS)
 DEVICE_TEST_HELPERS := $(BUILD)/obj/tests/device/relbuild.o $(BUILD)/obj/tests/device/simtest.o
 
 $(DEVICE_UNIT_TESTS:%=$(BUILD)/tests/%): $(BUILD)/tests/%: $(BUILD)/obj/tests/device/%.o \
-		$(DEVICE_TEST_HELPERS) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_SIGN_LIB) $(PROTO_LIB)
+		$(DEVICE_TEST_HELPERS) $(SIM_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(PROTO_SIGN_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) $< $(DEVICE_TEST_HELPERS) -o $@ $(SIM_LIB) $(DEVICE_LIB) $(TEST_LIBS)
+	$(CC) $(ALL_LDFLAGS) $< $(DEVICE_TEST_HELPERS) -o $@ $(SIM_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(TEST_LIBS)
 
 CHECK_BUILDS += $(BUILD)/ternd
 SCRIPT_TESTS += tests/device/scenarios.sh tests/device/core-purity.sh

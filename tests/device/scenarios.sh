@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Scenario tests through the `ternd sim` commands, with releases made by `tern release
 # create`: good release confirmed, unhealthy
-# release rolled back, crashing release rolled back after its attempts, and refusals
+# release rolled back, crashing release rolled back after its attempts, refusals
 # (downgrade, wrong board, replay, corrupt, truncated, unknown key) that leave the device
-# unchanged and bootable. Prints "N passed, N failed".
+# unchanged and bootable, and reverts (from the other slot, downloaded and resumed after a
+# power cut, below the floor refused). Prints "N passed, N failed".
 set -u
 BUILD=${BUILD:-build}
 TERND=$BUILD/ternd
@@ -27,12 +28,12 @@ expect() {
 	if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (want '$2', got '$3')"; fi
 }
 
-# refused NAME DEV RELEASE REASON: install fails with one line naming REASON, and the
-# device's status is unchanged.
+# refused NAME DEV RELEASE REASON [ARGS]: install (with ARGS) fails with one line naming
+# REASON, and the device's status is unchanged.
 refused() {
 	local before after out rc
 	before=$("$TERND" sim status "$2" --json)
-	out=$("$TERND" sim install "$2" "$3" 2>&1)
+	out=$("$TERND" sim install "$2" "$3" ${5:-} 2>&1)
 	rc=$?
 	after=$("$TERND" sim status "$2" --json)
 	if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] &&
@@ -173,6 +174,38 @@ mk gone ok 1.8.0 9 2
 "$TERND" sim cancel "$dev" >/dev/null
 expect "cancel leaves the running image" "failed canceled 1.7.0 empty" \
 	"$(json "$dev" 'd["state"], d["last_reason"], d["running_version"], d["slots"]["A" if d["running_slot"] == "B" else "B"]["state"]' | tr -d "(),'")"
+
+# Revert: back to an older release still at or above the floor. 1.9.0 confirmed keeps
+# 1.7.0 in the other slot: the revert to it stages it without a download.
+mk newer ok 1.9.0 10 2
+"$TERND" sim install "$dev" "$work/newer.tern" >/dev/null && "$TERND" sim reboot "$dev" >/dev/null
+refused "an older release without --revert refused" "$dev" "$work/cut.tern" not-newer
+out=$("$TERND" sim install "$dev" "$work/cut.tern" --revert)
+if printf '%s' "$out" | grep -q "^staged 1.7.0 .*(kept in the slot: nothing downloaded); activated"; then
+	ok "revert to the release in the other slot: staged without a download"
+else
+	bad "revert to the release in the other slot: staged without a download ($out)"
+fi
+"$TERND" sim reboot "$dev" >/dev/null
+expect "revert confirmed: 1.7.0 runs, confirmed sequence 8, floor stays 2" "confirmed 1.7.0 8 2 good" \
+	"$(json "$dev" 'd["state"], d["running_version"], d["confirmed_sequence"], d["security_floor"], d["slots"]["A" if d["running_slot"] == "B" else "B"]["state"]' | tr -d "(),'")"
+# 1.6.0 is in neither slot: downloaded, cut by a power cut, resumed by a plain install
+# (the journal remembers the revert).
+"$TERND" sim install "$dev" "$work/later.tern" --revert --power-cut-at 12 >/dev/null 2>&1
+expect "revert download cut by a power cut exits 3" "3" "$?"
+"$TERND" sim reboot "$dev" >/dev/null
+out=$("$TERND" sim install "$dev" "$work/later.tern")
+if printf '%s' "$out" | grep -q "was interrupted: [1-9][0-9]* of" && ! printf '%s' "$out" | grep -q "kept in the slot"; then
+	ok "interrupted revert download resumed without --revert"
+else
+	bad "interrupted revert download resumed without --revert ($out)"
+fi
+"$TERND" sim reboot "$dev" >/dev/null
+expect "downloaded revert confirmed: 1.6.0, confirmed sequence 7, floor 2" "confirmed 1.6.0 7 2" \
+	"$(json "$dev" 'd["state"], d["running_version"], d["confirmed_sequence"], d["security_floor"]' | tr -d "(),'")"
+refused "revert below the security floor refused" "$dev" "$work/good.tern" below-floor --revert
+refused "revert to another board's release refused" "$dev" "$work/wrongboard.tern" wrong-board --revert
+refused "revert to a release signed by an unknown key refused" "$dev" "$work/otherkey.tern" unknown-key --revert
 
 # Bad command lines: one line, non-zero.
 out=$("$TERND" sim status "$work/nope" 2>&1)

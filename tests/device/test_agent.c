@@ -49,7 +49,7 @@ static int install_boot(struct simtest *t, const char *ver, uint64_t seq, uint32
 	size_t len;
 	uint8_t *rel = simtest_release(t, NULL, ver, seq, sc, h, IMG, NULL, 0, &len, NULL);
 	assert_non_null(rel);
-	int rc = tern_sim_install_buffer(t->dev, rel, len, 1000);
+	int rc = tern_sim_install_buffer(t->dev, rel, len, 1000, false);
 	free(rel);
 	if (rc)
 		return rc;
@@ -75,7 +75,7 @@ static void test_good_release_confirmed(void **state)
 	size_t len;
 	uint8_t *rel =
 	    simtest_release(t, NULL, "1.1.0", 2, 3, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 777), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 777, false), 0);
 	free(rel);
 	struct tern_status st = status(t);
 	assert_int_equal(st.state, TERN_ST_STAGED);
@@ -133,7 +133,7 @@ static void expect_refusal(struct simtest *t, const uint8_t *rel, size_t len, in
 	memcpy(before, t->mem, t->mem_len);
 	uint64_t ops = t->dev->flash.n_ops;
 	enum tern_state st = t->dev->agent.state;
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), want);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), want);
 	assert_int_equal(t->dev->flash.n_ops, ops);
 	assert_memory_equal(before, t->mem, t->mem_len);
 	assert_int_equal(t->dev->agent.state, st);
@@ -271,6 +271,38 @@ static void test_bad_chunk_refused_alone_and_resume(void **state)
 	free(rel);
 }
 
+/* Which chunks are verified, out of order and after a power cycle (from the markers). */
+static void test_chunk_verified_sparse(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel =
+	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	uint32_t cs = t->chunk_size;
+	size_t ilen = (size_t)tern_index_size(IMG, cs);
+	bool v = true;
+	assert_int_equal(tern_agent_chunk_verified(ag, 0, 0, &v), TERN_E_STATE);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0);
+	const uint8_t *pay = rel + feed_index(ag, rel, head, ilen);
+	/* Chunks 0, 2 and 4 (as a resumed subscription might deliver them). */
+	for (unsigned k = 0; k < 6; k += 2)
+		assert_int_equal(tern_agent_feed(ag, 0, (uint64_t)k * cs, pay + (size_t)k * cs, cs),
+				 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned k = 0; k < 6; k++) {
+			assert_int_equal(tern_agent_chunk_verified(ag, 0, k, &v), 0);
+			assert_int_equal(v, k % 2 == 0);
+		}
+		assert_int_equal(tern_agent_chunk_verified(ag, 0, 6, &v), TERN_E_INVAL);
+		assert_int_equal(tern_agent_chunk_verified(ag, 1, 0, &v), TERN_E_INVAL);
+		simtest_reinit(t); /* power cycle: the second pass reads the journal */
+		ag = &t->dev->agent;
+		assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	}
+	free(rel);
+}
+
 static void test_bad_index_refused(void **state)
 {
 	struct simtest *t = *state;
@@ -301,7 +333,7 @@ static void test_config_component(void **state)
 	size_t len;
 	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, cfg,
 				       sizeof(cfg), &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
@@ -326,7 +358,7 @@ static void test_config_component(void **state)
 	rel = malloc(cap);
 	len = relbuild_make(&t->signer, &rb, rel, cap, NULL);
 	assert_true(len > 0);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 4096, false), 0);
 	free(rel);
 	st = status(t);
 	assert_int_equal(st.slots[TERN_AREA_CFG_B].state, TERN_SLOT_STAGED);
@@ -370,7 +402,7 @@ static void test_active_slot_never_written(void **state)
 	size_t len;
 	uint8_t *rel =
 	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 333), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 333, false), 0);
 	assert_true(t->dev->flash.n_area_ops[TERN_AREA_FW_B] > 0);
 	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_A], a0);
 	free(rel);
@@ -379,7 +411,7 @@ static void test_active_slot_never_written(void **state)
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
 	uint64_t b0 = t->dev->flash.n_area_ops[TERN_AREA_FW_B];
 	rel = simtest_release(t, NULL, "1.2.0", 3, 0, TERN_SIM_UNHEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
@@ -417,7 +449,7 @@ static void test_bootloader_refuses_damaged_trial(void **state)
 	size_t len;
 	uint8_t *rel =
 	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	t->mem[t->dev->flash.area_off[TERN_AREA_FW_B] + 100] ^= 0x01;
@@ -438,7 +470,7 @@ static void test_config_rolls_back_with_firmware(void **state)
 	size_t len;
 	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_UNHEALTHY, IMG, cfg,
 				       sizeof(cfg), &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
@@ -463,7 +495,7 @@ static void test_wrong_state(void **state)
 	size_t len, head;
 	uint8_t *rel =
 	    simtest_release(t, NULL, "1.1.0", 2, 0, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, &head);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	assert_int_equal(tern_agent_activate(ag), 0);
 	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_BUSY); /* trial armed */
 	/* Boot into the trial without the health check, as a board would before it runs. */
@@ -510,7 +542,7 @@ static void test_many_devices(void **state)
 		if (i % 3 == 0)
 			tern_sim_power_cut_at(&devs[i].flash, 10, i % 2);
 	for (int i = 0; i < N; i++) {
-		int rc = tern_sim_install_buffer(&devs[i], rel, len, 1000);
+		int rc = tern_sim_install_buffer(&devs[i], rel, len, 1000, false);
 		assert_int_equal(rc, i % 3 == 0 ? TERN_E_POWER_CUT : 0);
 	}
 	for (int i = 0; i < N; i++) {
@@ -518,7 +550,8 @@ static void test_many_devices(void **state)
 			tern_sim_power_restore(&devs[i].flash);
 			assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
 			assert_int_equal(devs[i].agent.state, TERN_ST_DOWNLOADING);
-			assert_int_equal(tern_sim_install_buffer(&devs[i], rel, len, 1000), 0);
+			assert_int_equal(tern_sim_install_buffer(&devs[i], rel, len, 1000, false),
+					 0);
 		}
 		assert_int_equal(tern_agent_activate(&devs[i].agent), 0);
 		assert_int_equal(tern_sim_boot(&devs[i], 8), 0);
@@ -543,14 +576,14 @@ static void test_floor_per_pair(void **state)
 	size_t len;
 	uint8_t *rel = simtest_release(t, NULL, "1.1.0", 2, 1, TERN_SIM_HEALTHY, IMG, cfg,
 				       sizeof(cfg), &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
 	assert_int_equal(t->dev->agent.state, TERN_ST_CONFIRMED);
 	/* Firmware only, security counter 5. */
 	rel = simtest_release(t, NULL, "1.2.0", 3, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
@@ -573,7 +606,7 @@ static void test_floor_per_pair(void **state)
 	size_t cap = relbuild_size(&rb);
 	rel = malloc(cap);
 	len = relbuild_make(&t->signer, &rb, rel, cap, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
 	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
@@ -586,10 +619,10 @@ static void test_floor_per_pair(void **state)
 	assert_int_equal(st.config_security_floor, 9);
 	/* A firmware release below the firmware floor is refused; 5 is fine though below 9. */
 	rel = simtest_release(t, NULL, "1.3.0", 5, 4, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), TERN_E_BELOW_FLOOR);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), TERN_E_BELOW_FLOOR);
 	free(rel);
 	rel = simtest_release(t, NULL, "1.3.0", 5, 5, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
-	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0), 0);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
 	free(rel);
 }
 
@@ -668,6 +701,206 @@ static void test_bootctl_record_codec(void **state)
 	assert_false(tern_bootctl_decode(&back, rec));
 }
 
+/* A release of a healthy IMG-byte image (caller frees). */
+static uint8_t *rel_of(struct simtest *t, const char *ver, uint64_t seq, uint32_t sc, size_t *len,
+		       size_t *head)
+{
+	uint8_t *rel =
+	    simtest_release(t, NULL, ver, seq, sc, TERN_SIM_HEALTHY, IMG, NULL, 0, len, head);
+	assert_non_null(rel);
+	return rel;
+}
+
+/* Activates what is staged and boots; the trial must be confirmed on @ver in @slot. */
+static void activate_confirm(struct simtest *t, const char *ver, unsigned slot)
+{
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_CONFIRMED);
+	assert_int_equal(st.running[TERN_PAIR_FW], slot);
+	assert_string_equal(st.slots[tern_slot_area(TERN_PAIR_FW, slot)].version, ver);
+}
+
+/* A refused revert offer writes nothing. */
+static void expect_revert_refusal(struct simtest *t, const uint8_t *rel, size_t len, int want)
+{
+	uint8_t *before = malloc(t->mem_len);
+	assert_non_null(before);
+	memcpy(before, t->mem, t->mem_len);
+	uint64_t ops = t->dev->flash.n_ops;
+	enum tern_state st = t->dev->agent.state;
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, true), want);
+	assert_int_equal(t->dev->flash.n_ops, ops);
+	assert_memory_equal(before, t->mem, t->mem_len);
+	assert_int_equal(t->dev->agent.state, st);
+	free(before);
+}
+
+/*
+ * Revert by the fast path: 1.1.0 (B) then 1.2.0 (A) confirmed; a revert to 1.1.0 finds
+ * it whole in B and stages it with one record write (no slot written), the trial
+ * confirms it, the confirmed sequence goes back to 2 and the floor stays. Installing
+ * 1.2.0 again then finds it in A the same way.
+ */
+static void test_revert_fast_path(void **state)
+{
+	struct simtest *t = *state;
+	size_t len1, len2;
+	uint8_t *r1 = rel_of(t, "1.1.0", 2, 1, &len1, NULL);
+	uint8_t *r2 = rel_of(t, "1.2.0", 3, 1, &len2, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, r1, len1, 0, false), 0);
+	activate_confirm(t, "1.1.0", 1);
+	assert_int_equal(tern_sim_install_buffer(t->dev, r2, len2, 0, false), 0);
+	activate_confirm(t, "1.2.0", 0);
+	/* Without "revert" it is an old release. */
+	expect_refusal(t, r1, len1, TERN_E_OLD_SEQUENCE);
+	uint64_t ops = t->dev->flash.n_ops, slot_ops = t->dev->flash.n_area_ops[TERN_AREA_FW_B],
+		 journal_ops = t->dev->flash.n_area_ops[TERN_AREA_JOURNAL];
+	assert_int_equal(tern_sim_install_buffer(t->dev, r1, len1, 0, true), 0);
+	assert_int_equal(t->dev->flash.n_ops - ops, 2); /* one record write: erase + write */
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_B], slot_ops);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_JOURNAL], journal_ops);
+	struct tern_status st = status(t);
+	assert_int_equal(st.state, TERN_ST_STAGED);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_STAGED);
+	assert_int_equal(st.slots[TERN_AREA_FW_A].state, TERN_SLOT_GOOD);
+	assert_int_equal(st.last_event, TERN_EV_STAGED);
+	assert_int_equal(st.event_sequence, 2);
+	/* Offered again while staged: nothing changes. */
+	ops = t->dev->flash.n_ops;
+	assert_int_equal(tern_sim_install_buffer(t->dev, r1, len1, 0, true), 0);
+	assert_int_equal(t->dev->flash.n_ops, ops);
+	activate_confirm(t, "1.1.0", 1);
+	st = status(t);
+	assert_int_equal(st.confirmed_sequence, 2);
+	assert_int_equal(st.security_floor, 1);
+	assert_int_equal(st.slots[TERN_AREA_FW_A].state, TERN_SLOT_GOOD);
+	/* A normal reboot stays on it. */
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	assert_int_equal(status(t).running[TERN_PAIR_FW], 1);
+	/* 1.2.0 is newer than the confirmed release again: a plain install, from slot A. */
+	slot_ops = t->dev->flash.n_area_ops[TERN_AREA_FW_A];
+	assert_int_equal(tern_sim_install_buffer(t->dev, r2, len2, 0, false), 0);
+	assert_int_equal(t->dev->flash.n_area_ops[TERN_AREA_FW_A], slot_ops);
+	activate_confirm(t, "1.2.0", 0);
+	assert_int_equal(status(t).confirmed_sequence, 3);
+	assert_int_equal(t->dev->flash.violations, 0);
+	free(r1);
+	free(r2);
+}
+
+/* A revert is checked like an install except for the sequence: below the floor, wrong
+ * board, unknown key, bad signature are refused and write nothing. */
+static void test_revert_refusals(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	uint8_t *rel = rel_of(t, "1.1.0", 2, 1, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, false), 0);
+	free(rel);
+	activate_confirm(t, "1.1.0", 1);
+	uint8_t *r2 = rel_of(t, "1.2.0", 3, 3, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, r2, len, 0, false), 0);
+	free(r2);
+	activate_confirm(t, "1.2.0", 0);
+	assert_int_equal(status(t).security_floor, 3);
+	/* 1.1.0 (counter 1) is whole in slot B, but below the floor now. */
+	rel = rel_of(t, "1.1.0", 2, 1, &len, NULL);
+	expect_revert_refusal(t, rel, len, TERN_E_BELOW_FLOOR);
+	free(rel);
+	rel = simtest_release_ex(t, NULL, "other-board", "1.1.5", 2, 3, TERN_SIM_HEALTHY, IMG, NULL,
+				 0, 0, &len, NULL);
+	expect_revert_refusal(t, rel, len, TERN_E_WRONG_BOARD);
+	free(rel);
+	struct tern_signer other;
+	assert_int_equal(tern_signer_generate(&other), 0);
+	rel = simtest_release(t, &other, "1.1.5", 2, 3, TERN_SIM_HEALTHY, IMG, NULL, 0, &len, NULL);
+	expect_revert_refusal(t, rel, len, TERN_E_UNKNOWN_KEY);
+	free(rel);
+	tern_signer_free(&other);
+	rel = rel_of(t, "1.1.5", 2, 3, &len, &head);
+	rel[head - 5] ^= 0x40;
+	expect_revert_refusal(t, rel, len, TERN_E_BAD_SIGNATURE);
+	free(rel);
+	assert_int_equal(status(t).state, TERN_ST_CONFIRMED);
+	assert_int_equal(t->dev->flash.violations, 0);
+}
+
+/*
+ * Revert with a download: after 1.1.0, 1.2.0, 1.3.0 the slots hold 1.2.0 and 1.3.0, so
+ * 1.1.0 streams into the inactive slot. A power cycle in the middle: the journal says it
+ * is a revert, so the plain offer of the transport (or of `ternd sim install`) resumes it.
+ */
+static void test_revert_download_resumed(void **state)
+{
+	struct simtest *t = *state;
+	size_t len, head;
+	static const char *const vers[] = {"1.1.0", "1.2.0", "1.3.0"};
+	for (unsigned i = 0; i < 3; i++) {
+		uint8_t *r = rel_of(t, vers[i], 2 + i, 1, &len, NULL);
+		assert_int_equal(tern_sim_install_buffer(t->dev, r, len, 0, false), 0);
+		free(r);
+		activate_confirm(t, vers[i], i % 2 ? 0 : 1);
+	}
+	uint8_t *rel = rel_of(t, "1.1.0", 2, 1, &len, &head);
+	struct tern_agent *ag = &t->dev->agent;
+	assert_int_equal(tern_agent_offer(ag, rel, head), TERN_E_OLD_SEQUENCE);
+	assert_int_equal(tern_agent_offer_revert(ag, rel, head), 0);
+	assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	assert_true(ag->job.revert);
+	assert_int_equal(status(t).slots[TERN_AREA_FW_A].state, TERN_SLOT_INSTALLING);
+	size_t ilen = (size_t)tern_index_size(IMG, t->chunk_size);
+	size_t p = feed_index(ag, rel, head, ilen);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, rel + p, 2 * t->chunk_size), 0);
+	simtest_reinit(t); /* power cycle */
+	ag = &t->dev->agent;
+	assert_int_equal(ag->state, TERN_ST_DOWNLOADING);
+	assert_true(ag->job.revert);
+	assert_int_equal(status(t).n_verified, 2);
+	/* Another old release is still refused while it downloads. */
+	size_t h0;
+	uint8_t *r0 = rel_of(t, "1.0.5", 1, 1, &len, &h0);
+	assert_int_equal(tern_agent_offer(ag, r0, h0), TERN_E_OLD_SEQUENCE);
+	free(r0);
+	assert_int_equal(tern_agent_offer(ag, rel, head), 0); /* resume */
+	assert_int_equal(status(t).n_verified, 2);
+	assert_int_equal(tern_agent_feed(ag, 0, 0, rel + p, IMG), 0);
+	assert_int_equal(tern_agent_finish(ag), 0);
+	activate_confirm(t, "1.1.0", 0);
+	struct tern_status st = status(t);
+	assert_int_equal(st.confirmed_sequence, 2);
+	assert_int_equal(st.security_floor, 1);
+	assert_int_equal(st.slots[TERN_AREA_FW_B].version[2], '3'); /* 1.3.0 stays, good */
+	assert_int_equal(st.slots[TERN_AREA_FW_B].state, TERN_SLOT_GOOD);
+	assert_int_equal(t->dev->flash.violations, 0);
+	free(rel);
+}
+
+/* A "revert" to a release newer than the confirmed one is an install: the floor rises. */
+static void test_revert_to_newer_is_install(void **state)
+{
+	struct simtest *t = *state;
+	size_t len;
+	uint8_t *rel = rel_of(t, "1.1.0", 2, 4, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, true), 0);
+	free(rel);
+	activate_confirm(t, "1.1.0", 1);
+	struct tern_status st = status(t);
+	assert_int_equal(st.confirmed_sequence, 2);
+	assert_int_equal(st.security_floor, 4);
+	/* And its trial fails like an install's: back on the factory image. */
+	rel = simtest_release(t, NULL, "1.2.0", 3, 4, TERN_SIM_UNHEALTHY, IMG, NULL, 0, &len, NULL);
+	assert_int_equal(tern_sim_install_buffer(t->dev, rel, len, 0, true), 0);
+	free(rel);
+	assert_int_equal(tern_agent_activate(&t->dev->agent), 0);
+	assert_int_equal(tern_sim_boot(t->dev, 8), 0);
+	st = status(t);
+	assert_int_equal(st.state, TERN_ST_ROLLED_BACK);
+	assert_int_equal(st.running[TERN_PAIR_FW], 1);
+	assert_int_equal(st.confirmed_sequence, 2);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -688,6 +921,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_busy_while_downloading, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_chunk_refused_alone_and_resume, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_chunk_verified_sparse, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_index_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_component, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bootctl_torn_copy_falls_back, setup, teardown),
@@ -700,6 +934,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_floor_per_pair, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_active_slot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revert_fast_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revert_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revert_download_resumed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revert_to_newer_is_install, setup, teardown),
 	    cmocka_unit_test(test_bootctl_record_codec),
 	    cmocka_unit_test(test_names),
 	};

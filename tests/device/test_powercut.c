@@ -1,7 +1,10 @@
 /*
- * Power-cut replay (MCUboot sim style): a scenario of three releases - a good one with a
- * config component (confirmed), an unhealthy one (rolled back by the agent) and one that
- * crashes (rolled back by the bootloader when its attempts run out) - is run once to
+ * Power-cut replay (MCUboot sim style): a scenario of seven steps - a good release with a
+ * config component (confirmed), an unhealthy one (rolled back by the agent), one that
+ * crashes (rolled back by the bootloader when its attempts run out), a good one with
+ * another config, a revert to the first (whole in the inactive slots: the fast path, no
+ * download), a good firmware-only one, and a revert to the fourth (overwritten since:
+ * downloaded again) - is run once to
  * count every flash write and erase, then replayed from the same start with power cut
  * at operation N for every N: clean cuts (the operation does not happen) and torn ones
  * (some of its write units land, the next is garbage; an erase leaves a garbled sector).
@@ -30,10 +33,15 @@
 #define IMG	 (5 * 1024 + 100) /* six chunks, the last one short */
 #define CFG_LEN	 1500		  /* two chunks */
 #define PIECE	 128		  /* transport piece: several writes per chunk */
-#define N_REL	 3
+#define N_REL	 7
+#define N_PARTS	 2 /* replayed apart (the cost grows with the square of a part's length) */
 #define MAX_STEP 40
 
+/* Steps of each part: the first three releases, then the reverts around them. */
+static const int part_first[N_PARTS + 1] = {0, 3, N_REL};
+
 struct rel {
+	bool revert; /* offered as a revert (bytes borrowed from the release it goes back to) */
 	uint8_t *bytes;
 	size_t len;
 	uint64_t sequence;
@@ -76,16 +84,18 @@ static int locate(struct rel *r)
 struct pc {
 	struct simtest t;
 	struct rel rel[N_REL];
-	uint8_t known[8][TERN_SHA256_LEN]; /* digests a running slot may have */
+	uint8_t known[12][TERN_SHA256_LEN]; /* digests a running slot may have */
 	unsigned n_known;
-	uint8_t *mem0;		     /* flash at the start of the scenario */
-	struct tern_sim_device dev0; /* device at the start */
+	uint8_t *mem_at[N_PARTS];		/* flash at the start of each part */
+	struct tern_sim_device dev_at[N_PARTS]; /* device at the start of each part */
+	uint32_t floor_at[N_PARTS];
+	unsigned part; /* the part run_scenario() runs */
 	uint32_t max_floor;
 	uint64_t second_cut; /* after the first cut, cut again at this operation (0: no) */
 	bool torn;
 	unsigned n_cuts;
 	/* Figures. */
-	uint64_t n_resumed, n_reoffered, n_boots_checked;
+	uint64_t n_resumed, n_reoffered, n_boots_checked, n_revert_resumed;
 };
 
 static void add_known(struct pc *pc, const uint8_t *data, size_t len)
@@ -106,9 +116,11 @@ static int setup(void **state)
 	struct pc *pc = calloc(1, sizeof(*pc));
 	if (!pc || simtest_setup(&pc->t, SLOT, SECTOR, 2 * 1024))
 		return -1;
-	uint8_t img[IMG], cfg[CFG_LEN];
-	for (size_t i = 0; i < CFG_LEN; i++)
-		cfg[i] = (uint8_t)(i * 13 + 1);
+	uint8_t img[IMG], cfg[2][CFG_LEN];
+	for (size_t i = 0; i < CFG_LEN; i++) {
+		cfg[0][i] = (uint8_t)(i * 13 + 1);
+		cfg[1][i] = (uint8_t)(i * 7 + 5);
+	}
 	/* The factory image is known too. */
 	uint8_t factory[2 * 1024];
 	tern_sim_image_make(factory, sizeof(factory), TERN_SIM_HEALTHY, "1.0.0");
@@ -116,36 +128,47 @@ static int setup(void **state)
 	static const struct {
 		const char *version;
 		enum tern_sim_health health;
-		bool cfg;
-		uint32_t attempts;
+		int cfg; /* config blob 0 or 1, -1: none */
+		uint32_t attempts, security;
 		enum tern_event outcome;
 		int reason;
+		int revert_to; /* >= 0: a revert to that step's release */
 	} spec[N_REL] = {
-	    {"2.0.0", TERN_SIM_HEALTHY, true, 3, TERN_EV_CONFIRMED, 0},
-	    {"3.0.0", TERN_SIM_UNHEALTHY, false, 3, TERN_EV_ROLLED_BACK, 0},
-	    {"4.0.0", TERN_SIM_CRASH, false, 2, TERN_EV_ROLLED_BACK, TERN_E_TRIAL_BOOT},
+	    {"2.0.0", TERN_SIM_HEALTHY, 0, 3, 1, TERN_EV_CONFIRMED, 0, -1},
+	    {"3.0.0", TERN_SIM_UNHEALTHY, -1, 3, 2, TERN_EV_ROLLED_BACK, 0, -1},
+	    {"4.0.0", TERN_SIM_CRASH, -1, 2, 2, TERN_EV_ROLLED_BACK, TERN_E_TRIAL_BOOT, -1},
+	    {"5.0.0", TERN_SIM_HEALTHY, 1, 3, 1, TERN_EV_CONFIRMED, 0, -1},
+	    {NULL, 0, 0, 0, 0, TERN_EV_CONFIRMED, 0, 0}, /* fast path: 2.0.0 is in both pairs */
+	    {"6.0.0", TERN_SIM_HEALTHY, -1, 3, 1, TERN_EV_CONFIRMED, 0, -1},
+	    {NULL, 0, 0, 0, 0, TERN_EV_CONFIRMED, 0, 3}, /* 5.0.0's firmware is overwritten */
 	};
 	for (int i = 0; i < N_REL; i++) {
 		struct rel *r = &pc->rel[i];
-		r->sequence = 2 + (uint64_t)i;
-		r->security = i == 0 ? 1 : 2;
 		r->outcome = spec[i].outcome;
 		r->reason = spec[i].reason;
-		r->bytes = simtest_release_ex(
-		    &pc->t, NULL, "sim", spec[i].version, r->sequence, r->security, spec[i].health,
-		    IMG, spec[i].cfg ? cfg : NULL, CFG_LEN, spec[i].attempts, &r->len, NULL);
+		if (spec[i].revert_to >= 0) {
+			*r = pc->rel[spec[i].revert_to];
+			r->revert = true;
+			continue;
+		}
+		r->sequence = 2 + (uint64_t)i;
+		r->security = spec[i].security;
+		const uint8_t *c = spec[i].cfg >= 0 ? cfg[spec[i].cfg] : NULL;
+		r->bytes = simtest_release_ex(&pc->t, NULL, "sim", spec[i].version, r->sequence,
+					      r->security, spec[i].health, IMG, c, CFG_LEN,
+					      spec[i].attempts, &r->len, NULL);
 		if (!r->bytes || locate(r))
 			return -1;
 		tern_sim_image_make(img, IMG, spec[i].health, spec[i].version);
 		add_known(pc, img, IMG);
-		if (spec[i].cfg)
-			add_known(pc, cfg, CFG_LEN);
+		if (c)
+			add_known(pc, c, CFG_LEN);
 	}
-	pc->mem0 = malloc(pc->t.mem_len);
-	if (!pc->mem0)
-		return -1;
-	memcpy(pc->mem0, pc->t.mem, pc->t.mem_len);
-	pc->dev0 = *pc->t.dev;
+	for (int i = 0; i < N_PARTS; i++)
+		if (!(pc->mem_at[i] = malloc(pc->t.mem_len)))
+			return -1;
+	memcpy(pc->mem_at[0], pc->t.mem, pc->t.mem_len);
+	pc->dev_at[0] = *pc->t.dev;
 	*state = pc;
 	return 0;
 }
@@ -154,18 +177,21 @@ static int teardown(void **state)
 {
 	struct pc *pc = *state;
 	for (int i = 0; i < N_REL; i++)
-		free(pc->rel[i].bytes);
-	free(pc->mem0);
+		if (!pc->rel[i].revert)
+			free(pc->rel[i].bytes);
+	for (int i = 0; i < N_PARTS; i++)
+		free(pc->mem_at[i]);
 	simtest_teardown(&pc->t);
 	free(pc);
 	return 0;
 }
 
+/* Back to the start of part pc->part. */
 static void restore(struct pc *pc)
 {
-	memcpy(pc->t.mem, pc->mem0, pc->t.mem_len);
-	*pc->t.dev = pc->dev0;
-	pc->max_floor = 0;
+	memcpy(pc->t.mem, pc->mem_at[pc->part], pc->t.mem_len);
+	*pc->t.dev = pc->dev_at[pc->part];
+	pc->max_floor = pc->floor_at[pc->part];
 	pc->n_cuts = 0;
 }
 
@@ -293,7 +319,8 @@ static bool outcome_reached(const struct tern_sim_device *d, const struct rel *r
 		bc->last_event == TERN_EV_FAILED);
 }
 
-/* One move towards the release's outcome; returns 0 or an error (a power cut). */
+/* One move towards the release's outcome; returns 0 or an error (a power cut). An
+ * interrupted download is resumed with a plain offer, a revert too: its journal says. */
 static int step(struct pc *pc, const struct rel *r)
 {
 	struct tern_sim_device *d = pc->t.dev;
@@ -306,24 +333,26 @@ static int step(struct pc *pc, const struct rel *r)
 	case TERN_ST_TRIAL:
 		return tern_sim_boot(d, 16);
 	case TERN_ST_DOWNLOADING:
-		if (ag->job.comp[0].n_verified > 0)
+		if (ag->job.comp[0].n_verified > 0) {
 			pc->n_resumed++;
-		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE);
+			pc->n_revert_resumed += r->revert;
+		}
+		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE, false);
 	default:
 		if (ag->bc.event_sequence == r->sequence)
 			pc->n_reoffered++;
-		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE);
+		return tern_sim_install_buffer(d, r->bytes, r->len, PIECE, r->revert);
 	}
 }
 
-/* Runs the whole scenario; a power cut (armed by the caller) is survived by rebooting.
- * Returns the number of flash operations. */
+/* Runs part pc->part of the scenario; a power cut (armed by the caller) is survived by
+ * rebooting. Returns the number of flash operations. */
 static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 {
 	struct tern_sim_device *d = pc->t.dev;
 	uint64_t ops0 = d->flash.n_ops;
 	*cut_happened = false;
-	for (int i = 0; i < N_REL; i++) {
+	for (int i = part_first[pc->part]; i < part_first[pc->part + 1]; i++) {
 		const struct rel *r = &pc->rel[i];
 		int n = 0;
 		while (!outcome_reached(d, r)) {
@@ -360,42 +389,79 @@ static uint64_t run_scenario(struct pc *pc, bool *cut_happened)
 			assert_int_equal(bc->last_reason, r->reason);
 		check_invariants(pc);
 	}
-	/* The end state: 2.0.0 runs, confirmed, floor 1, with its config. */
+	/* The end state: 2.0.0 runs after part 0, confirmed, floor 1, with its config; after
+	 * part 1, 5.0.0 (a revert: below 6.0.0's sequence), with its config, and 6.0.0 stays
+	 * in the other slot, good. */
 	struct tern_status st;
 	tern_agent_status(&d->agent, &st);
 	const struct tern_slot_meta *m =
 	    &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW])];
-	assert_string_equal(m->version, "2.0.0");
 	assert_int_equal(st.security_floor, 1);
-	assert_int_equal(st.confirmed_sequence, 2);
 	assert_true(st.running[TERN_PAIR_CFG] != TERN_SLOT_NONE);
+	if (pc->part == 0) {
+		assert_string_equal(m->version, "2.0.0");
+		assert_int_equal(st.confirmed_sequence, 2);
+		return d->flash.n_ops - ops0;
+	}
+	assert_string_equal(m->version, "5.0.0");
+	assert_int_equal(st.security_floor, 1);
+	assert_int_equal(st.confirmed_sequence, 5);
+	assert_true(st.running[TERN_PAIR_CFG] != TERN_SLOT_NONE);
+	assert_int_equal(
+	    st.slots[tern_slot_area(TERN_PAIR_CFG, st.running[TERN_PAIR_CFG])].sequence, 5);
+	m = &st.slots[tern_slot_area(TERN_PAIR_FW, st.running[TERN_PAIR_FW] ^ 1u)];
+	assert_string_equal(m->version, "6.0.0");
+	assert_int_equal(m->state, TERN_SLOT_GOOD);
 	return d->flash.n_ops - ops0;
+}
+
+/* Runs every part once without a cut, keeping where each part starts; returns the
+ * flash operations of each part in @ops. */
+static void prepare_parts(struct pc *pc, uint64_t ops[N_PARTS])
+{
+	bool cut;
+	pc->second_cut = 0;
+	for (unsigned p = 0; p < N_PARTS; p++) {
+		pc->part = p;
+		restore(pc);
+		ops[p] = run_scenario(pc, &cut);
+		assert_false(cut);
+		if (p + 1 < N_PARTS) {
+			memcpy(pc->mem_at[p + 1], pc->t.mem, pc->t.mem_len);
+			pc->dev_at[p + 1] = *pc->t.dev;
+			pc->floor_at[p + 1] = pc->max_floor;
+		}
+	}
 }
 
 static void replay(struct pc *pc, bool torn)
 {
 	bool cut;
+	uint64_t ops[N_PARTS];
 	pc->torn = torn;
-	pc->second_cut = 0;
-	restore(pc);
-	uint64_t total = run_scenario(pc, &cut);
-	assert_false(cut);
-	uint64_t checked = 0;
-	pc->n_resumed = pc->n_reoffered = pc->n_boots_checked = 0;
-	for (uint64_t n = 1; n <= total; n++) {
-		restore(pc);
-		tern_sim_power_cut_at(&pc->t.dev->flash, n, torn);
-		run_scenario(pc, &cut);
-		if (!cut)
-			fail_msg("cut at %llu of %llu never happened", (unsigned long long)n,
-				 (unsigned long long)total);
-		checked++;
+	prepare_parts(pc, ops);
+	for (pc->part = 0; pc->part < N_PARTS; pc->part++) {
+		uint64_t checked = 0, total = ops[pc->part];
+		pc->n_resumed = pc->n_reoffered = pc->n_boots_checked = pc->n_revert_resumed = 0;
+		for (uint64_t n = 1; n <= total; n++) {
+			restore(pc);
+			tern_sim_power_cut_at(&pc->t.dev->flash, n, torn);
+			run_scenario(pc, &cut);
+			if (!cut)
+				fail_msg("cut at %llu of %llu never happened",
+					 (unsigned long long)n, (unsigned long long)total);
+			checked++;
+		}
+		printf("power-cut (%s, %s): %llu flash operations, %llu cut points checked, "
+		       "%llu boots checked, %llu resumed downloads (%llu of a revert), %llu "
+		       "offers repeated\n",
+		       pc->part ? "reverts" : "installs", torn ? "torn writes" : "clean cuts",
+		       (unsigned long long)total, (unsigned long long)checked,
+		       (unsigned long long)pc->n_boots_checked, (unsigned long long)pc->n_resumed,
+		       (unsigned long long)pc->n_revert_resumed,
+		       (unsigned long long)pc->n_reoffered);
 	}
-	printf("power-cut (%s): %llu flash operations in the scenario, %llu cut points checked, "
-	       "%llu boots checked, %llu resumed downloads, %llu offers repeated\n",
-	       torn ? "torn writes" : "clean cuts", (unsigned long long)total,
-	       (unsigned long long)checked, (unsigned long long)pc->n_boots_checked,
-	       (unsigned long long)pc->n_resumed, (unsigned long long)pc->n_reoffered);
+	pc->part = 0;
 }
 
 /* Two cuts: at operation N (every fourth N), and again at operation M (1..6) of the
@@ -404,22 +470,24 @@ static void test_powercut_double(void **state)
 {
 	struct pc *pc = *state;
 	bool cut;
+	uint64_t ops[N_PARTS];
 	pc->torn = true;
-	pc->second_cut = 0;
-	restore(pc);
-	uint64_t total = run_scenario(pc, &cut);
+	prepare_parts(pc, ops);
 	uint64_t checked = 0, second = 0;
-	for (uint64_t n = 1; n <= total; n += 4) {
-		for (uint64_t m = 1; m <= 6; m++) {
-			restore(pc);
-			pc->second_cut = m;
-			tern_sim_power_cut_at(&pc->t.dev->flash, n, true);
-			run_scenario(pc, &cut);
-			assert_true(cut);
-			checked++;
-			second += pc->n_cuts > 1;
+	for (pc->part = 0; pc->part < N_PARTS; pc->part++) {
+		for (uint64_t n = 1; n <= ops[pc->part]; n += 4) {
+			for (uint64_t m = 1; m <= 6; m++) {
+				restore(pc);
+				pc->second_cut = m;
+				tern_sim_power_cut_at(&pc->t.dev->flash, n, true);
+				run_scenario(pc, &cut);
+				assert_true(cut);
+				checked++;
+				second += pc->n_cuts > 1;
+			}
 		}
 	}
+	pc->part = 0;
 	printf("power-cut (double, torn): %llu pairs of cut points checked, %llu with a second "
 	       "cut during the recovery\n",
 	       (unsigned long long)checked, (unsigned long long)second);
@@ -489,7 +557,8 @@ static void test_random_operations(void **state)
 			int rc = 0;
 			switch (rnd(&x) % 12) {
 			case 0:
-				rc = tern_agent_offer(ag, r->bytes, r->head_len);
+				rc = r->revert ? tern_agent_offer_revert(ag, r->bytes, r->head_len)
+					       : tern_agent_offer(ag, r->bytes, r->head_len);
 				break;
 			case 1:
 			case 2:
@@ -524,9 +593,9 @@ static void test_random_operations(void **state)
 				rc = rnd(&x) % 2 ? tern_agent_finish(ag) : tern_agent_activate(ag);
 				break;
 			case 9:
-				rc = rnd(&x) % 4
-					 ? tern_sim_install_buffer(d, r->bytes, r->len, PIECE)
-					 : tern_agent_cancel(ag, 0);
+				rc = rnd(&x) % 4 ? tern_sim_install_buffer(d, r->bytes, r->len,
+									   PIECE, r->revert)
+						 : tern_agent_cancel(ag, 0);
 				if (rc == TERN_E_WRONG_BOARD || rc == TERN_E_UNKNOWN_KEY)
 					fail_msg("refused a good release: %s", tern_errname(rc));
 				break;

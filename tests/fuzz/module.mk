@@ -15,9 +15,9 @@ ALL_CFLAGS += -fsanitize=fuzzer-no-link
 endif
 
 # The Linux board's readers (environments, config files) link its library too.
-$(BUILD)/fuzz_bootenv: $(BUILD)/obj/tests/fuzz/fuzz_bootenv.o $(LINUX_LIB) $(DEVICE_LIB) \
+$(BUILD)/fuzz_bootenv: $(BUILD)/obj/tests/fuzz/fuzz_bootenv.o $(LINUX_LIB) $(POSIX_LIB) $(DEVICE_LIB) \
 		$(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer $< -o $@ $(LINUX_LIB) $(DEVICE_LIB) $(PROTO_LIB) \
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer $< -o $@ $(LINUX_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(PROTO_LIB) \
 		$(PROTO_LIBS)
 
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(PROTO_LIB)

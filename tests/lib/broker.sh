@@ -5,6 +5,9 @@
 #                                TLS with a CA and server certificate made here, one
 #                                password per user, scripts/mosquitto/acl.template
 #                                (the first user is the operator, the others devices)
+#   broker_start_tls_certs DIR OPERATOR DEVICE...
+#                                TLS where each client's certificate (made here, CN =
+#                                username) is its identity: no passwords
 #   broker_client_cert NAME DIR  a client certificate and key signed by the broker's CA
 #   broker_restart               stops it and starts it again on the same port
 #   broker_stop                  stops the broker started last, by its PID
@@ -59,6 +62,10 @@ broker_config() {
 	if [ "$variant" = plain ]; then
 		sed_args+=(-e '/^\(password_file\|acl_file\|cafile\|certfile\|keyfile\|tls_version\) /d'
 			-e 's/^allow_anonymous false/allow_anonymous true/')
+	elif [ "$variant" = tls-cert ]; then
+		# Identity from the client certificate (its CN is the username the ACL sees),
+		# as docs/mqtt.md describes; the commented lines of the template, switched on.
+		sed_args+=(-e '/^password_file /d' -e 's/^#\(require_certificate\|use_identity_as_username\) /\1 /')
 	fi
 	sed "${sed_args[@]}" "$BROKER_LIB_ROOT/scripts/mosquitto/mosquitto.conf.template" \
 		>"$dir/mosquitto.conf"
@@ -146,6 +153,25 @@ broker_start_tls() {
 		"$BROKER_LIB_ROOT/scripts/mosquitto/acl.template" >"$dir/acl"
 	BROKER_CA=$dir/ca.crt
 	broker_run tls "$dir"
+}
+
+# broker_start_tls_certs DIR OPERATOR DEVICE...: TLS where every client presents a
+# certificate signed by the broker's CA and its CN is its username (no passwords):
+# require_certificate and use_identity_as_username, the ACL template with OPERATOR.
+# Makes DIR/NAME.crt and DIR/NAME.key for the operator and every device.
+broker_start_tls_certs() {
+	local dir name
+	mkdir -p "$1" && dir=$(cd "$1" && pwd)
+	shift
+	broker_make_certs "$dir" || return 1
+	BROKER_DIR=$dir
+	for name in "$@"; do
+		broker_client_cert "$name" "$dir" || return 1
+	done
+	sed -e "s|@PREFIX@|${BROKER_PREFIX:-tern}|g" -e "s|@OPERATOR@|$1|" \
+		"$BROKER_LIB_ROOT/scripts/mosquitto/acl.template" >"$dir/acl"
+	BROKER_CA=$dir/ca.crt
+	broker_run tls-cert "$dir"
 }
 
 # broker_restart: stops the broker and starts it again on the same port and config

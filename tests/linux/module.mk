@@ -2,7 +2,7 @@
 # grub-editenv, the configuration file's errors, the full update cycle on file-backed
 # slots with a harness that plays the bootloader, `make install`, and `ternd run` updated
 # over MQTT against a real mosquitto.
-$(BUILD)/tests/ternd-envtool: $(BUILD)/obj/tests/linux/envtool.o $(LINUX_LIB) $(DEVICE_LIB) \
+$(BUILD)/tests/ternd-envtool: $(BUILD)/obj/tests/linux/envtool.o $(LINUX_LIB) $(POSIX_LIB) $(DEVICE_LIB) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PROTO_LIBS)
@@ -16,8 +16,8 @@ SCRIPT_TESTS += tests/linux/test_mqtt_run.sh
 UNIT_TESTS += test_linux
 $(BUILD)/obj/tests/linux/test_linux.o: ALL_CFLAGS += -Itests/device
 $(BUILD)/tests/test_linux: $(BUILD)/obj/tests/linux/test_linux.o \
-		$(BUILD)/obj/tests/device/relbuild.o $(LINUX_LIB) $(DEVICE_LIB) $(PROTO_SIGN_LIB) \
+		$(BUILD)/obj/tests/device/relbuild.o $(LINUX_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(PROTO_SIGN_LIB) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $< $(BUILD)/obj/tests/device/relbuild.o -o $@ $(LINUX_LIB) \
-		$(DEVICE_LIB) $(TEST_LIBS)
+		$(POSIX_LIB) $(DEVICE_LIB) $(TEST_LIBS)

@@ -3,6 +3,7 @@
 # fw_printenv/fw_setenv (libubootenv) and grub-editenv read what tern writes and tern
 # reads what they write; redundant U-Boot copies (flags, wrap at 255, a torn newer copy)
 # and a single copy. Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ENVTOOL=$(cd "$BUILD" && pwd)/tests/ternd-envtool
@@ -10,12 +11,7 @@ SRC=$(pwd)
 work=$(mktemp -d /tmp/tern-bootenv.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 # same NAME WANT GOT
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
 
 for tool in fw_printenv fw_setenv grub-editenv; do
 	command -v $tool >/dev/null || { bad "$tool installed (scripts/install-deps.sh)"; # The grub.cfg snippet of docs/porting.md is valid GRUB script.

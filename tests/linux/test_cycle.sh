@@ -7,6 +7,7 @@
 # confirmed; fails -> rolled back and reported; a trial that never reaches ternd -> the
 # bootloader falls back; a power cut during the environment update -> still bootable;
 # refusals leave the device unchanged. Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 B=$(cd "$BUILD" && pwd)
@@ -14,11 +15,6 @@ SRC=$(pwd)/boards/linux/examples
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/tern-cycle.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
 
 "$B/tern" key generate --out "$work/k.key" >/dev/null || exit 1
 "$B/tern" key generate --out "$work/other.key" >/dev/null || exit 1
@@ -86,11 +82,11 @@ SCRIPT
 	fi
 	vars() { echo "$(var BOOT_ORDER)/$(var BOOT_A_LEFT)/$(var BOOT_B_LEFT)"; }
 	boot() { "$d/boot" >/dev/null; }
-	# refused NAME RELEASE REASON: one line naming REASON, status unchanged
+	# refused NAME RELEASE REASON [ARGS]: one line naming REASON, status unchanged
 	refused() {
 		local before after out rc
 		before=$($T status --json)
-		out=$($T install "$2" 2>&1 >/dev/null)
+		out=$($T install "$2" ${4:-} 2>&1 >/dev/null)
 		rc=$?
 		after=$($T status --json)
 		if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] &&
@@ -241,6 +237,31 @@ SCRIPT
 		"$(j 'd["running_slot"], d["state"], d["last_reason"], d["running_version"]')"
 	same "$kind: A not bootable" "B A/0/3" "$(vars)"
 	rm -f "$d/health-fail"
+
+	# Revert to 5.0.0 (overwritten by 8.0.0 in A): downloaded again, trial, confirmed;
+	# the confirmed sequence goes back, the floor stays.
+	refused "an older release without --revert refused" "$work/r5.tern" "not-newer"
+	out=$($T install "$work/r5.tern" --revert)
+	case "$out" in *"staged 5.0.0"*"slot A; activated"*) ok "$kind: revert to 5.0.0 downloads it into A" ;; *) bad "$kind: revert download" "$out" ;; esac
+	boot
+	$T run >/dev/null
+	same "$kind: revert confirmed: 5.0.0 on A, confirmed sequence 5, floor 1" "confirmed A 5.0.0 5 1 A B/3/3" \
+		"$(j 'd["state"], d["running_slot"], d["running_version"], d["confirmed_sequence"], d["security_floor"]') $(vars)"
+	# 7.0.0 is newer again and still whole in B: staged without a download; then a
+	# revert to 5.0.0, whole in A, the same way.
+	out=$($T install "$work/r7.tern")
+	case "$out" in *"staged 7.0.0"*"kept in the slot: nothing downloaded"*) ok "$kind: 7.0.0 again: staged from B, no download" ;; *) bad "$kind: 7.0.0 from B" "$out" ;; esac
+	boot
+	$T run >/dev/null
+	same "$kind: 7.0.0 confirmed again" "confirmed B 7.0.0 7" "$(j 'd["state"], d["running_slot"], d["running_version"], d["confirmed_sequence"]')"
+	out=$($T install "$work/r5.tern" --revert)
+	case "$out" in *"staged 5.0.0"*"kept in the slot: nothing downloaded"*) ok "$kind: revert to 5.0.0 in A: no download" ;; *) bad "$kind: fast revert" "$out" ;; esac
+	same "$kind: the fast revert arms A" "A B/3/3" "$(vars)"
+	boot
+	$T run >/dev/null
+	same "$kind: fast revert confirmed" "confirmed A 5.0.0 5 1" \
+		"$(j 'd["state"], d["running_slot"], d["running_version"], d["confirmed_sequence"], d["security_floor"]')"
+	refused "a revert below the security floor refused" "$work/below-floor.tern" "below-floor" --revert
 
 	# One ternd at a time: while another holds the device's lock, a second one refuses.
 	out=$(flock "$d/state/lock" $T install "$work/r8.tern" 2>&1)

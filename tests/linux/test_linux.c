@@ -9,6 +9,7 @@
 #include "tern/tern_linux_usb.h"
 
 #include "relbuild.h"
+#include "tern/tern_sign.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,7 +301,7 @@ static void test_board_cycle(void **state)
 	assert_non_null(f);
 	assert_int_equal(fwrite(rel, 1, len, f), len);
 	fclose(f);
-	assert_int_equal(tern_linux_install_file(lx, p), 0);
+	assert_int_equal(tern_linux_install_file(lx, p, false), 0);
 	assert_int_equal(tern_agent_activate(&lx->agent), 0);
 	assert_int_equal(tern_linux_sync_bootloader(lx), 0);
 	tern_linux_close(lx);
@@ -497,6 +498,249 @@ static void test_usb_backend(void **state)
 	tern_signer_free(&sg);
 }
 
+/* The ERROR reply in @r, as the host reads it: its wire status as an internal code. */
+static int error_status(const struct tern_frame *r)
+{
+	struct tern_msg_error e;
+	assert_int_equal(r->type, TERN_MSG_ERROR);
+	assert_int_equal(tern_msg_error_decode(r->body, r->body_len, &e), 0);
+	return tern_frame_status_to_err(e.status);
+}
+
+static bool exists(const char *name)
+{
+	char p[256];
+	path(p, sizeof(p), name);
+	return access(p, F_OK) == 0;
+}
+
+/* A PROVISION request: plain, or signed by @signer for @serial when not NULL. */
+static size_t provision_req(const char *id, const uint8_t *point, const char *config, uint64_t gen,
+			    const struct tern_signer *signer, const char *serial, uint8_t *out,
+			    size_t size)
+{
+	struct tern_msg_provision p = {.n_keys = 1, .generation = gen};
+	uint8_t body[TERN_FRAME_BODY_MAX], aad[128], cose[TERN_FRAME_BODY_MAX];
+	snprintf(p.device_id, sizeof(p.device_id), "%s", id);
+	p.keys[0] = point;
+	if (config) {
+		p.config = (const uint8_t *)config;
+		p.config_len = strlen(config);
+	}
+	size_t n = tern_msg_provision_encode(&p, signer ? body : out, signer ? sizeof(body) : size);
+	assert_true(n > 0);
+	if (!signer)
+		return n;
+	size_t alen = tern_provision_aad(serial, aad, sizeof(aad));
+	size_t clen = tern_cose_sign1_sign(signer, body, n, aad, alen, cose, sizeof(cose));
+	assert_true(clen > 0);
+	n = tern_msg_provision_encode_signed(cose, clen, out, size);
+	assert_true(n > 0);
+	return n;
+}
+
+/*
+ * Provisioning on the Linux board. The file side (tern_linux_provision_write): a bad
+ * request writes nothing; a good one writes the keys (PEM) and the drop-in, removes the
+ * old keys, and ternd.conf + drop-in load as the new identity. The USB side (PROVISION
+ * through tern_linux_usb_ops): a blank device with no key takes a plain request, then
+ * only a signed one of a newer generation from a key it trusts; the keys work at once.
+ */
+static void test_provision(void **state)
+{
+	(void)state;
+	static struct tern_usbdev dev;
+	static uint8_t body[TERN_FRAME_BODY_MAX], rb[4096];
+	struct tern_frame r;
+	struct tern_signer k1, k2, stranger;
+	char p[256], err[512], pem[1024];
+	assert_int_equal(tern_signer_generate(&k1), 0);
+	assert_int_equal(tern_signer_generate(&k2), 0);
+	assert_int_equal(tern_signer_generate(&stranger), 0);
+	path(p, sizeof(p), "pkeys");
+	assert_int_equal(mkdir(p, 0700), 0);
+	path(p, sizeof(p), "pstate");
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_true(tern_signer_public_pem(&stranger, pem, sizeof(pem)) > 0);
+	write_file("pkeys/factory.pub", pem);
+	write_file("pkeys/README", "not a key\n");
+	write_file("p.conf", "[device]\nboard = unit\nkeyring = pkeys\nstate = pstate\n"
+			     "[slots]\nfirmware.A = pa.img\nfirmware.B = pb.img\n"
+			     "[boot]\nbootloader = grub\ngrubenv = pgrubenv\ncmdline = cmdline\n"
+			     "boot_id = boot_id\nmounts = /nonexistent\n"
+			     "[usb]\nenabled = yes\nfunctionfs = /dev/ffs-tern\nserial = SN-9\n");
+	struct tern_linux_config *c = malloc(sizeof(*c)), *out = malloc(sizeof(*out));
+	struct tern_linux *lx = malloc(sizeof(*lx));
+	assert_non_null(c);
+	assert_non_null(out);
+	assert_non_null(lx);
+	path(p, sizeof(p), "p.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_string_equal(c->device_id, "");
+	assert_int_equal(c->provision_gen, 0);
+
+	/* --- the file side */
+	struct tern_keyring kr = {.n_keys = 0};
+	assert_int_equal(tern_keyring_add(&kr, &k1.pub), 0);
+	assert_int_equal(tern_keyring_add(&kr, &k2.pub), 0);
+	struct tern_linux_provisioning prov = {"lab-7", &kr, NULL, 0, 3};
+	const char *bad_conf = "[mqtt]\nurl = mqtt://10.1.2.3\n[slots]\nfirmware.A = /dev/sda\n";
+	prov.config = (const uint8_t *)bad_conf;
+	prov.config_len = strlen(bad_conf);
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)),
+			 TERN_E_MALFORMED);
+	assert_non_null(
+	    strstr(err, "pstate/provisioned.conf:10: [slots] firmware.A cannot be set"));
+	const char *bad_url = "[mqtt]\nurl = http://10.1.2.3\n";
+	prov.config = (const uint8_t *)bad_url;
+	prov.config_len = strlen(bad_url);
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)),
+			 TERN_E_MALFORMED);
+	assert_non_null(strstr(err, "provisioned.conf:8: url: must start with mqtt://"));
+	prov.config = (const uint8_t *)"[mqtt]\nurl = mqtt://h\0x";
+	prov.config_len = 23;
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)),
+			 TERN_E_MALFORMED); /* a NUL byte: not text */
+	prov.config = NULL;
+	prov.config_len = 0;
+	prov.device_id = "lab 7";
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)), TERN_E_INVAL);
+	prov.device_id = "lab-7";
+	struct tern_keyring none = {.n_keys = 0};
+	prov.keyring = &none;
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)), TERN_E_KEY);
+	/* Refused: nothing was written, nothing removed. */
+	assert_true(exists("pkeys/factory.pub"));
+	assert_false(exists("pkeys/provisioned-0.pub"));
+	assert_false(exists("pstate/provisioned.conf"));
+
+	const char *conf = "[mqtt]\nurl = mqtt://10.1.2.3:1884\nusername = lab-7";
+	prov =
+	    (struct tern_linux_provisioning){"lab-7", &kr, (const uint8_t *)conf, strlen(conf), 3};
+	assert_int_equal(tern_linux_provision_write(c, &prov, out, err, sizeof(err)), 0);
+	assert_string_equal(out->device_id, "lab-7");
+	assert_string_equal(out->mqtt_url, "mqtt://10.1.2.3:1884");
+	assert_true(exists("pkeys/provisioned-0.pub"));
+	assert_true(exists("pkeys/provisioned-1.pub"));
+	assert_false(exists("pkeys/factory.pub")); /* the new keys replace the keyring */
+	assert_true(exists("pkeys/README"));	   /* what is not a key stays */
+	assert_false(exists("pstate/provisioned.conf.tmp"));
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_string_equal(c->device_id, "lab-7");
+	assert_int_equal(c->provision_gen, 3);
+	assert_string_equal(c->mqtt_url, "mqtt://10.1.2.3:1884");
+	assert_string_equal(c->mqtt_username, "lab-7");
+	assert_string_equal(c->mqtt_client_id, "lab-7");
+	assert_string_equal(c->usb_serial, "SN-9"); /* the gadget's, from ternd.conf */
+	for (int i = 0; i < 2; i++) {
+		char name[64], kp[256];
+		snprintf(name, sizeof(name), "pkeys/provisioned-%d.pub", i);
+		path(kp, sizeof(kp), name);
+		FILE *f = fopen(kp, "r");
+		assert_non_null(f);
+		size_t len = fread(pem, 1, sizeof(pem), f);
+		fclose(f);
+		assert_non_null(strstr(pem, "-----BEGIN PUBLIC KEY-----\n"));
+		struct tern_pubkey pk;
+		assert_int_equal(tern_pubkey_parse(&pk, (const uint8_t *)pem, len), 0);
+		assert_memory_equal(pk.point, kr.keys[i].point, TERN_P256_POINT_LEN);
+	}
+	/* Back to blank for the USB side: no id, no key. */
+	path(p, sizeof(p), "pstate/provisioned.conf");
+	assert_int_equal(unlink(p), 0);
+	path(p, sizeof(p), "pkeys/provisioned-0.pub");
+	assert_int_equal(unlink(p), 0);
+	path(p, sizeof(p), "pkeys/provisioned-1.pub");
+	assert_int_equal(unlink(p), 0);
+
+	/* --- the USB side: a blank device opens with no key */
+	make_sized("pa.img", 256 * 1024);
+	make_sized("pb.img", 256 * 1024);
+	struct tern_envvars v = {0};
+	path(p, sizeof(p), "pgrubenv");
+	assert_int_equal(tern_envvars_set(&v, "BOOT_ORDER", "A B"), 0);
+	assert_int_equal(tern_envvars_set(&v, "BOOT_A_LEFT", "3"), 0);
+	assert_int_equal(tern_grubenv_store(p, &v), 0);
+	tern_envvars_free(&v);
+	path(p, sizeof(p), "p.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_int_equal(boot(c, 20), 0);
+	assert_int_equal(tern_linux_open(lx, c, 0, err, sizeof(err)), 0);
+	assert_int_equal(lx->keyring.n_keys, 0);
+	tern_usbdev_init(&dev, &tern_linux_usb_ops, lx);
+	static uint8_t rel[64 * 1024];
+	static uint8_t img[8 * 1024];
+	memset(img, 0x5a, sizeof(img));
+	struct relbuild rbd = {
+	    .version = "2.0.0", .sequence = 2, .board = "unit", .chunk_size = 4096, .n_comp = 1};
+	rbd.comp[0] = (struct relbuild_comp){"fw", TERN_KIND_FIRMWARE, img, sizeof(img)};
+	assert_true(relbuild_size(&rbd) <= sizeof(rel));
+	size_t head_len;
+	assert_true(relbuild_make(&k1, &rbd, rel, sizeof(rel), &head_len) > 0);
+	size_t n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r);
+	assert_int_equal(error_status(&r), TERN_E_UNKNOWN_KEY); /* it trusts nothing yet */
+
+	n = provision_req("lab-7", k1.pub.point, "[mqtt]\nurl = mqtt://127.0.0.1\n", 0, NULL, NULL,
+			  body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ACK);
+	assert_string_equal(lx->cfg.device_id, "lab-7");
+	assert_int_equal(lx->keyring.n_keys, 1);
+	n = tern_msg_hello_encode(1, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_HELLO, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_INFO);
+	struct tern_msg_info info;
+	assert_int_equal(tern_msg_info_decode(r.body, r.body_len, &info), 0);
+	assert_string_equal(info.device_id, "lab-7");
+	assert_string_equal(info.serial, "SN-9");
+	/* The key works at once: the release is taken now. */
+	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
+	/* Provisioned: a plain request is refused, and so is one signed by a stranger, one
+	 * signed for another serial, and (after a signed one) a replay of its generation. */
+	n = provision_req("lab-x", k1.pub.point, NULL, 0, NULL, NULL, body, sizeof(body));
+	usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r);
+	assert_int_equal(error_status(&r), TERN_E_EXISTS);
+	n = provision_req("lab-x", k1.pub.point, NULL, 1, &stranger, "SN-9", body, sizeof(body));
+	usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r);
+	assert_int_equal(error_status(&r), TERN_E_UNKNOWN_KEY);
+	n = provision_req("lab-x", k1.pub.point, NULL, 1, &k1, "SN-8", body, sizeof(body));
+	usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r);
+	assert_int_equal(error_status(&r), TERN_E_BAD_SIGNATURE);
+	n = provision_req("lab-8", k1.pub.point, NULL, 1, &k1, "SN-9", body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ACK);
+	assert_string_equal(lx->cfg.device_id, "lab-8");
+	assert_int_equal(lx->cfg.provision_gen, 1);
+	assert_int_equal(lx->keyring.n_keys, 1);
+	assert_memory_equal(lx->keyring.keys[0].point, k1.pub.point, TERN_P256_POINT_LEN);
+	usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r); /* the same again */
+	assert_int_equal(error_status(&r), TERN_E_OLD_GENERATION);
+	/* A signed request whose configuration is refused changes nothing. */
+	n = provision_req("lab-9", k2.pub.point, "[boot]\nattempts = 2\n", 2, &k1, "SN-9", body,
+			  sizeof(body));
+	usb_call(&dev, TERN_MSG_PROVISION, body, n, rb, sizeof(rb), &r);
+	assert_int_equal(error_status(&r), TERN_E_MALFORMED);
+	assert_string_equal(lx->cfg.device_id, "lab-8");
+	tern_linux_close(lx);
+	assert_int_equal(lx->keyring.n_keys, 1);
+	/* What the next start reads: lab-8, generation 1, k1 only, no [mqtt] url now. */
+	path(p, sizeof(p), "p.conf");
+	assert_int_equal(tern_linux_config_load(c, p, err, sizeof(err)), 0);
+	assert_string_equal(c->device_id, "lab-8");
+	assert_int_equal(c->provision_gen, 1);
+	assert_string_equal(c->mqtt_url, "");
+	assert_true(exists("pkeys/provisioned-0.pub"));
+	assert_false(exists("pkeys/provisioned-1.pub"));
+	free(lx);
+	free(out);
+	free(c);
+	tern_signer_free(&k1);
+	tern_signer_free(&k2);
+	tern_signer_free(&stranger);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -508,6 +752,7 @@ int main(void)
 	    cmocka_unit_test(test_board_cycle),
 	    cmocka_unit_test(test_ffs_descriptors),
 	    cmocka_unit_test(test_usb_backend),
+	    cmocka_unit_test(test_provision),
 	};
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

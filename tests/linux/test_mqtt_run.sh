@@ -7,13 +7,17 @@
 #      reboot ends it; started again, the trial passes and is confirmed; the device
 #      reports 2.0.0 confirmed over MQTT and `ternd status --json` agrees.
 #   2. 3.0.0 fails its health check: rolled back to 2.0.0 and reported over MQTT.
-#   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too.
+#   3. SIGTERM: a clean stop that publishes "offline"; --duration ends it too; [mqtt]
+#      client_id and keepalive reach the broker.
 #   4. The shipped broker configuration: TLS, a password per client, the ACL (the device
 #      may only write its own topics): ca, username and password_file; 4.0.0 confirmed.
 #   5. ternd killed in the middle of a download (a file size limit stops it 1200 KiB into
 #      the slot): started again, it resumes from the agent's journal and finishes.
+#   6. tern deploy --revert to 4.0.0, still whole in slot A: staged from the slot (no
+#      download), reboot, trial, confirmed and reported.
 # Every process started here is stopped by its PID, also on failure.
 # Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -39,31 +43,7 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
-same() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "want '$2', got '$3'"; fi; }
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 # wait_until SECONDS CMD...: polls CMD every 0.1 s
-wait_until() {
-	local limit=$1 i
-	shift
-	for i in $(seq 1 $((limit * 10))); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 if ! broker_start "$work/broker"; then
 	bad "start mosquitto"
@@ -190,6 +170,16 @@ check "stopped: no last will needed (clean disconnect in the broker log)" \
 $T run --duration 1 >run5.log 2>&1
 same "--duration 1 ends it (exit 0)" 0 "$?"
 check "it served for that second" grep -q "duration reached" run5.log
+check "by default the client id is the device id, keepalive 30 s (broker log)" \
+	grep -q "as $ID (p[0-9], c1, k30)" "$BROKER_LOG"
+# [mqtt] client_id and keepalive reach the broker: its log names the client and keepalive.
+printf 'client_id = lab-gw-7\nkeepalive = 45\n' >>"$d/ternd.conf"
+$T run --duration 2 >run5b.log 2>&1
+same "client_id, keepalive: --duration 2 ends it (exit 0)" 0 "$?"
+check "the broker saw client id lab-gw-7 with keepalive 45" \
+	grep -q "as lab-gw-7 (p[0-9], c1, k45)" "$BROKER_LOG"
+check "run says which client id and keepalive" grep -q "client id lab-gw-7, keepalive 45 s" run5b.log
+sed -i -e '/^client_id = /d' -e '/^keepalive = /d' "$d/ternd.conf"
 
 # ------------------------------------------------------------ 4. TLS, passwords, ACL
 kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
@@ -241,6 +231,21 @@ cmp -s -n 2000000 fw-5.bin "$d/slots/firmware-b.img" && ok "slot B holds 5.0.0's
 	bad "slot B holds 5.0.0's bytes"
 check "event counters never repeat across the kills and reboots" \
 	[ "$(sqlite3 "$TERN_DB" "select count(*) - count(distinct device_seq) from events where device_id='$ID' and device_seq is not null")" -eq 0 ]
+
+# ------------------------------------------------------------ 6. revert to 4.0.0
+"$TERN" deploy example-4.0.0-4 --revert --key signing.key --device "$ID" "${OP[@]}" >deploy.out 2>&1 ||
+	bad "deploy --revert 4.0.0" "$(cat deploy.out)"
+rgen=$(sed -n 's/.*generation \([0-9]*\)$/\1/p' deploy.out)
+if run_exits 20; then same "revert: staged from slot A, activated, reboot" 0 "$run_rc"; else bad "revert reboots" "$(cat "$run_log")"; fi
+same "the reboot command armed A" "A" "$(sed -n 's/.*tern.slot=\(.\).*/\1/p' "$d/cmdline")"
+run_start run11
+check "4.0.0 confirmed again and reported" wait_until 10 dev_is \
+	'x["state"], x["version"], x["slot"]' "('confirmed', '4.0.0', 'A')"
+check "... no download: its transitions are staged, confirmed" wait_until 5 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select group_concat(to_state) from (select to_state from events where device_id='"'$ID'"' and kind='"'transition'"' and generation=$rgen order by seq)")" = staged,confirmed ]'
+same "ternd status --json: confirmed 4.0.0 on A, confirmed sequence 4, 5.0.0 good in B" \
+	"confirmed 4.0.0 A 4 5.0.0 good" \
+	"$(j 'd["state"], d["running_version"], d["running_slot"], d["confirmed_sequence"], d["slots"]["B"]["version"], d["slots"]["B"]["state"]')"
 kill -TERM "$ternd_pid"
 if run_exits 5; then same "SIGTERM stops it" 0 "$run_rc"; else bad "SIGTERM stops it"; fi
 

@@ -14,8 +14,10 @@
       verifies a desired state as any RFC 9052 implementation would (cryptography's
       ECDSA over the Sig_structure with external AAD "tern-desired-v1") and prints it
   mqtt_tool.py try URL USER PASS pub|sub TOPIC   (TLS options from $MQTT_CAFILE)
-      pub: publishes and exits 0; sub: exit 0 if a retained message arrives in 1 s
-Common options come from the environment: MQTT_CAFILE, MQTT_USER, MQTT_PASS.
+      pub: publishes and exits 0; sub: exit 0 if a retained message arrives in 1 s;
+      USER "-": no username (a client certificate from $MQTT_CERT/$MQTT_KEY is the identity)
+Common options come from the environment: MQTT_CAFILE, MQTT_USER, MQTT_PASS, and a client
+certificate and key MQTT_CERT, MQTT_KEY.
 """
 import hashlib
 import os
@@ -37,7 +39,8 @@ def client(url, client_id="", user=None, password=None):
     if user:
         c.username_pw_set(user, password)
     if u.scheme == "mqtts":
-        c.tls_set(ca_certs=os.environ.get("MQTT_CAFILE"), cert_reqs=ssl.CERT_REQUIRED)
+        c.tls_set(ca_certs=os.environ.get("MQTT_CAFILE"), cert_reqs=ssl.CERT_REQUIRED,
+                  certfile=os.environ.get("MQTT_CERT"), keyfile=os.environ.get("MQTT_KEY"))
     return c, u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
 
 
@@ -181,6 +184,8 @@ def fake_device(url, prefix, dev, board, die, generation=1):
 
 
 def try_access(url, user, password, op, topic):
+    if user == "-":  # no username: the client certificate is the identity
+        user, password = None, None
     c, host, port = client(url, user=user, password=password)
     try:
         connect(c, host, port)
@@ -188,7 +193,8 @@ def try_access(url, user, password, op, topic):
         print(e)
         return 2
     if op == "pub":
-        c.publish(topic, b"probe from " + user.encode(), qos=1, retain=True).wait_for_publish()
+        who = (user or os.path.basename(os.environ.get("MQTT_CERT", "?"))).encode()
+        c.publish(topic, b"probe from " + who, qos=1, retain=True).wait_for_publish()
         c.disconnect()
         c.loop_stop()
         return 0

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The broker configuration tern ships (scripts/mosquitto/*.template) over TLS with
-# per-client passwords: the operator may do everything; a device writes only its own
-# dev/<id>/ topics and reads releases and its own desired state.
+# per-client passwords, then with a client certificate per client instead: the operator
+# may do everything; a device writes only its own dev/<id>/ topics and reads releases and
+# its own desired state.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -17,24 +19,10 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 refused() {
 	local name=$1
 	shift
 	if "$@"; then bad "$name" "was allowed: $*"; else ok "$name"; fi
-}
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
 }
 
 if ! broker_start_tls "$work/broker" operator:op-secret dev-1:pw-1 dev-2:pw-2; then
@@ -94,4 +82,53 @@ MQTT_USER=operator MQTT_PASS=op-secret $TOOL absent "$URL" tern/rel/evil-1/manif
 check "dev-1 cannot publish a release (nothing retained on rel/evil-1)" [ $? -eq 0 ]
 MQTT_USER=operator MQTT_PASS=op-secret $TOOL get "$URL" tern/dev/dev-1/desired d.bin >/dev/null
 check "dev-1 cannot overwrite its own desired state" bash -c "! grep -q 'probe from' d.bin"
+
+# The same ACL when each client's certificate is its identity (require_certificate,
+# use_identity_as_username: the CN is the username %u stands for), no passwords.
+broker_stop
+if ! broker_start_tls_certs "$work/certs" operator dev-1 dev-2; then
+	bad "start mosquitto with client certificates"
+	finish
+fi
+ok "mosquitto with client certificates on 127.0.0.1:$BROKER_PORT"
+URL=$BROKER_URL
+export MQTT_CAFILE=$BROKER_CA
+C=$BROKER_DIR
+OP=(--broker "$URL" --cafile "$BROKER_CA" --cert "$C/operator.crt" --cert-key "$C/operator.key")
+as() { # NAME CMD...: runs CMD with NAME's certificate
+	local name=$1
+	shift
+	MQTT_CERT=$C/$name.crt MQTT_KEY=$C/$name.key "$@"
+}
+check "certificates: the operator publishes and deploys" eval \
+	'"$TERN" publish r.tern "${OP[@]}" >/dev/null && "$TERN" deploy sim-1.0-1 --key signing.key --device dev-1 --device dev-2 "${OP[@]}" >/dev/null'
+quiet() { "$@" 2>/dev/null; } # the refused TLS handshakes make paho-mqtt print tracebacks
+refused "certificates: a client without a certificate is refused" quiet $TOOL try "$URL" dev-1 x sub tern/rel/sim-1.0-1/manifest
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout other-ca.key \
+	-out other-ca.crt -days 2 -subj "/CN=dev-1" >/dev/null 2>&1
+refused "certificates: a self-signed certificate claiming CN=dev-1 is refused" \
+	quiet env MQTT_CERT=other-ca.crt MQTT_KEY=other-ca.key $TOOL try "$URL" - - sub tern/rel/sim-1.0-1/manifest
+check "certificates: dev-1 reads the release" as dev-1 $TOOL try "$URL" - - sub tern/rel/sim-1.0-1/manifest
+check "certificates: dev-1 reads its own desired state" as dev-1 $TOOL try "$URL" - - sub tern/dev/dev-1/desired
+refused "certificates: dev-1 cannot read dev-2's desired state" as dev-1 $TOOL try "$URL" - - sub tern/dev/dev-2/desired
+"$TERN" watch --duration 30 "${OP[@]}" >watch.txt 2>watch.err &
+watch_pid=$!
+for _ in $(seq 1 50); do grep -q watching watch.err && break; sleep 0.1; done
+check "certificates: dev-1 publishes its own state" as dev-1 $TOOL try "$URL" - - pub tern/dev/dev-1/state
+as dev-1 $TOOL try "$URL" - - pub tern/dev/dev-2/state
+as dev-1 $TOOL try "$URL" - - pub tern/dev/dev-2/online
+as dev-1 $TOOL try "$URL" - - pub tern/rel/evil-2/manifest
+as dev-1 $TOOL try "$URL" - - pub tern/rel/sim-1.0-1/manifest
+as dev-2 $TOOL try "$URL" - - pub tern/dev/dev-2/events
+sleep 0.5
+kill -TERM "$watch_pid"
+wait "$watch_pid"
+check "certificates: the watcher recorded dev-1's own state" grep -q "dev-1 refused a state message" watch.txt
+check "... and dev-2's own events (the last thing published)" grep -q "dev-2 refused a events message" watch.txt
+refused "certificates: dev-1 cannot publish dev-2's state or online" grep -q "dev-2 refused a \(state\|online\)" watch.txt
+as dev-2 $TOOL get "$URL" tern/rel/sim-1.0-1/manifest m2.bin >/dev/null
+check "certificates: the retained manifest is still the operator's, byte for byte" \
+	cmp -s m2.bin <(head -c "$(stat -c %s m2.bin)" r.tern)
+as operator $TOOL absent "$URL" tern/rel/evil-2/manifest
+check "certificates: dev-1 cannot publish a release (nothing retained on rel/evil-2)" [ $? -eq 0 ]
 finish

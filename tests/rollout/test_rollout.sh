@@ -6,6 +6,7 @@
 # timeout, the controller killed at random moments and rerun, `tern report`, an abort
 # that withdraws the commands devices have not taken (a device that connects later never
 # installs the aborted release), and one controller per rollout (its lease).
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 BUILD=$(cd "$BUILD" && pwd)
@@ -33,42 +34,12 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db USER=tester
 unset TERN_CONFIG TERN_BROKER TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX NO_COLOR
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 expect_ok() {
 	local name=$1
 	shift
 	if "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt out.txt | tail -5)"; fi
 }
-expect_fail() {
-	local name=$1 re=$2
-	shift 2
-	"$@" >out.txt 2>err.txt
-	local rc=$? lines
-	lines=$(wc -l <err.txt)
-	if [ $rc -eq 0 ]; then
-		bad "$name" "exit 0, expected a refusal"
-	elif [ "$lines" -ne 1 ]; then
-		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
-	elif ! grep -qE -e "$re" err.txt; then
-		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
-	else
-		ok "$name"
-	fi
-}
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 q() { sqlite3 -cmd ".timeout 10000" "$TERN_DB" "$1"; }
-finish() {
-	echo "$pass passed, $fail failed"
-	[ $fail -eq 0 ]
-	exit
-}
 # status NAME FIELD: a field of `rollout status NAME --json`
 status() {
 	"$TERN" rollout status "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"

@@ -1,5 +1,5 @@
 UNIT_TESTS += test_sha256 test_topic test_msg
-CRYPTO_TESTS += test_sha256
+CRYPTO_TESTS += test_sha256 test_msg
 UNIT_TESTS += test_cbor
 
 # COSE WG conformance: the vectors in tests/vectors/cose-wg/ become a C table at build

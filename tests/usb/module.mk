@@ -22,8 +22,8 @@ EMU_OBJ := $(BUILD)/obj/tests/usb/emu/usb_emu.o $(BUILD)/obj/tests/usb/emu/emu_b
 $(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS += $(shell pkg-config --cflags $(EMU_PKGS) 2>/dev/null)
 $(BUILD)/obj/tests/usb/emu/usb_emu.o: ALL_CFLAGS := $(filter-out -std=c11,$(ALL_CFLAGS)) -std=gnu11
 
-$(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB)
-	$(CC) $(ALL_LDFLAGS) $(EMU_OBJ) -o $@ $(SIM_LIB) $(DEVICE_LIB) $(PROTO_LIB) $(PROTO_LIBS) \
+$(EMU_BIN): $(EMU_OBJ) $(SIM_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(PROTO_LIB)
+	$(CC) $(ALL_LDFLAGS) $(EMU_OBJ) -o $@ $(SIM_LIB) $(POSIX_LIB) $(DEVICE_LIB) $(PROTO_LIB) $(PROTO_LIBS) \
 		$(shell pkg-config --libs $(EMU_PKGS) 2>/dev/null) -lpthread
 
 all: $(EMU_BIN) $(BUILD)/ternd

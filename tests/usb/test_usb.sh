@@ -4,6 +4,7 @@
 # device, no access with the udev hint, busy), re-enumeration after a reboot (found again
 # by serial), damaged frames detected and sent again, VID/PID selection, and no umockdev
 # folders left behind, even when the emulator crashes.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,40 +21,17 @@ mkdir -m 1777 "$TMPDIR"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-
-# emu_ok NAME EMU-ARGS... -- CMD...: exit 0
+# emu_ok NAME EMU-ARGS... -- CMD... / emu_fail NAME REGEX EMU-ARGS... -- CMD...: the
+# suite's expect_ok/expect_fail run through the USB emulator
 emu_ok() {
 	local name=$1
 	shift
-	if "$EMU" "$@" >out.txt 2>err.txt; then ok "$name"; else bad "$name" "exit $?: $(cat err.txt)"; fi
+	expect_ok "$name" "$EMU" "$@"
 }
-
-# emu_fail NAME REGEX EMU-ARGS... -- CMD...: non-zero exit, one stderr line matching REGEX
 emu_fail() {
 	local name=$1 re=$2
 	shift 2
-	"$EMU" "$@" >out.txt 2>err.txt
-	local rc=$? lines
-	lines=$(wc -l <err.txt)
-	if [ $rc -eq 0 ]; then
-		bad "$name" "exit 0, expected a refusal"
-	elif [ "$lines" -ne 1 ]; then
-		bad "$name" "expected one line on stderr, got $lines: $(cat err.txt)"
-	elif ! grep -qE -e "$re" err.txt; then
-		bad "$name" "stderr '$(cat err.txt)' does not match '$re'"
-	else
-		ok "$name"
-	fi
-}
-
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
+	expect_fail "$name" "$re" "$EMU" "$@"
 }
 
 json() { $PY -c "import json,sys; d=json.load(open('out.txt')); print(eval(sys.argv[1]))" "$1"; }
@@ -65,6 +43,8 @@ check "json: serials" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001
 check "json: ports" [ "$(json '",".join(x["port"] for x in d)')" = "1-1,1-2" ]
 check "json: board, version, slot, state" \
 	[ "$(json '"/".join([d[1]["board"], d[1]["version"], d[1]["slot"], d[1]["state"]])')" = "sim/1.0.0/A/idle" ]
+check "json: not provisioned: device_id null, generation 0" \
+	[ "$(json '"%s/%s" % (d[0]["device_id"], d[0]["provision_generation"])')" = "None/0" ]
 emu_ok "list, text" --devices 2 -- "$TERN" usb list
 check "text: header and two rows" [ "$(wc -l <out.txt)" = 3 ]
 check "text: second row" grep -qE '^1-2 +EMU00002 +sim +1\.0\.0 +A +idle$' out.txt
@@ -86,6 +66,11 @@ emu_fail "status, busy" "device EMU00002 is busy: another program" \
 emu_ok "list shows a busy device and goes on" --devices 2 --claimed EMU00001 -- "$TERN" usb list --json
 check "busy device: error busy, other one fine" \
 	[ "$(json 'd[0].get("error", "") + "/" + d[1]["state"]')" = "busy/idle" ]
+check "busy device: a sentence beside the code" \
+	[ "$(json 'd[0]["message"]')" = "busy: another program has it open" ]
+emu_ok "status --json: bus and address too" --devices 1 -- "$TERN" usb status --json
+check "status json: bus, address, generation" \
+	[ "$(json '"%d/%d/%d" % (d["bus"], d["address"], d["provision_generation"])')" = "1/2/0" ]
 
 # --- a user without access: the udev rule is named (dropping to another user needs root)
 if [ "$(id -u)" = 0 ]; then
@@ -106,6 +91,31 @@ emu_ok "--pid finds it" --pid 0002 -- "$TERN" usb list --pid 0002
 emu_ok "TERN_USB_PID finds it" --pid 0002 -- env TERN_USB_PID=0002 "$TERN" usb list
 emu_fail "bad --vid" "hex USB ids" --devices 1 -- "$TERN" usb list --vid zz
 
+# --- help: every option a usage line shows is taken; the group lists its commands
+"$TERN" key generate --out help.key >/dev/null
+for c in list status flash reboot confirm provision; do
+	"$TERN" usb $c --help >help.txt
+	usage=$(sed -n '/^usage:/,/^  [a-z]/p' help.txt | grep -v '^  [a-z]')
+	opts=$(echo "$usage" | grep -oE '\[--[a-z-]+( [A-Za-z.]+)?\]|--[a-z-]+ [A-Z]+' | tr -d '[]' | tr ' ' '=')
+	badopt=
+	for o in $opts; do
+		case $o in
+		*=SECONDS | *=N) set -- "${o%%=*}" 1 ;;
+		*=*.pub) set -- "${o%%=*}" help.pub ;;
+		*=*) set -- "${o%%=*}" x ;;
+		*) set -- "$o" ;;
+		esac
+		"$TERN" usb $c "$@" --help >/dev/null 2>&1 || badopt="$badopt $1"
+	done
+	if [ -n "$opts" ] && [ -z "$badopt" ]; then ok "help: usb $c takes every option it shows"
+	else bad "help: usb $c takes every option it shows" "refused:$badopt (usage: $usage)"; fi
+done
+"$TERN" usb --help >help.txt
+check "tern usb --help lists the commands" [ "$(grep -c '^  tern usb ' help.txt)" = 6 ]
+"$TERN" usb >/dev/null 2>err.txt
+check "tern usb alone: exit 2, the commands named" [ $? = 2 ]
+check "tern usb alone, in words" grep -qx "tern usb: unknown or missing command; one of: list, status, flash, confirm, provision, reboot (see 'tern usb --help')" err.txt
+
 # --- reboot: the device leaves the bus and comes back at a new address; found by serial
 emu_ok "reboot and re-enumeration" --devices 2 --dir devs -- "$TERN" usb reboot --serial EMU00002
 check "reboot: back at the same port, new address" grep -qE "^EMU00002 is back after [0-9.]+ s at USB port 1-2 \(address [4-9]\)" out.txt
@@ -124,6 +134,18 @@ check "after two reboots: boots=3" grep -qx "boots=3" devs2/EMU00001/state
 emu_ok "reboot --no-wait" --devices 1 -- "$TERN" usb reboot --no-wait
 check "reboot --no-wait says so" grep -qx "EMU00001 is rebooting" out.txt
 emu_fail "reboot, several devices" "several tern devices" --devices 2 -- "$TERN" usb reboot
+# Without udevd no hotplug event reaches libusb (--no-uevents: the emulator announces
+# nothing): tern still finds the device again by serial, looking with a fresh scan.
+emu_ok "reboot without hotplug events (no udevd)" --devices 2 --no-uevents --dir devs3 -- \
+	"$TERN" usb reboot --serial EMU00002
+check "no hotplug: back at a new address" grep -qE "^EMU00002 is back after [0-9.]+ s at USB port 1-2 \(address [4-9]\)" out.txt
+check "no hotplug: the device booted twice" grep -qx "boots=2" devs3/EMU00002/state
+emu_ok "no hotplug: list sees the device at its new address" --devices 1 --no-uevents -- sh -c \
+	"'$TERN' usb reboot >/dev/null && '$TERN' usb list --json"
+check "no hotplug: listed after the reboot" [ "$(json '",".join(x["serial"] for x in d)')" = "EMU00001" ]
+emu_fail "reboot: a device that stays away" \
+	"tern usb reboot: device EMU00001 did not come back within 1 s; check its console" \
+	--devices 1 --boot-ms 2500 -- "$TERN" usb reboot --wait 1
 
 # --- damaged frames: detected by CRC, sent again, the command still succeeds
 for d in out in; do
@@ -144,6 +166,7 @@ VG=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=def
 	--suppressions="$ROOT/tests/usb/umockdev.supp")
 emu_ok "valgrind: list, two devices" --devices 2 -- "${VG[@]}" "$TERN" usb list --json
 emu_ok "valgrind: reboot and re-enumeration" --devices 1 -- "${VG[@]}" "$TERN" usb reboot
+emu_ok "valgrind: reboot without hotplug events" --devices 1 --no-uevents -- "${VG[@]}" "$TERN" usb reboot
 
 # --- exit status, and nothing left behind
 "$EMU" --devices 1 -- sh -c 'exit 7' >/dev/null 2>&1

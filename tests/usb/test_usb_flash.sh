@@ -5,6 +5,7 @@
 # board before a byte is sent, not newer, unknown key); --serial with two devices;
 # unplugged mid-transfer and resumed; damaged frames resent; --no-reboot then reboot;
 # protocol efficiency; `ternd sim status` agrees with what the host reports.
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,15 +20,6 @@ mkdir -m 1777 "$TMPDIR"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name" "condition failed: $*"; fi
-}
 # run NAME WANT-EXIT EMU-ARGS... -- CMD...: the exit status must be WANT-EXIT (0 or 1)
 run() {
 	local name=$1 want=$2
@@ -83,12 +75,33 @@ check "rollback reported with its reason" grep -q "EMU00001 rolled back to 1.2.0
 check "ternd: rolled back, 1.2.0 runs" \
 	[ "$(status_of devs/EMU00001 | field 'd["state"] + " " + d["running_version"]')" = "rolled-back 1.2.0" ]
 
+# --- no udevd: no hotplug event reaches libusb, and flash still follows the reboot (a
+#     fresh scan finds the device again by serial); a device that stays away is reported
+run "no hotplug events: a rollback is seen" 1 "${KR[@]}" --no-uevents --dir nohp -- "$TERN" usb flash sick.tern
+check "no hotplug: rollback with its reason" grep -q "EMU00001 rolled back to 1.0.0 in slot A: the new image failed its health check" err.txt
+run "no hotplug events: flash follows the reboot" 0 "${KR[@]}" --no-uevents --dir nohp -- \
+	"$TERN" usb flash small.tern --wait-confirm
+check "no hotplug: confirmed, seen by the host" grep -qx "EMU00001 runs 1.4.0 in slot B: confirmed" out.txt
+run "a device that does not come back" 1 "${KR[@]}" --boot-ms 2500 --dir away -- "$TERN" usb flash small.tern --wait 1
+check "did not come back, in words" grep -qx "tern usb flash: device EMU00001 did not come back within 1 s after its reboot; check its console, then 'tern usb status --serial EMU00001'" err.txt
+check "it had taken the release before it left" grep -q "EMU00001: 1.4.0 staged; rebooting into its trial" out.txt
+
 # --- two devices: --serial, and the other one untouched
 run "two devices, no --serial: refused" 1 "${KR[@]}" --devices 2 --dir two -- "$TERN" usb flash ok.tern
 check "several devices, in words" grep -q "several tern devices are connected" err.txt
 run "two devices, --serial EMU00002" 0 "${KR[@]}" --devices 2 --dir two -- "$TERN" usb flash ok.tern --serial EMU00002
 check "EMU00002 updated" [ "$(status_of two/EMU00002 | field 'd["running_version"]')" = 1.2.0 ]
 check "EMU00001 untouched" [ "$(status_of two/EMU00001 | field 'd["running_version"]')" = 1.0.0 ]
+
+# --- a release still whole in the inactive slot: staged at the offer, no bytes sent
+run "flash 1.2.0 into B" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash ok.tern
+"$TERND" sim install kept/EMU00001 small.tern >/dev/null && "$TERND" sim reboot kept/EMU00001 >/dev/null &&
+	"$TERND" sim install kept/EMU00001 ok.tern --revert >/dev/null && "$TERND" sim reboot kept/EMU00001 >/dev/null
+check "1.4.0 into A, then a revert to 1.2.0 (B); A keeps 1.4.0, good" \
+	[ "$(status_of kept/EMU00001 | field 'd["running_version"], d["slots"]["A"]["version"], d["slots"]["A"]["state"]')" = "('1.2.0', '1.4.0', 'good')" ]
+run "flash 1.4.0 again over USB" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash small.tern
+check "... confirmed in slot A" grep -qx "EMU00001 runs 1.4.0 in slot A: confirmed" out.txt
+check "... without a data transfer (no progress summary)" sh -c '! grep -q "^EMU00001: sent" out.txt'
 
 # --- unplugged mid-transfer, plugged back, rerun: resumes
 # A random point inside the data frames (HELLO, OFFER and the index come first; 1 MiB is
@@ -101,6 +114,39 @@ check "first run: unplugged, told to rerun" grep -q "was unplugged or stopped an
 check "first run failed" grep -qx "first=1" out.txt
 check "second run resumed" grep -qE "^EMU00001: resuming: [0-9.]+ KiB of the release are on the device already" out.txt
 check "second run confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
+
+# --- interrupted (Ctrl-C or SIGTERM) mid-transfer: tern stops at a frame boundary, lets
+#     the device go, says how to go on; the rerun in the same session resumes
+"$TERND" sim mkimage --health ok --size 7M --version 1.5.0 --out big.bin >/dev/null
+mk signing.key sim 1.5.0 5 big.bin big.tern
+cat >intr.sh <<EOF
+"$TERN" usb flash big.tern 2>intr.err & p=\$!
+i=0
+while [ \$i -lt 1000 ] && ! "$TERND" sim status intr/EMU00001 --json 2>/dev/null | grep -q '"state": "downloading"'; do
+	sleep 0.01; i=\$((i + 1))
+done
+kill -TERM \$p; wait \$p; echo first=\$?
+"$TERN" usb flash big.tern
+EOF
+run "interrupted, then run again in the same session" 0 "${KR[@]}" --dir intr -- sh intr.sh
+check "interrupted: exit 130" grep -qx "first=130" out.txt
+check "interrupted, in words" grep -qE "^tern usb flash: interrupted after [0-9.]+ [KM]iB of 7\.0 MiB were on EMU00001; run the same command again: it resumes where it stopped$" intr.err
+check "the rerun resumed" grep -qE "^EMU00001: resuming: [0-9.]+ [KM]iB of the release are on the device already" out.txt
+check "the rerun confirmed" grep -qx "EMU00001 runs 1.5.0 in slot B: confirmed" out.txt
+
+# --- flash --no-reboot, then flash again: the same release only needs its reboot; another
+#     one is refused with what to do
+run "staged already: the same release is rebooted into" 0 "${KR[@]}" --dir again -- sh -c \
+	"'$TERN' usb flash small.tern --no-reboot && '$TERN' usb flash small.tern --no-reboot && '$TERN' usb flash small.tern"
+check "staged already, said" grep -qx "EMU00001: 1.4.0 staged and activated already; it starts on trial at the next boot" out.txt
+check "rebooted into the staged release" grep -qx "EMU00001: 1.4.0 staged already; rebooting into its trial" out.txt
+check "and confirmed" grep -qx "EMU00001 runs 1.4.0 in slot B: confirmed" out.txt
+run "another release staged: refused, with what to do" 1 "${KR[@]}" --dir again2 -- sh -c \
+	"'$TERN' usb flash ok.tern --no-reboot && '$TERN' usb flash small.tern"
+check "staged, in words" grep -qx "tern usb flash: EMU00001 refused 1.4.0 small.tern: another update is in progress: it has 1.2.0 staged for its next boot; reboot it into that trial first ('tern usb reboot --serial EMU00001'), then flash again" err.txt
+run "another release half-installed: refused, with what to do" 1 "${KR[@]}" --dir again3 --unplug-after 20 -- sh -c \
+	"'$TERN' usb flash ok.tern 2>/dev/null; sleep 0.3; '$TERN' usb flash small.tern"
+check "half-installed, in words" grep -qE "^tern usb flash: EMU00001 refused 1.4.0 small.tern: another update is in progress: it is installing 1.2.0 \([0-9]+ of 64 chunks so far\); let it finish, or finish it with 'tern usb flash' and that release \(it resumes\), then flash this one$" err.txt
 
 # --- damaged frames during the transfer are resent
 run "damaged DATA frames" 0 "${KR[@]}" --dir crc --corrupt-out 7 --corrupt-in 9 -- "$TERN" usb flash ok.tern
@@ -128,7 +174,7 @@ mk fleet.key sim 1.2.0 2 ok.bin fleet.tern
 printf 'broker=mqtts://broker.example:8883\n' >dev.conf
 run "provision a blank device" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-1 \
 	--keyring fleet.pub --config dev.conf
-check "provision says what it did" grep -qx "EMU00001 provisioned as dev-1: 1 trusted key(s), configuration written" out.txt
+check "provision says what it did" grep -qx "EMU00001 provisioned as dev-1 (generation 1): 1 trusted key(s), configuration written" out.txt
 check "device id kept by the device" grep -qx "dev-1" prov/EMU00001/device_id
 check "configuration kept by the device" cmp -s dev.conf prov/EMU00001/provisioned.conf
 check "provision recorded it in the inventory" grep -qx "dev-1 recorded in tern.db: 'tern devices' lists it" out.txt
@@ -139,7 +185,7 @@ check "never heard over MQTT: online null" grep -q '"id":"dev-1".*"online":null'
 check "a provisioned event in the audit trail" [ "$(sqlite3 tern.db \
 	"SELECT count(*) FROM events WHERE device_id='dev-1' AND kind='provisioned' AND detail LIKE '%serial EMU00001%'")" = 1 ]
 run "list shows the device id" 0 "${KR[@]}" --dir prov -- "$TERN" usb list --json
-check "json: device_id" grep -q '"device_id": "dev-1"' out.txt
+check "json: device_id and generation" grep -q '"device_id": "dev-1", "provision_generation": 1,' out.txt
 run "again without --key: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision --id dev-2 --keyring fleet.pub
 check "already provisioned, in words" grep -q "is provisioned already (as dev-1); to change it, sign the request with --key" err.txt
 run "signed by a key it does not trust: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
@@ -158,12 +204,58 @@ check "the replay changed nothing" grep -qx "dev-2" prov/EMU00001/device_id
 "$TERN" devices --db tern.db >devices.txt 2>&1
 check "re-provisioned: the new id in tern devices, with what it runs" \
 	grep -qE '^dev-2 +sim +1\.2\.0 +B +confirmed ' devices.txt
-run "inventory not writable: provisioned, and said so" 1 "${KR[@]}" --dir prov3 -- "$TERN" usb provision \
+prov_gen() { sqlite3 "$1" "SELECT generation FROM provisioning WHERE device_id='$2'"; }
+check "the inventory keeps the last provisioning generation per id" \
+	[ "$(prov_gen tern.db dev-1)/$(prov_gen tern.db dev-2)" = "1/2" ]
+
+# --- the inventory is the authority for the provisioning generation
+run "provisioned with another inventory (--generation 3)" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --key fleet.key --db elsewhere.db --generation 3
+check "the other inventory recorded generation 3" [ "$(prov_gen elsewhere.db dev-2)" = 3 ]
+run "a device provisioned elsewhere: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --key fleet.key
+check "provisioned elsewhere, in words" grep -qx "tern usb provision: EMU00001 (dev-2) has taken provisioning generation 3, but tern.db gave dev-2 generation 2 at most: it was provisioned elsewhere; check which inventory is right, then give --generation N (above 3) to go on; nothing was sent" err.txt
+check "refused before sending: the device kept generation 3" grep -qx 3 prov/EMU00001/provision_gen
+run "an inventory that never provisioned the id: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --key fleet.key --db fresh.db
+check "never provisioned here, in words" grep -q "but fresh.db never provisioned dev-2: it was provisioned elsewhere" err.txt
+run "--generation overrides the refusal" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --keyring signing.pub --key fleet.key --generation 4
+check "generation 4 taken" grep -qx "EMU00001 provisioned as dev-2 (generation 4): 2 trusted key(s)" out.txt
+check "the inventory recorded generation 4" [ "$(prov_gen tern.db dev-2)" = 4 ]
+check "the audit trail names the generation" [ "$(sqlite3 tern.db \
+	"SELECT count(*) FROM events WHERE device_id='dev-2' AND kind='provisioned' AND detail LIKE '%generation 4)'")" = 1 ]
+# A device that lost its files is blank again and reports generation 0: the inventory's
+# number goes on (not 1), so an old signed request of generation 4 stays refused.
+rm prov/EMU00001/device_id prov/EMU00001/provision_gen
+run "a device that lost its identity: provisioned again, plain" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-2 --keyring fleet.pub --keyring signing.pub
+check "max(inventory, device) + 1: generation 5" grep -qx "EMU00001 provisioned as dev-2 (generation 5): 2 trusted key(s)" out.txt
+check "the device keeps generation 5" grep -qx 5 prov/EMU00001/provision_gen
+run "an old signed request (generation 4) after that: refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
+	--id dev-9 --keyring fleet.pub --key fleet.key --generation 4
+check "old generation, in words" grep -q "EMU00001 refused a request of generation 4: it has taken generation 5 already" err.txt
+run "inventory not usable: refused before the device is touched" 1 "${KR[@]}" --dir prov3 -- "$TERN" usb provision \
 	--id dev-3 --keyring fleet.pub --db /nonexistent/tern.db
-check "unrecorded, in words" grep -q "EMU00001 is provisioned, but recording it in /nonexistent/tern.db failed; run the same command again" err.txt
+check "inventory not usable, in words" grep -qx "tern usb provision: the inventory /nonexistent/tern.db cannot be used; nothing was sent to EMU00001" err.txt
+check "the device stayed blank" [ ! -e prov3/EMU00001/device_id ]
 run "TERN_DB names the inventory" 0 "${KR[@]}" --dir prov3 -- env TERN_DB=other.db "$TERN" usb provision \
-	--id dev-3 --keyring signing.pub --key fleet.key
+	--id dev-3 --keyring signing.pub
 check "recorded in TERN_DB" grep -qx "dev-3 recorded in other.db: 'tern devices' lists it" out.txt
+check "TERN_DB: generation 1" [ "$(prov_gen other.db dev-3)" = 1 ]
+# Recording fails after the device took the request (here a trigger refuses the write):
+# said so with the generation to give when running it again.
+sqlite3 broken.db "CREATE TABLE provisioning(device_id TEXT PRIMARY KEY, generation INTEGER NOT NULL,
+	serial TEXT, provisioned_at INTEGER NOT NULL); CREATE TRIGGER full BEFORE INSERT ON provisioning
+	BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+run "recording fails after provisioning: said so" 1 "${KR[@]}" --dir prov3 -- "$TERN" usb provision \
+	--id dev-3 --keyring signing.pub --key signing.key --db broken.db --generation 2
+check "unrecorded, in words" grep -qx "tern usb provision: EMU00001 is provisioned (generation 2), but recording it in broken.db failed; once it can be written, run the same command again with --key and --generation 3" err.txt
+check "nothing half-recorded" [ "$(sqlite3 broken.db "SELECT count(*) FROM events")" = 0 ]
+sqlite3 broken.db "DROP TRIGGER full"
+run "run again as told: recorded" 0 "${KR[@]}" --dir prov3 -- "$TERN" usb provision \
+	--id dev-3 --keyring signing.pub --key signing.key --db broken.db --generation 3
+check "recorded: generation 3" [ "$(prov_gen broken.db dev-3)" = 3 ]
 check "ternd reads the provisioned keyring" sh -c "'$TERND' sim status prov/EMU00001 >/dev/null"
 run "bad id refused before any device is touched" 2 --dir prov2 -- "$TERN" usb provision --id "a b" --keyring fleet.pub
 check "bad id, in words" grep -q "letters, digits" err.txt

@@ -82,6 +82,7 @@ struct tern_job {
 	uint32_t chunk_size;
 	uint32_t trial_attempts;
 	unsigned n_comp;
+	bool revert; /* offered as a revert: may be older than the confirmed release */
 	struct tern_job_comp comp[TERN_AGENT_MAX_COMPONENTS];
 	uint64_t layout_size; /* journal bytes used */
 };
@@ -153,14 +154,27 @@ void tern_agent_init(struct tern_agent *ag, const struct tern_agent_config *cfg)
 int tern_agent_start(struct tern_agent *ag, const struct tern_boot_result *boot);
 
 /*
- * Offers a signed manifest (a COSE_Sign1 of exactly @len bytes). On acceptance the
- * target slots are marked installing and the journal is written: state DOWNLOADING.
- * The same release offered again while it downloads (or once staged) is accepted as a
- * resume and changes nothing. Refusals leave flash untouched: TERN_E_BAD_SIGNATURE,
- * TERN_E_UNKNOWN_KEY, TERN_E_WRONG_BOARD, TERN_E_BELOW_FLOOR, TERN_E_OLD_SEQUENCE,
- * TERN_E_SLOT_TOO_SMALL, TERN_E_GEOMETRY, TERN_E_BUSY, or a decoding error.
+ * Offers a signed manifest (a COSE_Sign1 of exactly @len bytes; borrowed for the call).
+ * On acceptance the target slots are marked installing and the journal is written: state
+ * DOWNLOADING. When the target (inactive) slots already hold exactly this release, good
+ * (the release before an update, or one left by a revert), one record write stages them
+ * instead: state STAGED, nothing to download. The same release offered again while it
+ * downloads (or once staged) is accepted as a resume and changes nothing. Refusals leave
+ * flash untouched: TERN_E_BAD_SIGNATURE, TERN_E_UNKNOWN_KEY, TERN_E_WRONG_BOARD,
+ * TERN_E_BELOW_FLOOR, TERN_E_OLD_SEQUENCE (not newer than the confirmed release, unless
+ * it resumes an interrupted revert), TERN_E_SLOT_TOO_SMALL, TERN_E_GEOMETRY, TERN_E_BUSY,
+ * or a decoding error.
  */
 int tern_agent_offer(struct tern_agent *ag, const uint8_t *signed_manifest, size_t len);
+
+/*
+ * The same as a revert ordered by the deployment: the release may be older than (or the
+ * same as) the confirmed one, every other check stands (signature, key, board, geometry,
+ * security counter at or above the floor). Its journal remembers the revert, so a plain
+ * offer resumes it after a power cut. Confirming it sets the confirmed sequence to the
+ * release's; the floor never falls.
+ */
+int tern_agent_offer_revert(struct tern_agent *ag, const uint8_t *signed_manifest, size_t len);
 
 /*
  * Feeds bytes of component @comp's chunk index at @off, in order (bytes already
@@ -186,6 +200,15 @@ int tern_agent_feed(struct tern_agent *ag, unsigned comp, uint64_t off, const vo
  * downloading).
  */
 int tern_agent_next_needed(struct tern_agent *ag, unsigned *comp, bool *is_index, uint64_t *off);
+
+/*
+ * Sets *@verified to whether chunk @k of component @comp is written and verified (carries
+ * its marker), so a transport that resumes asks only for the chunks still missing.
+ * Answered from RAM below the first missing chunk and above the last marked one, else
+ * from the journal. Returns 0, TERN_E_STATE when not downloading, TERN_E_INVAL for a
+ * component or chunk that does not exist, or a flash error.
+ */
+int tern_agent_chunk_verified(struct tern_agent *ag, unsigned comp, uint64_t k, bool *verified);
 
 /*
  * Ends the download: every chunk must carry its marker (TERN_E_TRUNCATED otherwise,

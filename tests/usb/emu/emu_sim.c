@@ -7,6 +7,7 @@
 #include "emu_backend.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_kvtext.h"
 #include "tern/tern_sim_usb.h"
 
 #include <errno.h>
@@ -64,25 +65,6 @@ static bool conf_u64(const char *text, const char *key, uint64_t *v)
 				x = x * 10 + (uint64_t)(*p - '0');
 			}
 			*v = x;
-			return true;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-static bool conf_str(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	for (const char *line = text; line && *line;) {
-		const char *nl = strchr(line, '\n');
-		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
-		if (llen > klen && !strncmp(line, key, klen) && line[klen] == '=') {
-			size_t vlen = llen - klen - 1;
-			if (vlen >= size)
-				return false;
-			memcpy(out, line + klen + 1, vlen);
-			out[vlen] = '\0';
 			return true;
 		}
 		line = nl ? nl + 1 : NULL;
@@ -168,10 +150,10 @@ static int sim_open(void *ctx, const char *root, const char *serial, const char 
 	if ((rc = path_join(path, sizeof(path), s->dir, "device.conf")) ||
 	    (rc = read_small(path, conf, sizeof(conf), NULL)))
 		return rc;
-	if (!conf_str(conf, "board", board, sizeof(board)) || !conf_u64(conf, "slot_size", &v[0]) ||
-	    !conf_u64(conf, "cfg_slot_size", &v[1]) || !conf_u64(conf, "journal_size", &v[2]) ||
-	    !conf_u64(conf, "sector_size", &v[3]) || !conf_u64(conf, "write_align", &v[4]) ||
-	    v[3] > UINT32_MAX || v[4] > UINT32_MAX)
+	if (!tern_kv_get(conf, "board", board, sizeof(board)) ||
+	    !conf_u64(conf, "slot_size", &v[0]) || !conf_u64(conf, "cfg_slot_size", &v[1]) ||
+	    !conf_u64(conf, "journal_size", &v[2]) || !conf_u64(conf, "sector_size", &v[3]) ||
+	    !conf_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
 		return TERN_E_MALFORMED;
 	geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
 	if ((rc = load_keyring(s->dir, &kr)))

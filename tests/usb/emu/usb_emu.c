@@ -2,7 +2,7 @@
  * tern-usb-emu: runs a command against N emulated tern USB devices (docs/usb.md).
  *
  *   tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid V] [--pid P]
- *                [--boot-ms MS] [--claimed SERIAL] [--verbose] -- COMMAND [ARGS...]
+ *                [--boot-ms MS] [--claimed SERIAL] [--no-uevents] [--verbose] -- COMMAND [ARGS...]
  *
  * Devices are EMU00001..EMU0000N on ports 1-1..1-N; their state is kept in DIR/<serial>/.
  * --claimed SERIAL makes that device's interface held by "another program" (tests the
@@ -10,7 +10,9 @@
  * --corrupt-out N / --corrupt-in N flip a bit in each device's Nth bulk OUT / IN transfer
  * (tests that damaged frames are detected and sent again); --unplug-after N pulls the
  * plug of each device at its Nth bulk OUT transfer and plugs it back in after --boot-ms
- * (power lost: the device boots again), once.
+ * (power lost: the device boots again), once. --no-uevents announces no device coming
+ * or going (a system without udevd: libusb gets no hotplug events, and only a fresh scan
+ * of sysfs sees a device that re-enumerated).
  *
  * A umockdev testbed holds a root hub and the devices (sysfs attributes and the binary
  * descriptors exactly as the kernel exposes them); an ioctl handler on each device node
@@ -101,6 +103,7 @@ struct emu {
 	unsigned corrupt_out, corrupt_in; /* damage the Nth bulk OUT / IN transfer (0: none) */
 	unsigned unplug_after;		  /* pull the plug after the Nth bulk OUT (0: never) */
 	bool verbose;
+	bool no_uevents; /* --no-uevents: as without udevd, no hotplug events reach libusb */
 	const char *dir;
 	const char *keyring;
 	const struct emu_kind *kind;
@@ -630,7 +633,8 @@ static bool plug(struct emu_dev *d)
 	pthread_mutex_lock(&e->lock);
 	d->present = true;
 	pthread_mutex_unlock(&e->lock);
-	umockdev_testbed_uevent(e->testbed, d->syspath, "add");
+	if (!e->no_uevents)
+		umockdev_testbed_uevent(e->testbed, d->syspath, "add");
 	vlog(e, "%s plugged in at %s", d->serial, d->devnode);
 	return true;
 }
@@ -643,7 +647,8 @@ static void unplug(struct emu_dev *d)
 	d->present = false;
 	fail_parked(d, -ENODEV);
 	pthread_mutex_unlock(&e->lock);
-	umockdev_testbed_uevent(e->testbed, d->syspath, "remove");
+	if (!e->no_uevents)
+		umockdev_testbed_uevent(e->testbed, d->syspath, "remove");
 	umockdev_testbed_remove_device(e->testbed, d->syspath);
 	vlog(e, "%s unplugged from %s", d->serial, d->devnode);
 }
@@ -676,7 +681,7 @@ static int usage(void)
 		"usage: tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid HEX] "
 		"[--pid HEX] [--boot-ms MS] [--backend sim|file] [--claimed SERIAL] [--corrupt-out "
 		"N] [--corrupt-in N] "
-		"[--unplug-after N] [--verbose] -- COMMAND "
+		"[--unplug-after N] [--no-uevents] [--verbose] -- COMMAND "
 		"[ARGS...]\n");
 	return 2;
 }
@@ -693,8 +698,10 @@ static bool parse_uint(const char *s, int base, unsigned max, unsigned *out)
 }
 
 /* Re-executes this program under libumockdev-preload unless it already runs there:
- * uevents reach libusb only from a preloaded sender. */
-static void ensure_preload(char **argv)
+ * uevents reach libusb only from a preloaded sender (umockdev sends them only there, for
+ * every device added or removed). With @reexec false (--no-uevents) only the COMMAND,
+ * which inherits LD_PRELOAD, runs under it, and no uevent is ever sent. */
+static void ensure_preload(char **argv, bool reexec)
 {
 	const char *pre = getenv("LD_PRELOAD");
 	if (pre && strstr(pre, "libumockdev-preload"))
@@ -702,6 +709,8 @@ static void ensure_preload(char **argv)
 	gchar *v = pre && *pre ? g_strdup_printf("%s:%s", PRELOAD_LIB, pre) : g_strdup(PRELOAD_LIB);
 	setenv("LD_PRELOAD", v, 1);
 	g_free(v);
+	if (!reexec)
+		return;
 	execv("/proc/self/exe", argv);
 	fprintf(stderr, "tern-usb-emu: cannot re-execute under %s: %s\n", PRELOAD_LIB,
 		strerror(errno));
@@ -727,6 +736,8 @@ int main(int argc, char **argv)
 			break;
 		} else if (!strcmp(a, "--verbose")) {
 			e.verbose = true;
+		} else if (!strcmp(a, "--no-uevents")) {
+			e.no_uevents = true;
 		} else if (!v) {
 			return usage();
 		} else if (!strcmp(a, "--devices")) {
@@ -784,7 +795,7 @@ int main(int argc, char **argv)
 	else
 		return usage();
 
-	ensure_preload(argv);
+	ensure_preload(argv, !e.no_uevents);
 
 	/* The testbed's folder goes where scripts/usb-emu can remove it even after a crash. */
 	const char *orig_tmp = getenv("TMPDIR");

@@ -105,9 +105,17 @@ add_module() {
 for m in $MODULES; do add_module "$m"; done
 printf '%s\n' "${order[@]}" >"$root/modules/order"
 
-# tern and ternd, and the shared libraries ldd names.
+# tern and ternd, mosquitto and mosquitto_pub (ternd serving MQTT and USB at once), and
+# the shared libraries ldd names.
 cp "$BUILD/tern" "$BUILD/ternd" "$root/bin/"
-for lib in $(ldd "$BUILD/tern" "$BUILD/ternd" | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | sort -u); do
+MOSQ=
+if command -v mosquitto >/dev/null && command -v mosquitto_pub >/dev/null; then
+	MOSQ="$(command -v mosquitto) $(command -v mosquitto_pub)"
+	cp $MOSQ "$root/bin/"
+else
+	echo "check-usb-kernel: no mosquitto here: the MQTT-and-USB part will report a failure"
+fi
+for lib in $(ldd "$BUILD/tern" "$BUILD/ternd" $MOSQ | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | sort -u); do
 	mkdir -p "$root$(dirname "$lib")"
 	cp -L "$lib" "$root$lib"
 done
@@ -123,6 +131,13 @@ head -c 2000000 /dev/urandom >"$work/fw-2.0.0.bin"
 "$BUILD/tern" release create --key "$work/signing.key" --board qemu-gadget --version 2.0.0 \
 	--sequence 2 --firmware "$work/fw-2.0.0.bin" --out "$root/data/fw-2.0.0.tern" >/dev/null || exit 1
 truncate -s 4M "$root/data/slots/a.img" "$root/data/slots/b.img"
+# For ternd serving MQTT and USB at once: 3.0.0 flashed over USB, 4.0.0 deployed over MQTT.
+for v in 3 4; do
+	head -c 300000 /dev/urandom >"$work/fw-$v.0.0.bin"
+	"$BUILD/tern" release create --key "$work/signing.key" --board qemu-gadget --version $v.0.0 \
+		--sequence $v --firmware "$work/fw-$v.0.0.bin" --out "$root/data/fw-$v.0.0.tern" >/dev/null || exit 1
+done
+cp "$work/signing.key" "$root/data/signing.key"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz" || exit 1
 echo "check-usb-kernel: kernel $kver, initramfs $(du -k "$work/initrd.gz" | cut -f1) KiB, ready after $(elapsed) s"
 

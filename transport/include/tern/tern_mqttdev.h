@@ -39,6 +39,11 @@ struct tern_mqttdev_board {
 	/* Power was lost (TERN_E_POWER_CUT from the flash): the transport has stopped and
 	 * waits for tern_mqttdev_restart(). May be NULL. */
 	void (*power_lost)(void *ctx);
+	/* Another transport of the same device (USB) has an install in flight: the
+	 * transport leaves the agent alone - it does not offer, cancel or activate, and a
+	 * desired state waits - until tern_mqttdev_agent_changed() finds it free. May be
+	 * NULL (the transport is the only one). */
+	bool (*busy)(void *ctx);
 	void *ctx;
 };
 
@@ -50,6 +55,8 @@ struct tern_mqttdev_config {
 	const char *cert, *cert_key; /* optional client certificate, ssl:// */
 	const char *prefix;	     /* topic prefix */
 	const char *device_id;
+	const char *client_id; /* MQTT client id; NULL: the device id */
+	unsigned keepalive_s;  /* MQTT keepalive in seconds; 0: 20 */
 	unsigned retry_min_ms; /* backoff after a bad chunk or index: min, doubling to max */
 	unsigned retry_max_ms;
 	unsigned max_attempts;	   /* bad fetches of one item before giving up */
@@ -65,10 +72,12 @@ struct tern_mqttdev_config {
 struct tern_mqttdev_stats {
 	uint64_t chunks_fetched;  /* chunk messages fed to the agent (duplicates included) */
 	uint64_t chunks_bad;	  /* refused against the index */
+	uint64_t chunks_again;	  /* of chunks_fetched: arrived again after they were verified */
 	uint64_t indexes_fetched; /* index messages fed */
 	uint64_t installs;	  /* downloads that reached STAGED */
 	uint64_t fresh_offers;	  /* offers that started a download from zero */
 	uint64_t resumes;	  /* downloads continued from the agent's record */
+	uint64_t kept;		  /* offers staged at once: the inactive slots held the release */
 	uint64_t refused;	  /* desired states or releases refused */
 	uint64_t connects;	  /* successful connects */
 	uint64_t reboots;
@@ -113,6 +122,14 @@ void tern_mqttdev_stop(struct tern_mqttdev *d);
 
 /* After power came back and the board booted again: reloads and connects. */
 int tern_mqttdev_restart(struct tern_mqttdev *d);
+
+/*
+ * The agent was changed by someone else (another transport of the device, on the
+ * caller's thread or under the caller's lock): reports it - a transition event with
+ * @detail and the agent's release when its state changed, else the retained state
+ * again (progress) - and then acts on the accepted desired state if the agent is free.
+ */
+void tern_mqttdev_agent_changed(struct tern_mqttdev *d, uint64_t now_ms, const char *detail);
 
 void tern_mqttdev_stats(struct tern_mqttdev *d, struct tern_mqttdev_stats *st);
 

@@ -12,12 +12,15 @@
 #include "tern/tern_bootenv.h"
 #include "tern/tern_cose.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define TERN_LINUX_PATH_MAX 4096
 #define TERN_LINUX_CMD_MAX  4096
 #define TERN_LINUX_ID_MAX   64
+#define TERN_LINUX_KEYS_MAX 48 /* keys a config file may hold */
 
 enum tern_bootloader {
 	TERN_BOOT_UBOOT = 0,
@@ -71,6 +74,9 @@ struct tern_linux_config {
 	uint16_t usb_vid;
 	uint16_t usb_pid;
 	char usb_serial[TERN_LINUX_ID_MAX + 1];
+	/* [provisioned]: only in the drop-in STATE/provisioned.conf, which ternd writes */
+	uint64_t provision_gen;
+	unsigned key_line[TERN_LINUX_KEYS_MAX]; /* line of each key in the file (0: unset) */
 };
 
 /*
@@ -84,6 +90,61 @@ int tern_linux_config_load(struct tern_linux_config *cfg, const char *path, char
 /* The same from an open file @f, named @path (paths resolve against its folder). */
 int tern_linux_config_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
 			   size_t err_size);
+
+/*
+ * Reads the provisioning drop-in from the open file @f, named @path in errors, over
+ * @cfg (read from ternd.conf first): it may set only [provisioned] generation,
+ * [device] id and [mqtt] keys, and its values replace the file's. tern_linux_config_load()
+ * applies STATE/provisioned.conf this way when it exists. Errors as for the file.
+ */
+int tern_linux_dropin_read(struct tern_linux_config *cfg, const char *path, FILE *f, char *err,
+			   size_t err_size);
+
+/* STATE/provisioned.conf of @cfg into @out (@size bytes). 0 or TERN_E_TOO_LARGE. */
+int tern_linux_dropin_path(const struct tern_linux_config *cfg, char *out, size_t size);
+
+/* A device id: 1 to 64 of A-Z a-z 0-9 . _ - (it names MQTT topics). */
+bool tern_linux_id_valid(const char *id);
+
+#define TERN_LINUX_PROVISION_CONFIG_MAX 4096 /* bytes of provisioned configuration */
+
+/* What a provisioning gives the device (USB PROVISION, already verified). Borrowed. */
+struct tern_linux_provisioning {
+	const char *device_id;
+	const struct tern_keyring *keyring; /* replaces the keyring folder's keys */
+	const uint8_t *config;		    /* ternd.conf lines ([mqtt] keys), or NULL */
+	size_t config_len;
+	uint64_t generation;
+};
+
+/*
+ * Writes a provisioning next to @cfg's file: checks that ternd.conf with the new drop-in
+ * makes a valid configuration (into @out, which the caller may then use), then writes
+ * the keys as KEYRING/provisioned-N.pub (PEM), the drop-in STATE/provisioned.conf
+ * ([provisioned] generation, [device] id, then the configuration's lines), and removes
+ * the keyring's other *.pub files. Each file atomically, in that order, so a cut leaves
+ * the old keys, the new ones, or both. Returns 0, TERN_E_INVAL (id), TERN_E_KEY (no key),
+ * TERN_E_MALFORMED (configuration, with "FILE:LINE: reason") or TERN_E_IO, with one
+ * line in @err; nothing is written when the request is refused.
+ */
+int tern_linux_provision_write(const struct tern_linux_config *cfg,
+			       const struct tern_linux_provisioning *p,
+			       struct tern_linux_config *out, char *err, size_t err_size);
+
+/*
+ * Why @url is not a broker URL ternd can use - the scheme mqtt:// or mqtts:// (or paho's
+ * tcp://, ssl://), a host (a name, an IPv4 address or [IPv6]), an optional port from 1
+ * to 65535, nothing after it - or NULL when it is one. The reason is a constant or
+ * written into @why (@why_size bytes).
+ */
+const char *tern_linux_mqtt_url_why(const char *url, char *why, size_t why_size);
+
+/*
+ * What `ternd check` adds to the file's own checks: the files [mqtt] names can be read
+ * (password_file; ca, cert and key, which need an mqtts:// url; cert and key together).
+ * Returns 0, or TERN_E_NOT_FOUND / TERN_E_MALFORMED with "FILE:LINE: reason" in @err.
+ */
+int tern_linux_config_check_files(const struct tern_linux_config *cfg, char *err, size_t err_size);
 
 /* --- the bootloader's variables, seen the same way for every backend --- */
 
@@ -137,6 +198,32 @@ struct tern_linux_pending {
 #define TERN_LINUX_PENDING_MAX 256  /* markers per fdatasync of a slot, at most */
 #define TERN_LINUX_PENDING_MS  2000 /* and no older than this */
 
+/* Which transport has an install in flight (offer accepted, not yet rebooted into it,
+ * finished or failed) when several serve the agent at once. */
+enum tern_linux_owner {
+	TERN_OWNER_NONE = 0,
+	TERN_OWNER_MQTT = 1,
+	TERN_OWNER_USB = 2,
+};
+
+/* A USB install that saw no request for this long no longer holds the agent (a host
+ * that went away for good): MQTT may then replace it. */
+#define TERN_LINUX_USB_IDLE_MS (10u * 60u * 1000u)
+
+/*
+ * What the transports of one `ternd run` share when MQTT and USB serve at once
+ * (boards/linux/mqtt.c owns it). Every agent call of either transport is made with
+ * @lock held, so the agent, the slots and the bootloader are touched by one thread at a
+ * time; an install request of the transport that is not @owner is answered busy.
+ */
+struct tern_linux_share {
+	pthread_mutex_t lock;
+	enum tern_linux_owner owner;
+	uint64_t usb_last_ms; /* monotonic time of the last USB request that changed the agent */
+	bool usb_changed;     /* a USB request changed the agent since MQTT last reported */
+	int wake_fd;	      /* eventfd the MQTT loop polls; written after such a request */
+};
+
 struct tern_linux {
 	struct tern_linux_config cfg;
 	struct tern_board board;
@@ -154,6 +241,7 @@ struct tern_linux {
 	struct tern_linux_pending pending[TERN_LINUX_PENDING_MAX];
 	unsigned n_pending;
 	int64_t pending_since_ms;
+	struct tern_linux_share *share; /* borrowed; NULL: one transport, no locking */
 	uint8_t scratch[TERN_BOOTCTL_REC_SIZE];
 };
 
@@ -194,8 +282,10 @@ int tern_linux_check_targets(struct tern_linux *lx);
  */
 int tern_linux_end_trial(struct tern_linux *lx, bool healthy);
 
-/* Installs a whole release file: offer, indexes, payloads, finish (STAGED). */
-int tern_linux_install_file(struct tern_linux *lx, const char *path);
+/* Installs a whole release file: offer (a revert when @revert, see
+ * tern_agent_offer_revert()), indexes, payloads, finish (STAGED). Nothing is fed when
+ * the inactive slots hold the release already. */
+int tern_linux_install_file(struct tern_linux *lx, const char *path, bool revert);
 
 /* Result of a health check: passed, and the command's last output lines. */
 struct tern_health_result {

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* info, state, offer, data, done, activate, confirm over a struct tern_linux (the @be
+/* info, state, offer, data, done, activate, confirm, provision over a struct tern_linux (the @be
  * pointer); reboot is the transport's business (ternd runs [system] reboot). */
 extern const struct tern_usbdev_ops tern_linux_usb_ops;
 

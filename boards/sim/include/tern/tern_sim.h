@@ -153,16 +153,18 @@ int tern_sim_boot(struct tern_sim_device *d, unsigned max_boots);
 int tern_sim_attach(struct tern_sim_device *d, const struct tern_boot_result *boot);
 
 /*
- * Installs a whole release held in memory: offer, indexes, payloads, finish. On a
- * refusal of the offer flash is untouched; on a bad payload the install is canceled
- * with the reason. Returns 0 (STAGED) or the first error.
+ * Installs a whole release held in memory: offer (as a revert when @revert:
+ * tern_agent_offer_revert()), indexes, payloads, finish. On a refusal of the offer flash
+ * is untouched; on a bad payload the install is canceled with the reason. When the
+ * inactive slots hold the release already nothing is fed. Returns 0 (STAGED) or the
+ * first error.
  */
-int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len,
-			    size_t piece);
+int tern_sim_install_buffer(struct tern_sim_device *d, const uint8_t *rel, size_t len, size_t piece,
+			    bool revert);
 
 /* The same from an open file, mapped a window at a time (no copy, bounded memory),
  * fed in @piece-byte parts (0: one window). */
-int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece);
+int tern_sim_install_fd(struct tern_sim_device *d, int fd, size_t piece, bool revert);
 
 /* `ternd sim ...` (argv[1] is "sim"): the sim board's command line. Returns the exit code. */
 int tern_sim_main(int argc, char **argv);
@@ -170,6 +172,20 @@ int tern_sim_main(int argc, char **argv);
 /* Output shared by the ternd commands (`ternd sim`, `ternd --config`): @s as a JSON
  * string literal on stdout, and 2*@n lowercase hex digits plus a NUL into @out. */
 void tern_sim_json_str(const char *s);
+
+/* For the "staged ..." line of an install: " (kept in the slot: nothing downloaded)" when
+ * @after (staged) is the release @before held there good, else "". */
+const char *tern_sim_kept(const struct tern_slot_meta *before, const struct tern_slot_meta *after);
 void tern_sim_hex(const uint8_t *d, size_t n, char *out);
+
+/* "A", "B", "config-A", "config-B" for slot 0..3 (static strings). */
+const char *tern_sim_slot_name(unsigned slot);
+
+/*
+ * The keys of `ternd sim status --json` for @st on stdout, from the opening brace up to
+ * (without) the closing one, so a caller can add its own keys. @unsized_no_digest: a
+ * slot of size 0 (a factory image, which has no signed digest) shows "digest": null.
+ */
+void tern_sim_json_status(const struct tern_status *st, bool powered, bool unsized_no_digest);
 
 #endif
