@@ -137,6 +137,7 @@ static void para(const struct rep *p, const char *text)
 
 struct totals {
 	int64_t targeted, succeeded, failed, timed_out, pending, waiting, reverted, revert_other;
+	int64_t withdrawn;
 };
 
 static int totals(struct db *db, const char *name, struct totals *t)
@@ -147,7 +148,8 @@ static int totals(struct db *db, const char *name, struct totals *t)
 	    "coalesce(sum(outcome='failed'),0),"
 	    " coalesce(sum(outcome='timed-out'),0), coalesce(sum(outcome='pending'),0),"
 	    " coalesce(sum(outcome='waiting'),0), coalesce(sum(revert_outcome='reverted'),0),"
-	    " coalesce(sum(revert_outcome IS NOT NULL AND revert_outcome<>'reverted'),0)"
+	    " coalesce(sum(revert_outcome IS NOT NULL AND revert_outcome<>'reverted'),0),"
+	    " (SELECT count(*) FROM rollout_withdrawals WHERE rollout=?1)"
 	    " FROM rollout_members WHERE rollout=?1",
 	    "t", name);
 	if (!s)
@@ -162,6 +164,7 @@ static int totals(struct db *db, const char *name, struct totals *t)
 		t->waiting = sqlite3_column_int64(s, 5);
 		t->reverted = sqlite3_column_int64(s, 6);
 		t->revert_other = sqlite3_column_int64(s, 7);
+		t->withdrawn = sqlite3_column_int64(s, 8);
 	}
 	sqlite3_finalize(s);
 	return rc;
@@ -170,6 +173,10 @@ static int totals(struct db *db, const char *name, struct totals *t)
 /* The summary: a few lines that say what happened. */
 static void summary_lines(const struct rollout *r, const struct totals *t, char *out, size_t size)
 {
+	char withdrawn[64] = "";
+	if (t->withdrawn)
+		snprintf(withdrawn, sizeof(withdrawn), ", %lld withdrawn by the abort",
+			 (long long)t->withdrawn);
 	snprintf(out, size,
 		 "rollout %s: %s%s%s\n"
 		 "release %s (version %s) to %lld devices in %lld waves\n"
@@ -177,7 +184,7 @@ static void summary_lines(const struct rollout *r, const struct totals *t, char 
 		 r->name, r->state, r->reason[0] ? " - " : "", r->reason, r->release_id, r->version,
 		 (long long)t->targeted, (long long)r->n_waves, (long long)t->succeeded,
 		 (long long)(t->failed + t->timed_out), (long long)t->timed_out,
-		 (long long)t->pending, (long long)t->waiting, "");
+		 (long long)t->pending, (long long)t->waiting, withdrawn);
 	if (t->reverted || t->revert_other) {
 		size_t n = strlen(out);
 		snprintf(out + n, size - n,
@@ -321,6 +328,33 @@ static int failures_section(struct rep *p)
 		const char *cells[] = {rdb_text(s, 0), rdb_text(s, 1), rdb_text(s, 2),
 				       stamp(sqlite3_column_double(s, 3), t, sizeof(t))};
 		row(p, false, 4, cells);
+	}
+	sqlite3_finalize(s);
+	if (n)
+		table_end(p);
+	/* Commands the abort took back before the devices started them. */
+	s = rdb_query(p->db,
+		      "SELECT device_id, wave, was, generation, at FROM rollout_withdrawals WHERE"
+		      " rollout=?1 ORDER BY wave, device_id",
+		      "t", p->r.name);
+	if (!s)
+		return TERN_E_DB;
+	n = 0;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (!n++) {
+			heading(p, 3, "Withdrawn by the abort");
+			table_begin(p);
+			const char *h[] = {"device", "wave", "it was", "withdrawn by", "when"};
+			row(p, true, 5, h);
+		}
+		char t[32], w[24];
+		snprintf(w, sizeof(w), "%lld", (long long)sqlite3_column_int64(s, 1) + 1);
+		const char *cells[] = {rdb_text(s, 0), w, rdb_text(s, 2),
+				       sqlite3_column_int64(s, 3)
+					   ? "a newer command: stay on its release"
+					   : "clearing the retained command",
+				       stamp(sqlite3_column_double(s, 4), t, sizeof(t))};
+		row(p, false, 5, cells);
 	}
 	sqlite3_finalize(s);
 	if (n)

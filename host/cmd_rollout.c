@@ -14,6 +14,7 @@
 #include "recorder.h"
 #include "rollout.h"
 #include "rollout_db.h"
+#include "rollout_lease.h"
 #include "rollout_plan.h"
 
 #include "tern/tern_err.h"
@@ -21,6 +22,7 @@
 #include "tern/tern_topic.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -65,6 +67,8 @@ static const char run_help[] =
     "at any moment: it continues from the database. Returns when the rollout is done or\n"
     "aborted; while it is paused or waiting for approval it waits, or with --no-wait\n"
     "exits with status 3. --key overrides the key file given to 'rollout create'.\n"
+    "One controller per rollout: a second 'run' refuses, naming the first (its pid,\n"
+    "host and start); the lease of a controller that died is taken over at once.\n"
     "A live line per wave on a terminal; plain lines otherwise; NO_COLOR is respected.\n"
     "\n" BROKER_HELP;
 
@@ -72,24 +76,28 @@ static const char status_help[] =
     "usage: tern rollout status [NAME] [--json] [--members] [--db FILE]\n"
     "\n"
     "Every rollout, or one: state (created, running, waiting-approval, paused, done,\n"
-    "aborted), the reason when paused or aborted, and per wave its size and how many\n"
-    "members succeeded, failed and are pending; after an abort with --revert, how many\n"
-    "members are back on their previous release. --members: one line per member of NAME\n"
-    "(wave, device, outcome, reason, and the revert's outcome), in the order they are\n"
-    "deployed.\n";
+    "aborted), the reason when paused or aborted, the controller driving it (pid, host,\n"
+    "since), and per wave its size and how many members succeeded, failed, are pending\n"
+    "and were withdrawn by an abort; after an abort with --revert, how many members are\n"
+    "back on their previous release. --members: one line per member of NAME (wave,\n"
+    "device, outcome, reason, and the revert's outcome), in the order they are deployed.\n";
 
 static const char decide_help[] =
     "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
-    "       tern rollout abort NAME [--revert [--key FILE.key] --broker URL] [--by WHO]\n"
+    "       tern rollout abort NAME [--revert] [--key FILE.key] [--broker URL] [--by WHO]\n"
     "\n"
     "  pause    stop deploying (devices already told carry on); the controller keeps\n"
     "           watching\n"
     "  resume   continue a paused rollout; a wave that failed its gate is passed by\n"
     "           the operator's decision, recorded as such\n"
     "  approve  start the next wave of a rollout waiting for approval\n"
-    "  abort    stop for good; --revert also sends every member that took the release\n"
-    "           back to its previous release (signed like any command), waits for their\n"
-    "           reports (up to the device timeout) and records the outcome\n"
+    "  abort    stop for good; the commands of members that have not started (offline,\n"
+    "           not yet downloading, downloading, or staged for a joint activation) are\n"
+    "           withdrawn from the broker, so a device that connects later never\n"
+    "           installs the release; the running controller does it, else this command\n"
+    "           (it needs the broker then). --revert also sends every member that took\n"
+    "           the release back to its previous release (signed like any command),\n"
+    "           waits for their reports (up to the device timeout) and records them\n"
     "Every decision is recorded with the time and who made it (--by, else $USER).\n";
 
 /* ---- shared with `tern report` */
@@ -158,7 +166,9 @@ int rollout_waves(struct db *db, const char *name,
 	    " coalesce(sum(m.outcome IN ('failed','timed-out')), 0),"
 	    " coalesce(sum(m.outcome IN ('waiting','pending')), 0),"
 	    " coalesce(w.started_at, 0), coalesce(w.reported_at, 0), coalesce(w.bake_until, 0),"
-	    " coalesce(w.gated_at, 0)"
+	    " coalesce(w.gated_at, 0),"
+	    " (SELECT count(*) FROM rollout_withdrawals x WHERE x.rollout=w.rollout AND"
+	    "  x.wave=w.wave)"
 	    " FROM rollout_waves w LEFT JOIN rollout_members m ON m.rollout=w.rollout AND"
 	    " m.wave=w.wave WHERE w.rollout=?1 GROUP BY w.wave ORDER BY w.wave",
 	    "t", name);
@@ -177,6 +187,7 @@ int rollout_waves(struct db *db, const char *name,
 		w.reported_at = sqlite3_column_double(s, 7);
 		w.bake_until = sqlite3_column_double(s, 8);
 		w.gated_at = sqlite3_column_double(s, 9);
+		w.withdrawn = (uint64_t)sqlite3_column_int64(s, 10);
 		cb = fn(ctx, &w);
 	}
 	if (!cb && rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -518,8 +529,14 @@ struct ctl {
 	const char *prefix;
 	struct tern_signer sg;
 	bool have_signer;
+	bool leased; /* a controller: holds the rollout's lease, checked at every step */
 	struct rollout r;
 	double now;
+	/* Judging only what changed: the last device_states and events rows already
+	 * judged; judge_all makes the next pass look at every member. */
+	int64_t seen_state_seq, seen_event_seq;
+	bool judge_all;
+	double next_deadline; /* a pending member may time out after this; 0: none */
 };
 
 /* A member whose outcome changed. */
@@ -555,41 +572,69 @@ static int change_add(struct changes *c, const char *dev, int64_t wave, const ch
 }
 
 /*
+ * What judging a member reads (?1 rollout, ?2 its release); a WHERE clause follows. A
+ * failure is an event about our command: its generation, or (a device that does not
+ * say) our release after we deployed. The state alone is ambiguous: right after
+ * accepting, a device still shows how its last update ended.
+ */
+#define JUDGE_SELECT                                                                               \
+	"SELECT m.device_id, m.wave, m.generation, m.deployed_at, m.outcome,"                      \
+	" coalesce(d.state, ''), coalesce(d.release_id, ''), coalesce(d.generation, 0),"           \
+	" coalesce(d.last_status, ''),"                                                            \
+	" (SELECT e.status || coalesce(': ' || e.detail, '') FROM events e"                        \
+	"   WHERE e.device_id=m.device_id AND e.kind='refused' AND"                                \
+	"   e.status<>'old-generation' AND e.generation IN (m.generation,"                         \
+	"   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"                    \
+	" (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"                                 \
+	"   coalesce(': ' || e.detail, '') FROM events e"                                          \
+	"   WHERE e.device_id=m.device_id AND e.kind='transition' AND"                             \
+	"   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"            \
+	"   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"                     \
+	"   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"                              \
+	"   ORDER BY e.seq DESC LIMIT 1),"                                                         \
+	" coalesce(w.activated_at, 0)"                                                             \
+	" FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"                          \
+	" JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
+
+/*
  * Reads what members reported and updates their outcome: pending -> succeeded, failed
  * or timed-out; succeeded -> failed (rolled back during the bake); timed-out ->
  * succeeded or failed when the device reports late. Failed is final.
+ *
+ * A verdict depends on the member's row, its device's row and events, the wave's
+ * activation and the clock. So a pass judges only the members whose device recorded a
+ * state or an event since the last pass; every member on the first pass, after the
+ * controller itself changed member rows or a wave's clock (deploy, activate:
+ * c->judge_all), and once the earliest device timeout of a pending member has run out
+ * (c->next_deadline). The decisions are those of judging every member every time.
  */
 static int evaluate_members(struct ctl *c)
 {
 	struct changes ch = {0};
+	int64_t state_seq, event_seq;
+	if (rdb_int(c->db, &state_seq, "SELECT coalesce(max(seq), 0) FROM device_states", "") ||
+	    rdb_int(c->db, &event_seq, "SELECT coalesce(max(seq), 0) FROM events", ""))
+		return TERN_E_DB;
+	if (state_seq < c->seen_state_seq || event_seq < c->seen_event_seq)
+		c->judge_all = true; /* rows went away: the history was pruned */
+	if (c->next_deadline > 0 && c->now > c->next_deadline)
+		c->judge_all = true; /* a device timeout may have run out */
+	bool all = c->judge_all;
+	/* Every member, or (indexed) only those whose device reported since the last pass. */
 	sqlite3_stmt *s = rdb_query(
 	    c->db,
-	    "SELECT m.device_id, m.wave, m.generation, m.deployed_at, m.outcome,"
-	    " coalesce(d.state, ''), coalesce(d.release_id, ''), coalesce(d.generation, 0),"
-	    " coalesce(d.last_status, ''),"
-	    " (SELECT e.status || coalesce(': ' || e.detail, '') FROM events e"
-	    "   WHERE e.device_id=m.device_id AND e.kind='refused' AND"
-	    "   e.status<>'old-generation' AND e.generation IN (m.generation,"
-	    "   coalesce(m.activate_generation, -1)) ORDER BY e.seq DESC LIMIT 1),"
-	    /* A failure is an event about our command: its generation, or (a device that
-	     * does not say) our release after we deployed. The state alone is ambiguous:
-	     * right after accepting, a device still shows how its last update ended. */
-	    " (SELECT e.to_state || ': ' || coalesce(e.status, '') ||"
-	    "   coalesce(': ' || e.detail, '') FROM events e"
-	    "   WHERE e.device_id=m.device_id AND e.kind='transition' AND"
-	    "   e.to_state IN ('rolled-back','failed') AND (e.generation IN (m.generation,"
-	    "   coalesce(m.activate_generation, -1)) OR (e.generation IS NULL AND"
-	    "   e.release_id=?2 AND e.received_at >= m.deployed_at - 1))"
-	    "   ORDER BY e.seq DESC LIMIT 1),"
-	    " coalesce(w.activated_at, 0)"
-	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
-	    " JOIN rollout_waves w ON w.rollout=m.rollout AND w.wave=m.wave"
-	    " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
-	    " m.outcome IN ('pending','succeeded','timed-out')",
-	    "tt", c->r.name, c->r.release_id);
+	    all ? JUDGE_SELECT " WHERE m.rollout=?1 AND m.generation IS NOT NULL AND"
+			       " m.outcome IN ('pending','succeeded','timed-out')"
+		: JUDGE_SELECT " WHERE m.rollout=?1 AND m.device_id IN"
+			       " (SELECT device_id FROM device_states WHERE seq>?3 UNION"
+			       "  SELECT device_id FROM events WHERE seq>?4) AND"
+			       " m.generation IS NOT NULL AND"
+			       " m.outcome IN ('pending','succeeded','timed-out')",
+	    all ? "tt" : "ttii", c->r.name, c->r.release_id, c->seen_state_seq, c->seen_event_seq);
 	if (!s)
 		return TERN_E_DB;
 	int rc = 0, st;
+	double deadline_min = INFINITY;
 	while (!rc && (st = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *dev = rdb_text(s, 0), *cur = rdb_text(s, 4), *dstate = rdb_text(s, 5);
 		const char *drel = rdb_text(s, 6);
@@ -623,6 +668,12 @@ static int evaluate_members(struct ctl *c)
 			snprintf(reason, sizeof(reason),
 				 "no outcome within the device timeout (%s)",
 				 *dstate ? dstate : "never reported");
+		} else if (!strcmp(next, "pending") && !strcmp(cur, "pending") && !held &&
+			   c->r.device_timeout_s) {
+			/* Still pending: when to look at it again without a report. */
+			double deadline = since + (double)c->r.device_timeout_s;
+			if (deadline < deadline_min)
+				deadline_min = deadline;
 		}
 		/* A success stays one unless the device fails; a time-out unless it reports. */
 		if (!strcmp(cur, "succeeded") && strcmp(next, "failed"))
@@ -644,6 +695,18 @@ static int evaluate_members(struct ctl *c)
 				       "%s", x->reason);
 	}
 	free(ch.v);
+	if (!rc) {
+		c->seen_state_seq = state_seq;
+		c->seen_event_seq = event_seq;
+		c->judge_all = false;
+		/* After a full pass the earliest deadline is exact; otherwise it only moves
+		 * earlier (a member no longer held by activate together). */
+		if (all)
+			c->next_deadline = deadline_min < INFINITY ? deadline_min : 0;
+		else if (deadline_min < INFINITY &&
+			 (c->next_deadline == 0 || deadline_min < c->next_deadline))
+			c->next_deadline = deadline_min;
+	}
 	return rc;
 }
 
@@ -756,6 +819,7 @@ static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_a
 		(*n_sent)++;
 	}
 	free(todo.v);
+	c->judge_all = true; /* member rows changed here: judge them all next time */
 	return rc;
 }
 
@@ -804,6 +868,7 @@ static int activate_wave(struct ctl *c, int64_t w, bool *done)
 			       (long long)w + 1, todo.n);
 	free(todo.v);
 	*done = true;
+	c->judge_all = true; /* the wave's clock restarted */
 	return rc;
 }
 
@@ -999,9 +1064,11 @@ static int revert_step(struct ctl *c, bool *finished)
 	sqlite3_stmt *s = rdb_query(
 	    c->db,
 	    "SELECT device_id, wave, coalesce(prev_release, ''), coalesce(prev_sequence, 0)"
-	    " FROM rollout_members WHERE rollout=?1 AND generation > 0 AND"
+	    " FROM rollout_members m WHERE rollout=?1 AND generation > 0 AND"
 	    " revert_generation IS NULL AND revert_outcome IS NULL AND"
-	    " outcome IN ('pending','succeeded','timed-out') ORDER BY wave, rank",
+	    " outcome IN ('pending','succeeded','timed-out') AND NOT EXISTS (SELECT 1 FROM"
+	    " rollout_withdrawals x WHERE x.rollout=?1 AND x.device_id=m.device_id)"
+	    " ORDER BY wave, rank",
 	    "t", c->r.name);
 	if (!s)
 		return TERN_E_DB;
@@ -1122,6 +1189,126 @@ static int revert_step(struct ctl *c, bool *finished)
 	return rc;
 }
 
+/* What a member's device was doing with our command when the abort withdrew it. */
+static const char *withdrawn_what(int64_t gen, int64_t dgen, const char *dstate)
+{
+	if (dgen < gen)
+		return "not taken yet (offline, or had not started)";
+	if (!strcmp(dstate, "downloading") || !strcmp(dstate, "verifying"))
+		return "download canceled";
+	if (!strcmp(dstate, "staged"))
+		return "staged, not activated";
+	return "accepted, not started";
+}
+
+/*
+ * After an abort, once: takes back the commands that members have not started, so that
+ * a device which connects later, or has not begun, never installs the aborted release.
+ * A member qualifies while its command is still the newest issued to its device and the
+ * device has not booted the release (it never accepted the command, or is downloading,
+ * verifying or staged). Its command is superseded by a newer signed desired state:
+ * install the release it ran when it was deployed (the agent settles at once when it
+ * runs that release, and cancels a download or leaves a staged slot unactivated); a
+ * device whose release is unknown (it never reported) gets its retained command
+ * cleared instead (an empty retained message). Each is a "withdrawn" event; the
+ * member's outcome becomes "withdrawn" (a timed-out one keeps its verdict).
+ */
+static int withdraw_step(struct ctl *c)
+{
+	int64_t done;
+	int rc = rdb_int(c->db, &done,
+			 "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+			 " kind='withdraw-done'",
+			 "t", c->r.name);
+	if (rc || done)
+		return rc;
+	/* What arrived up to now is judged first: a member that finished is not withdrawn. */
+	c->judge_all = true;
+	if ((rc = evaluate_members(c)))
+		return rc;
+	struct changes todo = {0};
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT m.device_id, m.wave, m.generation, coalesce(m.activate_generation, 0),"
+	    " coalesce(m.prev_release, ''), coalesce(m.prev_sequence, 0), coalesce(d.state, ''),"
+	    " coalesce(d.generation, 0),"
+	    " (SELECT max(x.generation) FROM desired x WHERE x.device_id=m.device_id)"
+	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
+	    " WHERE m.rollout=?1 AND m.generation > 0 AND m.outcome IN ('pending','timed-out')"
+	    " AND NOT EXISTS (SELECT 1 FROM rollout_withdrawals x WHERE x.rollout=?1 AND"
+	    "  x.device_id=m.device_id) ORDER BY m.wave, m.rank",
+	    "t", c->r.name);
+	if (!s)
+		return TERN_E_DB;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW) {
+		int64_t gen = sqlite3_column_int64(s, 2), act = sqlite3_column_int64(s, 3);
+		int64_t dgen = sqlite3_column_int64(s, 7), latest = sqlite3_column_int64(s, 8);
+		const char *dstate = rdb_text(s, 6);
+		if (latest > (act > gen ? act : gen))
+			continue; /* a later command (another rollout, a deploy) replaced ours */
+		if (dgen >= gen && !strcmp(dstate, "trial"))
+			continue; /* booting the release: taken */
+		char prev[200];
+		snprintf(prev, sizeof(prev), "%s\n%lld\n%s", rdb_text(s, 4),
+			 (long long)sqlite3_column_int64(s, 5), withdrawn_what(gen, dgen, dstate));
+		rc =
+		    change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "withdraw", prev);
+	}
+	sqlite3_finalize(s);
+	size_t n_cleared = 0;
+	for (size_t i = 0; !rc && i < todo.n; i++) {
+		struct change *x = &todo.v[i];
+		char *nl = strchr(x->reason, '\n');
+		char *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+		if (!nl || !nl2) {
+			rc = TERN_E_INVAL;
+			break;
+		}
+		*nl = *nl2 = '\0';
+		const char *rel = x->reason, *what = nl2 + 1;
+		uint64_t seq = 0;
+		host_parse_u64(nl + 1, INT64_MAX, &seq);
+		int64_t gen = 0;
+		if (rel[0] && strcmp(rel, c->r.release_id)) {
+			rc = issue(c, x->device_id, rel, seq, TERN_ACTION_INSTALL,
+				   TERN_ACTIVATE_NOW, &gen);
+		} else {
+			/* Nothing known to go back to: clear the retained command. */
+			rc = rdb_exec(c->db,
+				      "INSERT OR IGNORE INTO rollout_outbox(rollout, device_id,"
+				      " generation) VALUES(?1, ?2, 0)",
+				      "tt", c->r.name, x->device_id);
+			n_cleared++;
+		}
+		if (!rc)
+			rc =
+			    rdb_exec(c->db,
+				     "INSERT INTO rollout_withdrawals(rollout, device_id, wave,"
+				     " generation, was, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+				     "ttiitd", c->r.name, x->device_id, x->wave, gen, what, c->now);
+		if (!rc)
+			rc = rdb_exec(c->db,
+				      "UPDATE rollout_members SET outcome='withdrawn', reason=?3,"
+				      " outcome_at=?4 WHERE rollout=?1 AND device_id=?2 AND"
+				      " outcome='pending'",
+				      "tttd", c->r.name, x->device_id, what, c->now);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawn", NULL,
+				       "%s; %s", what,
+				       gen ? "superseded by a command to stay on its release"
+					   : "retained command cleared");
+	}
+	if (!rc)
+		rc = todo.n ? rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
+					"%zu commands not started withdrawn from the broker (%zu"
+					" cleared: their devices never reported)",
+					todo.n, n_cleared)
+			    : rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
+					"nothing to withdraw: every member deployed had started");
+	free(todo.v);
+	return rc;
+}
+
 /*
  * One controller step in one transaction. Sets @finished when the rollout needs
  * nothing more from a controller (done, or aborted with any revert finished).
@@ -1133,6 +1320,8 @@ static int step(struct ctl *c, bool *finished)
 	if (rc)
 		return rc;
 	c->now = rdb_now();
+	if (c->leased && (rc = rollout_lease_refresh(c->db, c->r.name)))
+		goto out_rollback;
 	if ((rc = rollout_load(c->db, c->r.name, &c->r)))
 		goto out_rollback;
 	bool final = !strcmp(c->r.state, "done") || !strcmp(c->r.state, "aborted");
@@ -1146,9 +1335,11 @@ static int step(struct ctl *c, bool *finished)
 	}
 	if (!strcmp(c->r.state, "running")) {
 		rc = wave_step(c);
-	} else if (!strcmp(c->r.state, "aborted") && c->r.revert == 1) {
+	} else if (!strcmp(c->r.state, "aborted")) {
 		bool done;
-		rc = revert_step(c, &done);
+		rc = withdraw_step(c);
+		if (!rc && c->r.revert == 1)
+			rc = revert_step(c, &done);
 	}
 	if (rc)
 		goto out_rollback;
@@ -1157,6 +1348,7 @@ static int step(struct ctl *c, bool *finished)
 	return db_commit(c->db);
 out_rollback:
 	db_rollback(c->db);
+	c->judge_all = true; /* what this step judged was not kept */
 	return rc;
 }
 
@@ -1181,8 +1373,10 @@ static int outbox_flush(struct ctl *c)
 			struct deploy_msg *m = &msgs[n];
 			snprintf(m->device_id, sizeof(m->device_id), "%s", rdb_text(s, 0));
 			m->generation = (uint64_t)sqlite3_column_int64(s, 1);
-			rc = db_desired_get(c->db, m->device_id, m->generation, m->bytes,
-					    sizeof(m->bytes), &m->len);
+			m->len = 0; /* generation 0: clear the retained command (withdrawn) */
+			if (m->generation)
+				rc = db_desired_get(c->db, m->device_id, m->generation, m->bytes,
+						    sizeof(m->bytes), &m->len);
 			n++;
 		}
 		sqlite3_finalize(s);
@@ -1315,6 +1509,17 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
+/* Records what devices report until @until (rdb_now() seconds): steps stay STEP_MS apart. */
+static int record_until(struct recorder *rec, double until)
+{
+	int rc;
+	do {
+		double left_ms = (until - rdb_now()) * 1000.0;
+		rc = recorder_poll(rec, left_ms > 0 ? (long)left_ms + 1 : 0);
+	} while (!rc && !stop_signal && rdb_now() < until);
+	return rc;
+}
+
 /*
  * Runs the controller for @name until the rollout needs no controller any more, or
  * (@no_wait) until it needs an operator. Returns the exit status.
@@ -1325,10 +1530,11 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	static struct ctl c;
 	struct recorder *rec = NULL;
 	struct progress p = {0};
-	int rc, status = 1;
+	int rc = 0, status = 1;
 	memset(&c, 0, sizeof(c));
 	c.db = db;
 	c.prefix = broker_opt(bo, BF_PREFIX);
+	c.judge_all = true;
 	if (rollout_load(db, name, &c.r))
 		return 1;
 	const char *key = key_override ? key_override : c.r.key_file;
@@ -1336,6 +1542,11 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 		host_fail(key, rc);
 		return 1;
 	}
+	if (rollout_lease_take(db, name)) {
+		tern_signer_free(&c.sg);
+		return 1;
+	}
+	c.leased = true;
 	char cid[128];
 	snprintf(cid, sizeof(cid), "tern-rollout-%s", name);
 	if (recorder_start(&rec, db, bo, client_id ? client_id : cid, false))
@@ -1355,11 +1566,18 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	sigaction(SIGTERM, &sa, NULL);
 	bool finished = false;
 	int idle_said = 0;
+	double next_step = 0;
 	while (!stop_signal) {
-		/* Publish anything a previous run committed but the broker never acknowledged. */
-		if ((rc = outbox_flush(&c)) || (rc = recorder_poll(rec, STEP_MS)) ||
+		/* Publish anything a previous run committed but the broker never acknowledged.
+		 * The first step comes with the first reports (the retained states); then
+		 * reports are recorded until the next step is due: a step every STEP_MS, not
+		 * one per batch of reports. */
+		if ((rc = outbox_flush(&c)) ||
+		    (rc = next_step == 0 ? recorder_poll(rec, STEP_MS)
+					 : record_until(rec, next_step)) ||
 		    (rc = step(&c, &finished)) || (rc = outbox_flush(&c)))
 			break;
+		next_step = rdb_now() + STEP_MS / 1000.0;
 		progress_show(&p, db, &c.r);
 		if (finished)
 			break;
@@ -1387,7 +1605,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 			idle_said = 0;
 	}
 	if (rc) {
-		if (rc != TERN_E_DB && rc != TERN_E_BROKER)
+		if (rc != TERN_E_DB && rc != TERN_E_BROKER && rc != TERN_E_BUSY)
 			host_fail("rollout run", rc);
 		goto out;
 	}
@@ -1401,6 +1619,8 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	status = 0;
 out:
 	recorder_stop(rec);
+	if (rc != TERN_E_BUSY)
+		rollout_lease_release(db, name);
 	tern_signer_free(&c.sg);
 	return status;
 }
@@ -1456,26 +1676,32 @@ out:
 
 struct json_waves {
 	int n;
+	uint64_t withdrawn;
 };
 
 static int json_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	struct json_waves *j = ctx;
 	printf("%s{\"wave\":%lld,\"state\":\"%s\",\"size\":%llu,\"succeeded\":%llu,"
-	       "\"failed\":%llu,\"pending\":%llu}",
+	       "\"failed\":%llu,\"pending\":%llu,\"withdrawn\":%llu}",
 	       j->n++ ? "," : "", (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending);
+	       (unsigned long long)w->c.pending, (unsigned long long)w->withdrawn);
+	j->withdrawn += w->withdrawn;
 	return 0;
 }
 
 static int text_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	(void)ctx;
-	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending\n",
+	char withdrawn[48] = "";
+	if (w->withdrawn)
+		snprintf(withdrawn, sizeof(withdrawn), ", %llu withdrawn",
+			 (unsigned long long)w->withdrawn);
+	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending%s\n",
 	       (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending);
+	       (unsigned long long)w->c.pending, withdrawn);
 	return 0;
 }
 
@@ -1498,6 +1724,10 @@ static int show_one(struct db *db, const char *name, bool json)
 	rollout_format_duration(r.device_timeout_s, timeout, sizeof(timeout));
 	rollout_format_ratio(r.max_fail_ppm, maxf, sizeof(maxf));
 	rollout_format_ratio(r.min_success_ppm, mins, sizeof(mins));
+	struct rollout_lease l;
+	bool driven;
+	if ((rc = rollout_lease_get(db, name, &l, &driven)))
+		return rc;
 	if (json) {
 		printf("{\"name\":");
 		json_text(r.name);
@@ -1544,7 +1774,15 @@ static int show_one(struct db *db, const char *name, bool json)
 		printf(",\"waves\":[");
 		struct json_waves j = {0};
 		rc = rollout_waves(db, name, json_wave, &j);
-		printf("]}");
+		printf("],\"withdrawn\":%llu,\"controller\":", (unsigned long long)j.withdrawn);
+		if (driven) {
+			printf("{\"pid\":%lld,\"host\":", (long long)l.pid);
+			json_text(l.host);
+			printf(",\"since\":%.3f,\"heartbeat\":%.3f}", l.started_at, l.heartbeat_at);
+		} else {
+			printf("null");
+		}
+		printf("}");
 		return rc;
 	}
 	printf("rollout %s: %s%s%s\n  release %s (%s), %s, waves %s, bake %s, max failures %s, "
@@ -1553,6 +1791,11 @@ static int show_one(struct db *db, const char *name, bool json)
 	       r.targets, r.waves_spec, bake, maxf, r.min_success_ppm ? mins : "none",
 	       r.device_timeout_s ? timeout : "none", r.approve_each ? ", approve each wave" : "",
 	       r.activate_together ? "together" : "each");
+	if (driven) {
+		char who[320];
+		rollout_lease_describe(&l, who, sizeof(who));
+		printf("  driven by %s\n", who);
+	}
 	return rollout_waves(db, name, text_wave, NULL);
 }
 
@@ -1751,6 +1994,54 @@ out_rollback:
 	return rc;
 }
 
+/*
+ * After an abort is recorded: the controller withdraws the commands not yet taken (and
+ * with --revert sends the reverts). A live controller of the rollout does it: this
+ * command waits until it has recorded the withdrawal (it steps every STEP_MS). When
+ * there is none, or it stops or goes stale meanwhile, this command drives the rollout
+ * itself if it has a broker. Returns the exit status.
+ */
+static int abort_follow_up(struct db *db, const struct broker_opts *bo, const char *name,
+			   const char *key, bool revert)
+{
+	struct rollout_lease l;
+	bool held, said = false;
+	char who[320];
+	for (;;) {
+		int64_t done;
+		if (rollout_lease_get(db, name, &l, &held) ||
+		    rdb_int(db, &done,
+			    "SELECT count(*) FROM rollout_events WHERE rollout=?1 AND"
+			    " kind='withdraw-done'",
+			    "t", name))
+			return 1;
+		if (!held)
+			break;
+		rollout_lease_describe(&l, who, sizeof(who));
+		if (done) {
+			printf("rollout %s: its controller (%s) withdrew the commands devices had "
+			       "not taken%s\n",
+			       name, who, revert ? "; it drives the revert" : "");
+			return 0;
+		}
+		if (!said)
+			printf(
+			    "rollout %s: its controller (%s) withdraws the commands devices have "
+			    "not taken; waiting for it\n",
+			    name, who);
+		said = true;
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	if (!broker_opt(bo, BF_BROKER)) {
+		printf("rollout %s: no broker given; 'tern rollout run %s --broker URL' withdraws "
+		       "the commands devices have not taken\n",
+		       name, name);
+		return 0;
+	}
+	return drive(db, bo, name, key, NULL, false);
+}
+
 static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 {
 	static const struct option opts[] = {
@@ -1801,8 +2092,8 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 				: "aborted",
 	       rollout_actor(by));
 	status = 0;
-	if (revert)
-		status = drive(db, &bo, name, key, NULL, false);
+	if (d == D_ABORT)
+		status = abort_follow_up(db, &bo, name, key, revert);
 out:
 	db_close(db);
 	broker_opts_free(&bo);

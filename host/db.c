@@ -69,6 +69,15 @@ static const char schema[] =
     " seq INTEGER PRIMARY KEY, rollout TEXT NOT NULL, at REAL NOT NULL, wave INTEGER,"
     " device_id TEXT, kind TEXT NOT NULL, actor TEXT, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS rollout_events_by_rollout ON rollout_events(rollout, seq);"
+    /* Commands an abort took back from the broker before devices started them. */
+    "CREATE TABLE IF NOT EXISTS rollout_withdrawals("
+    " rollout TEXT NOT NULL, device_id TEXT NOT NULL, wave INTEGER NOT NULL,"
+    " generation INTEGER NOT NULL, was TEXT NOT NULL, at REAL NOT NULL,"
+    " PRIMARY KEY(rollout, device_id));"
+    /* One controller per rollout. */
+    "CREATE TABLE IF NOT EXISTS rollout_leases("
+    " rollout TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL,"
+    " started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, pid_start INTEGER);"
     /* The last provisioning generation given to each device id (`tern usb provision`). */
     "CREATE TABLE IF NOT EXISTS provisioning("
     " device_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, serial TEXT,"

@@ -42,6 +42,7 @@ struct rollout_wave_row {
 	int64_t wave;
 	char state[16];
 	struct rollout_counts c;
+	uint64_t withdrawn; /* commands the abort took back before devices started them */
 	double started_at, reported_at, bake_until, gated_at;
 };
 

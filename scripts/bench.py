@@ -356,7 +356,10 @@ def bench_rollout(work):
     """A 3-wave rollout of a 1 MiB release to 1000 sim devices (ternd fleet) with zero
     bake: the controller's overhead - wall time beyond the waves' own transfer times,
     each taken from the last desired state signed to the last member's verdict - its CPU
-    time, and the database size after it. One run (it takes a while)."""
+    time, and the database size after it. One run (it takes a while). The controller's
+    CPU is signing a desired state per device, recording what devices report, and a
+    step every 200 ms that judges only the members whose devices reported since the
+    last step (docs/rollout.md)."""
     import sqlite3
     ternd = os.environ.get("TERND", os.path.join(BUILD, "ternd"))
     if subprocess.run([ternd, "fleet", "--help"], stdout=subprocess.DEVNULL,
@@ -429,6 +432,9 @@ def bench_rollout(work):
               % ("controller overhead", wall - transfer, 100.0 * (wall - transfer) / wall))
         print("  %-34s %7.2f s   (user %.2f, system %.2f)" % ("controller CPU", user + system,
                                                                 user, system))
+        print("  %-34s %s" % ("", "(signing %d desired states, recording the devices' reports,"
+                                  % n))
+        print("  %-34s %s" % ("", " steps every 200 ms judging only members that reported)"))
         print("  %-34s %7.1f MiB (%d bytes per device)" % ("database after it", size / MIB,
                                                                size // n), flush=True)
     finally:

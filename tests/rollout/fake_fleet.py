@@ -7,7 +7,9 @@ Devices dev-000 .. dev-(COUNT-1) run release sim-1.0.0-1 (sequence 1). Each reac
 its signed desired state the way docs/mqtt.md describes the agent: it refuses a
 generation not above the last one it accepted (event "refused", old-generation), and
 otherwise installs (downloading, staged or trial, then confirmed or rolled-back),
-activates a staged release, or reverts to the release in its other slot. States are
+activates a staged release, or reverts to the release in its other slot. An install of
+the release it runs (not on trial) only settles: that is how an abort withdraws a
+command (a staged release stays staged, not activated). States are
 retained on dev/ID/state, transitions go to dev/ID/events. The signature is not
 checked here (the protocol tests do that); the payload is read with cbor2.
 
@@ -16,6 +18,7 @@ Faults come from the file LOG.faults, read again at every trial boot, one per li
   late RELEASE ID       the device confirms RELEASE, then rolls back 1.5 s later
 Options:
   --offline ID,ID       these never connect (no state, no reaction)
+  --ids ID,ID           these devices instead of dev-000 .. dev-(COUNT-1)
   --delay S             seconds between transitions (default 0.05)
 Every accepted command is appended to LOG: "ID GENERATION ACTION RELEASE".
 Runs until killed (SIGTERM).
@@ -90,7 +93,10 @@ class Device:
             self.generation = gen
             self.f.log("%s %d %s %s" % (self.id, gen, ["install", "activate", "revert"][action],
                                          rel))
-            if action == 0:
+            if action == 0 and rel == self.slots[self.active].get(1) and \
+                    self.state != "trial":
+                self.publish_state()  # runs it already: settled
+            elif action == 0:
                 self.install(rel, seq, activate)
             elif action == 1:
                 if self.state == "staged":
@@ -146,7 +152,7 @@ class Device:
 
 
 class Fleet:
-    def __init__(self, url, prefix, count, log_path, offline, delay):
+    def __init__(self, url, prefix, count, log_path, offline, delay, ids=None):
         host, port = url.split("//", 1)[1].rsplit(":", 1)
         self.prefix = prefix
         self.delay = delay
@@ -154,8 +160,7 @@ class Fleet:
         self.log_f = open(log_path, "a", buffering=1)
         self.log_lock = threading.Lock()
         self.devices = {}
-        for i in range(count):
-            dev_id = "dev-%03d" % i
+        for dev_id in ids or ["dev-%03d" % i for i in range(count)]:
             if dev_id not in offline:
                 self.devices[dev_id] = Device(self, dev_id)
         self.c = mqtt.Client(client_id="fake-fleet-%d" % time.time_ns(), clean_session=True)
@@ -196,7 +201,7 @@ class Fleet:
 
 def main(argv):
     url, prefix, count, log_path = argv[1], argv[2], int(argv[3]), argv[4]
-    offline, delay = set(), 0.05
+    offline, delay, ids = set(), 0.05, None
     rest = argv[5:]
     while rest:
         opt, val = rest[0], rest[1]
@@ -205,9 +210,11 @@ def main(argv):
             offline = set(val.split(","))
         elif opt == "--delay":
             delay = float(val)
+        elif opt == "--ids":
+            ids = val.split(",")
         else:
             raise SystemExit(__doc__)
-    fleet = Fleet(url, prefix, count, log_path, offline, delay)
+    fleet = Fleet(url, prefix, count, log_path, offline, delay, ids)
     time.sleep(0.3)
     fleet.start()
     print("fake fleet: %d devices up" % len(fleet.devices), flush=True)

@@ -7,6 +7,10 @@
 #   3. a third release over devices on the second, aborted with --revert once its first
 #      wave is confirmed: those members go back to the second release from their
 #      inactive slot (no download), the others never take the third.
+#   4. an abort withdraws what devices have not taken: with --activate together, the
+#      staged members are never activated, and devices that were offline when the
+#      release was sent connect afterwards and never install it;
+#   5. devices downloading when the abort comes cancel the download.
 # Skipped (0 passed, 0 failed, said plainly) while ternd has no fleet command.
 source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
@@ -26,7 +30,9 @@ if ! "$TERND" fleet --help >/dev/null 2>&1; then
 fi
 work=$(mktemp -d /tmp/tern-fleet-rollout.XXXXXX)
 fleet_pid=""
+run_pid=""
 cleanup() {
+	[ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null
 	[ -n "$fleet_pid" ] && kill "$fleet_pid" 2>/dev/null && wait "$fleet_pid" 2>/dev/null
 	broker_stop
 	[ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
@@ -36,7 +42,7 @@ cd "$work" || exit 1
 export HOME=$work TERN_DB=$work/tern.db USER=tester
 unset TERN_CONFIG TERN_USERNAME TERN_PASSWORD TERN_CAFILE TERN_CERT TERN_CERT_KEY TERN_PREFIX
 
-q() { sqlite3 "$TERN_DB" "$1"; }
+q() { sqlite3 -cmd ".timeout 10000" "$TERN_DB" "$1"; }
 status() { "$TERN" rollout status "$1" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 waves() {
 	"$TERN" rollout status "$1" --json | $PY -c '
@@ -150,4 +156,90 @@ check "status --members: each wave-1 member succeeded, then reverted" \
 "$TERN" report third >third.md
 check "report: the reverts" grep -q "reverted: 3 back on their previous release, 0 not" third.md
 check "report: each revert listed" [ "$(grep -cE "^\| sim-[0-9]+ \| sim-1.2.0-3 \| reverted \|" third.md)" -eq 3 ]
+
+# --- 4. abort: what devices have not taken is withdrawn
+"$TERND" sim mkimage --health ok --version 1.4.0 --size 128K --out e.bin >/dev/null
+printf 'Release 1.4.0.\n' >e.md
+"$TERN" release create --key signing.key --board sim --version 1.4.0 --sequence 5 --firmware e.bin \
+	--notes e.md --out e.tern >/dev/null
+"$TERN" publish e.tern >/dev/null
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+on=$((N * 2 / 3))
+offline=$(seq -f "sim-%04g" $((on + 1)) "$N" | paste -sd, -)
+"$TERND" fleet --devices "$on" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet3.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout create e.tern --key signing.key --name late --devices "$ids" --waves 100% \
+	--max-failures 50% --device-timeout 60s --activate together >/dev/null
+"$TERN" rollout run late >late.txt 2>&1 &
+run_pid=$!
+staged() { q "select count(*) from devices d join rollout_members m on m.device_id=d.id and m.rollout='late' where d.state='staged' and d.generation>=m.generation"; }
+for _ in $(seq 1 600); do [ "$(staged)" -eq "$on" ] && break; sleep 0.1; done
+check "$on online devices staged 1.4.0; the wave waits for the $((N - on)) offline ones" [ "$(staged)" -eq "$on" ]
+"$TERN" rollout abort late --by ops >abort.txt 2>&1
+check "abort while the controller runs: it carries the abort out" grep -q "its controller (pid $run_pid" abort.txt
+check "... and has withdrawn when the abort command returns" \
+	[ "$(q "select count(*) from rollout_events where rollout='late' and kind='withdraw-done'")" -eq 1 ]
+wait "$run_pid"
+check "... and finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+check "... every member withdrawn: $on staged (not activated), $((N - on)) not taken" \
+	[ "$(status late withdrawn):$(q "select count(*) from rollout_withdrawals where rollout='late' and was='staged, not activated'")" = "$N:$on" ]
+check "... no activate command issued" \
+	[ "$(q "select count(*) from desired where release_id='sim-1.4.0-5' and action<>'install'")" -eq 0 ]
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub >fleet4.log 2>&1 &
+fleet_pid=$!
+settled() { q "select count(*) from devices d where d.generation=(select max(generation) from desired x where x.device_id=d.id)"; }
+for _ in $(seq 1 20); do
+	"$TERN" watch --duration 1 --quiet >/dev/null 2>&1
+	[ "$(settled)" -eq "$N" ] && break
+done
+check "every device, the late ones too, took its newest command (the withdrawal)" [ "$(settled)" -eq "$N" ]
+check "... none runs 1.4.0: all $N on 1.2.0" [ "$(q "select count(*) from devices where version='1.2.0'")" -eq "$N" ]
+check "... none booted 1.4.0 (no trial)" \
+	[ "$(q "select count(*) from events where release_id='sim-1.4.0-5' and to_state in ('trial','confirmed','rolled-back')")" -eq 0 ]
+check "... the late devices never downloaded it" \
+	[ "$(q "select count(*) from events where release_id='sim-1.4.0-5' and device_id in ('${offline//,/\',\'}')")" -eq 0 ]
+"$TERN" report late >late.md
+check "report: $N withdrawn by the abort" grep -q "$N withdrawn by the abort" late.md
+
+# --- 5. abort while devices download (slowly): the downloads are canceled
+# 128 chunks of 4 KiB: two windows of 64, so the newer command, queued behind the
+# chunks already on their way (a slow link: at most one chunk per 40 ms), is read
+# before the second window.
+"$TERND" sim mkimage --health ok --version 1.5.0 --size 512K --out f.bin >/dev/null
+printf 'Release 1.5.0.\n' >f.md
+"$TERN" release create --key signing.key --board sim --version 1.5.0 --sequence 6 --firmware f.bin \
+	--chunk-size 4K --notes f.md --out f.tern >/dev/null
+"$TERN" publish f.tern >/dev/null
+kill -TERM "$fleet_pid"
+wait "$fleet_pid"
+"$TERND" fleet --devices "$N" --dir "$work/fleet" --broker "$BROKER_URL" --keyring signing.pub \
+	--slow "$offline" --slow-ms 40 >fleet5.log 2>&1 &
+fleet_pid=$!
+"$TERN" rollout create f.tern --key signing.key --name slow --devices "$offline" --waves 100% \
+	--max-failures 50% --device-timeout 60s >/dev/null
+"$TERN" rollout run slow >slow.txt 2>&1 &
+run_pid=$!
+downloading() { q "select count(*) from devices d join rollout_members m on m.device_id=d.id and m.rollout='slow' where d.state='downloading' and d.generation>=m.generation"; }
+for _ in $(seq 1 300); do [ "$(downloading)" -eq $((N - on)) ] && break; sleep 0.1; done
+check "$((N - on)) devices downloading 1.5.0 slowly" [ "$(downloading)" -eq $((N - on)) ]
+"$TERN" rollout abort slow --by ops >abort.txt 2>&1
+wait "$run_pid"
+run_pid=""
+canceled=$(q "select count(*) from rollout_withdrawals where rollout='slow' and was='download canceled'")
+check "abort while they download: withdrawn as 'download canceled' ($canceled)" \
+	[ "$canceled" -ge 1 ] && [ "$(status slow withdrawn)" -eq "$canceled" ]
+for _ in $(seq 1 20); do
+	"$TERN" watch --duration 1 --quiet >/dev/null 2>&1
+	[ "$(q "select count(*) from rollout_withdrawals x join devices d on d.id=x.device_id where x.rollout='slow' and d.generation=x.generation and d.state<>'downloading'")" -eq "$canceled" ] && break
+done
+check "... each took the newer command and stopped downloading" \
+	[ "$(q "select count(*) from rollout_withdrawals x join devices d on d.id=x.device_id where x.rollout='slow' and d.generation=x.generation and d.state<>'downloading'")" -eq "$canceled" ]
+check "... the agent canceled the download" \
+	[ "$(q "select count(distinct e.device_id) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.status='canceled'")" -eq "$canceled" ]
+check "... none of them staged or booted 1.5.0; they run 1.2.0" \
+	[ "$(q "select count(*) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.release_id='sim-1.5.0-6' and e.to_state in ('staged','trial','confirmed')"):$(q "select count(*) from devices d join rollout_withdrawals x on x.device_id=d.id and x.rollout='slow' where d.version='1.2.0'")" = "0:$canceled" ]
 finish
