@@ -117,8 +117,8 @@ int tern_es256_sign(const uint8_t d[32], const uint8_t digest[TERN_SHA256_LEN],
 	uint8_t e[32], kb[32];
 	EC_KEY *key = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
 	BN_CTX *ctx = BN_CTX_new();
-	BIGNUM *k = BN_new(), *kinv = BN_new(), *r = BN_new(), *x = BN_new(),
-	       *nm2 = BN_new(), *dn = BN_new();
+	BIGNUM *k = BN_new(), *kinv = BN_new(), *r = BN_new(), *x = BN_new(), *nm2 = BN_new(),
+	       *dn = BN_new();
 	EC_POINT *kg = NULL;
 	ECDSA_SIG *es = NULL;
 	const EC_GROUP *group = key ? EC_KEY_get0_group(key) : NULL;
@@ -137,8 +137,7 @@ int tern_es256_sign(const uint8_t d[32], const uint8_t digest[TERN_SHA256_LEN],
 	if (!kg || EC_POINT_mul(group, kg, k, NULL, NULL, ctx) != 1 ||
 	    EC_POINT_get_affine_coordinates(group, kg, x, NULL, ctx) != 1 ||
 	    BN_nnmod(r, x, n, ctx) != 1 || BN_is_zero(r) || !BN_copy(nm2, n) ||
-	    BN_sub_word(nm2, 2) != 1 ||
-	    BN_mod_exp_mont_consttime(kinv, k, nm2, n, ctx, NULL) != 1)
+	    BN_sub_word(nm2, 2) != 1 || BN_mod_exp_mont_consttime(kinv, k, nm2, n, ctx, NULL) != 1)
 		goto out;
 	/* s = k^-1 (e + r d) mod n; an s of 0 (probability 2^-256) fails rather than draw
 	 * another k as mbedtls would. */
