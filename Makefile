@@ -5,8 +5,8 @@
 #   make demo       the main job on a simulated fleet
 #   make fuzz       run the libFuzzer targets for FUZZ_SECONDS each
 #   make format     clang-format every C file
-# CRYPTO=mbedtls builds SHA-256 and the ES256 signature check on mbedtls instead of
-# OpenSSL's libcrypto.
+# CRYPTO=mbedtls builds SHA-256, the ES256 signature check and the host's ES256 signing
+# on mbedtls instead of OpenSSL's libcrypto.
 
 BUILD ?= build
 CC ?= cc
@@ -37,9 +37,11 @@ endif
 
 ifeq ($(CRYPTO),mbedtls)
 SHA_SRC := protocol/sha256_mbedtls.c protocol/es256_mbedtls.c
+SIGN_BACKEND_SRC := protocol/es256_sign_use_mbedtls.c
 CRYPTO_LIBS := -lmbedcrypto
 else
 SHA_SRC := protocol/sha256_libcrypto.c protocol/es256_libcrypto.c
+SIGN_BACKEND_SRC := protocol/es256_sign_libcrypto.c
 CRYPTO_LIBS := -lmbedcrypto -lcrypto
 endif
 

@@ -36,6 +36,9 @@ static const char deploy_help[] =
     "  --revert             the same as --action revert\n"
     "\n" BROKER_HELP;
 
+/* Devices per transaction (about 15 ms of signing and recording). */
+#define DEPLOY_BATCH 100
+
 struct deploy_args {
 	const char *release, *key;
 	const char **devices;
@@ -146,6 +149,7 @@ int cmd_deploy(int argc, char **argv)
 	struct deploy_msg *msgs = NULL;
 	char release_id[TERN_RELEASE_ID_MAX + 1], client_id[64];
 	uint64_t sequence;
+	size_t published = 0;
 	int rc, status = parse_deploy(argc, argv, &a);
 	if (status >= 0)
 		goto out;
@@ -174,45 +178,59 @@ int cmd_deploy(int argc, char **argv)
 		host_fail(NULL, TERN_E_NOMEM);
 		goto out;
 	}
-	/* Generations are taken and recorded before anything is published: a crash between
-	 * the two wastes a number but never issues one twice. */
-	if (db_begin(db))
-		goto out;
-	for (size_t i = 0; i < a.n_devices; i++) {
-		struct tern_desired d = {.sequence = sequence,
-					 .action = a.action,
-					 .activate = a.activate,
-					 .issued = (uint64_t)time(NULL)};
-		snprintf(d.device_id, sizeof(d.device_id), "%s", a.devices[i]);
-		snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
-		if ((rc = deploy_issue(db, &sg, &d, &msgs[i]))) {
-			db_rollback(db);
-			if (rc != TERN_E_DB)
-				host_fail("signing", rc);
-			goto out;
-		}
-	}
-	if (db_commit(db))
-		goto out;
 	snprintf(client_id, sizeof(client_id), "tern-deploy-%ld", (long)getpid());
 	struct mqtt_params mp = {.client_id = client_id};
 	if (mqtt_connect(&mq, &a.bo, &mp))
 		goto out;
-	for (size_t i = 0; i < a.n_devices; i++) {
-		if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
-			host_fail("publish", rc);
-			goto out;
+	/* In batches: a batch's generations are taken and recorded (one transaction) before
+	 * any of its states is published, so a crash between the two wastes numbers but never
+	 * issues one twice; devices of the first batches start while later ones are signed. */
+	for (size_t start = 0; start < a.n_devices; start += DEPLOY_BATCH) {
+		size_t end =
+		    a.n_devices - start < DEPLOY_BATCH ? a.n_devices : start + DEPLOY_BATCH;
+		if (db_begin(db))
+			goto out_partial;
+		for (size_t i = start; i < end; i++) {
+			struct tern_desired d = {.sequence = sequence,
+						 .action = a.action,
+						 .activate = a.activate,
+						 .issued = (uint64_t)time(NULL)};
+			snprintf(d.device_id, sizeof(d.device_id), "%s", a.devices[i]);
+			snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
+			if ((rc = deploy_issue(db, &sg, &d, &msgs[i]))) {
+				db_rollback(db);
+				if (rc != TERN_E_DB)
+					host_fail("signing", rc);
+				goto out_partial;
+			}
+		}
+		if (db_commit(db))
+			goto out_partial;
+		for (size_t i = start; i < end; i++) {
+			if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
+				host_fail("publish", rc);
+				goto out_partial;
+			}
+			published = i + 1;
 		}
 	}
 	if ((rc = mqtt_flush(mq))) {
 		host_fail("publish", rc);
-		goto out;
+		goto out_partial;
 	}
 	for (size_t i = 0; i < a.n_devices; i++)
 		printf("deployed %s to %s: %s, activate %s, generation %llu\n", release_id,
 		       a.devices[i], tern_action_name(a.action), tern_activate_name(a.activate),
 		       (unsigned long long)msgs[i].generation);
 	status = 0;
+	goto out;
+out_partial:
+	if (published)
+		fprintf(
+		    stderr,
+		    "tern: deploy stopped after handing %zu of %zu desired states to the broker "
+		    "(their generations are recorded; run the deploy again for the rest)\n",
+		    published, a.n_devices);
 out:
 	mqtt_close(mq);
 	free(msgs);

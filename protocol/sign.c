@@ -146,29 +146,14 @@ size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload
 	};
 	uint8_t digest[TERN_SHA256_LEN];
 	uint8_t sig[TERN_ES256_SIG_LEN];
-	mbedtls_mpi r, sv;
+	uint8_t d[32];
 	size_t written = 0;
-	mbedtls_entropy_context entropy;
-	mbedtls_ctr_drbg_context drbg;
-	static const char pers[] = "tern sign blinding";
 
 	if (out_size < tern_cose_sign1_size(payload_len))
 		return 0;
 	tern_cose_sign1_digest(&s, aad, aad_len, digest);
-	mbedtls_mpi_init(&r);
-	mbedtls_mpi_init(&sv);
-	mbedtls_entropy_init(&entropy);
-	mbedtls_ctr_drbg_init(&drbg);
-	/* The signature is deterministic (RFC 6979); randomness only blinds the scalar
-	 * multiplication against side channels and does not change the bytes. */
-	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
-				  (const unsigned char *)pers, sizeof(pers) - 1))
-		goto out;
 	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(*(mbedtls_pk_context *)sg->pk);
-	if (mbedtls_ecdsa_sign_det_ext(&ec->grp, &r, &sv, &ec->d, digest, sizeof(digest),
-				       MBEDTLS_MD_SHA256, mbedtls_ctr_drbg_random, &drbg))
-		goto out;
-	if (mbedtls_mpi_write_binary(&r, sig, 32) || mbedtls_mpi_write_binary(&sv, sig + 32, 32))
+	if (mbedtls_mpi_write_binary(&ec->d, d, sizeof(d)) || tern_es256_sign(d, digest, sig))
 		goto out;
 
 	struct tern_cbor_writer w;
@@ -183,9 +168,6 @@ size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload
 	tern_cbor_put_bytes(&w, sig, sizeof(sig));
 	written = tern_cbor_writer_len(&w);
 out:
-	mbedtls_ctr_drbg_free(&drbg);
-	mbedtls_entropy_free(&entropy);
-	mbedtls_mpi_free(&sv);
-	mbedtls_mpi_free(&r);
+	mbedtls_platform_zeroize(d, sizeof(d));
 	return written;
 }

@@ -122,6 +122,32 @@ expect_fail "deploy needs --device or --all" "--device ID" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.key --broker "$URL"
 check "generations recorded in the database" \
 	[ "$(sqlite3 "$TERN_DB" "select group_concat(device_id || ':' || generation) from desired order by device_id, generation")" = "dev-1:1,dev-1:2,dev-2:1" ]
+# Deploy records and publishes in batches of 100 devices: 250 devices (and one twice)
+# cross two batch boundaries; every state is recorded once with its own generation and
+# the retained states of the first and last devices check.
+many=""
+for i in $(seq 1 250); do many="$many --device many-$i"; done
+expect_ok "deploy to 251 devices (3 batches, many-7 twice)" "$TERN" deploy sim-1.1.0-2 \
+	--key signing.key $many --device many-7 --broker "$URL"
+same "... 251 deployed lines" 251 "$(grep -c '^deployed sim-1.1.0-2 to many-' out.txt)"
+counts=$(sqlite3 -separator ' ' "$TERN_DB" \
+	"select count(distinct device_id), count(*) from desired where device_id like 'many-%'")
+gens=$(sqlite3 "$TERN_DB" \
+	"select group_concat(device_id || ':' || generation) from desired where device_id = 'many-7' order by generation")
+same "... each recorded once, many-7 twice (generations 1 and 2)" "250 251 many-7:1,many-7:2" \
+	"$counts $gens"
+$TOOL get "$URL" tern/dev/many-1/desired m1.bin >/dev/null
+expect_ok "... many-1's retained state (first batch) checks" "$CHECK" m1.bin signing.pub many-1 0
+$TOOL get "$URL" tern/dev/many-250/desired m250.bin >/dev/null
+expect_ok "... many-250's (last batch) too" "$CHECK" m250.bin signing.pub many-250 0
+$TOOL get "$URL" tern/dev/many-7/desired m7.bin >/dev/null
+expect_ok "... many-7's retained state is its second" "$CHECK" m7.bin signing.pub many-7 1
+check "... generation 2" grep -q "accepted many-7 generation 2" out.txt
+# The broker is reached before any generation is taken: an unreachable one wastes none.
+expect_fail "deploy with no broker listening" "connect" \
+	"$TERN" deploy sim-1.1.0-2 --key signing.key --device nobroker-1 --broker mqtt://127.0.0.1:1
+same "... records no generation" 0 \
+	"$(sqlite3 "$TERN_DB" "select count(*) from desired where device_id = 'nobroker-1'")"
 
 # --- tern watch records fake devices; tern devices shows them
 "$TERN" watch --duration 30 --broker "$URL" >watch.txt 2>watch.err &

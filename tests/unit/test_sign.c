@@ -1,8 +1,9 @@
 /*
  * Signing and verifying COSE_Sign1 round trips: payload sizes across every CBOR head
  * width, with and without external AAD, wrong keys, keyrings, deterministic signatures,
- * key files (PEM and DER, private and public), and a cross-check in both directions
- * with an independent implementation (Python cbor2 + cryptography).
+ * key files (PEM and DER, private and public), a cross-check in both directions with an
+ * independent implementation (Python cbor2 + cryptography), the RFC 6979 P-256 vectors,
+ * and the libcrypto signer against the mbedtls one, byte for byte.
  */
 #include "tern/tern_cose.h"
 #include "tern/tern_err.h"
@@ -174,6 +175,94 @@ static void test_deterministic(void **state)
 	free(m2);
 	free(m3);
 	free(payload);
+}
+
+/* The private scalar of a loaded key, big-endian. */
+static void key_scalar(const struct tern_signer *sg, uint8_t d[32])
+{
+	mbedtls_ecp_keypair *ec = mbedtls_pk_ec(*(mbedtls_pk_context *)sg->pk);
+	assert_int_equal(mbedtls_mpi_write_binary(&ec->d, d, 32), 0);
+}
+
+/* RFC 6979 A.2.5: P-256, SHA-256, messages "sample" and "test", on the build's signing
+ * backend and on the mbedtls reference. */
+static void test_rfc6979_vectors(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *msg, *r, *s;
+	} v[] = {
+	    {"sample", "EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716",
+	     "F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8"},
+	    {"test", "F1ABB023518351CD71D881567B1EA663ED3EFCF6C5132B354F28D3B0B7D38367",
+	     "019F4113742A2B14BD25926B49C649155F267E60D3814B4C0CC84250E46F0083"},
+	};
+	uint8_t d[32], digest[TERN_SHA256_LEN], want[TERN_ES256_SIG_LEN], sig[TERN_ES256_SIG_LEN];
+	assert_int_equal(
+	    test_unhex("C9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721", d, 32),
+	    32);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		tern_sha256(v[i].msg, strlen(v[i].msg), digest);
+		assert_int_equal(test_unhex(v[i].r, want, 32), 32);
+		assert_int_equal(test_unhex(v[i].s, want + 32, 32), 32);
+		memset(sig, 0, sizeof(sig));
+		assert_int_equal(tern_es256_sign(d, digest, sig), 0);
+		assert_memory_equal(sig, want, sizeof(want));
+		memset(sig, 0, sizeof(sig));
+		assert_int_equal(tern_es256_sign_mbedtls(d, digest, sig), 0);
+		assert_memory_equal(sig, want, sizeof(want));
+	}
+}
+
+/* The build's signing backend gives exactly mbedtls's bytes: 5 keys x 60 digests, plus
+ * digests at and above the group order (reduced before use) and the zero digest. */
+static void test_backends_agree(void **state)
+{
+	(void)state;
+	static const char *const edge[] = {
+	    "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", /* n */
+	    "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632552", /* n + 1 */
+	    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+	    "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632550", /* n - 1 */
+	    "0000000000000000000000000000000000000000000000000000000000000000",
+	};
+	size_t compared = 0;
+	for (uint32_t key = 0; key < 5; key++) {
+		struct tern_signer sg;
+		uint8_t d[32];
+		assert_int_equal(tern_signer_generate(&sg), 0);
+		key_scalar(&sg, d);
+		for (uint32_t i = 0; i < 60 + sizeof(edge) / sizeof(edge[0]); i++) {
+			uint8_t digest[TERN_SHA256_LEN], a[TERN_ES256_SIG_LEN],
+			    b[TERN_ES256_SIG_LEN];
+			uint32_t seed[2] = {key, i};
+			if (i < 60)
+				tern_sha256(seed, sizeof(seed), digest);
+			else
+				assert_int_equal(test_unhex(edge[i - 60], digest, sizeof(digest)),
+						 sizeof(digest));
+			assert_int_equal(tern_es256_sign(d, digest, a), 0);
+			assert_int_equal(tern_es256_sign_mbedtls(d, digest, b), 0);
+			assert_memory_equal(a, b, sizeof(a));
+			compared++;
+		}
+		tern_signer_free(&sg);
+	}
+	assert_int_equal(compared, 5 * (60 + sizeof(edge) / sizeof(edge[0])));
+	print_message("%zu signatures: %s equals mbedtls\n", compared, tern_es256_sign_backend());
+}
+
+/* A scalar outside [1, n-1] is refused, not signed with. */
+static void test_sign_bad_scalar(void **state)
+{
+	(void)state;
+	uint8_t d[32], digest[TERN_SHA256_LEN] = {1}, sig[TERN_ES256_SIG_LEN];
+	memset(d, 0, sizeof(d));
+	assert_int_equal(tern_es256_sign(d, digest, sig), TERN_E_CRYPTO);
+	assert_int_equal(
+	    test_unhex("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", d, 32),
+	    32);
+	assert_int_equal(tern_es256_sign(d, digest, sig), TERN_E_CRYPTO);
 }
 
 /* The size tern_cose_sign1_size() announces is what tern_cose_sign1_sign() writes. */
@@ -615,6 +704,9 @@ int main(void)
 	    cmocka_unit_test(test_round_trips),
 	    cmocka_unit_test(test_payload_tamper),
 	    cmocka_unit_test(test_deterministic),
+	    cmocka_unit_test(test_rfc6979_vectors),
+	    cmocka_unit_test(test_backends_agree),
+	    cmocka_unit_test(test_sign_bad_scalar),
 	    cmocka_unit_test(test_size),
 	    cmocka_unit_test(test_keyring),
 	    cmocka_unit_test(test_pubkey_from_point),

@@ -3,6 +3,7 @@
 #define TERN_SIGN_H
 
 #include "tern/tern_cose.h"
+#include "tern/tern_sha256.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,5 +46,24 @@ size_t tern_cose_sign1_sign(const struct tern_signer *sg, const uint8_t *payload
 
 /* Size of the COSE_Sign1 that tern_cose_sign1_sign() writes for a payload this long. */
 size_t tern_cose_sign1_size(size_t payload_len);
+
+/*
+ * The deterministic ECDSA P-256 signature (RFC 6979, SHA-256) behind
+ * tern_cose_sign1_sign(): @d is the private scalar (32 bytes, big-endian; read only, the
+ * caller owns and wipes it), @digest the SHA-256 of the message; writes raw r || s into
+ * @sig. Returns 0 or TERN_E_CRYPTO. No low-s normalisation: the bytes are exactly those
+ * of mbedtls_ecdsa_sign_det_ext().
+ * tern_es256_sign() runs on the build's backend (Makefile CRYPTO=): OpenSSL's libcrypto
+ * by default (RFC 6979's nonce computed here with OpenSSL's HMAC, about 30x faster than
+ * mbedtls 2.28), mbedtls with CRYPTO=mbedtls. tern_es256_sign_mbedtls() is always
+ * mbedtls: the reference the tests compare the other backend with, byte for byte.
+ */
+int tern_es256_sign(const uint8_t d[32], const uint8_t digest[TERN_SHA256_LEN],
+		    uint8_t sig[TERN_ES256_SIG_LEN]);
+int tern_es256_sign_mbedtls(const uint8_t d[32], const uint8_t digest[TERN_SHA256_LEN],
+			    uint8_t sig[TERN_ES256_SIG_LEN]);
+
+/* "libcrypto" or "mbedtls": the backend of tern_es256_sign(). */
+const char *tern_es256_sign_backend(void);
 
 #endif
