@@ -26,6 +26,16 @@ for cmd in "key generate" "release create" "release inspect" "release verify"; d
 	if "$TERN" $cmd --help | grep -q "^usage: tern $cmd"; then ok "help: $cmd"; else bad "help: $cmd"; fi
 done
 expect_fail "unknown command" "unknown command" "$TERN" frobnicate
+for group in key release rollout usb; do
+	# "tern GROUP --help" lists the group's commands on stdout and exits 0.
+	if "$TERN" $group --help >out.txt 2>err.txt && grep -q "^usage: tern $group COMMAND" out.txt &&
+		[ "$(grep -c "^  tern $group " out.txt)" = "$("$TERN" --help | grep -c "^  tern $group ")" ]; then
+		ok "help: $group"
+	else
+		bad "help: $group" "$(cat err.txt out.txt | head -3)"
+	fi
+	expect_fail "$group without a command" "see 'tern $group --help'" "$TERN" $group
+done
 
 # --- create, inspect, verify
 head -c 300001 /dev/urandom >fw.bin
