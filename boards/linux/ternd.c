@@ -580,6 +580,12 @@ int main(int argc, char **argv)
 		return usage("no command");
 	o.argc = argc - i - 1;
 	o.argv = argv + i + 1;
+	for (int k = 0; k < o.argc; k++)
+		if (!strcmp(o.argv[k], "--help") || !strcmp(o.argv[k], "-h")) {
+			/* "ternd install --help": the usage, as asked. */
+			fputs(usage_text, stdout);
+			return 0;
+		}
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		if (!strcmp(argv[i], commands[k].name))
 			return commands[k].run(&o);

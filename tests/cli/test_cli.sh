@@ -5,6 +5,7 @@ source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 TERN=$(cd "$BUILD" && pwd)/tern
+TERND=$(cd "$BUILD" && pwd)/ternd
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/tern-cli-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -35,6 +36,16 @@ for group in key release rollout usb; do
 		bad "help: $group" "$(cat err.txt out.txt | head -3)"
 	fi
 	expect_fail "$group without a command" "see 'tern $group --help'" "$TERN" $group
+done
+# "ternd CMD --help" prints the usage and exits 0, before any argument check.
+for cmd in check run "install r.tern" activate status mark-good mark-bad "sim init" \
+	"sim install d r.tern" "sim reboot" "sim status" "sim mkimage" "sim cancel" fleet; do
+	# shellcheck disable=SC2086
+	if "$TERND" $cmd --help >out.txt 2>err.txt && grep -q "^usage" out.txt && [ ! -s err.txt ]; then
+		ok "help: ternd $cmd"
+	else
+		bad "help: ternd $cmd" "$(cat err.txt | head -2)"
+	fi
 done
 
 # --- create, inspect, verify
