@@ -114,6 +114,11 @@ expect_ok "dev-1 accepts generation 2 after 1" "$CHECK" d2.bin signing.pub dev-1
 check "... with activate later" grep -q "generation 2 .* activate later" out.txt
 expect_fail "deploy of an unknown release id" "not in the database" \
 	"$TERN" deploy nope-1 --key signing.key --device dev-1 --broker "$URL"
+"$TERN" release create --key signing.key --board sim --version 9.0 --sequence 90 --firmware fw.bin \
+	--out unpublished.tern >/dev/null
+expect_fail "deploy of a release file never published (devices could not fetch it)" \
+	"release sim-9.0-90 is not published.*tern publish unpublished.tern' first" \
+	"$TERN" deploy unpublished.tern --key signing.key --device dev-1 --broker "$URL"
 expect_fail "deploy with a public key" "public key" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.pub --device dev-1 --broker "$URL"
 expect_fail "deploy to a bad device id" "device id" \
