@@ -72,6 +72,10 @@ check "json: kid is the key's" grep -q "$("$TERN" release verify both.tern --pub
 expect_ok "inspect text" "$TERN" release inspect both.tern
 check "inspect shows notes" grep -q "Fixes the boot loop" out.txt
 check "inspect shows board" grep -q "boards *sim sim-rev2" out.txt
+check "inspect: sizes and chunk counts" \
+	grep -q "firmware -> slot group firmware, 300001 bytes (293.0 KiB), 19 chunks$" out.txt
+check "inspect: a small component, one chunk" \
+	grep -q "config   -> slot group config, 24 bytes, 1 chunk$" out.txt
 expect_ok "create firmware only" "$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 --firmware fw.bin --out fw.tern
 expect_ok "verify firmware only" "$TERN" release verify fw.tern --pubkey signing.pub
 expect_ok "create config only" "$TERN" release create --key signing.key --board sim --version c1 --sequence 2 --config app.conf --out cfg.tern
