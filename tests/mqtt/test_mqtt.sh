@@ -128,6 +128,14 @@ expect_fail "deploy needs --device or --all" "--device ID" \
 check "generations recorded in the database" \
 	[ "$(sqlite3 "$TERN_DB" "select group_concat(device_id || ':' || generation) from desired order by device_id, generation")" = "dev-1:1,dev-1:2,dev-2:1" ]
 
+# --- an empty inventory says why it is empty (and --json stays [] for scripts)
+"$TERN" devices --db empty.db >out.txt 2>err.txt
+check "devices, none yet: exit 0" [ $? -eq 0 ]
+check "... the header only" [ "$(wc -l <out.txt)" = 1 ]
+check "... and one line saying 'tern watch' records them" \
+	grep -q "no devices in empty.db yet: 'tern watch' records them" err.txt
+check "devices --json, none yet: []" [ "$("$TERN" devices --db empty.db --json 2>&1)" = "[]" ]
+
 # --- tern watch records fake devices; tern devices shows them
 "$TERN" watch --duration 30 --broker "$URL" >watch.txt 2>watch.err &
 watch_pid=$!
