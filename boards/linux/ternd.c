@@ -7,6 +7,7 @@
 #include "tern/tern_sim.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_version.h"
 
 #include "linux_priv.h"
 #include "mqtt_priv.h"
@@ -32,6 +33,7 @@ static const char usage_text[] =
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
     "  ternd sim ...                           a simulated device (ternd sim --help)\n"
     "  ternd fleet ...                         many sim devices over MQTT (ternd fleet --help)\n"
+    "  ternd --version\n"
     "FILE defaults to " DEFAULT_CONFIG ".\n";
 
 static int usage(const char *why)
@@ -570,6 +572,10 @@ int main(int argc, char **argv)
 	int i = 1;
 	if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
 		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (i < argc && !strcmp(argv[i], "--version")) {
+		printf("ternd %s\n", TERN_VERSION);
 		return 0;
 	}
 	if (i + 1 < argc && !strcmp(argv[i], "--config")) {

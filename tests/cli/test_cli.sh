@@ -37,6 +37,9 @@ for group in key release rollout usb; do
 	fi
 	expect_fail "$group without a command" "see 'tern $group --help'" "$TERN" $group
 done
+check "tern --version" grep -qE "^tern [0-9]+\.[0-9]+\.[0-9]+$" <<<"$("$TERN" --version)"
+same "ternd --version: the same version" "$("$TERN" --version | sed 's/^tern /ternd /')" \
+	"$("$TERND" --version)"
 # "ternd CMD --help" prints the usage and exits 0, before any argument check.
 for cmd in check run "install r.tern" activate status mark-good mark-bad "sim init" \
 	"sim install d r.tern" "sim reboot" "sim status" "sim mkimage" "sim cancel" fleet; do
