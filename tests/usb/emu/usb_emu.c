@@ -693,7 +693,8 @@ static int usage_to(FILE *f, int status)
 		    "  --boot-ms MS    how long a reboot keeps a device off the bus (default 100)\n"
 		    "  --claimed S     device S is busy (claimed by another program)\n"
 		    "  --corrupt-out N, --corrupt-in N   damage the Nth bulk OUT / IN transfer\n"
-		    "  --unplug-after N  pull the plug after the Nth bulk OUT\n");
+		    "  --unplug-after N  pull the plug after the Nth bulk OUT\n"
+		    "  --no-uevents    no hotplug events reach libusb (as without udevd)\n");
 	return status;
 }
 
