@@ -49,8 +49,9 @@ enum broker_field {
 
 /* Help text for the shared flags. */
 #define BROKER_HELP                                                                                \
-	"Broker and database (flag, else $TERN_BROKER..., else $TERN_CONFIG or\n"                  \
-	"~/.config/tern/tern.conf with key=value lines: broker, username, password,\n"             \
+	"Broker and database (flag, else $TERN_BROKER, $TERN_USERNAME, $TERN_PASSWORD,\n"          \
+	"$TERN_CAFILE, $TERN_CERT, $TERN_CERT_KEY, $TERN_PREFIX, $TERN_DB, else $TERN_CONFIG\n"    \
+	"or ~/.config/tern/tern.conf with key=value lines: broker, username, password,\n"          \
 	"cafile, cert, cert_key, prefix, db):\n"                                                   \
 	"  --broker URL         mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)\n"                 \
 	"  --username U, --password P   broker credentials\n"                                      \

@@ -163,6 +163,21 @@ int cmd_deploy(int argc, char **argv)
 	if (deploy_resolve_release(db, a.release, release_id, sizeof(release_id), &sequence, NULL,
 				   0, NULL, 0))
 		goto out;
+	/* Devices fetch the release from the broker: a file never published would leave
+	 * them waiting for it without a word. (An id was checked when it was resolved.) */
+	bool complete = false;
+	uint64_t published_sequence;
+	rc = db_release_get(db, release_id, &published_sequence, &complete);
+	if (rc == TERN_E_NOT_FOUND || (!rc && !complete)) {
+		fprintf(
+		    stderr,
+		    "tern: release %s is not %spublished, so devices cannot fetch it: run 'tern "
+		    "publish %s' first\n",
+		    release_id, rc ? "" : "completely ", a.release);
+		goto out;
+	}
+	if (rc)
+		goto out;
 	if (a.all && (rc = db_device_ids(db, add_device, &a))) {
 		host_fail("--all", rc);
 		goto out;

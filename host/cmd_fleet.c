@@ -101,6 +101,7 @@ int cmd_devices(int argc, char **argv)
 				 (long long)d.total);
 		const char *online = d.online < 0 ? NULL : d.online ? "true" : "false";
 		if (!json) {
+			n++;
 			printf("%-20s %-10s %-10s %-4s %-12s %-11s %-7s %-20s %s\n", d.id,
 			       or_dash(d.board), or_dash(d.version),
 			       d.state ? (d.active_slot ? "B" : "A") : "-", or_dash(d.state),
@@ -134,6 +135,11 @@ int cmd_devices(int argc, char **argv)
 		host_fail("devices", rc);
 		goto out;
 	}
+	if (!json && n == 0) /* an empty table alone looks like a wrong folder or a bug */
+		fprintf(stderr,
+			"tern devices: no devices in %s yet: 'tern watch' records them as they "
+			"report\n",
+			broker_opt(&bo, BF_DB));
 	status = 0;
 out:
 	db_devices_end(it);

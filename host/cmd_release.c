@@ -519,10 +519,14 @@ static void inspect_text(const struct release_file *rf, int layout_rc)
 	for (size_t i = 0; i < m->n_components; i++) {
 		const struct tern_component *c = &m->components[i];
 		host_hex(c->index_digest, TERN_SHA256_LEN, hex);
-		printf("  %-10s %-8s -> slot group %s, %llu bytes (%s), %llu chunks\n", c->name,
-		       kind_name(c->kind), c->slot_group, (unsigned long long)c->size,
-		       host_human_size(c->size, size_text, sizeof(size_text)),
-		       (unsigned long long)tern_chunk_count(c->size, m->chunk_size));
+		uint64_t n_chunks = tern_chunk_count(c->size, m->chunk_size);
+		char human[48] = "";
+		if (c->size >= 1024) /* "24 bytes (24 bytes)" says nothing twice */
+			snprintf(human, sizeof(human), " (%s)",
+				 host_human_size(c->size, size_text, sizeof(size_text)));
+		printf("  %-10s %-8s -> slot group %s, %llu bytes%s, %llu chunk%s\n", c->name,
+		       kind_name(c->kind), c->slot_group, (unsigned long long)c->size, human,
+		       (unsigned long long)n_chunks, n_chunks == 1 ? "" : "s");
 		printf("             index sha256 %s\n", hex);
 	}
 	printf("file        %s\n", layout_rc ? tern_strerror(layout_rc) : "complete");

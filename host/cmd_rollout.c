@@ -652,7 +652,9 @@ static int evaluate_members(struct ctl *c)
 		} else if (dgen >= gen && !strcmp(dstate, "confirmed") &&
 			   !strcmp(drel, c->r.release_id)) {
 			next = "succeeded";
-		} else if (dgen < gen && refused) {
+		} else if (refused) {
+			/* Refused our command, or accepted it and refused the release (not
+			 * newer, another board...): the agent does not try again either way. */
 			next = "failed";
 			snprintf(reason, sizeof(reason), "refused: %s", refused);
 		}

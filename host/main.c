@@ -2,14 +2,11 @@
 #include "host.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_version.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifndef TERN_VERSION
-#define TERN_VERSION "0.1.0"
-#endif
 
 struct command {
 	const char *group;

@@ -7,6 +7,7 @@
 #include "tern/tern_sim.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_version.h"
 
 #include "linux_priv.h"
 #include "mqtt_priv.h"
@@ -32,6 +33,7 @@ static const char usage_text[] =
     "  ternd [--config FILE] mark-good|mark-bad  end a trial with your own health logic\n"
     "  ternd sim ...                           a simulated device (ternd sim --help)\n"
     "  ternd fleet ...                         many sim devices over MQTT (ternd fleet --help)\n"
+    "  ternd --version\n"
     "FILE defaults to " DEFAULT_CONFIG ".\n";
 
 static int usage(const char *why)
@@ -572,6 +574,10 @@ int main(int argc, char **argv)
 		fputs(usage_text, stdout);
 		return 0;
 	}
+	if (i < argc && !strcmp(argv[i], "--version")) {
+		printf("ternd %s\n", TERN_VERSION);
+		return 0;
+	}
 	if (i + 1 < argc && !strcmp(argv[i], "--config")) {
 		o.config = argv[i + 1];
 		i += 2;
@@ -580,6 +586,12 @@ int main(int argc, char **argv)
 		return usage("no command");
 	o.argc = argc - i - 1;
 	o.argv = argv + i + 1;
+	for (int k = 0; k < o.argc; k++)
+		if (!strcmp(o.argv[k], "--help") || !strcmp(o.argv[k], "-h")) {
+			/* "ternd install --help": the usage, as asked. */
+			fputs(usage_text, stdout);
+			return 0;
+		}
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		if (!strcmp(argv[i], commands[k].name))
 			return commands[k].run(&o);

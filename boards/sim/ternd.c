@@ -483,8 +483,11 @@ int tern_sim_main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "fleet"))
 		return fleet_main(argc - 2, argv + 2);
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
-			  (argc >= 3 && !strcmp(argv[2], "--help")))) {
+	/* "ternd sim --help", "ternd sim install --help": the usage, as asked. */
+	bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"));
+	for (int k = 2; k < argc; k++)
+		help = help || !strcmp(argv[k], "--help") || !strcmp(argv[k], "-h");
+	if (help) {
 		fputs(usage_text, stdout);
 		return 0;
 	}

@@ -5,6 +5,7 @@ source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 TERN=$(cd "$BUILD" && pwd)/tern
+TERND=$(cd "$BUILD" && pwd)/ternd
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/tern-cli-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -26,6 +27,29 @@ for cmd in "key generate" "release create" "release inspect" "release verify"; d
 	if "$TERN" $cmd --help | grep -q "^usage: tern $cmd"; then ok "help: $cmd"; else bad "help: $cmd"; fi
 done
 expect_fail "unknown command" "unknown command" "$TERN" frobnicate
+for group in key release rollout usb; do
+	# "tern GROUP --help" lists the group's commands on stdout and exits 0.
+	if "$TERN" $group --help >out.txt 2>err.txt && grep -q "^usage: tern $group COMMAND" out.txt &&
+		[ "$(grep -c "^  tern $group " out.txt)" = "$("$TERN" --help | grep -c "^  tern $group ")" ]; then
+		ok "help: $group"
+	else
+		bad "help: $group" "$(cat err.txt out.txt | head -3)"
+	fi
+	expect_fail "$group without a command" "see 'tern $group --help'" "$TERN" $group
+done
+check "tern --version" grep -qE "^tern [0-9]+\.[0-9]+\.[0-9]+$" <<<"$("$TERN" --version)"
+same "ternd --version: the same version" "$("$TERN" --version | sed 's/^tern /ternd /')" \
+	"$("$TERND" --version)"
+# "ternd CMD --help" prints the usage and exits 0, before any argument check.
+for cmd in check run "install r.tern" activate status mark-good mark-bad "sim init" \
+	"sim install d r.tern" "sim reboot" "sim status" "sim mkimage" "sim cancel" fleet; do
+	# shellcheck disable=SC2086
+	if "$TERND" $cmd --help >out.txt 2>err.txt && grep -q "^usage" out.txt && [ ! -s err.txt ]; then
+		ok "help: ternd $cmd"
+	else
+		bad "help: ternd $cmd" "$(cat err.txt | head -2)"
+	fi
+done
 
 # --- create, inspect, verify
 head -c 300001 /dev/urandom >fw.bin
@@ -51,6 +75,10 @@ check "json: kid is the key's" grep -q "$("$TERN" release verify both.tern --pub
 expect_ok "inspect text" "$TERN" release inspect both.tern
 check "inspect shows notes" grep -q "Fixes the boot loop" out.txt
 check "inspect shows board" grep -q "boards *sim sim-rev2" out.txt
+check "inspect: sizes and chunk counts" \
+	grep -q "firmware -> slot group firmware, 300001 bytes (293.0 KiB), 19 chunks$" out.txt
+check "inspect: a small component, one chunk" \
+	grep -q "config   -> slot group config, 24 bytes, 1 chunk$" out.txt
 expect_ok "create firmware only" "$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 --firmware fw.bin --out fw.tern
 expect_ok "verify firmware only" "$TERN" release verify fw.tern --pubkey signing.pub
 expect_ok "create config only" "$TERN" release create --key signing.key --board sim --version c1 --sequence 2 --config app.conf --out cfg.tern

@@ -114,6 +114,11 @@ expect_ok "dev-1 accepts generation 2 after 1" "$CHECK" d2.bin signing.pub dev-1
 check "... with activate later" grep -q "generation 2 .* activate later" out.txt
 expect_fail "deploy of an unknown release id" "not in the database" \
 	"$TERN" deploy nope-1 --key signing.key --device dev-1 --broker "$URL"
+"$TERN" release create --key signing.key --board sim --version 9.0 --sequence 90 --firmware fw.bin \
+	--out unpublished.tern >/dev/null
+expect_fail "deploy of a release file never published (devices could not fetch it)" \
+	"release sim-9.0-90 is not published.*tern publish unpublished.tern' first" \
+	"$TERN" deploy unpublished.tern --key signing.key --device dev-1 --broker "$URL"
 expect_fail "deploy with a public key" "public key" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.pub --device dev-1 --broker "$URL"
 expect_fail "deploy to a bad device id" "device id" \
@@ -148,6 +153,14 @@ expect_fail "deploy with no broker listening" "connect" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.key --device nobroker-1 --broker mqtt://127.0.0.1:1
 same "... records no generation" 0 \
 	"$(sqlite3 "$TERN_DB" "select count(*) from desired where device_id = 'nobroker-1'")"
+
+# --- an empty inventory says why it is empty (and --json stays [] for scripts)
+"$TERN" devices --db empty.db >out.txt 2>err.txt
+check "devices, none yet: exit 0" [ $? -eq 0 ]
+check "... the header only" [ "$(wc -l <out.txt)" = 1 ]
+check "... and one line saying 'tern watch' records them" \
+	grep -q "no devices in empty.db yet: 'tern watch' records them" err.txt
+check "devices --json, none yet: []" [ "$("$TERN" devices --db empty.db --json 2>&1)" = "[]" ]
 
 # --- tern watch records fake devices; tern devices shows them
 "$TERN" watch --duration 30 --broker "$URL" >watch.txt 2>watch.err &

@@ -242,4 +242,13 @@ check "... the agent canceled the download" \
 	[ "$(q "select count(distinct e.device_id) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.status='canceled'")" -eq "$canceled" ]
 check "... none of them staged or booted 1.5.0; they run 1.2.0" \
 	[ "$(q "select count(*) from events e join rollout_withdrawals x on x.device_id=e.device_id and x.rollout='slow' where e.release_id='sim-1.5.0-6' and e.to_state in ('staged','trial','confirmed')"):$(q "select count(*) from devices d join rollout_withdrawals x on x.device_id=d.id and x.rollout='slow' where d.version='1.2.0'")" = "0:$canceled" ]
+# --- 6. an older release to devices that run a newer one: each refuses it (not-newer)
+# after accepting the command; that is a failure at once, not a wait for the time-out.
+"$TERN" rollout create a.tern --key signing.key --name older --devices "$ids" --waves 1,100% \
+	--device-timeout 30s >/dev/null
+"$TERN" rollout run older --no-wait >older.txt 2>&1
+check "an older release: the rollout pauses by itself (run --no-wait exits 3)" [ $? -eq 3 ]
+check "... the canary failed, refused as not newer" \
+	[ "$(q "select outcome || ' ' || reason from rollout_members where rollout='older' and wave=0")" = "failed refused: not-newer: release refused" ]
+check "... paused with the reason" [ "$(status older reason)" = "wave 1: 1 of 1 devices failed, above the maximum of 0%" ]
 finish

@@ -36,6 +36,10 @@ emu_fail() {
 
 json() { $PY -c "import json,sys; d=json.load(open('out.txt')); print(eval(sys.argv[1]))" "$1"; }
 
+# --- the emulator's own help (README: a newcomer's first command)
+expect_ok "usb-emu --help exits 0" "$EMU" --help
+check "... the usage and its options on stdout" grep -q -e "--keyring FILE" out.txt
+
 # --- list
 emu_ok "list --json, two devices" --devices 2 -- "$TERN" usb list --json
 check "json: two devices" [ "$(json 'len(d)')" = 2 ]

@@ -675,15 +675,32 @@ static void on_signal(int sig)
 	got_signal = sig;
 }
 
-static int usage(void)
+static int usage_to(FILE *f, int status)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: tern-usb-emu [--devices N] [--dir DIR] [--keyring FILE] [--vid HEX] "
 		"[--pid HEX] [--boot-ms MS] [--backend sim|file] [--claimed SERIAL] [--corrupt-out "
 		"N] [--corrupt-in N] "
 		"[--unplug-after N] [--no-uevents] [--verbose] -- COMMAND "
 		"[ARGS...]\n");
-	return 2;
+	if (f == stdout)
+		fprintf(
+		    f,
+		    "Runs COMMAND against N (default 1) emulated tern USB devices (docs/usb.md).\n"
+		    "  --keyring FILE  each device is the sim agent trusting FILE (else identity "
+		    "only)\n"
+		    "  --dir DIR       device state in DIR/SERIAL (default: a temporary folder)\n"
+		    "  --boot-ms MS    how long a reboot keeps a device off the bus (default 100)\n"
+		    "  --claimed S     device S is busy (claimed by another program)\n"
+		    "  --corrupt-out N, --corrupt-in N   damage the Nth bulk OUT / IN transfer\n"
+		    "  --unplug-after N  pull the plug after the Nth bulk OUT\n"
+		    "  --no-uevents    no hotplug events reach libusb (as without udevd)\n");
+	return status;
+}
+
+static int usage(void)
+{
+	return usage_to(stderr, 2);
 }
 
 static bool parse_uint(const char *s, int base, unsigned max, unsigned *out)
@@ -734,6 +751,8 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "--")) {
 			i++;
 			break;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			return usage_to(stdout, 0);
 		} else if (!strcmp(a, "--verbose")) {
 			e.verbose = true;
 		} else if (!strcmp(a, "--no-uevents")) {
