@@ -67,6 +67,7 @@ static const char run_help[] =
     "at any moment: it continues from the database. Returns when the rollout is done or\n"
     "aborted; while it is paused or waiting for approval it waits, or with --no-wait\n"
     "exits with status 3. --key overrides the key file given to 'rollout create'.\n"
+    "Refuses (changing nothing) a release that 'tern publish' did not complete.\n"
     "One controller per rollout: a second 'run' refuses, naming the first (its pid,\n"
     "host and start); the lease of a controller that died is taken over at once.\n"
     "A live line per wave on a terminal; plain lines otherwise; NO_COLOR is respected.\n"
@@ -511,7 +512,13 @@ int cmd_rollout_create(int argc, char **argv)
 	       (unsigned long long)planned, a.ids.n, targets, n_waves);
 	for (size_t w = 0; w < n_waves; w++)
 		printf(" %llu", (unsigned long long)sizes[w]);
-	printf("\nnext: tern rollout run %s\n", a.name);
+	/* A file may be published after planning, but 'run' deploys nothing until it is. */
+	uint64_t published_sequence;
+	bool complete = false;
+	if (db_release_get(db, release_id, &published_sequence, &complete) || !complete)
+		printf("\nnext: tern publish %s, then tern rollout run %s\n", a.release, a.name);
+	else
+		printf("\nnext: tern rollout run %s\n", a.name);
 	status = 0;
 out:
 	db_close(db);
@@ -1526,6 +1533,28 @@ static int record_until(struct recorder *rec, double until)
  * Runs the controller for @name until the rollout needs no controller any more, or
  * (@no_wait) until it needs an operator. Returns the exit status.
  */
+/*
+ * Devices fetch the release from the broker: a release never (or not completely)
+ * published would leave every member pending until its device timeout. Returns 0 when
+ * `tern publish` completed @release_id, else prints why @name cannot deploy and returns
+ * TERN_E_NOT_FOUND (never published) or TERN_E_STATE (unfinished).
+ */
+static int check_published(struct db *db, const char *name, const char *release_id)
+{
+	uint64_t sequence;
+	bool complete = false;
+	int rc = db_release_get(db, release_id, &sequence, &complete);
+	if (rc == TERN_E_NOT_FOUND || (!rc && !complete)) {
+		fprintf(stderr,
+			"tern: rollout %s: release %s is not %spublished, so devices cannot fetch "
+			"it: run 'tern publish' with its release file first (nothing was "
+			"deployed)\n",
+			name, release_id, rc ? "" : "completely ");
+		return rc ? rc : TERN_E_STATE;
+	}
+	return rc;
+}
+
 static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 		 const char *key_override, const char *client_id, bool no_wait)
 {
@@ -1538,6 +1567,10 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	c.prefix = broker_opt(bo, BF_PREFIX);
 	c.judge_all = true;
 	if (rollout_load(db, name, &c.r))
+		return 1;
+	/* An aborted rollout only withdraws and reverts: it deploys nothing more. */
+	if (strcmp(c.r.state, "done") && strcmp(c.r.state, "aborted") &&
+	    check_published(db, name, c.r.release_id))
 		return 1;
 	const char *key = key_override ? key_override : c.r.key_file;
 	if ((rc = host_load_signer(key, &c.sg))) {

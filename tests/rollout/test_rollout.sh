@@ -60,12 +60,14 @@ wait_state() {
 }
 members() { q "select group_concat(device_id) from (select device_id from rollout_members where rollout='$1' and wave=$2 order by rank)"; }
 fault() { echo "$1 $2 $3" >>fleet.log.faults; }
-# release VERSION SEQUENCE OUT: a small signed release with notes
+# release VERSION SEQUENCE OUT [unpublished]: a small signed release with notes, published
+# into the broker (the fake devices never fetch it, but 'rollout run' needs it there)
 release() {
 	head -c 20000 /dev/urandom >fw-$1.bin
 	printf 'Release %s: notes for the operations team.\n' "$1" >notes-$1.md
 	"$TERN" release create --key signing.key --board sim --version "$1" --sequence "$2" \
-		--chunk-size 4K --firmware fw-$1.bin --notes notes-$1.md --out "$3" >/dev/null
+		--chunk-size 4K --firmware fw-$1.bin --notes notes-$1.md --out "$3" >/dev/null &&
+		{ [ "${4:-}" = unpublished ] || "$TERN" publish "$3" >/dev/null; }
 }
 # installs RELEASE: how many install commands each device accepted, as "dev:n" lines with n>1
 twice() { awk -v r="$1" '$3 == "install" && $4 == r {n[$1]++} END {for (d in n) if (n[d] > 1) print d ":" n[d]}' fleet.log; }
@@ -87,7 +89,7 @@ check "... $N devices in the inventory" [ "$(q "select count(*) from devices")" 
 
 # --- create: refusals and the plan
 release 1.1.0 2 good.tern
-release 1.2.0 3 bad.tern
+release 1.2.0 3 bad.tern unpublished
 release 1.3.0 4 r3.tern
 release 1.4.0 5 r4.tern
 release 1.5.0 6 r5.tern
@@ -112,6 +114,14 @@ expect_ok "create the bad rollout: waves 10,50%,100%" "$TERN" rollout create bad
 	--name bad --waves 10,50%,100% --bake 2s --max-failures 5%
 check "... plan printed: 10 5 15" grep -q "in 3 waves: 10 5 15" out.txt
 check "... status created" [ "$(status bad state)" = created ]
+check "... a file never published: the plan says to publish it before running" \
+	grep -q "next: tern publish bad.tern, then tern rollout run bad" out.txt
+expect_fail "run refuses a release never published, in one line" \
+	"^tern: rollout bad: release sim-1.2.0-3 is not published, so devices cannot fetch it: run 'tern publish' with its release file first" \
+	"$TERN" rollout run bad --no-wait
+check "... nothing deployed, state unchanged" \
+	[ "$(status bad state):$(q "select count(*) from desired where release_id='sim-1.2.0-3'")" = created:0 ]
+expect_ok "publish it" "$TERN" publish bad.tern
 canary=$(members bad 0)
 victim=${canary%%,*}
 fault bad sim-1.2.0-3 "$victim"
