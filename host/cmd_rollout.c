@@ -2008,6 +2008,13 @@ static int decide(struct db *db, const char *name, enum decision d, const char *
 		if (!(rc = set_rollout(&c, "aborted", why)))
 			rc = rdb_event(db, name, c.r.current_wave, NULL, "aborted", actor, "%s",
 				       revert ? "with revert" : "no new deployments");
+		/* The wave in flight stops here too: it neither passes nor fails its gate. */
+		if (!rc)
+			rc = rdb_exec(
+			    db,
+			    "UPDATE rollout_waves SET state='aborted', gated_at=?2"
+			    " WHERE rollout=?1 AND state IN ('deploying','running','baking')",
+			    "td", name, c.now);
 		if (!rc && revert)
 			rc = rdb_exec(db, "UPDATE rollouts SET revert=1 WHERE name=?1", "t", name);
 		break;

@@ -343,6 +343,8 @@ run_pid=""
 check "... no controller any more" [ "$(status r8 controller)" = None ]
 check "... 2 withdrawn: status --json in total and in the wave" \
 	[ "$(status r8 withdrawn):$(wave r8 1 withdrawn):$(wave r8 1 succeeded)" = "2:2:2" ]
+check "... the wave that was running says aborted (status text and --json)" \
+	bash -c "[ \"\$(\"$TERN\" rollout status r8 --json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"waves\"][0][\"state\"])')\" = aborted ] && \"$TERN\" rollout status r8 | grep -qE '^ *wave 1 .*aborted'"
 check "... a withdrawn event for late-1 and ghost-2" \
 	[ "$(q "select group_concat(device_id) from (select device_id from rollout_events where rollout='r8' and kind='withdrawn' order by device_id)")" = "ghost-2,late-1" ]
 check "... their outcome is withdrawn" \
@@ -354,6 +356,7 @@ check "... the controller printed the decision" grep -q "withdraw-done by contro
 check "... status text says it" grep -q "2 withdrawn" <<<"$("$TERN" rollout status r8)"
 expect_ok "report r8" "$TERN" report r8
 check "report: summary counts the withdrawn" grep -q "2 succeeded, 0 failed (0 timed out), 0 pending, 0 not deployed, 2 withdrawn by the abort" out.txt
+check "report: wave 1 aborted in the waves table" grep -qE "^\| 1 \| aborted \|" out.txt
 check "report: the withdrawn devices listed" grep -qE "^\| late-1 \| 1 \| not taken yet .* \| a newer command: stay on its release \|" out.txt
 late_fleet late-1,ghost-2
 for _ in $(seq 1 100); do grep -q "^late-1 " late.log && break; sleep 0.1; done
