@@ -1772,10 +1772,16 @@ static int show_one(struct db *db, const char *name, bool json)
 		json_text(r.version);
 		printf(",\"state\":\"%s\",\"reason\":", r.state);
 		json_text(r.reason);
+		/* Not set is null, where the text and the report say "none". */
+		char mins_json[20] = "null", timeout_json[40] = "null";
+		if (r.min_success_ppm)
+			snprintf(mins_json, sizeof(mins_json), "\"%s\"", mins);
+		if (r.device_timeout_s)
+			snprintf(timeout_json, sizeof(timeout_json), "\"%s\"", timeout);
 		printf(",\"current_wave\":%lld,\"bake\":\"%s\",\"max_failures\":\"%s\","
-		       "\"min_success\":\"%s\",\"device_timeout\":\"%s\",\"approve_each_wave\":%s,"
+		       "\"min_success\":%s,\"device_timeout\":%s,\"approve_each_wave\":%s,"
 		       "\"activate\":\"%s\",\"revert\":\"%s\"",
-		       (long long)r.current_wave + 1, bake, maxf, mins, timeout,
+		       (long long)r.current_wave + 1, bake, maxf, mins_json, timeout_json,
 		       r.approve_each ? "true" : "false", r.activate_together ? "together" : "each",
 		       r.revert == 0   ? "none"
 		       : r.revert == 1 ? "requested"

@@ -114,6 +114,8 @@ expect_ok "create the bad rollout: waves 10,50%,100%" "$TERN" rollout create bad
 	--name bad --waves 10,50%,100% --bake 2s --max-failures 5%
 check "... plan printed: 10 5 15" grep -q "in 3 waves: 10 5 15" out.txt
 check "... status created" [ "$(status bad state)" = created ]
+check "... no --min-success: the text says none, --json null; device timeout 15m" \
+	[ "$("$TERN" rollout status bad --json | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["min_success"] is None, d["device_timeout"])'):$("$TERN" rollout status bad | grep -c "min success none, device timeout 15m")" = "True 15m:1" ]
 check "... a file never published: the plan says to publish it before running" \
 	grep -q "next: tern publish bad.tern, then tern rollout run bad" out.txt
 expect_fail "run refuses a release never published, in one line" \
@@ -173,6 +175,7 @@ expect_ok "create the good rollout: 3 waves" "$TERN" rollout create good.tern --
 	--name good --waves 3,30%,100% --bake 1s --max-failures 5% --min-success 95%
 expect_ok "run to the end" "$TERN" rollout run good
 check "... done" [ "$(status good state)" = done ]
+check "... --min-success 95% in --json" [ "$(status good min_success)" = 95% ]
 check "... every device on 1.1.0, confirmed" [ "$(q "select count(*) from devices where version='1.1.0' and state='confirmed'")" -eq $N ]
 check "... three waves of 3, 6, 21, all succeeded" [ "$("$TERN" rollout status good --json | $PY -c '
 import json, sys
@@ -341,6 +344,8 @@ wait "$run_pid"
 check "... and then finishes (exit 0)" [ $? -eq 0 ]
 run_pid=""
 check "... no controller any more" [ "$(status r8 controller)" = None ]
+check "... --device-timeout 0: the text says none, --json null" \
+	[ "$(status r8 device_timeout):$("$TERN" rollout status r8 | grep -c "device timeout none")" = None:1 ]
 check "... 2 withdrawn: status --json in total and in the wave" \
 	[ "$(status r8 withdrawn):$(wave r8 1 withdrawn):$(wave r8 1 succeeded)" = "2:2:2" ]
 check "... the wave that was running says aborted (status text and --json)" \
