@@ -24,7 +24,8 @@ int host_usage(const char *cmd, const char *msg);
  */
 int host_load_signer(const char *path, struct tern_signer *sg);
 
-/* Adds the public key (PEM or DER) in @path to @kr. */
+/* Adds the public key (PEM or DER) in @path to @kr; refuses a private key file
+ * (TERN_E_PRIVATE_KEY). */
 int host_keyring_add_file(struct tern_keyring *kr, const char *path);
 
 int cmd_key_generate(int argc, char **argv);

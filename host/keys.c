@@ -39,16 +39,17 @@ int host_keyring_add_file(struct tern_keyring *kr, const char *path)
 		return rc == TERN_E_TOO_LARGE ? TERN_E_KEY : rc;
 	rc = tern_pubkey_parse(&pk, buf, len);
 	if (rc) {
-		/* A private key file also names its public key; accept it for verifying. */
+		/* A private key file names its public key too, but a keyring (checked by
+		 * scripts, copied onto devices) is no place for it: refused, by name. */
 		struct tern_signer sg;
 		if (tern_signer_load(&sg, buf, len) == 0) {
-			pk = sg.pub;
 			tern_signer_free(&sg);
-			rc = 0;
+			rc = TERN_E_PRIVATE_KEY;
 		}
 	}
 	if (!rc)
 		rc = tern_keyring_add(kr, &pk);
+	memset(buf, 0, len);
 	free(buf);
 	return rc;
 }

@@ -127,6 +127,11 @@ check "refused creates leave no temporary files" [ -z "$(ls | grep '\.tmp\.')" ]
 # --- refusals at verification
 expect_fail "verify without --pubkey" "pubkey" "$TERN" release verify both.tern
 expect_fail "wrong key" "other|not among" "$TERN" release verify both.tern --pubkey other.pub
+expect_fail "a private key as --pubkey is refused, by name" \
+	"^tern: signing.key: this is a private signing key; give its public key" \
+	"$TERN" release verify both.tern --pubkey signing.key
+expect_fail "publish refuses a private key as --pubkey too" "private signing key" \
+	"$TERN" publish both.tern --pubkey signing.key --broker mqtt://127.0.0.1:1
 # Not random bytes: about 1 random file in 40 starts like a CBOR array of 4 or an
 # indefinite item and is (rightly) called damaged instead.
 printf 'Just some firmware notes, not a release.\n' >notes.txt

@@ -92,6 +92,7 @@ static void test_numbers_frozen(void **state)
 	    {-51, "timeout"},
 	    {-52, "device-error"},
 	    {-53, "no-device"},
+	    {-54, "private-key"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(frozen) / sizeof(frozen[0]); i++)

@@ -62,7 +62,8 @@ enum tern_err {
 	TERN_E_TIMEOUT = -51,	     /* the device did not answer in time */
 	TERN_E_DEVICE = -52,	     /* the device refused with a status this tern does not know */
 	TERN_E_NO_DEVICE = -53,	     /* no matching device is connected */
-	TERN_E__LAST = -54
+	TERN_E_PRIVATE_KEY = -54,    /* a private key where a public key is expected */
+	TERN_E__LAST = -55
 };
 
 /*
