@@ -1180,7 +1180,8 @@ static int record_provisioned(struct db *db, const char *db_path,
 				     info->version,
 				     tern_frame_state_name(info->state),
 				     info->slot,
-				     p->generation};
+				     p->generation,
+				     info->device_id};
 	int rc = db_begin(db);
 	if (rc == 0 && (rc = db_record_provisioned(db, &row, (uint64_t)time(NULL))) == 0)
 		rc = db_commit(db);
@@ -1188,6 +1189,10 @@ static int record_provisioned(struct db *db, const char *db_path,
 		db_rollback(db);
 	if (rc == 0) {
 		printf("%s recorded in %s: 'tern devices' lists it\n", p->device_id, db_path);
+		if (info->device_id[0] && strcmp(info->device_id, p->device_id))
+			printf("%s (the device's previous id) removed from 'tern devices'; its "
+			       "history stays, with a 'replaced' event\n",
+			       info->device_id);
 		return 0;
 	}
 	fprintf(stderr,

@@ -104,6 +104,7 @@ enum stmt_id {
 	S_DESIRED_GET,
 	S_PROVISION_GEN_GET,
 	S_PROVISION_GEN_PUT,
+	S_DEVICE_REPLACED,
 	S__COUNT
 };
 
@@ -157,6 +158,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	"INSERT INTO provisioning(device_id, generation, serial, provisioned_at)"
 	" VALUES(?1, ?2, ?3, ?4) ON CONFLICT(device_id) DO UPDATE SET"
 	" generation=max(generation, ?2), serial=?3, provisioned_at=?4",
+    /* Only the inventory row: events, states and the provisioning generation stay. */
+    [S_DEVICE_REPLACED] = "DELETE FROM devices WHERE id=?1",
 };
 
 struct db {
@@ -529,7 +532,7 @@ int db_provision_gen_get(struct db *db, const char *device_id, uint64_t *generat
 
 int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now)
 {
-	char detail[128];
+	char detail[192]; /* the longest id and serial fit */
 	snprintf(detail, sizeof(detail), "provisioned over USB (serial %s, generation %llu)",
 		 p->serial, (unsigned long long)p->generation);
 	int rc = event_row(db, p->id, now, "provisioned", NULL, NULL, detail, NULL, 0);
@@ -553,7 +556,19 @@ int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_
 		bind_text(s, 4, p->state);
 		sqlite3_bind_int64(s, 5, p->active_slot);
 	}
-	return run(db, s, "record provisioned device");
+	rc = run(db, s, "record provisioned device");
+	if (rc || !p->replaces || !p->replaces[0] || !strcmp(p->replaces, p->id))
+		return rc;
+	/* The same device under a new id: the old id's row would stay in `tern devices`
+	 * (and in `--all` targets) for ever, sharing the serial. */
+	snprintf(detail, sizeof(detail), "re-provisioned over USB as %s (serial %s)", p->id,
+		 p->serial);
+	if ((rc = event_row(db, p->replaces, now, "replaced", NULL, NULL, detail, NULL, 0)))
+		return rc;
+	s = stmt(db, S_DEVICE_REPLACED);
+	if (s)
+		bind_text(s, 1, p->replaces);
+	return run(db, s, "remove the replaced device");
 }
 
 int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, int rc,

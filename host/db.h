@@ -80,12 +80,16 @@ int db_record_online(struct db *db, const char *device_id, bool online, uint64_t
  * A device commissioned on the bench (`tern usb provision`): its inventory row with what
  * it reported over USB, so `tern devices` lists it before it first connects, a
  * "provisioned" event in the audit trail, and @generation as the last provisioning
- * generation of the id (kept if higher already). Strings are borrowed.
+ * generation of the id (kept if higher already). When the device had another id
+ * (@replaces, "" or NULL when none), that id's inventory row goes (its history and
+ * provisioning generation stay) with a "replaced" event naming the new id. Strings are
+ * borrowed.
  */
 struct db_provisioned {
 	const char *id, *serial, *board, *version, *state;
 	int64_t active_slot;
 	uint64_t generation;
+	const char *replaces;
 };
 int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_t now);
 /*

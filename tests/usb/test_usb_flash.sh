@@ -196,6 +196,8 @@ run "a release signed with the provisioned key installs" 0 "${KR[@]}" --dir prov
 run "re-provision signed by a trusted key" 0 "${KR[@]}" --dir prov -- "$TERN" usb provision \
 	--id dev-2 --keyring fleet.pub --keyring signing.pub --key fleet.key
 check "new id" grep -qx "dev-2" prov/EMU00001/device_id
+check "provision says the previous id leaves the inventory" \
+	grep -qx "dev-1 (the device's previous id) removed from 'tern devices'; its history stays, with a 'replaced' event" out.txt
 check "the device keeps its provisioning generation (plain 1, then signed 2)" grep -qx 2 prov/EMU00001/provision_gen
 run "a signed request of an old generation (a replay): refused" 1 "${KR[@]}" --dir prov -- "$TERN" usb provision \
 	--id dev-9 --keyring fleet.pub --key fleet.key --generation 2
@@ -204,6 +206,11 @@ check "the replay changed nothing" grep -qx "dev-2" prov/EMU00001/device_id
 "$TERN" devices --db tern.db >devices.txt 2>&1
 check "re-provisioned: the new id in tern devices, with what it runs" \
 	grep -qE '^dev-2 +sim +1\.2\.0 +B +confirmed ' devices.txt
+check "... and the old id is gone from it (one row for the serial)" bash -c '! grep -q "^dev-1 " devices.txt'
+check "a replaced event on the old id names the new one" [ "$(sqlite3 tern.db \
+	"SELECT detail FROM events WHERE device_id='dev-1' AND kind='replaced'")" = "re-provisioned over USB as dev-2 (serial EMU00001)" ]
+check "the old id's history stays" [ "$(sqlite3 tern.db \
+	"SELECT count(*) FROM events WHERE device_id='dev-1' AND kind='provisioned'")" = 1 ]
 prov_gen() { sqlite3 "$1" "SELECT generation FROM provisioning WHERE device_id='$2'"; }
 check "the inventory keeps the last provisioning generation per id" \
 	[ "$(prov_gen tern.db dev-1)/$(prov_gen tern.db dev-2)" = "1/2" ]
