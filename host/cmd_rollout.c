@@ -23,6 +23,7 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -99,7 +100,8 @@ static const char decide_help[] =
     "           (it needs the broker then). --revert also sends every member that took\n"
     "           the release back to its previous release (signed like any command),\n"
     "           waits for their reports (up to the device timeout) and records them\n"
-    "Every decision is recorded with the time and who made it (--by, else $USER).\n";
+    "Every decision is recorded with the time and who made it (--by, else $USER, else\n"
+    "the account).\n";
 
 /* ---- shared with `tern report` */
 
@@ -108,7 +110,11 @@ const char *rollout_actor(const char *by)
 	if (by && *by)
 		return by;
 	const char *u = getenv("USER");
-	return u && *u ? u : "unknown";
+	if (u && *u)
+		return u;
+	/* No $USER (a systemd unit, a container): the account running the controller. */
+	const struct passwd *pw = getpwuid(geteuid());
+	return pw && pw->pw_name && *pw->pw_name ? pw->pw_name : "unknown";
 }
 
 int rollout_load(struct db *db, const char *name, struct rollout *r)

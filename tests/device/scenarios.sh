@@ -5,6 +5,7 @@
 # (downgrade, wrong board, replay, corrupt, truncated, unknown key) that leave the device
 # unchanged and bootable, and reverts (from the other slot, downloaded and resumed after a
 # power cut, below the floor refused). Prints "N passed, N failed".
+source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
 TERND=$BUILD/ternd
@@ -12,21 +13,14 @@ TERN=$BUILD/tern
 PY=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
 
 # json DEV EXPR: evaluates a Python expression on the status document `d`.
 json() {
 	"$TERND" sim status "$1" --json | "$PY" -c "import json,sys; d=json.load(sys.stdin); print($2)"
 }
 
-# expect NAME WANT GOT
-expect() {
-	if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (want '$2', got '$3')"; fi
-}
+# expect NAME WANT GOT (the suite's `same`)
+expect() { same "$@"; }
 
 # refused NAME DEV RELEASE REASON [ARGS]: install (with ARGS) fails with one line naming
 # REASON, and the device's status is unchanged.
@@ -40,7 +34,7 @@ refused() {
 		printf '%s' "$out" | grep -q "($4)" && [ "$before" = "$after" ]; then
 		ok "$1"
 	else
-		bad "$1 (exit $rc, output: $out)"
+		bad "$1" "exit $rc, output: $out"
 	fi
 }
 

@@ -221,11 +221,11 @@ expect_fail "resume is not approve" "nothing to resume" "$TERN" rollout resume r
 expect_ok "approve --by frank" "$TERN" rollout approve r4 --by frank
 "$TERN" rollout run r4 --no-wait >/dev/null 2>&1
 check "wave 2 runs and waits again" [ "$(status r4 state):$(wave r4 2 state)" = "waiting-approval:passed" ]
-expect_ok "approve" "$TERN" rollout approve r4
+expect_ok "approve without --by and without \$USER" env -u USER "$TERN" rollout approve r4
 expect_ok "run to the end" "$TERN" rollout run r4
 check "... done" [ "$(status r4 state)" = done ]
-check "... approvals recorded with who" \
-	[ "$(q "select group_concat(actor) from rollout_events where rollout='r4' and kind='approved'")" = "frank,tester" ]
+check "... approvals recorded with who (--by, else \$USER, else the account)" \
+	[ "$(q "select group_concat(actor) from rollout_events where rollout='r4' and kind='approved'")" = "frank,$(id -un)" ]
 
 # --- a rollback during the bake counts as a failure
 expect_ok "create r5 (bake 4s)" "$TERN" rollout create r5.tern --key signing.key --name r5 \
@@ -270,7 +270,7 @@ fault bad sim-1.7.0-8 "${w3%%,*}"  # 1 of 9 in wave 3: 11% > 10% pauses there
 kills=0
 TERN_TEST_ROLLOUT_EXIT_AFTER_PUBLISH=1 "$TERN" rollout run r7 >/dev/null 2>&1
 check "a crash between the broker's acknowledgement and the outbox (exit 3)" [ $? -eq 3 ]
-for i in $(seq 1 120); do
+for i in $(seq 1 40); do
 	st=$(status r7 state)
 	[ "$st" = paused ] || [ "$st" = done ] && break
 	"$TERN" rollout run r7 >>r7-run.txt 2>&1 &
@@ -280,6 +280,10 @@ for i in $(seq 1 120); do
 	wait "$run_pid" 2>/dev/null
 	run_pid=""
 done
+# On a loaded machine 40 short lives may not be enough to get there: one more run, left
+# alone, continues from the database (what the kills must not have broken).
+st=$(status r7 state)
+[ "$st" = paused ] || [ "$st" = done ] || timeout 120 "$TERN" rollout run r7 >>r7-run.txt 2>&1
 echo "     killed the controller $kills times"
 check "after $kills kills and reruns the rollout stops where its gate says: paused in wave 3" \
 	[ "$(status r7 state):$(status r7 current_wave)" = "paused:3" ]
@@ -303,6 +307,7 @@ for i in $(seq 1 30); do
 	wait "$run_pid" 2>/dev/null
 	run_pid=""
 done
+[ "$(status r7 state)" = done ] || timeout 120 "$TERN" rollout run r7 >>r7-run.txt 2>&1
 check "... killed and rerun again until done" [ "$(status r7 state)" = done ]
 check "... every member of wave 4 told exactly once" \
 	[ "$(q "select count(*) from desired d join rollout_members m on m.device_id=d.device_id and m.rollout='r7' and m.wave=3 where d.release_id='sim-1.7.0-8' and d.action='install'")" -eq "$(wave r7 4 size)" ]
