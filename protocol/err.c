@@ -114,8 +114,8 @@ static const struct err_text err_texts[] = {
     [-TERN_E_NO_DEVICE] = {"no-device", "no tern device found on USB; check the cable, the "
 					"port and that the board is powered"},
     [-TERN_E_PRIVATE_KEY] = {"private-key",
-			     "this is a private signing key; give its public key (the .pub file "
-			     "'tern key generate' wrote beside it), and keep the private one here"},
+			     "this is a private signing key; give its public key instead (the .pub "
+			     "file 'tern key generate' wrote beside it)"},
 };
 
 _Static_assert(sizeof(err_texts) / sizeof(err_texts[0]) == (size_t)-TERN_E__LAST,
