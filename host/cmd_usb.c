@@ -690,19 +690,29 @@ static int send_part(struct usb_link *l, struct flash_ctx *fc, int fd, uint32_t 
 	return fc->rc;
 }
 
+/* Where component @c starts to be sent given the device's resume point @next: offsets
+ * into its index (@idx_from; its length when the index is whole) and its payload. */
+static void resume_point(const struct tern_msg_ack *next, size_t c, const struct comp_layout *cl,
+			 uint64_t *idx_from, uint64_t *pay_from)
+{
+	*idx_from = 0;
+	*pay_from = 0;
+	if (c == next->comp && next->kind == TERN_DATA_INDEX)
+		*idx_from = next->offset;
+	if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
+		*idx_from = cl->index_len;
+		*pay_from = next->offset;
+	}
+}
+
 /* Payload bytes from the device's resume point @next to the end of the release. */
 static uint64_t bytes_from(const struct release_file *rf, const struct tern_msg_ack *next)
 {
 	uint64_t total = 0;
 	for (size_t c = next->comp; c < rf->head.manifest.n_components; c++) {
 		const struct comp_layout *cl = &rf->layout[c];
-		uint64_t idx_from = 0, pay_from = 0;
-		if (c == next->comp && next->kind == TERN_DATA_INDEX)
-			idx_from = next->offset;
-		if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
-			idx_from = cl->index_len;
-			pay_from = next->offset;
-		}
+		uint64_t idx_from, pay_from;
+		resume_point(next, c, cl, &idx_from, &pay_from);
 		total += (cl->index_len - (idx_from < cl->index_len ? idx_from : cl->index_len)) +
 			 (cl->bytes_len - (pay_from < cl->bytes_len ? pay_from : cl->bytes_len));
 	}
@@ -867,13 +877,8 @@ static int send_release(struct usb_link *l, const struct release_file *rf,
 		size_t piece = info->max_data < FLASH_PIECE ? info->max_data : FLASH_PIECE;
 		for (size_t c = next->comp; c < rf->head.manifest.n_components && !rc; c++) {
 			const struct comp_layout *cl = &rf->layout[c];
-			uint64_t idx_from = 0, pay_from = 0;
-			if (c == next->comp && next->kind == TERN_DATA_INDEX)
-				idx_from = next->offset;
-			if (c == next->comp && next->kind == TERN_DATA_PAYLOAD) {
-				idx_from = cl->index_len;
-				pay_from = next->offset;
-			}
+			uint64_t idx_from, pay_from;
+			resume_point(next, c, cl, &idx_from, &pay_from);
 			rc = send_part(l, &fc, rf->fd, (uint32_t)c, TERN_DATA_INDEX, cl->index_off,
 				       idx_from, cl->index_len, piece);
 			if (!rc)

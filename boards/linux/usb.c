@@ -10,15 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void copy_str(char *out, size_t size, const char *s)
-{
-	size_t n = strlen(s);
-	if (n >= size)
-		n = size - 1;
-	memcpy(out, s, n);
-	out[n] = '\0';
-}
-
 /* --- sharing the agent with MQTT (struct tern_linux_share; nothing when USB is alone) */
 
 static void agent_lock(struct tern_linux *lx)
@@ -254,7 +245,7 @@ static int lx_provision(void *be, const struct tern_msg_provision *req)
 		goto out_unlock;
 	}
 	lx->keyring = kr; /* the agent (and MQTT's desired states) read it through this */
-	copy_str(lx->cfg.device_id, sizeof(lx->cfg.device_id), merged->device_id);
+	snprintf(lx->cfg.device_id, sizeof(lx->cfg.device_id), "%s", merged->device_id);
 	lx->cfg.provision_gen = gen;
 	printf("ternd: provisioned over USB as %s (generation %llu, %zu key%s); the "
 	       "configuration's [mqtt] settings take effect at the next start\n",
