@@ -95,7 +95,7 @@ static bool conf_get_u64(const char *text, const char *key, uint64_t *v)
 	return tern_kv_get(text, key, buf, sizeof(buf)) && parse_u64(buf, v);
 }
 
-int load_keyring(const char *dir, struct tern_keyring *kr)
+int tern_sim_load_keyring(const char *dir, struct tern_keyring *kr)
 {
 	memset(kr, 0, sizeof(*kr));
 	for (int i = 0; i < TERN_KEYRING_MAX; i++) {
@@ -155,7 +155,7 @@ int simdev_open(struct simdev *s, const char *dir)
 		return TERN_E_MALFORMED;
 	s->geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
 	struct tern_keyring kr;
-	if ((rc = load_keyring(dir, &kr)))
+	if ((rc = tern_sim_load_keyring(dir, &kr)))
 		return rc;
 	struct tern_sim_flash f;
 	if ((rc = path_join(path, sizeof(path), dir, "flash.img")) ||
@@ -240,7 +240,7 @@ int simdev_create(const struct simdev_params *p, tern_sim_log_fn log, void *log_
 	if ((rc = path_join(path, sizeof(path), dir, "device.conf")) ||
 	    (rc = write_small(path, conf)))
 		goto out_close;
-	if ((rc = load_keyring(dir, &s->dev.keyring)))
+	if ((rc = tern_sim_load_keyring(dir, &s->dev.keyring)))
 		goto out_close;
 	img = malloc(p->image_size);
 	if (!img) {

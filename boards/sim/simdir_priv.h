@@ -41,8 +41,6 @@ int path_join(char *out, size_t size, const char *dir, const char *name);
 int read_small(const char *path, char *buf, size_t size, size_t *len);
 /* Replaces @path with @text (through a temporary file and rename). */
 int write_small(const char *path, const char *text);
-/* Loads DIR/keyring-N.pub; TERN_E_KEY when there is none. */
-int load_keyring(const char *dir, struct tern_keyring *kr);
 
 /*
  * Creates a device in @p->dir (made if missing): keyring, geometry, an erased flash with

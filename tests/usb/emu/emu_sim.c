@@ -105,28 +105,6 @@ static int ternd_init(const char *dir, const char *keyring)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : TERN_E_IO;
 }
 
-static int load_keyring(const char *dir, struct tern_keyring *kr)
-{
-	memset(kr, 0, sizeof(*kr));
-	for (int i = 0; i < TERN_KEYRING_MAX; i++) {
-		char name[32], path[PATH_MAX + 40], pem[4096];
-		size_t len;
-		snprintf(name, sizeof(name), "keyring-%d.pub", i);
-		if (path_join(path, sizeof(path), dir, name))
-			return TERN_E_TOO_LARGE;
-		int rc = read_small(path, pem, sizeof(pem), &len);
-		if (rc == TERN_E_NOT_FOUND)
-			break;
-		if (rc)
-			return rc;
-		struct tern_pubkey pk;
-		if ((rc = tern_pubkey_parse(&pk, (const uint8_t *)pem, len)) ||
-		    (rc = tern_keyring_add(kr, &pk)))
-			return rc;
-	}
-	return kr->n_keys ? 0 : TERN_E_KEY;
-}
-
 static int sim_open(void *ctx, const char *root, const char *serial, const char *keyring)
 {
 	struct emu_sim *s = ctx;
@@ -156,7 +134,7 @@ static int sim_open(void *ctx, const char *root, const char *serial, const char 
 	    !conf_u64(conf, "write_align", &v[4]) || v[3] > UINT32_MAX || v[4] > UINT32_MAX)
 		return TERN_E_MALFORMED;
 	geo = (struct tern_sim_geometry){v[0], v[1], v[2], (uint32_t)v[3], (uint32_t)v[4]};
-	if ((rc = load_keyring(s->dir, &kr)))
+	if ((rc = tern_sim_load_keyring(s->dir, &kr)))
 		return rc;
 	if ((rc = path_join(path, sizeof(path), s->dir, "flash.img")) ||
 	    (rc = tern_sim_flash_open_file(&f, &geo, path, false)))

@@ -178,6 +178,10 @@ void tern_sim_json_str(const char *s);
 const char *tern_sim_kept(const struct tern_slot_meta *before, const struct tern_slot_meta *after);
 void tern_sim_hex(const uint8_t *d, size_t n, char *out);
 
+/* Loads a sim device folder's trusted keys (DIR/keyring-N.pub) into @kr (caller's).
+ * Returns 0, TERN_E_KEY when there is none, or the first key's error. */
+int tern_sim_load_keyring(const char *dir, struct tern_keyring *kr);
+
 /* "A", "B", "config-A", "config-B" for slot 0..3 (static strings). */
 const char *tern_sim_slot_name(unsigned slot);
 
