@@ -169,8 +169,6 @@ static void print_status_json(const struct tern_linux *lx, const struct tern_sta
 
 static void print_status_text(const struct tern_linux *lx, const struct tern_status *st)
 {
-	unsigned fw = st->running[TERN_PAIR_FW];
-	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
 	printf("device:         %s (board %s)\n", lx->cfg.device_id[0] ? lx->cfg.device_id : "-",
 	       lx->cfg.board_id);
 	printf("state:          %s\n", tern_state_name(st->state));
@@ -178,34 +176,16 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 		printf("this boot:      %s\n", lx->note.text);
 	if (lx->note.reboot_needed)
 		printf("reboot needed:  the running slot is not good; `ternd run` reboots\n");
-	printf("running:        slot %c, version %s (sequence %llu)%s\n", slot_letter(fw),
-	       run->version, (unsigned long long)run->sequence,
-	       st->running_trial ? " on trial" : "");
-	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
-		const struct tern_slot_meta *m = &st->slots[i];
-		if (i >= 2 && !lx->cfg.slot[i][0])
-			continue;
-		if (m->state == TERN_SLOT_EMPTY)
-			printf("slot %-9s empty\n", tern_sim_slot_name(i));
-		else
-			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n",
-			       tern_sim_slot_name(i), tern_slot_state_name(m->state), m->version,
-			       (unsigned long long)m->sequence, m->security_counter);
-	}
-	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
-	if (st->trial_pending)
-		printf("trial:          pending, %u attempts left\n", st->attempts_left);
-	if (st->state == TERN_ST_DOWNLOADING)
-		printf("download:       %s, %llu of %llu chunks verified\n", st->job_version,
-		       (unsigned long long)st->n_verified, (unsigned long long)st->n_chunks);
+	unsigned shown = 0x3u; /* firmware slots, and the config slots the board has */
+	for (unsigned i = 2; i < TERN_N_SLOTS; i++)
+		if (lx->cfg.slot[i][0])
+			shown |= 1u << i;
+	tern_sim_text_slots(st, shown);
 	struct tern_bootvars v;
 	if (tern_bootloader_read((struct tern_bootloader_ctx *)&lx->bl, &v) == 0)
 		printf("bootloader:     boot %c first; attempts left A %u, B %u\n",
 		       slot_letter(v.primary), v.left[0], v.left[1]);
-	printf("last event:     %s", tern_event_name(st->last_event));
-	if (st->reason)
-		printf(": %s (%s)", tern_strerror(st->reason), tern_errname(st->reason));
-	printf("\n");
+	tern_sim_text_last_event(st);
 	struct tern_health_result h;
 	if (load_health(lx, &h))
 		printf("last health:    %s (exit %d%s)%s%s\n", h.passed ? "passed" : "failed",

@@ -369,3 +369,39 @@ const char *tern_sim_kept(const struct tern_slot_meta *before, const struct tern
 		    !memcmp(before->index_digest, after->index_digest, TERN_SHA256_LEN);
 	return kept ? " (kept in the slot: nothing downloaded)" : "";
 }
+
+/* The lines of `ternd sim status` from "running:" to "download:" (the slots in @shown,
+ * a bit per slot area). */
+void tern_sim_text_slots(const struct tern_status *st, unsigned shown)
+{
+	unsigned fw = st->running[TERN_PAIR_FW];
+	const struct tern_slot_meta *run = &st->slots[tern_slot_area(TERN_PAIR_FW, fw & 1u)];
+	printf("running:        slot %s, version %s (sequence %llu)%s\n",
+	       tern_sim_slot_name(fw & 1u), run->version, (unsigned long long)run->sequence,
+	       st->running_trial ? " on trial" : "");
+	for (unsigned i = 0; i < TERN_N_SLOTS; i++) {
+		const struct tern_slot_meta *m = &st->slots[i];
+		if (!(shown & (1u << i)))
+			continue;
+		if (m->state == TERN_SLOT_EMPTY)
+			printf("slot %-9s empty\n", tern_sim_slot_name(i));
+		else
+			printf("slot %-9s %-10s %s (sequence %llu, security %u)\n",
+			       tern_sim_slot_name(i), tern_slot_state_name(m->state), m->version,
+			       (unsigned long long)m->sequence, m->security_counter);
+	}
+	printf("security floor: %u (config %u)\n", st->security_floor, st->config_security_floor);
+	if (st->trial_pending)
+		printf("trial:          pending, %u attempts left\n", st->attempts_left);
+	if (st->state == TERN_ST_DOWNLOADING)
+		printf("download:       %s, %llu of %llu chunks verified\n", st->job_version,
+		       (unsigned long long)st->n_verified, (unsigned long long)st->n_chunks);
+}
+
+void tern_sim_text_last_event(const struct tern_status *st)
+{
+	printf("last event:     %s", tern_event_name(st->last_event));
+	if (st->reason)
+		printf(": %s (%s)", tern_strerror(st->reason), tern_errname(st->reason));
+	printf("\n");
+}

@@ -182,6 +182,14 @@ void tern_sim_hex(const uint8_t *d, size_t n, char *out);
  * Returns 0, TERN_E_KEY when there is none, or the first key's error. */
 int tern_sim_load_keyring(const char *dir, struct tern_keyring *kr);
 
+/*
+ * The text of `ternd sim status` on stdout: tern_sim_text_slots() prints the running
+ * slot, the slots whose bit is set in @shown (bit N: slot area N), the floor, a pending
+ * trial and download progress; tern_sim_text_last_event() the last event and its reason.
+ */
+void tern_sim_text_slots(const struct tern_status *st, unsigned shown);
+void tern_sim_text_last_event(const struct tern_status *st);
+
 /* "A", "B", "config-A", "config-B" for slot 0..3 (static strings). */
 const char *tern_sim_slot_name(unsigned slot);
 
