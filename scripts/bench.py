@@ -7,6 +7,7 @@ Nothing here passes or fails: it prints figures and goals for a person to read.
 """
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -544,12 +545,22 @@ def bench_fleet(work):
             return out
 
         c0, b0, th0 = fleet_cpu_now(), cpu_of(proc.pid), fleet_threads_now()
+        perf = None
+        if os.environ.get("BENCH_PERF"):  # perf on the fleet from deploy to all CONFIRMED
+            what = os.environ.get("BENCH_PERF_ARGS", "record -g -q").split()
+            perf = subprocess.Popen(["perf"] + what + ["-o", os.environ["BENCH_PERF"],
+                                     "-p", ",".join(str(p) for p in fleet_pids)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         t0 = time.time()
         run([TERN, "deploy", "sim-2.0.0-2", "--key", "fleet.key", "--broker", url] + devices)
         t_deploy = time.time() - t0
         done = None
+        log = open(os.environ["BENCH_FLEET_LOG"], "w") if os.environ.get("BENCH_FLEET_LOG") else None
         for line in fl.stdout:
             status = json.loads(line)
+            if log:  # the status lines from deploy on, with the time since deploy began
+                log.write("%.3f %s" % (status["unix"] - t0, line))
             if status.get("states", {}).get("confirmed") == n:
                 done = status["unix"] - t0
                 fleet_cpu, broker_cpu = fleet_cpu_now() - c0, cpu_of(proc.pid) - b0
@@ -557,6 +568,9 @@ def bench_fleet(work):
                 break
             if status["unix"] - t0 > 600:
                 break
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         fl.terminate()
         rest = fl.communicate()[0].splitlines()
         final = json.loads(rest[-1]) if rest else status
@@ -582,8 +596,8 @@ def bench_fleet(work):
               % ("", fleet_cpu, fleet_cpu * 1000.0 / n,
                  ", ".join("%s %.1f s" % (k, th1[k] - th0.get(k, 0)) for k in sorted(th1)),
                  broker_cpu))
-        work_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if not k.startswith("MQTTAsync"))
-        paho_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if k.startswith("MQTTAsync"))
+        work_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if not k.startswith(("MQTTAsync", "tern_outbox")))
+        paho_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if k.startswith(("MQTTAsync", "tern_outbox")))
         raw_cpu = statistics.median([r[1] for r in (raw_p or raw)])
         print("  %-44s what the difference is made of: device work %.1f s of CPU (two P-256\n"
               "  %-44s checks, SHA-256 of every chunk and of the slot at the trial boot, flash\n"

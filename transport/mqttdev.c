@@ -10,6 +10,7 @@
 #include <MQTTAsync.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,7 @@ struct tern_mqttdev {
 	struct tern_mqttdev_config cfg;
 	struct tern_mqttdev_board b;
 	MQTTAsync client;
+	unsigned ob_pending;  /* calls queued in cfg.outbox and not made yet (its lock) */
 	pthread_mutex_t lock; /* guards the inbox and epoch */
 	struct item *head, *tail;
 	unsigned epoch; /* bumped at every stop: stale callbacks are dropped */
@@ -61,6 +63,12 @@ struct tern_mqttdev {
 	enum phase ph;
 	char sub[TERN_TOPIC_MAX]; /* the fetch subscription (window filter or topic) */
 	bool sub_on;		  /* sub is subscribed (a window may be fetched by exact topics) */
+	bool state_due;		  /* the retained state changed: sent at the end of the step */
+	/* The manifest's and indexes' subscriptions of this fetch, kept until it ends and
+	 * then dropped with its last window in one UNSUBSCRIBE (each retained message comes
+	 * once at subscribe time; an UNSUBSCRIBE each cost a packet and its ack). */
+	char kept[TERN_AGENT_MAX_COMPONENTS + 1][TERN_TOPIC_MAX];
+	unsigned n_kept;
 	char rel[TERN_RELEASE_ID_MAX + 1];
 	char comp_name[TERN_AGENT_MAX_COMPONENTS][TERN_NAME_MAX + 1];
 	unsigned n_comp;
@@ -183,28 +191,194 @@ static uint64_t backoff_ms(struct tern_mqttdev *d, unsigned attempt)
 	return b / 2 + rnd(d) % (b / 2 + 1);
 }
 
+/* ---- sending: at once, or through the outbox (tern_mqtt_outbox_create) */
+
+enum op_kind { OP_PUBLISH, OP_SUBSCRIBE, OP_UNSUBSCRIBE };
+
+/* A paho call waiting in the outbox, with its own copy of the topics and payload. */
+struct op {
+	struct op *next;
+	struct tern_mqttdev *dev;
+	MQTTAsync client; /* the device's client when queued (destroyed only after a flush) */
+	enum op_kind kind;
+	bool retained;
+	int n;
+	char **topics;	     /* n, into data[] */
+	const void *payload; /* into data[] */
+	size_t len;
+	_Alignas(8) char data[];
+};
+
+struct tern_mqtt_outbox {
+	pthread_mutex_t lock;
+	pthread_cond_t more; /* something was queued, or stop */
+	pthread_cond_t done; /* a device's last queued call was made */
+	struct op *head, *tail;
+	bool stop;
+	pthread_t thread;
+};
+
+/* The paho call itself (QoS 1 throughout). A publish while disconnected is buffered. */
+static void op_run(MQTTAsync client, enum op_kind kind, char *const *topics, int n,
+		   const void *payload, size_t len, bool retained)
+{
+	if (kind == OP_PUBLISH) {
+		MQTTAsync_message m = MQTTAsync_message_initializer;
+		m.payload = (void *)(uintptr_t)payload;
+		m.payloadlen = (int)len;
+		m.qos = 1;
+		m.retained = retained;
+		MQTTAsync_sendMessage(client, topics[0], &m, NULL);
+	} else if (n == 1 && kind == OP_SUBSCRIBE) {
+		MQTTAsync_subscribe(client, topics[0], 1, NULL);
+	} else if (n == 1) {
+		MQTTAsync_unsubscribe(client, topics[0], NULL);
+	} else if (kind == OP_SUBSCRIBE) {
+		int qos[TERN_WINDOW_CHUNKS];
+		for (int i = 0; i < n; i++)
+			qos[i] = 1;
+		MQTTAsync_subscribeMany(client, n, topics, qos, NULL);
+	} else {
+		MQTTAsync_unsubscribeMany(client, n, topics, NULL);
+	}
+}
+
+/* Makes the call now, or queues it in the outbox (made now too if memory ran out). */
+static void send_op(struct tern_mqttdev *d, enum op_kind kind, char *const *topics, int n,
+		    const void *payload, size_t len, bool retained)
+{
+	struct tern_mqtt_outbox *ob = d->cfg.outbox;
+	if (!d->client || n < 1 || n > TERN_WINDOW_CHUNKS)
+		return;
+	size_t size = sizeof(struct op) + (size_t)n * sizeof(char *) + len;
+	for (int i = 0; i < n; i++)
+		size += strlen(topics[i]) + 1;
+	struct op *o = ob ? malloc(size) : NULL;
+	if (!o) {
+		op_run(d->client, kind, topics, n, payload, len, retained);
+		return;
+	}
+	memset(o, 0, sizeof(*o));
+	o->dev = d;
+	o->client = d->client;
+	o->kind = kind;
+	o->retained = retained;
+	o->n = n;
+	o->topics = (char **)(void *)o->data;
+	char *p = o->data + (size_t)n * sizeof(char *);
+	if (len)
+		memcpy(p, payload, len);
+	o->payload = p;
+	o->len = len;
+	p += len;
+	for (int i = 0; i < n; i++) {
+		size_t tl = strlen(topics[i]) + 1;
+		memcpy(p, topics[i], tl);
+		o->topics[i] = p;
+		p += tl;
+	}
+	pthread_mutex_lock(&ob->lock);
+	if (ob->tail)
+		ob->tail->next = o;
+	else
+		ob->head = o;
+	ob->tail = o;
+	d->ob_pending++;
+	pthread_cond_signal(&ob->more);
+	pthread_mutex_unlock(&ob->lock);
+}
+
+/* Waits until every call this device queued has been made (before a disconnect or a
+ * destroy of its client: they must reach paho first, in order). */
+static void outbox_flush(struct tern_mqttdev *d)
+{
+	struct tern_mqtt_outbox *ob = d->cfg.outbox;
+	if (!ob)
+		return;
+	pthread_mutex_lock(&ob->lock);
+	while (d->ob_pending)
+		pthread_cond_wait(&ob->done, &ob->lock);
+	pthread_mutex_unlock(&ob->lock);
+}
+
+static void *outbox_main(void *arg)
+{
+	struct tern_mqtt_outbox *ob = arg;
+	prctl(PR_SET_NAME, "tern_outbox", 0, 0, 0);
+	pthread_mutex_lock(&ob->lock);
+	for (;;) {
+		while (!ob->head && !ob->stop)
+			pthread_cond_wait(&ob->more, &ob->lock);
+		struct op *o = ob->head;
+		if (!o)
+			break; /* stopped, and nothing is left */
+		ob->head = o->next;
+		if (!ob->head)
+			ob->tail = NULL;
+		pthread_mutex_unlock(&ob->lock);
+		op_run(o->client, o->kind, o->topics, o->n, o->payload, o->len, o->retained);
+		pthread_mutex_lock(&ob->lock);
+		if (--o->dev->ob_pending == 0)
+			pthread_cond_broadcast(&ob->done);
+		free(o);
+	}
+	pthread_mutex_unlock(&ob->lock);
+	return NULL;
+}
+
+int tern_mqtt_outbox_create(struct tern_mqtt_outbox **out)
+{
+	struct tern_mqtt_outbox *ob = calloc(1, sizeof(*ob));
+	if (!ob)
+		return TERN_E_NOMEM;
+	pthread_mutex_init(&ob->lock, NULL);
+	pthread_cond_init(&ob->more, NULL);
+	pthread_cond_init(&ob->done, NULL);
+	if (pthread_create(&ob->thread, NULL, outbox_main, ob) != 0) {
+		pthread_cond_destroy(&ob->done);
+		pthread_cond_destroy(&ob->more);
+		pthread_mutex_destroy(&ob->lock);
+		free(ob);
+		return TERN_E_NOMEM;
+	}
+	*out = ob;
+	return 0;
+}
+
+void tern_mqtt_outbox_destroy(struct tern_mqtt_outbox *ob)
+{
+	if (!ob)
+		return;
+	pthread_mutex_lock(&ob->lock);
+	ob->stop = true;
+	pthread_cond_signal(&ob->more);
+	pthread_mutex_unlock(&ob->lock);
+	pthread_join(ob->thread, NULL);
+	pthread_cond_destroy(&ob->done);
+	pthread_cond_destroy(&ob->more);
+	pthread_mutex_destroy(&ob->lock);
+	free(ob);
+}
+
 static void publish(struct tern_mqttdev *d, const char *topic, const void *buf, size_t len,
 		    bool retained)
 {
-	MQTTAsync_message m = MQTTAsync_message_initializer;
-	m.payload = (void *)(uintptr_t)buf;
-	m.payloadlen = (int)len;
-	m.qos = 1;
-	m.retained = retained;
-	if (d->client)
-		MQTTAsync_sendMessage(d->client, topic, &m, NULL); /* buffered while disconnected */
+	char *t = (char *)(uintptr_t)topic;
+	send_op(d, OP_PUBLISH, &t, 1, buf, len, retained); /* buffered while disconnected */
 }
 
 static void subscribe(struct tern_mqttdev *d, const char *filter)
 {
+	char *t = (char *)(uintptr_t)filter;
 	if (d->connected)
-		MQTTAsync_subscribe(d->client, filter, 1, NULL);
+		send_op(d, OP_SUBSCRIBE, &t, 1, NULL, 0, false);
 }
 
 static void unsubscribe(struct tern_mqttdev *d, const char *filter)
 {
+	char *t = (char *)(uintptr_t)filter;
 	if (d->connected && filter[0])
-		MQTTAsync_unsubscribe(d->client, filter, NULL);
+		send_op(d, OP_UNSUBSCRIBE, &t, 1, NULL, 0, false);
 }
 
 /* Subscribes to (or unsubscribes from) the chunks of the current window in @mask, in one
@@ -213,7 +387,6 @@ static void chunk_topics(struct tern_mqttdev *d, uint64_t mask, bool on)
 {
 	char topics[TERN_WINDOW_CHUNKS][TERN_TOPIC_MAX];
 	char *ptrs[TERN_WINDOW_CHUNKS];
-	int qos[TERN_WINDOW_CHUNKS];
 	int n = 0;
 	if (!d->connected || !mask)
 		return;
@@ -223,16 +396,11 @@ static void chunk_topics(struct tern_mqttdev *d, uint64_t mask, bool on)
 				     d->cur_window * TERN_WINDOW_CHUNKS + i, topics[n],
 				     TERN_TOPIC_MAX)) {
 			ptrs[n] = topics[n];
-			qos[n] = 1;
 			n++;
 		}
 	}
-	if (!n)
-		return;
-	if (on)
-		MQTTAsync_subscribeMany(d->client, n, ptrs, qos, NULL);
-	else
-		MQTTAsync_unsubscribeMany(d->client, n, ptrs, NULL);
+	if (n)
+		send_op(d, on ? OP_SUBSCRIBE : OP_UNSUBSCRIBE, ptrs, n, NULL, 0, false);
 }
 
 static bool topic_is(const struct item *it, const char *topic)
@@ -334,9 +502,10 @@ static int record_load(struct tern_mqttdev *d)
 
 /* ---- reports */
 
-static void publish_state(struct tern_mqttdev *d)
+static void send_state(struct tern_mqttdev *d)
 {
 	struct tern_status s;
+	d->state_due = false;
 	struct tern_state_msg m;
 	uint8_t buf[TERN_STATE_MAX];
 	const struct tern_agent *ag = d->b.agent;
@@ -378,6 +547,24 @@ static void publish_state(struct tern_mqttdev *d)
 	size_t n = tern_state_encode(&m, buf, sizeof(buf));
 	if (n)
 		publish(d, d->t_state, buf, n, true);
+}
+
+/*
+ * The retained state is sent once per step, after its events: a step that goes from
+ * downloading through staged to trial (or a progress report followed by staged) sends
+ * only the last state, since a retained message replaces the one before anyway. Sent at
+ * the end of tern_mqttdev_step() and tern_mqttdev_agent_changed(), before a reboot (a
+ * board that really reboots does not come back) and before the connection is dropped.
+ */
+static void publish_state(struct tern_mqttdev *d)
+{
+	d->state_due = true;
+}
+
+static void flush_state(struct tern_mqttdev *d)
+{
+	if (d->state_due)
+		send_state(d);
 }
 
 /* One event. @rc: 0 or the TERN_E_* it is about. */
@@ -445,9 +632,17 @@ static const char *trial_release(const struct tern_mqttdev *d)
 
 /* ---- fetching */
 
-static void fetch_stop(struct tern_mqttdev *d)
+/* Leaves the current item (manifest, index or window). A manifest's or an index's
+ * subscription is kept (@keep) for fetch_stop(); a window's is dropped now. */
+static void item_stop(struct tern_mqttdev *d, bool keep)
 {
-	if (d->sub_on)
+	bool kept = false;
+	if (d->sub_on && keep && (d->ph == PH_MANIFEST || d->ph == PH_INDEX) &&
+	    d->n_kept < sizeof(d->kept) / sizeof(d->kept[0]) && d->connected) {
+		memcpy(d->kept[d->n_kept++], d->sub, sizeof(d->sub));
+		kept = true;
+	}
+	if (d->sub_on && !kept)
 		unsubscribe(d, d->sub);
 	if (d->ph == PH_WINDOW)
 		chunk_topics(d, d->exact_mask | d->bad_mask, false);
@@ -458,6 +653,23 @@ static void fetch_stop(struct tern_mqttdev *d)
 	d->exact_mask = 0;
 	d->retry_at = 0;
 	d->attempts = 0;
+}
+
+/* Ends the fetch: its subscriptions go, the kept ones with the current one in one packet. */
+static void fetch_stop(struct tern_mqttdev *d)
+{
+	if (d->n_kept && d->connected) {
+		char *ptrs[sizeof(d->kept) / sizeof(d->kept[0]) + 1];
+		int n = 0;
+		for (unsigned i = 0; i < d->n_kept; i++)
+			ptrs[n++] = d->kept[i];
+		if (d->sub_on && d->sub[0])
+			ptrs[n++] = d->sub;
+		send_op(d, OP_UNSUBSCRIBE, ptrs, n, NULL, 0, false);
+		d->sub_on = false;
+	}
+	d->n_kept = 0;
+	item_stop(d, false);
 }
 
 static void settle(struct tern_mqttdev *d)
@@ -564,7 +776,7 @@ static void fetch_next(struct tern_mqttdev *d)
 	if (is_index) {
 		if (d->ph == PH_INDEX && d->cur_comp == comp)
 			return;
-		fetch_stop(d);
+		item_stop(d, true);
 		d->cur_comp = comp;
 		if (!tern_topic_index(d->cfg.prefix, d->rel, d->comp_name[comp], d->sub,
 				      sizeof(d->sub)))
@@ -575,7 +787,7 @@ static void fetch_next(struct tern_mqttdev *d)
 		uint64_t w = off / d->chunk_size / TERN_WINDOW_CHUNKS;
 		if (d->ph == PH_WINDOW && d->cur_comp == comp && d->cur_window == w)
 			return;
-		fetch_stop(d);
+		item_stop(d, true);
 		d->cur_comp = comp;
 		d->cur_window = w;
 		if (!tern_topic_window_filter(d->cfg.prefix, d->rel, d->comp_name[comp], w, d->sub,
@@ -648,10 +860,7 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		free(rh);
 		return;
 	}
-	unsubscribe(d, d->sub);
-	d->sub[0] = '\0';
-	d->sub_on = false;
-	d->ph = PH_IDLE;
+	item_stop(d, rc == 0); /* accepted: kept until the fetch ends */
 	if (rc) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, rc, d->rel, d->gen,
@@ -801,6 +1010,7 @@ static void reboot(struct tern_mqttdev *d)
 	struct tern_agent *ag = d->b.agent;
 	d->st.reboots++;
 	sync_state(d, "activated; rebooting into the trial");
+	flush_state(d);
 	record_store(d); /* a board that really reboots does not come back to store it */
 	int rc = d->b.reboot(d->b.ctx);
 	if (rc) {
@@ -953,6 +1163,7 @@ static void on_up(struct tern_mqttdev *d)
 	else
 		publish_state(d);
 	subscribe(d, d->t_desired);
+	d->n_kept = 0; /* a clean session: the broker kept none */
 	if (d->ph != PH_IDLE) {
 		/* The broker may have lost our session: the fetch subscription again. */
 		d->deadline = d->now + d->cfg.fetch_timeout_ms;
@@ -1107,6 +1318,7 @@ int tern_mqttdev_start(struct tern_mqttdev *d)
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
 	d->sub_on = false;
+	d->n_kept = 0;
 	d->exact_mask = 0;
 	/* A board whose reboot ends the process (boards/linux) starts again in a new one:
 	 * the state reported before it comes from the record, so the first report after
@@ -1134,10 +1346,12 @@ static void drain(struct tern_mqttdev *d)
  * client is replaced by a new one (see client_new()). */
 static void drop_connection(struct tern_mqttdev *d)
 {
+	flush_state(d);
 	if (d->client) {
 		if (MQTTAsync_isConnected(d->client)) {
 			publish(d, d->t_online, TERN_OFFLINE_PAYLOAD, strlen(TERN_OFFLINE_PAYLOAD),
 				true);
+			outbox_flush(d);
 			MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer;
 			dc.timeout = 100;
 			MQTTAsync_disconnect(d->client, &dc);
@@ -1146,6 +1360,7 @@ static void drop_connection(struct tern_mqttdev *d)
 				nanosleep(&ts, NULL);
 			}
 		}
+		outbox_flush(d);
 		MQTTAsync_destroy(&d->client);
 		d->client = NULL;
 	}
@@ -1169,6 +1384,7 @@ void tern_mqttdev_stop(struct tern_mqttdev *d)
 	d->ph = PH_IDLE;
 	d->sub[0] = '\0';
 	d->sub_on = false;
+	d->n_kept = 0;
 	d->bad_mask = 0;
 	d->exact_mask = 0;
 	d->retry_at = 0;
@@ -1258,6 +1474,7 @@ void tern_mqttdev_step(struct tern_mqttdev *d, uint64_t now_ms, uint64_t *next_m
 			else if (!d->retry_at && now_ms >= d->deadline)
 				fetch_retry(d); /* nothing for a while: ask again */
 		}
+		flush_state(d);
 		if (d->dirty)
 			record_store(d);
 		if (d->reconnect_at && d->reconnect_at < next)
@@ -1295,6 +1512,7 @@ void tern_mqttdev_agent_changed(struct tern_mqttdev *d, uint64_t now_ms, const c
 		publish_state(d); /* progress */
 	d->reported_valid = true;
 	reconcile(d);
+	flush_state(d);
 }
 
 void tern_mqttdev_stats(struct tern_mqttdev *d, struct tern_mqttdev_stats *st)
@@ -1311,6 +1529,9 @@ void tern_mqttdev_destroy(struct tern_mqttdev *d)
 	if (!d)
 		return;
 	if (d->client) {
+		if (!d->halted)
+			flush_state(d);
+		outbox_flush(d);
 		if (MQTTAsync_isConnected(d->client)) {
 			MQTTAsync_disconnectOptions dc = MQTTAsync_disconnectOptions_initializer;
 			dc.timeout = 500;

@@ -63,6 +63,7 @@ static int layout(struct tern_sim_flash *f, const struct tern_sim_geometry *g)
 }
 
 static int raw_fill(struct tern_sim_flash *f, uint64_t off, uint64_t len, bool garbage);
+static int raw_read(struct tern_sim_flash *f, uint64_t off, void *buf, size_t len);
 
 uint64_t tern_sim_flash_size(const struct tern_sim_geometry *g)
 {
@@ -79,6 +80,36 @@ int tern_sim_flash_open_mem(struct tern_sim_flash *f, const struct tern_sim_geom
 	f->mem = mem;
 	if (erase)
 		memset(mem, 0xff, f->total);
+	return 0;
+}
+
+/*
+ * Reads the whole flash once and notes, per sector, the offset from which it reads erased
+ * (0xFF) to its end: erases of erased sectors and the check before every write then need
+ * no read. Without it, the first erase of every sector read it back (a 1000-device fleet
+ * read a slot per device that way while downloading).
+ */
+static int learn_erased(struct tern_sim_flash *f)
+{
+	uint8_t tmp[16384];
+	uint32_t sector = f->geo.sector_size;
+	for (uint64_t base = 0; base < f->total; base += sector) {
+		uint64_t from = 0; /* in-sector offset after the last byte that is not 0xFF */
+		for (uint64_t in = 0; in < sector;) {
+			size_t k = sector - in < sizeof(tmp) ? (size_t)(sector - in) : sizeof(tmp);
+			int rc = raw_read(f, base + in, tmp, k);
+			if (rc)
+				return rc;
+			if (tmp[0] != 0xff || memcmp(tmp, tmp + 1, k - 1) != 0) {
+				size_t last = k;
+				while (last > 0 && tmp[last - 1] == 0xff)
+					last--;
+				from = in + last;
+			}
+			in += k;
+		}
+		f->erased_from[base / sector] = (uint32_t)from;
+	}
 	return 0;
 }
 
@@ -112,6 +143,8 @@ int tern_sim_flash_open_file(struct tern_sim_flash *f, const struct tern_sim_geo
 	} else if ((uint64_t)st.st_size != f->total) {
 		tern_sim_flash_close(f);
 		return TERN_E_MALFORMED;
+	} else if (learn_erased(f)) {
+		goto out_io;
 	}
 	return 0;
 out_io:

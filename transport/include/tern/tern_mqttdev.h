@@ -5,8 +5,8 @@
  * manifest, the chunk indexes and the chunks one window at a time, feeds the agent,
  * retries with capped backoff and jitter, and reports state and events.
  *
- * Threading: paho's callbacks only queue what arrives (messages are handed over without
- * a copy) and call the owner's notify hook; all agent and flash work happens in
+ * Threading: paho's callbacks only queue what arrives (a copy; paho's is freed on its
+ * thread) and call the owner's notify hook; all agent and flash work happens in
  * tern_mqttdev_step(), which the owner calls from one thread per device (a board's main
  * loop, or a fleet worker owning many devices). Nothing is global: many devices per
  * process.
@@ -66,6 +66,10 @@ struct tern_mqttdev_config {
 	/* Called on paho's thread when there is work for tern_mqttdev_step(). */
 	void (*notify)(void *arg);
 	void *notify_arg;
+	/* Optional, borrowed: the device's publishes and (un)subscriptions are handed to
+	 * this sender and made by its thread, in order, so tern_mqttdev_step() never waits
+	 * for paho's lock (see tern_mqtt_outbox_create). NULL: made at once by the caller. */
+	struct tern_mqtt_outbox *outbox;
 };
 
 /* Counters for tests and the fleet summary. */
@@ -135,6 +139,21 @@ void tern_mqttdev_stats(struct tern_mqttdev *d, struct tern_mqttdev_stats *st);
 
 /* Disconnects and frees; NULL is fine. */
 void tern_mqttdev_destroy(struct tern_mqttdev *d);
+
+/*
+ * A sender shared by the devices of one process. Every paho call that sends takes the
+ * library's one lock, which its receive thread holds while it reads a packet: with many
+ * clients per process and a busy broker, a device's thread calling paho waited for
+ * seconds while messages piled up (measured: the fleet's workers stalled for 2 s at a
+ * time, 240 MiB queued). With an outbox those calls are queued (a copy of the topics and
+ * payload) and made by the outbox's own thread, one device's in the order it made them;
+ * the device's thread goes on with its work. Disconnecting or destroying a device first
+ * waits until its queued calls are made. Returns 0 or TERN_E_NOMEM (thread or memory).
+ * The caller destroys it after every device that uses it.
+ */
+struct tern_mqtt_outbox;
+int tern_mqtt_outbox_create(struct tern_mqtt_outbox **out);
+void tern_mqtt_outbox_destroy(struct tern_mqtt_outbox *ob); /* runs what is queued; NULL ok */
 
 /* Converts mqtt://host[:port] / mqtts://... (or tcp://, ssl://) into paho's form. */
 int tern_mqttdev_uri(const char *url, char *out, size_t size);

@@ -126,7 +126,7 @@ struct tern_sim_device {
 	 * image's header says. */
 	bool force_trial_health;
 	enum tern_sim_health trial_health;
-	uint8_t scratch[4096];
+	uint8_t scratch[16384];
 };
 
 /* Sets up @d over an already opened flash (copied in); agent not started. */
