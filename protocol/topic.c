@@ -147,6 +147,15 @@ size_t tern_topic_index(const char *prefix, const char *release, const char *com
 	return tb_done(&b);
 }
 
+size_t tern_topic_index_filter(const char *prefix, const char *release, char *out, size_t size)
+{
+	struct topic_buf b;
+	tb_init(&b, out, size, prefix);
+	tb_release(&b, prefix, release);
+	tb_str(&b, "/+/index");
+	return tb_done(&b);
+}
+
 size_t tern_topic_chunk(const char *prefix, const char *release, const char *component,
 			uint64_t chunk, char *out, size_t size)
 {

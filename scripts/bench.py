@@ -519,7 +519,9 @@ def bench_fleet(work):
         t_init = time.perf_counter()
         fl = subprocess.Popen([ternd, "fleet", "--devices", str(n), "--dir", fleet_dir,
                                "--broker", url, "--keyring", "fleet.pub", "--slot-size", "1M",
-                               "--processes", str(procs), "--json", "--report-ms", "50"],
+                               "--processes", str(procs), "--json", "--report-ms", "50"]
+                              + (["--workers", os.environ["BENCH_FLEET_WORKERS"]]
+                                 if os.environ.get("BENCH_FLEET_WORKERS") else []),
                               cwd=work, env=env,
                               stdout=subprocess.PIPE, text=True)
         status = None

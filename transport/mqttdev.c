@@ -67,8 +67,9 @@ struct tern_mqttdev {
 	/* The manifest's and indexes' subscriptions of this fetch, kept until it ends and
 	 * then dropped with its last window in one UNSUBSCRIBE (each retained message comes
 	 * once at subscribe time; an UNSUBSCRIBE each cost a packet and its ack). */
-	char kept[TERN_AGENT_MAX_COMPONENTS + 1][TERN_TOPIC_MAX];
+	char kept[TERN_AGENT_MAX_COMPONENTS + 2][TERN_TOPIC_MAX];
 	unsigned n_kept;
+	bool index_ahead; /* the first index was asked for with the manifest (fetch_manifest) */
 	char rel[TERN_RELEASE_ID_MAX + 1];
 	char comp_name[TERN_AGENT_MAX_COMPONENTS][TERN_NAME_MAX + 1];
 	unsigned n_comp;
@@ -706,8 +707,22 @@ static void fetch_manifest(struct tern_mqttdev *d, const char *release)
 		return;
 	d->ph = PH_MANIFEST;
 	d->deadline = d->now + d->cfg.fetch_timeout_ms;
-	subscribe(d, d->sub);
 	d->sub_on = true;
+	/* The indexes in the same SUBSCRIBE (PREFIX/rel/R/+/index, after the manifest: a
+	 * broker sends the retained messages of a SUBSCRIBE's filters in their order): the
+	 * first index is there as soon as the manifest is accepted, one round trip less
+	 * before the first chunk. An index is small (32 bytes a chunk); the filter goes when
+	 * the fetch ends. The other components' indexes arrive early and are asked for again
+	 * when their turn comes. */
+	char *both[2] = {d->sub, d->kept[0]};
+	if (d->connected &&
+	    tern_topic_index_filter(d->cfg.prefix, d->rel, d->kept[0], sizeof(d->kept[0]))) {
+		d->n_kept = 1;
+		d->index_ahead = true;
+		send_op(d, OP_SUBSCRIBE, both, 2, NULL, 0, false);
+	} else {
+		subscribe(d, d->sub);
+	}
 }
 
 /*
@@ -782,8 +797,15 @@ static void fetch_next(struct tern_mqttdev *d)
 				      sizeof(d->sub)))
 			return;
 		d->ph = PH_INDEX;
+		d->deadline = d->now + d->cfg.fetch_timeout_ms;
+		if (d->index_ahead) {
+			d->index_ahead = false; /* on its way, right behind the manifest */
+			d->sub_on = false;
+			return;
+		}
 		d->sub_on = true;
 	} else {
+		d->index_ahead = false;
 		uint64_t w = off / d->chunk_size / TERN_WINDOW_CHUNKS;
 		if (d->ph == PH_WINDOW && d->cur_comp == comp && d->cur_window == w)
 			return;
@@ -860,7 +882,10 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		free(rh);
 		return;
 	}
-	item_stop(d, rc == 0); /* accepted: kept until the fetch ends */
+	if (rc)
+		fetch_stop(d); /* the manifest and the index filter go */
+	else
+		item_stop(d, true); /* kept until the fetch ends */
 	if (rc) {
 		d->st.refused++;
 		event(d, TERN_EV_REFUSED, ag->state, ag->state, rc, d->rel, d->gen,
@@ -894,10 +919,12 @@ static void on_manifest(struct tern_mqttdev *d, const struct item *it)
 		}
 	}
 	sync_state(d, NULL);
-	if (ag->state == TERN_ST_DOWNLOADING)
+	if (ag->state == TERN_ST_DOWNLOADING) {
 		fetch_next(d);
-	else
+	} else {
+		fetch_stop(d); /* nothing to fetch (staged from the inactive slot) */
 		reconcile(d);
+	}
 }
 
 static void on_index(struct tern_mqttdev *d, const struct item *it)
@@ -992,10 +1019,12 @@ static void fetch_retry(struct tern_mqttdev *d)
 		chunk_topics(d, d->bad_mask, true); /* those chunks alone, retained */
 		return;
 	}
-	if (d->ph == PH_WINDOW)
+	if (d->ph == PH_WINDOW) {
 		window_subscribe(d); /* what is still missing, retained, again */
-	else
+	} else {
 		subscribe(d, d->sub); /* subscribing again sends the retained message again */
+		d->sub_on = true;
+	}
 }
 
 static const char *reboot_outcome(enum tern_state after)
@@ -1146,6 +1175,9 @@ static void on_message(struct tern_mqttdev *d, const struct item *it)
 		on_desired(d, it);
 	else if (d->ph == PH_MANIFEST && topic_is(it, d->sub))
 		on_manifest(d, it);
+	else if (d->ph == PH_MANIFEST)
+		d->index_ahead = false; /* an index before its manifest (published while we
+					   waited): it is asked for again once it is wanted */
 	else if (d->ph == PH_INDEX && topic_is(it, d->sub))
 		on_index(d, it);
 	else if (d->ph == PH_WINDOW)
@@ -1164,6 +1196,7 @@ static void on_up(struct tern_mqttdev *d)
 		publish_state(d);
 	subscribe(d, d->t_desired);
 	d->n_kept = 0; /* a clean session: the broker kept none */
+	d->index_ahead = false;
 	if (d->ph != PH_IDLE) {
 		/* The broker may have lost our session: the fetch subscription again. */
 		d->deadline = d->now + d->cfg.fetch_timeout_ms;
@@ -1173,6 +1206,7 @@ static void on_up(struct tern_mqttdev *d)
 				return;
 		} else {
 			subscribe(d, d->sub);
+			d->sub_on = true;
 		}
 	}
 	reconcile(d);

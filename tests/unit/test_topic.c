@@ -30,6 +30,11 @@ static void test_release_topics(void **state)
 	assert_string_equal(t, "tern/rel/r1/c/288230376151711743/18446744073709551615");
 	assert_true(tern_topic_window_filter("tern", "r1", "firmware", 16, t, sizeof(t)) > 0);
 	assert_string_equal(t, "tern/rel/r1/firmware/16/+");
+	assert_int_equal(tern_topic_index_filter("acme/fleet", "r1", t, sizeof(t)),
+			 strlen("acme/fleet/rel/r1/+/index"));
+	assert_string_equal(t, "acme/fleet/rel/r1/+/index");
+	assert_int_equal(tern_topic_index_filter("tern", "r/1", t, sizeof(t)), 0);
+	assert_int_equal(tern_topic_index_filter("tern", "r1", t, 10), 0);
 }
 
 static void test_dev_topics(void **state)

@@ -56,6 +56,8 @@ size_t tern_topic_index(const char *prefix, const char *release, const char *com
 			size_t size);
 size_t tern_topic_chunk(const char *prefix, const char *release, const char *component,
 			uint64_t chunk, char *out, size_t size);
+/* PREFIX/rel/RELEASE/+/index : the index of every component of @release. */
+size_t tern_topic_index_filter(const char *prefix, const char *release, char *out, size_t size);
 /* PREFIX/rel/RELEASE/COMPONENT/W/+ : every chunk of window @window. */
 size_t tern_topic_window_filter(const char *prefix, const char *release, const char *component,
 				uint64_t window, char *out, size_t size);
