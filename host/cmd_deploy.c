@@ -140,6 +140,30 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	return -1;
 }
 
+/* Signs and records the desired states of devices [@from, @to) into @msgs, in the
+ * transaction the caller opened (rolled back here on failure, which is reported). */
+static int sign_batch(struct db *db, const struct tern_signer *sg, const struct deploy_args *a,
+		      const char *release_id, uint64_t sequence, struct deploy_msg *msgs,
+		      size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		struct tern_desired d = {.sequence = sequence,
+					 .action = a->action,
+					 .activate = a->activate,
+					 .issued = (uint64_t)time(NULL)};
+		snprintf(d.device_id, sizeof(d.device_id), "%s", a->devices[i]);
+		snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
+		int rc = deploy_issue(db, sg, &d, &msgs[i]);
+		if (rc) {
+			db_rollback(db);
+			if (rc != TERN_E_DB)
+				host_fail("signing", rc);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int cmd_deploy(int argc, char **argv)
 {
 	static struct deploy_args a;
@@ -195,32 +219,45 @@ int cmd_deploy(int argc, char **argv)
 	}
 	snprintf(client_id, sizeof(client_id), "tern-deploy-%ld", (long)getpid());
 	struct mqtt_params mp = {.client_id = client_id};
-	if (mqtt_connect(&mq, &a.bo, &mp))
+	if (mqtt_connect_start(&mq, &a.bo, &mp))
 		goto out;
-	/* In batches: a batch's generations are taken and recorded (one transaction) before
-	 * any of its states is published, so a crash between the two wastes numbers but never
-	 * issues one twice; devices of the first batches start while later ones are signed. */
+	/* While paho connects (about 0.1 s, host/mqtt.h), batches are signed and recorded in
+	 * one transaction that is committed only once the broker has answered, so an
+	 * unreachable broker still costs no generation number. */
+	size_t signed_now = 0;
+	if (db_begin(db)) {
+		mqtt_connect_finish(&mq);
+		goto out;
+	}
+	do {
+		size_t end = a.n_devices - signed_now < DEPLOY_BATCH ? a.n_devices
+								     : signed_now + DEPLOY_BATCH;
+		if (sign_batch(db, &sg, &a, release_id, sequence, msgs, signed_now, end)) {
+			mqtt_connect_finish(&mq);
+			goto out;
+		}
+		signed_now = end;
+	} while (signed_now < a.n_devices && mqtt_connect_pending(mq));
+	if (mqtt_connect_finish(&mq)) {
+		db_rollback(db);
+		goto out;
+	}
+	/* Then in batches: a batch's generations are taken and recorded (one transaction)
+	 * before any of its states is published, so a crash between the two wastes numbers
+	 * but never issues one twice; devices of the first batches start while later ones
+	 * are signed. */
 	for (size_t start = 0; start < a.n_devices; start += DEPLOY_BATCH) {
 		size_t end =
 		    a.n_devices - start < DEPLOY_BATCH ? a.n_devices : start + DEPLOY_BATCH;
-		if (db_begin(db))
-			goto out_partial;
-		for (size_t i = start; i < end; i++) {
-			struct tern_desired d = {.sequence = sequence,
-						 .action = a.action,
-						 .activate = a.activate,
-						 .issued = (uint64_t)time(NULL)};
-			snprintf(d.device_id, sizeof(d.device_id), "%s", a.devices[i]);
-			snprintf(d.release_id, sizeof(d.release_id), "%s", release_id);
-			if ((rc = deploy_issue(db, &sg, &d, &msgs[i]))) {
-				db_rollback(db);
-				if (rc != TERN_E_DB)
-					host_fail("signing", rc);
+		if (end <= signed_now) {
+			if (start == 0 && db_commit(db))
 				goto out_partial;
-			}
+		} else {
+			if (db_begin(db) ||
+			    sign_batch(db, &sg, &a, release_id, sequence, msgs, start, end) ||
+			    db_commit(db))
+				goto out_partial;
 		}
-		if (db_commit(db))
-			goto out_partial;
 		for (size_t i = start; i < end; i++) {
 			if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
 				host_fail("publish", rc);

@@ -35,6 +35,7 @@ struct mqtt {
 	mqtt_msg_fn on_msg;
 	void *ctx;
 	char uri[300];
+	char broker[300]; /* as the user gave it, for messages */
 };
 
 static void deadline_in(struct timespec *ts, long ms)
@@ -225,7 +226,7 @@ static int wait_op(struct mqtt *m)
 	return rc;
 }
 
-int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p)
+int mqtt_connect_start(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p)
 {
 	const char *client_id = p->client_id;
 	const struct mqtt_will *will = p->will;
@@ -295,15 +296,40 @@ int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mq
 	}
 	if (prc == MQTTASYNC_SUCCESS)
 		prc = MQTTAsync_connect(m->client, &cn);
-	int rc = prc == MQTTASYNC_SUCCESS ? wait_op(m) : TERN_E_BROKER;
-	if (rc) {
-		fprintf(stderr, "tern: broker %s: %s\n", broker_opt(o, BF_BROKER),
-			m->op_err[0] ? m->op_err : "cannot connect");
+	snprintf(m->broker, sizeof(m->broker), "%s", broker_opt(o, BF_BROKER));
+	if (prc != MQTTASYNC_SUCCESS) {
+		fprintf(stderr, "tern: broker %s: cannot connect\n", m->broker);
 		mqtt_close(m);
-		return rc;
+		return TERN_E_BROKER;
 	}
 	*out = m;
 	return 0;
+}
+
+int mqtt_connect_finish(struct mqtt **m)
+{
+	int rc = wait_op(*m);
+	if (rc) {
+		fprintf(stderr, "tern: broker %s: %s\n", (*m)->broker,
+			(*m)->op_err[0] ? (*m)->op_err : "cannot connect");
+		mqtt_close(*m);
+		*m = NULL;
+	}
+	return rc;
+}
+
+bool mqtt_connect_pending(struct mqtt *m)
+{
+	pthread_mutex_lock(&m->lock);
+	bool pending = !m->op_done;
+	pthread_mutex_unlock(&m->lock);
+	return pending;
+}
+
+int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p)
+{
+	int rc = mqtt_connect_start(out, o, p);
+	return rc ? rc : mqtt_connect_finish(out);
 }
 
 int mqtt_subscribe(struct mqtt *m, const char *filter)

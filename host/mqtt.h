@@ -55,6 +55,19 @@ struct mqtt_params {
 int mqtt_connect(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p);
 
 /*
+ * mqtt_connect() in two halves, for a caller with work to do meanwhile. paho's receive
+ * thread, started by a process's first connect, finds no socket yet and sleeps 100 ms
+ * before it looks again, so a connect takes about 0.1 s however near the broker is.
+ * mqtt_connect_start() returns once the connect is under way (*@out is then the
+ * caller's), or fails as mqtt_connect() does; mqtt_connect_pending() is true until it
+ * completes; mqtt_connect_finish() waits for it, and on failure prints the line, closes
+ * the client, sets *@m to NULL and returns the error.
+ */
+int mqtt_connect_start(struct mqtt **out, const struct broker_opts *o, const struct mqtt_params *p);
+bool mqtt_connect_pending(struct mqtt *m);
+int mqtt_connect_finish(struct mqtt **m);
+
+/*
  * Publishes @len bytes at QoS 1, retained or not, waiting first while MQTT_WINDOW
  * publishes are unacknowledged. Returns 0 once handed to paho, or TERN_E_BROKER
  * (connection lost, broker refused an earlier publish, or no PUBACK in time).

@@ -455,9 +455,11 @@ def bench_fleet(work):
     ternd = os.path.join(BUILD, "ternd")
     fanout = os.path.join(BUILD, "tools", "fanout")
     n = int(os.environ.get("BENCH_FLEET_DEVICES", "1000"))
-    # ternd fleet --processes: paho has one receive thread per process, and its work per
-    # packet walks every client of the process; real devices each have their own.
-    procs = int(os.environ.get("BENCH_FLEET_PROCESSES", str(os.cpu_count() or 1)))
+    # The issue's measure is one fleet process against one process of raw subscribers.
+    # BENCH_FLEET_PROCESSES=P runs `ternd fleet --processes P` instead and also times the
+    # raw fan-out split the same way: paho has one receive thread per process, and its
+    # work per packet walks every client of the process (real devices each have their own).
+    procs = int(os.environ.get("BENCH_FLEET_PROCESSES", "1"))
     chunk_kib = int(os.environ.get("BENCH_FLEET_CHUNK_KIB", "16"))  # the release default
     env = dict(os.environ, TERN_DB=os.path.join(work, "fleet.db"))
     run = lambda cmd: subprocess.run(cmd, cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -588,8 +590,13 @@ def bench_fleet(work):
         if done is None:
             print("  fleet: not all CONFIRMED: %s" % status)
             return
-        print("  %-44s %7.3f s   %5.2fx the raw time   (goal <= 1.5x)"
-              % ("deploy -> all %d CONFIRMED" % n, done, done / base))
+        if procs == 1:
+            print("  %-44s %7.3f s   %5.2fx the raw time   (goal <= 1.5x: %s)"
+                  % ("deploy -> all %d CONFIRMED" % n, done, done / base,
+                     "met" if done / base <= 1.5 else "not met"))
+        else:
+            print("  %-44s %7.3f s   %5.2fx the raw time of one process (the goal is for one"
+                  " fleet process)" % ("deploy -> all %d CONFIRMED" % n, done, done / base))
         if raw_p:
             base_p = statistics.median([r[0] for r in raw_p])
             print("  %-44s %7.3f s   %5.2fx the raw time of %d processes"
@@ -603,10 +610,11 @@ def bench_fleet(work):
         raw_cpu = statistics.median([r[1] for r in (raw_p or raw)])
         print("  %-44s what the difference is made of: device work %.1f s of CPU (two P-256\n"
               "  %-44s checks, SHA-256 of every chunk and of the slot at the trial boot, flash\n"
-              "  %-44s writes, records), paho %.1f s (its receive thread walks every client of its\n"
-              "  %-44s process per packet; devices add publishes and subscriptions) against the\n"
-              "  %-44s raw subscribers' %.1f s, on %d cores shared with the broker"
-              % ("", work_cpu, "", "", paho_cpu, "", "", raw_cpu, os.cpu_count()))
+              "  %-44s writes, records), paho %.1f s with the outbox thread that makes the\n"
+              "  %-44s devices' paho calls (the receive thread walks every client of its process\n"
+              "  %-44s per packet; devices add publishes and subscriptions) against the raw\n"
+              "  %-44s subscribers' %.1f s, on %d cores shared with the broker"
+              % ("", work_cpu, "", "", paho_cpu, "", "", "", raw_cpu, os.cpu_count()))
         rss = final.get("peak_rss_kib", 0)
         print("  fleet process peak RSS %.0f MiB (%.0f KiB per device); chunks fetched %d (%d per device)"
               % (rss / 1024.0, rss / float(n), final.get("chunks", 0), final.get("chunks", 0) // n),
