@@ -204,7 +204,10 @@ for k in (0, 1):
         slots.append((int(s.split(b" ")[1]), k, s.index(b"\n") + 1))
 slots.sort()
 for seq, k, head in (slots[-1:] if which == "newer" else slots):
-    raw[k * 4096 + head + 3] ^= 0x20
+    if which == "newer":
+        raw[k * 4096 + head + 3] ^= 0x20  # its text: the CRC no longer matches
+    else:
+        raw[k * 4096] = ord("X")  # its header (a flip could undo an earlier one)
 open(path, "wb").write(bytes(raw))
 sys.exit(0 if len(slots) == 2 else 1)
 EOF
