@@ -173,7 +173,8 @@ static void print_status_text(const struct tern_linux *lx, const struct tern_sta
 	       lx->cfg.board_id);
 	printf("state:          %s\n", tern_state_name(st->state));
 	if (lx->note.text[0])
-		printf("this boot:      %s\n", lx->note.text);
+		printf("this boot:      %s%s\n", lx->note.text,
+		       lx->boot.trial && !st->running_trial ? " (the trial is over)" : "");
 	if (lx->note.reboot_needed)
 		printf("reboot needed:  the running slot is not good; `ternd run` reboots\n");
 	unsigned shown = 0x3u; /* firmware slots, and the config slots the board has */

@@ -126,6 +126,9 @@ SCRIPT
 	case "$out" in *confirmed*) ok "$kind: run: health passes, confirmed" ;; *) bad "$kind: run: confirmed" "$out" ;; esac
 	same "$kind: confirmed 2.0.0 with its config" "confirmed B 2.0.0 config-B" \
 		"$(j 'd["state"], d["running_slot"], d["running_version"], d["running_config"]["slot"]')"
+	out=$($T status 2>&1)
+	case "$out" in *"this boot:      trial boot of slot B"*"(the trial is over)"*) ok "$kind: status: this boot was a trial, and it is over" ;;
+	*) bad "$kind: status after the confirmation" "$out" ;; esac
 	same "$kind: B first, full attempts, A kept as fallback" "B A/3/3" "$(vars)"
 	boot
 	same "$kind: a normal boot uses an attempt" "B A/3/2" "$(vars)"
