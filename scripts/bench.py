@@ -530,7 +530,8 @@ def bench_fleet(work):
             t_init = time.perf_counter()
             fl = subprocess.Popen([ternd, "fleet", "--devices", str(n), "--dir", fleet_dir,
                                    "--broker", url, "--keyring", "fleet.pub", "--slot-size", "1M",
-                                   "--processes", str(procs), "--json", "--report-ms", "50",
+                                   "--processes", str(procs), "--json", "--report-ms",
+                                   os.environ.get("BENCH_FLEET_REPORT_MS", "50"),
                                    "--id-prefix", id_prefix]
                                   + (["--workers", os.environ["BENCH_FLEET_WORKERS"]]
                                      if os.environ.get("BENCH_FLEET_WORKERS") else []),
