@@ -3,6 +3,7 @@
 #include "host.h"
 #include "host_util.h"
 #include "release_file.h"
+#include "rollout_plan.h"
 
 #include "tern/tern_cbor.h"
 #include "tern/tern_err.h"
@@ -20,8 +21,8 @@
 static const char create_help[] =
     "usage: tern release create --key FILE.key --board BOARD --version V --sequence N\n"
     "           [--security-counter N] [--chunk-size 16K] [--firmware FILE] [--config FILE]\n"
-    "           [--notes FILE] [--id ID] [--trial-attempts N] [--health-timeout S]\n"
-    "           [--settle S] --out FILE.tern\n"
+    "           [--notes FILE] [--id ID] [--trial-attempts N] [--health-timeout D]\n"
+    "           [--settle D] --out FILE.tern\n"
     "\n"
     "Makes a signed release of a firmware image, a configuration file, or both.\n"
     "  --board BOARD        board id the release is for (repeat for up to 4 boards)\n"
@@ -31,7 +32,8 @@ static const char create_help[] =
     "  --chunk-size SIZE    power of two from 1K to 1M (default 16K)\n"
     "  --notes FILE         release notes (up to 4096 bytes) carried in the signed manifest\n"
     "  --id ID              release id (default BOARD-VERSION-SEQUENCE)\n"
-    "  --trial-attempts N, --health-timeout S, --settle S   early-life policy (3, 60, 10)\n"
+    "  --trial-attempts N, --health-timeout D, --settle D   early-life policy (3, 60s, 10s);\n"
+    "                       D is seconds or 90s, 10m, 2h, 1d\n"
     "The creation time is now, or $SOURCE_DATE_EPOCH for reproducible builds.\n";
 
 static const char inspect_help[] =
@@ -173,12 +175,16 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 						  "--trial-attempts takes a number from 1 to 255");
 			break;
 		case 'H':
-			if (host_parse_u64(optarg, UINT32_MAX, &a->health_timeout))
-				return host_usage(cmd, "--health-timeout takes seconds");
+			if (rollout_parse_duration(optarg, &a->health_timeout))
+				return host_usage(cmd,
+						  "--health-timeout takes a duration: 90, 90s, "
+						  "10m, 2h or 1d (at most a year)");
 			break;
 		case 'E':
-			if (host_parse_u64(optarg, UINT32_MAX, &a->settle))
-				return host_usage(cmd, "--settle takes seconds");
+			if (rollout_parse_duration(optarg, &a->settle))
+				return host_usage(cmd,
+						  "--settle takes a duration: 90, 90s, 10m, 2h "
+						  "or 1d (at most a year)");
 			break;
 		case 'h':
 			fputs(create_help, stdout);

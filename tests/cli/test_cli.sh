@@ -79,6 +79,16 @@ check "inspect: sizes and chunk counts" \
 	grep -q "firmware -> slot group firmware, 300001 bytes (293.0 KiB), 19 chunks$" out.txt
 check "inspect: a small component, one chunk" \
 	grep -q "config   -> slot group config, 24 bytes, 1 chunk$" out.txt
+check "inspect: the default early life" grep -q "early life  3 trial boots, health check within 60 s, settle 10 s$" out.txt
+expect_ok "create with the early life as durations" "$TERN" release create --key signing.key \
+	--board sim --version 1.0 --sequence 1 --firmware fw.bin --trial-attempts 2 \
+	--health-timeout 2m --settle 90 --out life.tern
+expect_ok "... inspect" "$TERN" release inspect life.tern
+check "... 2m is 120 s, 90 is 90 s" grep -q "early life  2 trial boots, health check within 120 s, settle 90 s$" out.txt
+expect_fail "a duration that is not one" "--settle takes a duration" \
+	"$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 \
+	--firmware fw.bin --settle 5x --out bad-life.tern
+check "... and no file" [ ! -e bad-life.tern ]
 expect_ok "create firmware only" "$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 --firmware fw.bin --out fw.tern
 expect_ok "verify firmware only" "$TERN" release verify fw.tern --pubkey signing.pub
 expect_ok "create config only" "$TERN" release create --key signing.key --board sim --version c1 --sequence 2 --config app.conf --out cfg.tern
