@@ -36,9 +36,10 @@ static const char usage_text[] =
     "  ternd --version\n"
     "FILE defaults to " DEFAULT_CONFIG ".\n";
 
+/* A usage error: one line, and where the whole usage is. */
 static int usage(const char *why)
 {
-	fprintf(stderr, "ternd: %s\n%s", why, usage_text);
+	fprintf(stderr, "ternd: %s (see 'ternd --help')\n", why);
 	return 2;
 }
 
@@ -563,8 +564,10 @@ int main(int argc, char **argv)
 		o.config = argv[i + 1];
 		i += 2;
 	}
-	if (i >= argc)
-		return usage("no command");
+	if (i >= argc) { /* nothing asked: the whole usage */
+		fputs(usage_text, stderr);
+		return 2;
+	}
 	o.argc = argc - i - 1;
 	o.argv = argv + i + 1;
 	for (int k = 0; k < o.argc; k++)

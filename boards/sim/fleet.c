@@ -808,20 +808,26 @@ static int parse_args(struct fleet_args *a, int argc, char **argv)
 					ok = true;
 				}
 			if (!ok) {
-				fprintf(stderr, "ternd: fleet: unknown argument %s\n%s", f,
-					fleet_help);
+				fprintf(stderr,
+					"ternd: fleet: unknown argument %s (see 'ternd fleet "
+					"--help')\n",
+					f);
 				return -1;
 			}
 		}
 		if (!ok) {
-			fprintf(stderr, "ternd: fleet: %s needs a valid value\n%s", f, fleet_help);
+			fprintf(stderr,
+				"ternd: fleet: %s needs a valid value (see 'ternd fleet --help')\n",
+				f);
 			return -1;
 		}
 		if (takes)
 			i++;
 	}
 	if (!a->n_devices || !a->dir || !a->broker) {
-		fprintf(stderr, "ternd: fleet needs --devices, --dir and --broker\n%s", fleet_help);
+		fprintf(stderr,
+			"ternd: fleet needs --devices, --dir and --broker (see 'ternd fleet "
+			"--help')\n");
 		return -1;
 	}
 	if (a->password_file && (a->password || a->username)) {

@@ -46,9 +46,10 @@ static int fail(int rc, const char *what)
 	return 1;
 }
 
+/* A usage error: one line, and where the whole usage is. */
 static int usage(const char *why)
 {
-	fprintf(stderr, "ternd: %s\n%s", why, usage_text);
+	fprintf(stderr, "ternd: %s (see 'ternd sim --help')\n", why);
 	return 2;
 }
 

@@ -210,5 +210,20 @@ if ! "$TERND" sim mkimage --health maybe --out "$work/x.bin" >/dev/null 2>&1; th
 printf 'not a release at all' >"$work/junk.tern"
 refused "junk file refused" "$dev" "$work/junk.tern" not-a-release
 
+# Usage errors: one line, naming the mistake and where the whole usage is.
+TERND=$(realpath "$TERND")
+cd "$work" || exit 1
+expect_fail "ternd: an unknown command" "unknown command \(see 'ternd --help'\)" "$TERND" frobnicate
+expect_fail "ternd sim: an unknown command" "unknown sim command \(see 'ternd sim --help'\)" \
+	"$TERND" sim frobnicate
+expect_fail "ternd sim install without a release" "install needs DEVDIR and RELEASE" \
+	"$TERND" sim install "$dev"
+expect_fail "ternd fleet: a bad value" "--devices needs a valid value \(see 'ternd fleet --help'\)" \
+	"$TERND" fleet --devices x --dir f --broker mqtt://127.0.0.1:1
+"$TERND" >out.txt 2>err.txt
+alone_rc=$?
+check "ternd alone: the whole usage, exit 2" eval '[ $alone_rc -eq 2 ] && grep -q "^usage:" err.txt'
+cd - >/dev/null || exit 1
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
