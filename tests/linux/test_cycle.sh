@@ -97,6 +97,9 @@ SCRIPT
 		fi
 	}
 
+	if [ -f "$d/setup" ] && [ "$("$d/setup" --help 2>/dev/null)" = "usage: ./setup [--key SIGNING.pub] [--slot-size MiB]" ]; then
+		ok "$kind: setup --help prints its usage and does nothing else"
+	elif [ -f "$d/setup" ]; then bad "$kind: setup --help"; fi
 	if (cd "$work" && "$d/setup" --key "$work/k.pub" >/dev/null); then ok "$kind: setup"; else bad "$kind: setup"; return; fi
 	if $T check >/dev/null; then ok "$kind: ternd check"; else bad "$kind: ternd check" "$($T check 2>&1)"; return; fi
 	same "$kind: first start provisions slot A" "A provisioned 1.0.0" "$(j 'd["running_slot"], d["last_event"], d["running_version"]')" 
