@@ -8,6 +8,7 @@
 #include "tern/tern_cbor.h"
 #include "tern/tern_err.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -22,7 +23,7 @@ static const char create_help[] =
     "usage: tern release create --key FILE.key --board BOARD --version V --sequence N\n"
     "           [--security-counter N] [--chunk-size 16K] [--firmware FILE] [--config FILE]\n"
     "           [--notes FILE] [--id ID] [--trial-attempts N] [--health-timeout D]\n"
-    "           [--settle D] --out FILE.tern\n"
+    "           [--settle D] --out FILE.tern [--force]\n"
     "\n"
     "Makes a signed release of a firmware image, a configuration file, or both.\n"
     "  --board BOARD        board id the release is for (repeat for up to 4 boards)\n"
@@ -34,6 +35,7 @@ static const char create_help[] =
     "  --id ID              release id (default BOARD-VERSION-SEQUENCE)\n"
     "  --trial-attempts N, --health-timeout D, --settle D   early-life policy (3, 60s, 10s);\n"
     "                       D is seconds or 90s, 10m, 2h, 1d\n"
+    "  --force              replace FILE.tern if it exists (else that is refused)\n"
     "The creation time is now, or $SOURCE_DATE_EPOCH for reproducible builds.\n";
 
 static const char inspect_help[] =
@@ -75,6 +77,7 @@ struct create_args {
 	uint64_t sequence, security_counter, chunk_size;
 	uint64_t trial_attempts, health_timeout, settle;
 	bool have_sequence;
+	bool force;			      /* replace an existing --out */
 	char id_buf[TERN_RELEASE_ID_MAX + 1]; /* the default id when --id is not given */
 };
 
@@ -114,6 +117,7 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 	    {"health-timeout", required_argument, NULL, 'H'},
 	    {"settle", required_argument, NULL, 'E'},
 	    {"out", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -130,6 +134,9 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 			break;
 		case 'o':
 			a->out = optarg;
+			break;
+		case 'F':
+			a->force = true;
 			break;
 		case 'f':
 			a->firmware = optarg;
@@ -382,6 +389,12 @@ int cmd_release_create(int argc, char **argv)
 	const char *what = NULL;
 	int status = 1;
 
+	/* Refused before any work (a release can take a while to hash); checked again
+	 * atomically when the file is put in place. */
+	if (!a.force && access(a.out, F_OK) == 0) {
+		rc = TERN_E_EXISTS;
+		goto out;
+	}
 	if ((rc = host_load_signer(a.key, &sg))) {
 		what = a.key;
 		goto out;
@@ -460,11 +473,14 @@ int cmd_release_create(int argc, char **argv)
 		goto out;
 	}
 	fd = -1;
-	if (rename(tmp, a.out)) {
-		rc = TERN_E_IO;
+	/* Without --force an existing file is never replaced: link() refuses it atomically. */
+	if (a.force ? rename(tmp, a.out) != 0 : link(tmp, a.out) != 0) {
+		rc = errno == EEXIST ? TERN_E_EXISTS : TERN_E_IO;
 		what = a.out;
 		goto out;
 	}
+	if (!a.force)
+		unlink(tmp);
 	tmp[0] = '\0';
 
 	char kid[2 * TERN_KID_LEN + 1], size_text[32];
@@ -475,7 +491,12 @@ int cmd_release_create(int argc, char **argv)
 	       kid);
 	status = 0;
 out:
-	if (status && rc && what)
+	if (rc == TERN_E_EXISTS)
+		fprintf(stderr,
+			"tern: %s: the file exists already; remove it, choose another name or "
+			"give --force\n",
+			a.out);
+	else if (status && rc && what)
 		host_fail(what, rc);
 	if (fd >= 0)
 		close(fd);

@@ -89,6 +89,15 @@ expect_fail "a duration that is not one" "--settle takes a duration" \
 	"$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 \
 	--firmware fw.bin --settle 5x --out bad-life.tern
 check "... and no file" [ ! -e bad-life.tern ]
+before=$(sha256sum life.tern)
+expect_fail "an existing release is not replaced" "life.tern: the file exists already.*--force" \
+	"$TERN" release create --key signing.key --board sim --version 9 --sequence 9 \
+	--firmware fw.bin --out life.tern
+same "... it is left as it was" "$before" "$(sha256sum life.tern)"
+check "... and no temporary file is left" [ -z "$(ls life.tern.tmp.* 2>/dev/null)" ]
+expect_ok "--force replaces it" "$TERN" release create --key signing.key --board sim --version 9 \
+	--sequence 9 --firmware fw.bin --out life.tern --force
+check "... with the new release" eval '"$TERN" release inspect life.tern | grep -q "^version *9 (sequence 9"'
 expect_ok "create firmware only" "$TERN" release create --key signing.key --board sim --version 1.0 --sequence 1 --firmware fw.bin --out fw.tern
 expect_ok "verify firmware only" "$TERN" release verify fw.tern --pubkey signing.pub
 expect_ok "create config only" "$TERN" release create --key signing.key --board sim --version c1 --sequence 2 --config app.conf --out cfg.tern
