@@ -299,6 +299,22 @@ check "the give-up was bounded: 5 attempts" [ "$(dev_field cc-0003 bad_chunks)" 
 check "... and reported" \
 	[ "$(events_where "device_id='cc-0003' and kind='error' and detail like '%gave up after 5 attempts'")" -eq 1 ]
 
+# A network drop (a radio that loses its link): the device says `offline` itself before
+# it disconnects - a clean DISCONNECT suppresses the will - so that publish must reach paho
+# before the disconnect (the fleet's outbox is flushed first; the outbox thread is
+# usually quick enough anyway, so this checks the promise, not the flush); `online`
+# when it is back.
+fleet_start f3b --devices 1 --dir fleet3b --keyring signing.pub --id-prefix nd- \
+	--net-drop all --drop-ms 800 --slow all --slow-ms 20
+wait_until 10 eval '[ "$(last_status connected)" -eq 1 ]'
+"$TERN" deploy sim-4.0.0-4 --key signing.key --device nd-0001 --broker "$URL" >/dev/null
+check "a device that loses its network says offline first, and online once it is back" \
+	wait_until 30 eval '[ "$(events_where "device_id=\"nd-0001\" and kind=\"online\" and seq > (select max(seq) from events where device_id=\"nd-0001\" and kind=\"offline\")")" -ge 1 ]'
+check "... and finishes CONFIRMED on 4.0.0" wait_until 30 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select state || \" \" || version from devices where id=\"nd-0001\"")" = "confirmed 4.0.0" ]'
+fleet_stop
+check "... after one drop and one reconnect" [ "$(dev_field nd-0001 connects)" -eq 2 ]
+
 # ------------------------ 4. TLS, per-device passwords and the ACL template (username = id)
 broker_stop
 kill "$watch_pid" 2>/dev/null
