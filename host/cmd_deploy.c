@@ -140,6 +140,12 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	return -1;
 }
 
+/* The end of the batch of devices that starts at @start. */
+static size_t batch_end(size_t start, size_t n)
+{
+	return n - start < DEPLOY_BATCH ? n : start + DEPLOY_BATCH;
+}
+
 /* Signs and records the desired states of devices [@from, @to) into @msgs, in the
  * transaction the caller opened (rolled back here on failure, which is reported). */
 static int sign_batch(struct db *db, const struct tern_signer *sg, const struct deploy_args *a,
@@ -230,8 +236,7 @@ int cmd_deploy(int argc, char **argv)
 		goto out;
 	}
 	do {
-		size_t end = a.n_devices - signed_now < DEPLOY_BATCH ? a.n_devices
-								     : signed_now + DEPLOY_BATCH;
+		size_t end = batch_end(signed_now, a.n_devices);
 		if (sign_batch(db, &sg, &a, release_id, sequence, msgs, signed_now, end)) {
 			mqtt_connect_finish(&mq);
 			goto out;
@@ -242,22 +247,19 @@ int cmd_deploy(int argc, char **argv)
 		db_rollback(db);
 		goto out;
 	}
+	if (db_commit(db))
+		goto out;
 	/* Then in batches: a batch's generations are taken and recorded (one transaction)
 	 * before any of its states is published, so a crash between the two wastes numbers
 	 * but never issues one twice; devices of the first batches start while later ones
 	 * are signed. */
-	for (size_t start = 0; start < a.n_devices; start += DEPLOY_BATCH) {
-		size_t end =
-		    a.n_devices - start < DEPLOY_BATCH ? a.n_devices : start + DEPLOY_BATCH;
-		if (end <= signed_now) {
-			if (start == 0 && db_commit(db))
-				goto out_partial;
-		} else {
-			if (db_begin(db) ||
-			    sign_batch(db, &sg, &a, release_id, sequence, msgs, start, end) ||
-			    db_commit(db))
-				goto out_partial;
-		}
+	for (size_t start = 0; start < a.n_devices; start = batch_end(start, a.n_devices)) {
+		size_t end = batch_end(start, a.n_devices);
+		if (end > signed_now &&
+		    (db_begin(db) ||
+		     sign_batch(db, &sg, &a, release_id, sequence, msgs, start, end) ||
+		     db_commit(db)))
+			goto out_partial;
 		for (size_t i = start; i < end; i++) {
 			if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
 				host_fail("publish", rc);
