@@ -65,6 +65,12 @@ static int layout(struct tern_sim_flash *f, const struct tern_sim_geometry *g)
 static int raw_fill(struct tern_sim_flash *f, uint64_t off, uint64_t len, bool garbage);
 static int raw_read(struct tern_sim_flash *f, uint64_t off, void *buf, size_t len);
 
+/* True when all @n (>= 1) bytes read erased: the first is 0xFF and each equals the next. */
+static bool reads_erased(const uint8_t *p, size_t n)
+{
+	return p[0] == 0xff && memcmp(p, p + 1, n - 1) == 0;
+}
+
 uint64_t tern_sim_flash_size(const struct tern_sim_geometry *g)
 {
 	struct tern_sim_flash f;
@@ -100,7 +106,7 @@ static int learn_erased(struct tern_sim_flash *f)
 			int rc = raw_read(f, base + in, tmp, k);
 			if (rc)
 				return rc;
-			if (tmp[0] != 0xff || memcmp(tmp, tmp + 1, k - 1) != 0) {
+			if (!reads_erased(tmp, k)) {
 				size_t last = k;
 				while (last > 0 && tmp[last - 1] == 0xff)
 					last--;
@@ -284,8 +290,7 @@ static int check_erased(struct tern_sim_flash *f, uint64_t base, uint64_t len, b
 		int rc = raw_read(f, pos, tmp, k);
 		if (rc)
 			return rc;
-		/* All bytes 0xFF: the first is, and each equals the next. */
-		if (tmp[0] != 0xff || memcmp(tmp, tmp + 1, k - 1) != 0) {
+		if (!reads_erased(tmp, k)) {
 			*erased = false;
 			return 0;
 		}
