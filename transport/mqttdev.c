@@ -230,11 +230,7 @@ static void op_run(MQTTAsync client, enum op_kind kind, char *const *topics, int
 		m.qos = 1;
 		m.retained = retained;
 		MQTTAsync_sendMessage(client, topics[0], &m, NULL);
-	} else if (n == 1 && kind == OP_SUBSCRIBE) {
-		MQTTAsync_subscribe(client, topics[0], 1, NULL);
-	} else if (n == 1) {
-		MQTTAsync_unsubscribe(client, topics[0], NULL);
-	} else if (kind == OP_SUBSCRIBE) {
+	} else if (kind == OP_SUBSCRIBE) { /* one topic or several: one SUBSCRIBE packet */
 		int qos[TERN_WINDOW_CHUNKS];
 		for (int i = 0; i < n; i++)
 			qos[i] = 1;
