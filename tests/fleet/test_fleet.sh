@@ -315,6 +315,22 @@ check "... and finishes CONFIRMED on 4.0.0" wait_until 30 eval \
 fleet_stop
 check "... after one drop and one reconnect" [ "$(dev_field nd-0001 connects)" -eq 2 ]
 
+# A device asks for the manifest and, in the same SUBSCRIBE, every index; when the
+# release is published while it waits, the index arrives before the manifest (tern
+# publish sends the manifest last) and is asked for again once the manifest is in - not
+# only after the fetch timeout (30 s here).
+mosquitto_pub -L "$URL/tern/rel/sim-4.0.0-4/manifest" -r -n
+fleet_start f3c --devices 1 --dir fleet3c --keyring signing.pub --id-prefix ea- \
+	--fetch-timeout-ms 30000
+wait_until 10 eval '[ "$(last_status connected)" -eq 1 ]'
+"$TERN" deploy sim-4.0.0-4 --key signing.key --device ea-0001 --broker "$URL" >/dev/null
+wait_until 10 eval '[ "$(last_status settled)" -eq 0 ]' # accepted, waiting for the manifest
+sleep 0.5
+"$TERN" publish r4.tern --broker "$URL" --force >/dev/null
+check "published while it waited: it confirms without waiting for its fetch timeout" wait_until 15 eval \
+	'[ "$(sqlite3 "$TERN_DB" "select state || \" \" || version from devices where id=\"ea-0001\"")" = "confirmed 4.0.0" ]'
+fleet_stop
+
 # ------------------------ 4. TLS, per-device passwords and the ACL template (username = id)
 broker_stop
 kill "$watch_pid" 2>/dev/null
