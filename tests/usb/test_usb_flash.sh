@@ -116,13 +116,15 @@ check "second run resumed" grep -qE "^EMU00001: resuming: [0-9.]+ KiB of the rel
 check "second run confirmed" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
 
 # --- interrupted (Ctrl-C or SIGTERM) mid-transfer: tern stops at a frame boundary, lets
-#     the device go, says how to go on; the rerun in the same session resumes
+#     the device go, says how to go on; the rerun in the same session resumes. The signal
+#     comes once the device has verified a chunk (at "downloading" alone it could come
+#     before the first byte, and then there is nothing to resume).
 "$TERND" sim mkimage --health ok --size 7M --version 1.5.0 --out big.bin >/dev/null
 mk signing.key sim 1.5.0 5 big.bin big.tern
 cat >intr.sh <<EOF
 "$TERN" usb flash big.tern 2>intr.err & p=\$!
 i=0
-while [ \$i -lt 1000 ] && ! "$TERND" sim status intr/EMU00001 --json 2>/dev/null | grep -q '"state": "downloading"'; do
+while [ \$i -lt 1000 ] && ! "$TERND" sim status intr/EMU00001 --json 2>/dev/null | grep -qE '"state": "downloading".*"verified": [1-9]'; do
 	sleep 0.01; i=\$((i + 1))
 done
 kill -TERM \$p; wait \$p; echo first=\$?
