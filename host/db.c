@@ -494,10 +494,13 @@ static int event_row(struct db *db, const char *device_id, uint64_t now, const c
 }
 
 int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t *raw, size_t len,
-		    uint64_t now)
+		    uint64_t now, bool *added)
 {
-	return event_row(db, e->device_id, now, tern_event_kind_name(e->kind), e,
-			 tern_status_name(e->status), e->detail, raw, len);
+	int rc = event_row(db, e->device_id, now, tern_event_kind_name(e->kind), e,
+			   tern_status_name(e->status), e->detail, raw, len);
+	if (added)
+		*added = !rc && sqlite3_changes(db->h) > 0;
+	return rc;
 }
 
 int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now)

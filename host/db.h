@@ -73,8 +73,11 @@ int db_device_ids(struct db *db, int (*fn)(void *ctx, const char *id), void *ctx
 /* Recording what devices report (`tern watch`). @now is the host's clock. */
 int db_record_state(struct db *db, const struct tern_state_msg *s, const uint8_t *raw, size_t len,
 		    uint64_t now);
+/* An event already recorded (the same device, counter, device time and kind: a QoS 1
+ * redelivery, or the copy in a state) is not recorded again; *@added (may be NULL) says
+ * whether this one was. */
 int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t *raw, size_t len,
-		    uint64_t now);
+		    uint64_t now, bool *added);
 int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now);
 /*
  * A device commissioned on the bench (`tern usb provision`): its inventory row with what

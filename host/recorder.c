@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *or_dash(const char *s)
 {
@@ -91,18 +92,41 @@ struct incoming {
  */
 typedef int (*record_fn)(const struct incoming *in, bool *db_failed);
 
+static void print_event(const struct incoming *in, const struct tern_event_msg *e, const char *note)
+{
+	if (!in->w->quiet)
+		printf("%s %s event %s %s -> %s%s%s%s%s%s%s%s\n", in->ts, in->id,
+		       tern_event_kind_name(e->kind), tern_dev_state_name(e->from),
+		       tern_dev_state_name(e->to), e->release_id[0] ? " release " : "",
+		       e->release_id, e->status ? " status " : "",
+		       e->status ? tern_status_name(e->status) : "", e->detail[0] ? ": " : "",
+		       e->detail, note);
+}
+
+/*
+ * A state carries the device's last event that tells an outcome (TERN_SK_LAST_EVENT):
+ * recorded here too, once, since paho acknowledges an event before it is recorded and
+ * a recorder killed in between would never see it again, while the state is retained
+ * and comes again when the recorder subscribes.
+ */
 static int record_state(const struct incoming *in, bool *db_failed)
 {
 	struct tern_state_msg s;
+	struct tern_event_msg e;
+	bool added = false;
 	int rc = tern_state_decode(&s, in->payload, in->len);
 	if (!rc && strcmp(s.device_id, in->id))
 		rc = TERN_E_WRONG_DEVICE;
 	if (rc)
 		return rc;
-	if ((rc = db_record_state(in->db, &s, in->payload, in->len, in->now))) {
+	if ((rc = db_record_state(in->db, &s, in->payload, in->len, in->now)) ||
+	    (s.last_event_len && !tern_event_decode(&e, s.last_event, s.last_event_len) &&
+	     (rc = db_record_event(in->db, &e, s.last_event, s.last_event_len, in->now, &added)))) {
 		*db_failed = true;
 		return rc;
 	}
+	if (added)
+		print_event(in, &e, " (from its state: the event itself was not recorded)");
 	const struct tern_slot_info *sl = &s.slots[s.active_slot];
 	if (!in->w->quiet)
 		printf("%s %s state %s, slot %c: %s %s%s%s%s%s\n", in->ts, in->id,
@@ -122,16 +146,13 @@ static int record_event(const struct incoming *in, bool *db_failed)
 		rc = TERN_E_WRONG_DEVICE;
 	if (rc)
 		return rc;
-	if ((rc = db_record_event(in->db, &e, in->payload, in->len, in->now))) {
+	bool added;
+	if ((rc = db_record_event(in->db, &e, in->payload, in->len, in->now, &added))) {
 		*db_failed = true;
 		return rc;
 	}
-	if (!in->w->quiet)
-		printf("%s %s event %s %s -> %s%s%s%s%s%s%s\n", in->ts, in->id,
-		       tern_event_kind_name(e.kind), tern_dev_state_name(e.from),
-		       tern_dev_state_name(e.to), e.release_id[0] ? " release " : "", e.release_id,
-		       e.status ? " status " : "", e.status ? tern_status_name(e.status) : "",
-		       e.detail[0] ? ": " : "", e.detail);
+	if (added) /* not a redelivery, nor known from a state */
+		print_event(in, &e, "");
 	return 0;
 }
 
@@ -184,9 +205,29 @@ static int record_one(struct recorder *w, struct db *db, const struct queued *q,
 	return db_record_bad(db, id, tern_dev_topic_name(kind), rc, q->payload, q->len, now);
 }
 
+/*
+ * Test hook: exit as if killed when a batch holds an event of the kind, or into the
+ * state, named by $TERN_TEST_RECORDER_EXIT_ON ("refused", "rolled-back"), before
+ * recording it - after paho acknowledged it, so the broker will not deliver it again.
+ */
+static void crash_hook(const struct recorder *w, const struct queued *list)
+{
+	const char *kind = getenv("TERN_TEST_RECORDER_EXIT_ON");
+	char id[TERN_DEVICE_ID_MAX + 1];
+	enum tern_dev_topic t;
+	struct tern_event_msg e;
+	for (const struct queued *q = kind ? list : NULL; q; q = q->next)
+		if (!tern_topic_parse_dev(w->prefix, q->topic, q->topic_len, id, sizeof(id), &t) &&
+		    t == TERN_DEV_EVENTS && !tern_event_decode(&e, q->payload, q->len) &&
+		    (!strcmp(tern_event_kind_name(e.kind), kind) ||
+		     !strcmp(tern_dev_state_name(e.to), kind)))
+			_exit(3);
+}
+
 /* Records everything queued in one transaction. */
 static int drain(struct recorder *w, struct db *db, struct queued *list)
 {
+	crash_hook(w, list);
 	int rc = db_begin(db);
 	uint64_t now = (uint64_t)time(NULL);
 	for (struct queued *q = list; q && !rc; q = q->next)

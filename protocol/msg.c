@@ -314,6 +314,13 @@ static int state_check(const struct tern_state_msg *s)
 		    strnlen(sl->version, TERN_VERSION_MAX + 1) > TERN_VERSION_MAX)
 			return TERN_E_MALFORMED;
 	}
+	if (s->last_event_len) { /* an event of this device, whole */
+		struct tern_event_msg e;
+		if (s->last_event_len > sizeof(s->last_event) ||
+		    tern_event_decode(&e, s->last_event, s->last_event_len) ||
+		    strcmp(e.device_id, s->device_id))
+			return TERN_E_MALFORMED;
+	}
 	return 0;
 }
 
@@ -323,7 +330,7 @@ size_t tern_state_encode(const struct tern_state_msg *s, uint8_t *buf, size_t si
 	if (state_check(s))
 		return 0;
 	tern_cbor_writer_init(&w, buf, size);
-	tern_cbor_put_map(&w, s->target[0] ? 12 : 11);
+	tern_cbor_put_map(&w, 11u + (s->target[0] ? 1u : 0u) + (s->last_event_len ? 1u : 0u));
 	tern_cbor_put_uint(&w, TERN_SK_DEVICE);
 	tern_cbor_put_cstr(&w, s->device_id);
 	tern_cbor_put_uint(&w, TERN_SK_BOARD);
@@ -352,6 +359,10 @@ size_t tern_state_encode(const struct tern_state_msg *s, uint8_t *buf, size_t si
 	tern_cbor_put_uint(&w, s->time);
 	tern_cbor_put_uint(&w, TERN_SK_FLOOR);
 	tern_cbor_put_uint(&w, s->floor);
+	if (s->last_event_len) {
+		tern_cbor_put_uint(&w, TERN_SK_LAST_EVENT);
+		tern_cbor_put_bytes(&w, s->last_event, s->last_event_len);
+	}
 	size_t n = tern_cbor_writer_len(&w);
 	return n > TERN_STATE_MAX ? 0 : n;
 }
@@ -463,6 +474,17 @@ int tern_state_decode(struct tern_state_msg *s, const uint8_t *buf, size_t len)
 		case TERN_SK_FLOOR:
 			rc = read_u32(&r, &s->floor);
 			break;
+		case TERN_SK_LAST_EVENT: {
+			const uint8_t *p;
+			size_t n_ev;
+			if (!(rc = tern_cbor_read_bytes(&r, &p, &n_ev))) {
+				if (n_ev == 0 || n_ev > sizeof(s->last_event))
+					rc = TERN_E_MALFORMED;
+				else
+					memcpy(s->last_event, p, s->last_event_len = n_ev);
+			}
+			break;
+		}
 		default:
 			rc = tern_cbor_skip(&r);
 		}

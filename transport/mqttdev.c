@@ -59,6 +59,10 @@ struct tern_mqttdev {
 	struct tern_desired d;
 	bool have_desired;
 	bool dirty;
+	/* The last event that tells an outcome, as published: in every state sent (and in
+	 * the record), so a recorder that lost the event has it from the retained state. */
+	uint8_t last_ev[TERN_EVENT_MAX];
+	size_t last_ev_len;
 	/* Fetching. */
 	enum phase ph;
 	char sub[TERN_TOPIC_MAX]; /* the fetch subscription (window filter or topic) */
@@ -426,6 +430,22 @@ static int hexval(char c)
 	return -1;
 }
 
+/* Decodes @hx (an even number of hex digits, at most 2 * @size) into @out. */
+static int hex_decode(const char *hx, uint8_t *out, size_t size, size_t *len)
+{
+	size_t n = strlen(hx);
+	if (n % 2 || n / 2 > size)
+		return TERN_E_MALFORMED;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hexval(hx[2 * i]), lo = hexval(hx[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return TERN_E_MALFORMED;
+		out[i] = (uint8_t)(hi * 16 + lo);
+	}
+	*len = n / 2;
+	return 0;
+}
+
 static uint64_t rec_u64(const char *text, const char *key)
 {
 	char v[32];
@@ -436,16 +456,27 @@ static uint64_t rec_u64(const char *text, const char *key)
 	return *end ? 0 : x;
 }
 
+/* The longest record: keys, 4 numbers of up to 20 digits, "-1", the two slots' release
+ * ids, the desired state and the last event in hex. */
+_Static_assert(sizeof("generation=\nattempted=\ndone=\nevents=\nslot0=\nslot1=\ndesired=\n"
+		      "reported=\nlastevent=\n") +
+		       4 * 20 + 2 + 2 * TERN_RELEASE_ID_MAX + 2 * TERN_SIGNED_DESIRED_MAX +
+		       2 * TERN_EVENT_MAX <=
+		   TERN_MQTTDEV_RECORD_MAX,
+	       "the longest record fits");
+
 static int record_store(struct tern_mqttdev *d)
 {
-	char text[TERN_MQTTDEV_RECORD_MAX], hx[2 * TERN_SIGNED_DESIRED_MAX + 1];
+	char text[TERN_MQTTDEV_RECORD_MAX], hx[2 * TERN_SIGNED_DESIRED_MAX + 1],
+	    hev[2 * TERN_EVENT_MAX + 1];
 	hex_encode(d->desired, d->desired_len, hx);
+	hex_encode(d->last_ev, d->last_ev_len, hev);
 	int n = snprintf(text, sizeof(text),
 			 "generation=%llu\nattempted=%llu\ndone=%llu\nevents=%llu\nslot0=%s\n"
-			 "slot1=%s\ndesired=%s\nreported=%d\n",
+			 "slot1=%s\ndesired=%s\nreported=%d\nlastevent=%s\n",
 			 (unsigned long long)d->gen, (unsigned long long)d->attempted,
 			 (unsigned long long)d->done, (unsigned long long)d->evseq, d->slot_rel[0],
-			 d->slot_rel[1], hx, d->reported_valid ? (int)d->reported : -1);
+			 d->slot_rel[1], hx, d->reported_valid ? (int)d->reported : -1, hev);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return TERN_E_TOO_LARGE;
 	d->dirty = false;
@@ -481,19 +512,25 @@ static int record_load(struct tern_mqttdev *d)
 	d->have_desired = false;
 	d->desired_len = 0;
 	if (tern_kv_get(text, "desired", hx, sizeof(hx)) && hx[0]) {
-		size_t n = strlen(hx) / 2;
-		for (size_t i = 0; i < n; i++) {
-			int hi = hexval(hx[2 * i]), lo = hexval(hx[2 * i + 1]);
-			if (hi < 0 || lo < 0)
-				return TERN_E_MALFORMED;
-			d->desired[i] = (uint8_t)(hi * 16 + lo);
-		}
+		size_t n;
+		if ((rc = hex_decode(hx, d->desired, sizeof(d->desired), &n)))
+			return rc;
 		d->desired_len = n;
 		/* Our own flash is trusted, but the bytes still must open as ours. */
 		if (d->gen && tern_desired_open(&d->d, d->desired, n, d->b.keyring,
 						d->cfg.device_id, d->gen - 1) == 0)
 			d->have_desired = true;
 	}
+	/* The last event (none in a record written before it was kept): one that does not
+	 * decode as ours is dropped, not sent. */
+	char hev[2 * TERN_EVENT_MAX + 1];
+	struct tern_event_msg e;
+	d->last_ev_len = 0;
+	if (tern_kv_get(text, "lastevent", hev, sizeof(hev)) && hev[0] &&
+	    (hex_decode(hev, d->last_ev, sizeof(d->last_ev), &d->last_ev_len) ||
+	     tern_event_decode(&e, d->last_ev, d->last_ev_len) ||
+	     strcmp(e.device_id, d->cfg.device_id)))
+		d->last_ev_len = 0;
 	return 0;
 }
 
@@ -541,6 +578,8 @@ static void send_state(struct tern_mqttdev *d)
 	m.generation = d->gen;
 	m.time = (uint64_t)time(NULL);
 	m.floor = s.security_floor;
+	memcpy(m.last_event, d->last_ev, d->last_ev_len);
+	m.last_event_len = d->last_ev_len;
 	size_t n = tern_state_encode(&m, buf, sizeof(buf));
 	if (n)
 		publish(d, d->t_state, buf, n, true);
@@ -587,6 +626,15 @@ static void event(struct tern_mqttdev *d, enum tern_event_kind kind, enum tern_s
 	size_t n = tern_event_encode(&e, buf, sizeof(buf));
 	if (n)
 		publish(d, d->t_events, buf, n, false);
+	if (n && (kind == TERN_EV_TRANSITION ||
+		  (kind == TERN_EV_REFUSED && rc != TERN_E_OLD_GENERATION))) {
+		/* It tells an outcome: kept for the states from now on (a refusal of a copy of
+		 * a command already accepted tells nothing, and would hide what did). */
+		memcpy(d->last_ev, buf, n);
+		d->last_ev_len = n;
+		d->dirty = true;
+		publish_state(d);
+	}
 	if (d->evseq % EVENT_SEQ_STRIDE == 0)
 		d->dirty = true;
 }

@@ -164,6 +164,28 @@ sleep 0.5
 check "... and nothing changed on the device" cmp -s before.json after.json
 check "... it still reports generation 2, confirmed on 2.0.0" \
 	[ "$(sqlite3 "$TERN_DB" "select generation || ' ' || state || ' ' || version from devices where id='sim-0001'")" = "2 confirmed 2.0.0" ]
+# A recorder killed after paho acknowledged an event and before recording it (the test
+# hook exits there): the broker never sends that event again, but the device's retained
+# state carries its last event, so the next watch records it from the state, once.
+kill "$watch_pid" 2>/dev/null
+wait "$watch_pid" 2>/dev/null
+TERN_TEST_RECORDER_EXIT_ON=refused "$TERN" watch --broker "$URL" --quiet --duration 30 \
+	>crash.out 2>crash.err &
+watch_pid=$!
+wait_until 5 grep -qs watching crash.err
+"$TERN" deploy sim-4.0.0-4 --key other.key --device sim-0001 --broker "$URL" >/dev/null 2>&1
+wait_until 10 eval '! kill -0 $watch_pid 2>/dev/null'
+wait "$watch_pid"
+check "a watch killed while recording sim-0001's second refusal (exit 3)" [ $? -eq 3 ]
+check "... had not recorded it" [ "$(events_where "device_id='sim-0001' and kind='refused' and status='unknown-key'")" -eq 1 ]
+"$TERN" watch --broker "$URL" --duration 600 >watch.out 2>watch.err &
+watch_pid=$!
+check "the next watch records it from sim-0001's retained state" wait_until 10 eval \
+	'[ "$(events_where "device_id=\"sim-0001\" and kind=\"refused\" and status=\"unknown-key\"")" -eq 2 ]'
+check "... and says where it came from" grep -q "sim-0001 event refused .*unknown-key.*(from its state: the event itself was not recorded)" watch.out
+"$TERN" watch --broker "$URL" --duration 1 --quiet --client-id watch-again >/dev/null 2>&1
+check "... once: a watch that sees the state again adds nothing" \
+	[ "$(events_where "device_id='sim-0001' and kind='refused' and status='unknown-key'")" -eq 2 ]
 # Activate later: staged, waiting; then an activate command boots it on trial.
 "$TERN" deploy sim-4.0.0-4 --key signing.key --device sim-0003 --activate later --broker "$URL" >/dev/null
 check "activate later: sim-0003 stages 4.0.0 and waits on 2.0.0" wait_until 20 eval \

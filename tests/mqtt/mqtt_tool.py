@@ -154,21 +154,22 @@ def fake_device(url, prefix, dev, board, die, generation=1):
     now = int(time.time())
     slot_a = {1: "sim-1.0.0-1", 2: "1.0.0", 3: 1, 4: True}
     slot_b = {1: "sim-1.1.0-2", 2: "1.1.0", 3: 2, 4: False}
+    refusal = cbor2.dumps({1: dev, 2: 2, 3: now, 4: 1, 5: 1, 6: 1, 8: 23,
+                           9: "generation 1 <= 1", 10: 1})
     msgs = [
         (base + "/online", b"online", True),
         (base + "/state", cbor2.dumps({1: dev, 2: board, 3: 0, 4: 0, 5: [slot_a, {}], 7: 0, 8: 0,
                                        9: 0, 10: 0, 11: now, 12: 1}), True),
         (base + "/events", cbor2.dumps({1: dev, 2: 1, 3: now, 4: 0, 5: 0, 6: 1, 7: "sim-1.1.0-2",
                                         8: 0}), False),
-        (base + "/events", cbor2.dumps({1: dev, 2: 2, 3: now, 4: 1, 5: 1, 6: 1, 8: 23,
-                                        9: "generation 1 <= 1", 10: 1}), False),
+        (base + "/events", refusal, False),
         (base + "/events", b"\xff not cbor", False),
         # the first event again, as a broker redelivers after a reconnect (QoS 1)
         (base + "/events", cbor2.dumps({1: dev, 2: 1, 3: now, 4: 0, 5: 0, 6: 1, 7: "sim-1.1.0-2",
                                         8: 0}), False),
         (base + "/state", cbor2.dumps({1: dev, 2: board, 3: 7, 4: 1, 5: [slot_a, slot_b],
                                        6: "sim-1.1.0-2", 7: 5, 8: 10, 9: 10, 10: generation, 11: now,
-                                       12: 1}), True),
+                                       12: 1, 13: refusal}), True),
     ]
     infos = [c.publish(t, p, qos=1, retain=r) for t, p, r in msgs]
     for info in infos:

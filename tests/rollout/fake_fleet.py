@@ -9,9 +9,10 @@ generation not above the last one it accepted (event "refused", old-generation),
 otherwise installs (downloading, staged or trial, then confirmed or rolled-back),
 activates a staged release, or reverts to the release in its other slot. An install of
 the release it runs (not on trial) only settles: that is how an abort withdraws a
-command (a staged release stays staged, not activated). States are
-retained on dev/ID/state, transitions go to dev/ID/events. The signature is not
-checked here (the protocol tests do that); the payload is read with cbor2.
+command (a staged release stays staged, not activated). States are retained on
+dev/ID/state (with the last transition as key 13), transitions go to dev/ID/events.
+The signature is not checked here (the protocol tests do that); the payload is read
+with cbor2.
 
 Faults come from the file LOG.faults, read again at every trial boot, one per line:
   bad RELEASE ID        the device fails the health check of RELEASE (rolls back)
@@ -47,6 +48,7 @@ class Device:
         self.generation = 0
         self.last_status = 0
         self.seq = 0
+        self.last_event = None  # state key 13: the last event that tells an outcome
         self.lock = threading.Lock()
 
     def base(self):
@@ -58,6 +60,8 @@ class Device:
               11: int(time.time()), 12: 1}
         if self.target:
             st[6] = self.target
+        if self.last_event:
+            st[13] = self.last_event
         self.f.pub(self.base() + "/state", cbor2.dumps(st), True)
 
     def event(self, kind, frm, to, release, status=0, detail=None, generation=None):
@@ -70,7 +74,10 @@ class Device:
             ev[9] = detail
         if generation:
             ev[10] = generation
-        self.f.pub(self.base() + "/events", cbor2.dumps(ev), False)
+        raw = cbor2.dumps(ev)
+        if kind == 0 or (kind == 1 and status != 23):  # not a refused copy (old-generation)
+            self.last_event = raw
+        self.f.pub(self.base() + "/events", raw, False)
 
     def go(self, to, release, status=0, detail=None):
         frm = self.state

@@ -260,9 +260,8 @@ expect_ok "report: timed out counted" "$TERN" report r6 --summary
 check "... 3 succeeded, 1 failed (1 timed out)" grep -q "3 succeeded, 1 failed (1 timed out)" out.txt
 
 # --- the controller killed at random moments and rerun
-# The device timeout is the safety net for a report the controller lost: the recorder
-# acknowledges a queued event before recording it, so a SIGKILL in between loses it
-# (docs/rollout.md, what is left); the bad device's failure then counts as timed out.
+# The device timeout is a safety net; a report the controller lost in a kill comes back
+# from the device's retained state (docs/rollout.md; r12 below tests it on purpose).
 expect_ok "create r7: 4 waves, no bake" "$TERN" rollout create r7.tern --key signing.key --name r7 \
 	--waves 2,20%,50%,100% --bake 0 --max-failures 10% --device-timeout 10s
 w3=$(members r7 2)
@@ -461,6 +460,26 @@ check "abort without a broker: recorded, and says how to withdraw" \
 check "... nothing withdrawn yet" [ "$(q "select count(*) from rollout_events where rollout='r10' and kind='withdraw-done'")" -eq 0 ]
 expect_ok "... 'rollout run' with the broker carries the abort out" "$TERN" rollout run r10
 check "... and records it" [ "$(q "select detail from rollout_events where rollout='r10' and kind='withdraw-done'")" = "nothing to withdraw: every member deployed had started" ]
+
+# --- a device's report lost in a kill comes back from its retained state
+# The test hook exits (as if killed) when a batch holds a roll back, after paho
+# acknowledged it: the broker never delivers that event again. The device's state
+# carries its last event (docs/mqtt.md, state key 13), so the next run judges the member
+# failed at once rather than after its device timeout (10 minutes here).
+release 1.9.0 60 r12.tern
+fault bad sim-1.9.0-60 dev-020
+expect_ok "create r12: dev-020 (fails its health check) and dev-021" "$TERN" rollout create \
+	r12.tern --key signing.key --name r12 --devices dev-020,dev-021 --waves 2 --device-timeout 10m
+TERN_TEST_RECORDER_EXIT_ON=rolled-back timeout 60 "$TERN" rollout run r12 --no-wait >r12-run.txt 2>&1
+check "a controller killed while recording dev-020's roll back (exit 3, still running)" \
+	[ "$?:$(status r12 state)" = "3:running" ]
+check "... had not recorded it: dev-020 pending" \
+	[ "$(q "select count(*) from events where device_id='dev-020' and to_state='rolled-back'"):$(q "select outcome from rollout_members where rollout='r12' and device_id='dev-020'")" = "0:pending" ]
+timeout 60 "$TERN" rollout run r12 --no-wait >>r12-run.txt 2>&1
+check "the next run judges dev-020 failed at once, from its retained state, and pauses" \
+	[ "$(q "select outcome from rollout_members where rollout='r12' and device_id='dev-020'"):$(status r12 state)" = "failed:paused" ]
+check "... with the reason of the roll back" \
+	grep -q "rolled-back: error: health check failed" <<<"$(q "select reason from rollout_members where rollout='r12' and device_id='dev-020'")"
 
 for cmd in create run status pause resume approve abort; do
 	if "$TERN" rollout $cmd --help | grep -q "^usage: tern rollout"; then ok "help: rollout $cmd"; else bad "help: rollout $cmd"; fi

@@ -44,6 +44,11 @@ static const char desired_hex[] = "a701656465762d310205036c73696d2d312e322e302d3
 static const char state_hex[] =
     "ab01656465762d31026373696d030504010582a0a4016c73696d2d312e322e302d31320265312e322e30030c04"
     "f50703080a09000a050b1a6553f1010c02";
+/* state_hex with the event of event_hex as its last event (key 13, a byte string). */
+static const char state_ev_hex[] =
+    "ac01656465762d31026373696d030504010582a0a4016c73696d2d312e322e302d31320265312e322e30030c04"
+    "f50703080a09000a050b1a6553f1010c020d582da901656465762d310207031a6553f1020401050006000817"
+    "097167656e65726174696f6e2034203c3d20350a04";
 static const char event_hex[] = "a901656465762d310207031a6553f1020401050006000817097167656e6572"
 				"6174696f6e2034203c3d20350a04";
 
@@ -152,6 +157,44 @@ static void test_state_golden(void **state)
 	assert_string_equal(tern_dev_state_name(back.state), "downloading");
 }
 
+/* A state carries the device's last event, which must be an event of the same device. */
+static void test_state_last_event(void **state)
+{
+	(void)state;
+	uint8_t want[256], buf[TERN_STATE_MAX], ev[TERN_EVENT_MAX];
+	size_t want_len = unhex(state_ev_hex, want, sizeof(want));
+	struct tern_state_msg s = sample_state(), back;
+	struct tern_event_msg e = sample_event();
+	s.last_event_len = tern_event_encode(&e, s.last_event, sizeof(s.last_event));
+	assert_true(s.last_event_len > 0);
+	size_t n = tern_state_encode(&s, buf, sizeof(buf));
+	assert_int_equal(n, want_len);
+	assert_memory_equal(buf, want, n);
+	assert_int_equal(tern_state_decode(&back, want, want_len), 0);
+	assert_memory_equal(&back, &s, sizeof(s));
+	struct tern_event_msg got;
+	assert_int_equal(tern_event_decode(&got, back.last_event, back.last_event_len), 0);
+	assert_memory_equal(&got, &e, sizeof(e));
+
+	/* Another device's event, or bytes that are no event: neither made nor accepted. */
+	memcpy(e.device_id, "dev-2", 6);
+	size_t n_ev = tern_event_encode(&e, ev, sizeof(ev));
+	memcpy(s.last_event, ev, n_ev);
+	s.last_event_len = n_ev;
+	assert_int_equal(tern_state_encode(&s, buf, sizeof(buf)), 0);
+	memcpy(buf, want, want_len);
+	memcpy(buf + want_len - n_ev, ev, n_ev); /* same length: "dev-1" -> "dev-2" */
+	assert_int_equal(tern_state_decode(&back, buf, want_len), TERN_E_MALFORMED);
+	s.last_event[0] = 0xa0; /* an empty map */
+	s.last_event_len = 1;
+	assert_int_equal(tern_state_encode(&s, buf, sizeof(buf)), 0);
+	/* An empty byte string as the last event. */
+	memcpy(buf, want, want_len);
+	size_t head = want_len - 45 - 2; /* 0x58 0x2d, then the 45 bytes of the event */
+	buf[head] = 0x40;
+	assert_int_equal(tern_state_decode(&back, buf, head + 1), TERN_E_MALFORMED);
+}
+
 static void test_event_golden(void **state)
 {
 	(void)state;
@@ -198,8 +241,8 @@ static void test_status_mapping(void **state)
 static void test_truncated_and_flipped(void **state)
 {
 	(void)state;
-	const char *hexes[] = {desired_hex, state_hex, event_hex};
-	for (int which = 0; which < 3; which++) {
+	const char *hexes[] = {desired_hex, state_hex, event_hex, state_ev_hex};
+	for (int which = 0; which < 4; which++) {
 		uint8_t buf[256];
 		size_t n = unhex(hexes[which], buf, sizeof(buf));
 		for (size_t len = 0; len < n; len++) {
@@ -207,8 +250,8 @@ static void test_truncated_and_flipped(void **state)
 			struct tern_state_msg s;
 			struct tern_event_msg e;
 			int rc = which == 0   ? tern_desired_decode(&d, buf, len)
-				 : which == 1 ? tern_state_decode(&s, buf, len)
-					      : tern_event_decode(&e, buf, len);
+				 : which == 2 ? tern_event_decode(&e, buf, len)
+					      : tern_state_decode(&s, buf, len);
 			assert_true(rc < 0);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -218,8 +261,8 @@ static void test_truncated_and_flipped(void **state)
 				struct tern_event_msg e;
 				buf[i] ^= (uint8_t)(1u << bit);
 				int rc = which == 0   ? tern_desired_decode(&d, buf, n)
-					 : which == 1 ? tern_state_decode(&s, buf, n)
-						      : tern_event_decode(&e, buf, n);
+					 : which == 2 ? tern_event_decode(&e, buf, n)
+						      : tern_state_decode(&s, buf, n);
 				assert_true(rc <= 0);
 				buf[i] ^= (uint8_t)(1u << bit);
 			}
@@ -373,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_desired_golden),
 	    cmocka_unit_test(test_desired_invalid),
 	    cmocka_unit_test(test_state_golden),
+	    cmocka_unit_test(test_state_last_event),
 	    cmocka_unit_test(test_event_golden),
 	    cmocka_unit_test(test_unknown_keys_skipped),
 	    cmocka_unit_test(test_status_mapping),

@@ -30,10 +30,10 @@
 
 #define TERN_DESIRED_MAX	256 /* encoded desired-state payload (bytes) */
 #define TERN_SIGNED_DESIRED_MAX (TERN_DESIRED_MAX + 128)
-#define TERN_STATE_MAX		512 /* encoded device state (bytes) */
-#define TERN_EVENT_MAX		384 /* encoded event (bytes) */
-#define TERN_EVENT_DETAIL_MAX	96  /* event detail text (bytes) */
-#define TERN_SLOTS		2   /* A and B */
+#define TERN_EVENT_MAX		384			   /* encoded event (bytes) */
+#define TERN_STATE_MAX		(512 + TERN_EVENT_MAX + 8) /* encoded device state, last event included */
+#define TERN_EVENT_DETAIL_MAX	96			   /* event detail text (bytes) */
+#define TERN_SLOTS		2			   /* A and B */
 
 /* ---- Wire status: stable numbers, never internal codes. Append only. */
 enum tern_wire_status {
@@ -180,6 +180,11 @@ enum tern_state_key {
 	TERN_SK_GENERATION = 10, /* uint: last desired generation accepted */
 	TERN_SK_TIME = 11,	 /* uint: device clock, seconds */
 	TERN_SK_FLOOR = 12,	 /* uint: security counter floor */
+	/* bstr, optional: the device's last event that tells an outcome (a transition, or a
+	 * refusal other than old-generation), the bytes it published on dev/ID/events, so a
+	 * recorder that missed the event (killed after paho acknowledged it) has it again
+	 * from the retained state. Must decode as an event of the same device. */
+	TERN_SK_LAST_EVENT = 13,
 };
 
 /* Slot map keys; an empty slot is an empty map. */
@@ -209,6 +214,8 @@ struct tern_state_msg {
 	uint64_t generation;
 	uint64_t time;
 	uint32_t floor;
+	uint8_t last_event[TERN_EVENT_MAX]; /* TERN_SK_LAST_EVENT; last_event_len 0: none */
+	size_t last_event_len;
 };
 
 size_t tern_state_encode(const struct tern_state_msg *s, uint8_t *buf, size_t size);
