@@ -483,12 +483,19 @@ def bench_fleet(work):
             return (int(f[11]) + int(f[12])) / float(os.sysconf("SC_CLK_TCK"))
 
         def threads_cpu(pid):
-            """CPU seconds per thread name (paho's receive and send threads, ternd's)."""
+            """CPU seconds per thread name (paho's receive and send threads, ternd's), and
+            under "wait:<name>" the seconds they were ready to run but waited for a core
+            (/proc/PID/task/TID/schedstat)."""
             out = {}
             for tid in os.listdir("/proc/%d/task" % pid):
                 name = open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip()
                 f = open("/proc/%d/task/%s/stat" % (pid, tid)).read().rsplit(")", 1)[1].split()
                 out[name] = out.get(name, 0) + (int(f[11]) + int(f[12])) / float(os.sysconf("SC_CLK_TCK"))
+                try:
+                    waited = int(open("/proc/%d/task/%s/schedstat" % (pid, tid)).read().split()[1])
+                    out["wait:" + name] = out.get("wait:" + name, 0) + waited / 1e9
+                except (OSError, IndexError, ValueError):
+                    pass
             return out
 
         def baseline(p=1):
@@ -627,9 +634,13 @@ def bench_fleet(work):
                   % ("", done, done / base_p, procs))
         print("  %-44s cpu: fleet %.1f s (%.1f ms per device; %s), broker %.1f s"
               % ("", fleet_cpu, fleet_cpu * 1000.0 / n,
-                 ", ".join("%s %.1f s" % (k, th1[k] - th0.get(k, 0)) for k in sorted(th1)),
+                 ", ".join("%s %.1f s" % (k, th1[k] - th0.get(k, 0)) for k in sorted(th1)
+                           if not k.startswith("wait:")),
                  broker_cpu))
-        work_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if not k.startswith(("MQTTAsync", "tern_outbox")))
+        print("  %-44s waited for a core while ready: %s"
+              % ("", ", ".join("%s %.2f s" % (k[5:], th1[k] - th0.get(k, 0)) for k in sorted(th1)
+                               if k.startswith("wait:"))))
+        work_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if not k.startswith(("MQTTAsync", "tern_outbox", "wait:")))
         paho_cpu = sum(th1[k] - th0.get(k, 0) for k in th1 if k.startswith(("MQTTAsync", "tern_outbox")))
         raw_cpu = statistics.median([r[1] for r in (raw_p or raw)])
         print("  %-44s what the difference is made of: device work %.1f s of CPU (two P-256\n"
