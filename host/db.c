@@ -105,6 +105,7 @@ enum stmt_id {
 	S_PROVISION_GEN_GET,
 	S_PROVISION_GEN_PUT,
 	S_DEVICE_REPLACED,
+	S_REPLACED_BEFORE,
 	S__COUNT
 };
 
@@ -153,6 +154,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_RELEASE_FILE] = "SELECT file FROM releases WHERE id=?1",
     [S_DESIRED_GET] = "SELECT message FROM desired WHERE device_id=?1 AND generation=?2",
     [S_PROVISION_GEN_GET] = "SELECT generation FROM provisioning WHERE device_id=?1",
+    [S_REPLACED_BEFORE] =
+	"SELECT CASE WHEN EXISTS(SELECT 1 FROM devices WHERE id=?1) THEN 0 ELSE EXISTS(SELECT 1"
+	" FROM events WHERE device_id=?1 AND kind='replaced' AND received_at >= ?2) END",
     /* Never backwards: a number once given is never given again. */
     [S_PROVISION_GEN_PUT] =
 	"INSERT INTO provisioning(device_id, generation, serial, provisioned_at)"
@@ -428,12 +432,38 @@ static int device_seen(struct db *db, const char *id, uint64_t now)
 	return run(db, s, "record device");
 }
 
-int db_record_state(struct db *db, const struct tern_state_msg *m, const uint8_t *raw, size_t len,
-		    uint64_t now)
+/*
+ * Whether a report from @id should list it (again) in `devices`: not when the id was
+ * replaced (`tern usb provision` gave its board another id; the row went) and the report
+ * was made before that (@device_time, the device's clock; 0 when the report has none).
+ * That is a retained message the broker still keeps for the old id: it goes into the
+ * history only. A board provisioned with the id again is listed by the provisioning.
+ */
+static int listed(struct db *db, const char *id, uint64_t device_time, bool *list)
 {
-	int rc = device_seen(db, m->device_id, now);
-	if (rc)
+	sqlite3_stmt *s = stmt(db, S_REPLACED_BEFORE);
+	if (!s)
+		return fail(db, "read replaced devices");
+	bind_text(s, 1, id);
+	bind_u64(s, 2, device_time);
+	int rc = sqlite3_step(s);
+	*list = !(rc == SQLITE_ROW && sqlite3_column_int(s, 0));
+	rc = rc == SQLITE_ROW ? 0 : fail(db, "read replaced devices");
+	sqlite3_reset(s);
+	return rc;
+}
+
+int db_record_state(struct db *db, const struct tern_state_msg *m, const uint8_t *raw, size_t len,
+		    uint64_t now, bool *unlisted)
+{
+	bool list;
+	int rc = listed(db, m->device_id, m->time, &list);
+	if (unlisted)
+		*unlisted = !rc && !list;
+	if (rc || (list && (rc = device_seen(db, m->device_id, now))))
 		return rc;
+	if (!list)
+		goto history;
 	const struct tern_slot_info *active = &m->slots[m->active_slot];
 	sqlite3_stmt *s = stmt(db, S_STATE_UPDATE);
 	if (s) {
@@ -453,6 +483,7 @@ int db_record_state(struct db *db, const struct tern_state_msg *m, const uint8_t
 	}
 	if ((rc = run(db, s, "record state")))
 		return rc;
+history:
 	s = stmt(db, S_STATE_HISTORY);
 	if (s) {
 		bind_text(s, 1, m->device_id);
@@ -464,12 +495,13 @@ int db_record_state(struct db *db, const struct tern_state_msg *m, const uint8_t
 }
 
 /* Inserts one row into events; NULL or 0 fields are stored as NULL. */
-static int event_row(struct db *db, const char *device_id, uint64_t now, const char *kind,
-		     const struct tern_event_msg *e, const char *status, const char *detail,
-		     const uint8_t *raw, size_t len)
+static int event_row(struct db *db, const char *device_id, uint64_t now, bool from_device,
+		     const char *kind, const struct tern_event_msg *e, const char *status,
+		     const char *detail, const uint8_t *raw, size_t len)
 {
-	int rc = device_seen(db, device_id, now);
-	if (rc)
+	bool list = true;
+	int rc = from_device ? listed(db, device_id, e ? e->time : 0, &list) : 0;
+	if (rc || (list && (rc = device_seen(db, device_id, now))))
 		return rc;
 	sqlite3_stmt *s = stmt(db, S_EVENT_PUT);
 	if (s) {
@@ -496,7 +528,7 @@ static int event_row(struct db *db, const char *device_id, uint64_t now, const c
 int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t *raw, size_t len,
 		    uint64_t now, bool *added)
 {
-	int rc = event_row(db, e->device_id, now, tern_event_kind_name(e->kind), e,
+	int rc = event_row(db, e->device_id, now, true, tern_event_kind_name(e->kind), e,
 			   tern_status_name(e->status), e->detail, raw, len);
 	if (added)
 		*added = !rc && sqlite3_changes(db->h) > 0;
@@ -505,8 +537,8 @@ int db_record_event(struct db *db, const struct tern_event_msg *e, const uint8_t
 
 int db_record_online(struct db *db, const char *device_id, bool online, uint64_t now)
 {
-	int rc =
-	    event_row(db, device_id, now, online ? "online" : "offline", NULL, NULL, NULL, NULL, 0);
+	int rc = event_row(db, device_id, now, true, online ? "online" : "offline", NULL, NULL,
+			   NULL, NULL, 0);
 	if (rc)
 		return rc;
 	sqlite3_stmt *s = stmt(db, S_ONLINE_UPDATE);
@@ -538,7 +570,7 @@ int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_
 	char detail[192]; /* the longest id and serial fit */
 	snprintf(detail, sizeof(detail), "provisioned over USB (serial %s, generation %llu)",
 		 p->serial, (unsigned long long)p->generation);
-	int rc = event_row(db, p->id, now, "provisioned", NULL, NULL, detail, NULL, 0);
+	int rc = event_row(db, p->id, now, false, "provisioned", NULL, NULL, detail, NULL, 0);
 	if (rc)
 		return rc;
 	sqlite3_stmt *s = stmt(db, S_PROVISION_GEN_PUT);
@@ -566,7 +598,7 @@ int db_record_provisioned(struct db *db, const struct db_provisioned *p, uint64_
 	 * (and in `--all` targets) for ever, sharing the serial. */
 	snprintf(detail, sizeof(detail), "re-provisioned over USB as %s (serial %s)", p->id,
 		 p->serial);
-	if ((rc = event_row(db, p->replaces, now, "replaced", NULL, NULL, detail, NULL, 0)))
+	if ((rc = event_row(db, p->replaces, now, false, "replaced", NULL, NULL, detail, NULL, 0)))
 		return rc;
 	s = stmt(db, S_DEVICE_REPLACED);
 	if (s)
@@ -579,7 +611,8 @@ int db_record_bad(struct db *db, const char *device_id, const char *topic_kind, 
 {
 	char detail[96];
 	snprintf(detail, sizeof(detail), "undecodable %s message", topic_kind);
-	return event_row(db, device_id, now, "malformed", NULL, tern_errname(rc), detail, raw, len);
+	return event_row(db, device_id, now, true, "malformed", NULL, tern_errname(rc), detail, raw,
+			 len);
 }
 
 int db_devices_begin(struct db *db, struct db_iter **it)

@@ -71,8 +71,11 @@ int db_desired_put(struct db *db, const struct tern_desired *d, const uint8_t *s
 int db_device_ids(struct db *db, int (*fn)(void *ctx, const char *id), void *ctx);
 
 /* Recording what devices report (`tern watch`). @now is the host's clock. */
+/* Reports of an id replaced over USB that were made before the replacement (retained
+ * messages the broker keeps for the old id) go into the history only: the id is not
+ * listed again (*@unlisted, may be NULL, says so for a state). */
 int db_record_state(struct db *db, const struct tern_state_msg *s, const uint8_t *raw, size_t len,
-		    uint64_t now);
+		    uint64_t now, bool *unlisted);
 /* An event already recorded (the same device, counter, device time and kind: a QoS 1
  * redelivery, or the copy in a state) is not recorded again; *@added (may be NULL) says
  * whether this one was. */

@@ -113,13 +113,13 @@ static int record_state(const struct incoming *in, bool *db_failed)
 {
 	struct tern_state_msg s;
 	struct tern_event_msg e;
-	bool added = false;
+	bool added = false, unlisted = false;
 	int rc = tern_state_decode(&s, in->payload, in->len);
 	if (!rc && strcmp(s.device_id, in->id))
 		rc = TERN_E_WRONG_DEVICE;
 	if (rc)
 		return rc;
-	if ((rc = db_record_state(in->db, &s, in->payload, in->len, in->now)) ||
+	if ((rc = db_record_state(in->db, &s, in->payload, in->len, in->now, &unlisted)) ||
 	    (s.last_event_len && !tern_event_decode(&e, s.last_event, s.last_event_len) &&
 	     (rc = db_record_event(in->db, &e, s.last_event, s.last_event_len, in->now, &added)))) {
 		*db_failed = true;
@@ -129,12 +129,13 @@ static int record_state(const struct incoming *in, bool *db_failed)
 		print_event(in, &e, " (from its state: the event itself was not recorded)");
 	const struct tern_slot_info *sl = &s.slots[s.active_slot];
 	if (!in->w->quiet)
-		printf("%s %s state %s, slot %c: %s %s%s%s%s%s\n", in->ts, in->id,
+		printf("%s %s state %s, slot %c: %s %s%s%s%s%s%s\n", in->ts, in->id,
 		       tern_dev_state_name(s.state), s.active_slot ? 'B' : 'A',
 		       or_dash(sl->release_id), or_dash(sl->version),
 		       s.target[0] ? ", target " : "", s.target,
 		       s.last_status ? ", last error " : "",
-		       s.last_status ? tern_status_name(s.last_status) : "");
+		       s.last_status ? tern_status_name(s.last_status) : "",
+		       unlisted ? " (sent before the id was replaced over USB: history only)" : "");
 	return 0;
 }
 
