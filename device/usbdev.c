@@ -110,12 +110,13 @@ static int on_offer(void *ctx, const struct tern_frame *req, uint8_t *reply_type
 	struct tern_msg_ack next = {false, 0, 0, 0};
 	const uint8_t *m;
 	size_t len;
-	int rc = tern_msg_offer_decode(req->body, req->body_len, &m, &len);
+	bool revert;
+	int rc = tern_msg_offer_decode(req->body, req->body_len, &m, &len, &revert);
 	if (rc)
 		return rc;
 	if (!d->ops->offer)
 		return TERN_E_DEVICE;
-	rc = d->ops->offer(d->be, m, len, &next);
+	rc = d->ops->offer(d->be, m, len, revert, &next);
 	return rc ? rc : ack(&next, reply_type, body, room);
 }
 

@@ -33,6 +33,7 @@ struct usb_opts {
 	bool no_wait;
 	bool no_reboot;
 	bool wait_confirm;
+	bool revert;
 	unsigned wait_s;
 	const char *release; /* flash: the release file */
 };
@@ -53,12 +54,16 @@ static const struct usb_help usb_helps[] = {
      "  one device's state: what it runs, in which slot, and an update in progress\n",
      "  --json          machine-readable output\n"},
     {"flash",
-     "RELEASE.tern [--serial S] [--vid HEX] [--pid HEX] [--no-reboot] [--wait-confirm]\n"
-     "                      [--wait SECONDS]",
+     "RELEASE.tern [--serial S] [--vid HEX] [--pid HEX] [--revert] [--no-reboot]\n"
+     "                      [--wait-confirm] [--wait SECONDS]",
      "  sends the release to the device, which verifies and installs it in its inactive\n"
      "  slot; then activates it, reboots the device into a trial and reports whether it\n"
      "  confirmed or rolled back. Interrupted (unplugged, Ctrl-C), the same command\n"
      "  resumes where it stopped\n",
+     "  --revert        go back to RELEASE although it is older than what the device\n"
+     "                  confirmed (it must still be signed by a key the device trusts and\n"
+     "                  not below its security floor); from its inactive slot when it is\n"
+     "                  still there, without sending it again\n"
      "  --no-reboot     stage and activate only: the trial starts at the next boot\n"
      "  --wait-confirm  after the reboot, wait until the trial is confirmed or rolled back\n"
      "  --wait S        how long to wait for the device after its reboot (default " STR(
@@ -109,6 +114,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct usb_opts *o
 			o->no_wait = true;
 		} else if (!strcmp(a, "--no-reboot") && !strcmp(cmd, "flash")) {
 			o->no_reboot = true;
+		} else if (!strcmp(a, "--revert") && !strcmp(cmd, "flash")) {
+			o->revert = true;
 		} else if (!strcmp(a, "--wait-confirm") && !strcmp(cmd, "flash")) {
 			o->wait_confirm = true;
 		} else if (a[0] != '-' && !strcmp(cmd, "flash") && !o->release) {
@@ -1035,7 +1042,7 @@ int cmd_usb_flash(int argc, char **argv)
 	flash_signals(true);
 	/* OFFER: the device verifies the signed manifest and says where to start. */
 	struct tern_msg_ack next;
-	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, body, sizeof(body));
+	size_t blen = tern_msg_offer_encode(rf.buf, rf.head.head_len, o.revert, body, sizeof(body));
 	rc = blen ? usb_link_call(&l, TERN_MSG_OFFER, body, blen, TERN_MSG_ACK, reply,
 				  sizeof(reply), &rlen, &wstatus)
 		  : TERN_E_TOO_LARGE;
@@ -1056,8 +1063,11 @@ int cmd_usb_flash(int argc, char **argv)
 		}
 	}
 	if (rc) {
-		fprintf(stderr, "tern usb flash: %s refused %s %s: %s\n", f.serial, man->version,
-			o.release, tern_strerror(rc));
+		fprintf(stderr, "tern usb flash: %s refused %s %s: %s%s\n", f.serial, man->version,
+			o.release, tern_strerror(rc),
+			rc == TERN_E_OLD_SEQUENCE && !o.revert
+			    ? "; to go back to it, flash it with --revert"
+			    : "");
 		goto out_close;
 	}
 	if (!staged) {

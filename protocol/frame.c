@@ -524,44 +524,62 @@ int tern_msg_state_decode(const uint8_t *buf, size_t len, struct tern_msg_state 
 struct offer_ctx {
 	const uint8_t *p;
 	size_t len;
+	bool revert;
 	uint32_t seen;
 };
 
 static int offer_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool *seen)
 {
 	struct offer_ctx *c = out;
-	if (key != 1)
+	if (key != 1 && key != 2)
 		return 0;
 	*seen = true;
 	int rc = mark(&c->seen, key);
-	return rc ? rc : tern_cbor_read_bytes(r, &c->p, &c->len);
+	if (rc)
+		return rc;
+	if (key == 1)
+		return tern_cbor_read_bytes(r, &c->p, &c->len);
+	struct tern_cbor_item it;
+	if ((rc = tern_cbor_next(r, &it)))
+		return rc;
+	if (it.type != TERN_CBOR_SIMPLE || (it.val != 20 && it.val != 21))
+		return TERN_E_MALFORMED;
+	c->revert = it.val == 21;
+	return 0;
 }
 
-size_t tern_msg_offer_encode(const uint8_t *manifest, size_t len, uint8_t *buf, size_t size)
+size_t tern_msg_offer_encode(const uint8_t *manifest, size_t len, bool revert, uint8_t *buf,
+			     size_t size)
 {
 	if (len == 0 || len > TERN_SIGNED_MANIFEST_MAX)
 		return 0;
 	struct tern_cbor_writer w;
 	tern_cbor_writer_init(&w, buf, size);
-	tern_cbor_put_map(&w, 1);
+	tern_cbor_put_map(&w, revert ? 2 : 1);
 	tern_cbor_put_uint(&w, 1);
 	tern_cbor_put_bytes(&w, manifest, len);
+	if (revert) {
+		tern_cbor_put_uint(&w, 2);
+		tern_cbor_put_bool(&w, true);
+	}
 	return tern_cbor_writer_len(&w);
 }
 
 int tern_msg_offer_decode(const uint8_t *buf, size_t len, const uint8_t **manifest,
-			  size_t *manifest_len)
+			  size_t *manifest_len, bool *revert)
 {
-	struct offer_ctx c = {NULL, 0, 0};
+	struct offer_ctx c = {NULL, 0, false, 0};
 	int rc = read_map(buf, len, &c, offer_field);
 	if (rc)
 		return rc;
-	if (!c.seen || c.len == 0)
+	if (!(c.seen & 2u) || c.len == 0)
 		return TERN_E_MALFORMED;
 	if (c.len > TERN_SIGNED_MANIFEST_MAX)
 		return TERN_E_TOO_LARGE;
 	*manifest = c.p;
 	*manifest_len = c.len;
+	if (revert)
+		*revert = c.revert;
 	return 0;
 }
 

@@ -102,7 +102,8 @@ static int synced(struct tern_linux *lx, int rc)
 	return rc;
 }
 
-static int lx_offer(void *be, const uint8_t *manifest, size_t len, struct tern_msg_ack *next)
+static int lx_offer(void *be, const uint8_t *manifest, size_t len, bool revert,
+		    struct tern_msg_ack *next)
 {
 	struct tern_linux *lx = be;
 	agent_lock(lx);
@@ -110,7 +111,8 @@ static int lx_offer(void *be, const uint8_t *manifest, size_t len, struct tern_m
 	if (rc)
 		goto out_unlock; /* nothing changed */
 	if ((rc = tern_linux_check_targets(lx)) == 0)
-		rc = tern_agent_offer(&lx->agent, manifest, len);
+		rc = revert ? tern_agent_offer_revert(&lx->agent, manifest, len)
+			    : tern_agent_offer(&lx->agent, manifest, len);
 	if (rc == 0) {
 		if (lx->share)
 			lx->share->owner = TERN_OWNER_USB;

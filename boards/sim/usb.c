@@ -39,10 +39,12 @@ static void next_needed(struct tern_sim_usb *u, struct tern_msg_ack *next)
 	next->offset = off;
 }
 
-static int sim_offer(void *be, const uint8_t *manifest, size_t len, struct tern_msg_ack *next)
+static int sim_offer(void *be, const uint8_t *manifest, size_t len, bool revert,
+		     struct tern_msg_ack *next)
 {
 	struct tern_sim_usb *u = be;
-	int rc = tern_agent_offer(&u->dev->agent, manifest, len);
+	int rc = revert ? tern_agent_offer_revert(&u->dev->agent, manifest, len)
+			: tern_agent_offer(&u->dev->agent, manifest, len);
 	if (rc)
 		return rc;
 	next_needed(u, next);

@@ -25,7 +25,7 @@ static void bodies(const uint8_t *b, size_t n)
 	(void)tern_msg_hello_decode(b, n, &proto);
 	(void)tern_msg_info_decode(b, n, &info);
 	(void)tern_msg_state_decode(b, n, &st);
-	(void)tern_msg_offer_decode(b, n, &m, &ml);
+	(void)tern_msg_offer_decode(b, n, &m, &ml, NULL);
 	(void)tern_msg_data_decode(b, n, &d);
 	(void)tern_msg_error_decode(b, n, &e);
 	(void)tern_msg_ack_decode(b, n, &a);

@@ -31,11 +31,11 @@ static int ok_state(void *be, struct tern_msg_state *st)
 	return 0;
 }
 
-static int ok_offer(void *be, const uint8_t *m, size_t len, struct tern_msg_ack *next)
+static int ok_offer(void *be, const uint8_t *m, size_t len, bool revert, struct tern_msg_ack *next)
 {
 	(void)be;
 	(void)m;
-	next->has_next = len & 1;
+	next->has_next = (len & 1) != revert;
 	return len % 3 == 0 ? -6 : 0;
 }
 

@@ -435,7 +435,7 @@ static void test_usb_backend(void **state)
 	assert_non_null(rel);
 	size_t len = relbuild_make(&sg, &rbd, rel, cap, &head_len);
 	assert_true(len > 0);
-	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	n = tern_msg_offer_encode(rel, head_len, false, body, sizeof(body));
 	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
 	struct tern_msg_ack ack;
 	assert_int_equal(tern_msg_ack_decode(r.body, r.body_len, &ack), 0);
@@ -469,7 +469,7 @@ static void test_usb_backend(void **state)
 	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
 	assert_int_equal(bv.primary, 1); /* the bootloader follows the record */
 	assert_true(bv.left[1] > 0);
-	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	n = tern_msg_offer_encode(rel, head_len, false, body, sizeof(body));
 	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r),
 			 TERN_MSG_ERROR); /* activated already: not taken twice */
 	tern_linux_close(lx);
@@ -491,6 +491,25 @@ static void test_usb_backend(void **state)
 	assert_string_equal(st.version, "2.0.0");
 	assert_int_equal(tern_bootloader_read(&lx->bl, &bv), 0);
 	assert_int_equal(bv.primary, 1);
+	/* Going back over USB: an older release is refused as a plain offer, and taken
+	 * when offered as a revert (tern usb flash --revert). */
+	struct relbuild older = rbd;
+	older.version = "1.5.0";
+	older.sequence = 1;
+	size_t older_head;
+	assert_true(relbuild_make(&sg, &older, rel, cap, &older_head) > 0);
+	n = tern_msg_offer_encode(rel, older_head, false, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r),
+			 TERN_MSG_ERROR);
+	struct tern_msg_error em;
+	assert_int_equal(tern_msg_error_decode(r.body, r.body_len, &em), 0);
+	assert_int_equal(tern_frame_status_to_err(em.status), TERN_E_OLD_SEQUENCE);
+	assert_int_equal(lx->agent.state, TERN_ST_CONFIRMED);
+	n = tern_msg_offer_encode(rel, older_head, true, body, sizeof(body));
+	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
+	assert_int_equal(tern_msg_ack_decode(r.body, r.body_len, &ack), 0);
+	assert_true(ack.has_next);
+	assert_int_equal(lx->agent.state, TERN_ST_DOWNLOADING);
 	tern_linux_close(lx);
 	free(rel);
 	free(lx);
@@ -677,7 +696,7 @@ static void test_provision(void **state)
 	assert_true(relbuild_size(&rbd) <= sizeof(rel));
 	size_t head_len;
 	assert_true(relbuild_make(&k1, &rbd, rel, sizeof(rel), &head_len) > 0);
-	size_t n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	size_t n = tern_msg_offer_encode(rel, head_len, false, body, sizeof(body));
 	usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r);
 	assert_int_equal(error_status(&r), TERN_E_UNKNOWN_KEY); /* it trusts nothing yet */
 
@@ -695,7 +714,7 @@ static void test_provision(void **state)
 	assert_string_equal(info.device_id, "lab-7");
 	assert_string_equal(info.serial, "SN-9");
 	/* The key works at once: the release is taken now. */
-	n = tern_msg_offer_encode(rel, head_len, body, sizeof(body));
+	n = tern_msg_offer_encode(rel, head_len, false, body, sizeof(body));
 	assert_int_equal(usb_call(&dev, TERN_MSG_OFFER, body, n, rb, sizeof(rb), &r), TERN_MSG_ACK);
 	/* Provisioned: a plain request is refused, and so is one signed by a stranger, one
 	 * signed for another serial, and (after a signed one) a replay of its generation. */

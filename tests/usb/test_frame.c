@@ -350,13 +350,29 @@ static void test_bodies_roundtrip(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(tern_msg_ack_decode(buf, n, &ab), 0);
 	assert_false(ab.has_next);
-	/* OFFER: empty and oversized manifests refused. */
+	/* OFFER: empty and oversized manifests refused; the revert flag is key 2, absent
+	 * from a plain offer (a device that does not know it reads a plain offer). */
 	const uint8_t *mp;
 	size_t ml;
-	n = tern_msg_offer_encode((const uint8_t *)"\xd2\x84", 2, buf, sizeof(buf));
-	assert_int_equal(tern_msg_offer_decode(buf, n, &mp, &ml), 0);
+	bool rv = true;
+	n = tern_msg_offer_encode((const uint8_t *)"\xd2\x84", 2, false, buf, sizeof(buf));
+	assert_int_equal(n, 5);
+	assert_memory_equal(buf, "\xa1\x01\x42\xd2\x84", 5);
+	assert_int_equal(tern_msg_offer_decode(buf, n, &mp, &ml, &rv), 0);
 	assert_int_equal(ml, 2);
-	assert_int_equal(tern_msg_offer_encode(buf, 0, buf, sizeof(buf)), 0);
+	assert_false(rv);
+	n = tern_msg_offer_encode((const uint8_t *)"\xd2\x84", 2, true, buf, sizeof(buf));
+	assert_int_equal(n, 7);
+	assert_memory_equal(buf, "\xa2\x01\x42\xd2\x84\x02\xf5", 7);
+	assert_int_equal(tern_msg_offer_decode(buf, n, &mp, &ml, &rv), 0);
+	assert_true(rv);
+	assert_int_equal(tern_msg_offer_decode(buf, n, &mp, &ml, NULL), 0);
+	buf[6] = 0x01; /* key 2 not a boolean */
+	assert_int_equal(tern_msg_offer_decode(buf, n, &mp, &ml, &rv), TERN_E_MALFORMED);
+	static const uint8_t only_revert[] = {0xa1, 0x02, 0xf5}; /* no manifest */
+	assert_int_equal(tern_msg_offer_decode(only_revert, sizeof(only_revert), &mp, &ml, &rv),
+			 TERN_E_MALFORMED);
+	assert_int_equal(tern_msg_offer_encode(buf, 0, false, buf, sizeof(buf)), 0);
 	/* PROVISION */
 	uint8_t key[TERN_P256_POINT_LEN];
 	memset(key, 4, sizeof(key));

@@ -104,6 +104,32 @@ run "flash 1.4.0 again over USB" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash sm
 check "... confirmed in slot A" grep -qx "EMU00001 runs 1.4.0 in slot A: confirmed" out.txt
 check "... without a data transfer (no progress summary)" sh -c '! grep -q "^EMU00001: sent" out.txt'
 
+# --- going back: --revert (signed, not below the floor), from the inactive slot if there
+run "flash the older 1.2.0 (in slot B) without --revert: refused" 1 "${KR[@]}" --dir kept -- \
+	"$TERN" usb flash ok.tern
+check "... not newer, and how to go back" grep -qx "tern usb flash: EMU00001 refused 1.2.0 ok.tern: the release is not newer than what the device runs; to go back to it, flash it with --revert" err.txt
+run "flash 1.2.0 --revert" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash ok.tern --revert
+check "... confirmed in slot B" grep -qx "EMU00001 runs 1.2.0 in slot B: confirmed" out.txt
+check "... from the inactive slot: no data transfer" sh -c '! grep -q "^EMU00001: sent" out.txt'
+check "... ternd sees 1.2.0 confirmed in B, 1.4.0 kept in A" \
+	[ "$(status_of kept/EMU00001 | field 'd["state"], d["running_version"], d["slots"]["A"]["version"]')" = "('confirmed', '1.2.0', '1.4.0')" ]
+mk signing.key sim 1.1.0 1 small.bin older.tern
+run "--revert to 1.1.0, in no slot: sent and installed" 0 "${KR[@]}" --dir kept -- \
+	"$TERN" usb flash older.tern --revert
+check "... confirmed in slot A" grep -qx "EMU00001 runs 1.1.0 in slot A: confirmed" out.txt
+check "... after a transfer" grep -q "^EMU00001: sent" out.txt
+run "--revert does not pass an untrusted signature" 1 "${KR[@]}" --dir kept -- \
+	"$TERN" usb flash forged.tern --revert
+check "... refused: unknown key" grep -q "refused 1.4.0 forged.tern: .*key" err.txt
+"$TERN" release create --key signing.key --board sim --version 1.5.0 --sequence 5 \
+	--security-counter 3 --firmware small.bin --out floor.tern >/dev/null
+run "a release that raises the security floor to 3" 0 "${KR[@]}" --dir kept -- "$TERN" usb flash floor.tern
+run "--revert below the floor (1.2.0 has counter 0): refused" 1 "${KR[@]}" --dir kept -- \
+	"$TERN" usb flash ok.tern --revert
+check "... refused: below the floor" grep -q "refused 1.2.0 ok.tern: .*floor" err.txt
+check "... and it still runs 1.5.0" \
+	[ "$(status_of kept/EMU00001 | field 'd["state"], d["running_version"]')" = "('confirmed', '1.5.0')" ]
+
 # --- unplugged mid-transfer, plugged back, rerun: resumes
 # A random point inside the data frames (HELLO, OFFER and the index come first; 1 MiB is
 # 64 frames); printed so a failure can be replayed.

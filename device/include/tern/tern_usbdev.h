@@ -34,8 +34,10 @@ struct tern_usbdev_ops {
 	int (*info)(void *be, struct tern_msg_info *info);
 	/* STATE */
 	int (*state)(void *be, struct tern_msg_state *st);
-	/* OFFER: a signed manifest; on acceptance sets @next to the first bytes wanted. */
-	int (*offer)(void *be, const uint8_t *manifest, size_t len, struct tern_msg_ack *next);
+	/* OFFER: a signed manifest, @revert when offered as a revert (which may be older:
+	 * tern_agent_offer_revert()); on acceptance sets @next to the first bytes wanted. */
+	int (*offer)(void *be, const uint8_t *manifest, size_t len, bool revert,
+		     struct tern_msg_ack *next);
 	/* DATA: bytes of a component or its chunk index; sets @next as for offer. */
 	int (*data)(void *be, const struct tern_msg_data *d, struct tern_msg_ack *next);
 	int (*done)(void *be);

@@ -250,10 +250,16 @@ struct tern_msg_state {
 size_t tern_msg_state_encode(const struct tern_msg_state *m, uint8_t *buf, size_t size);
 int tern_msg_state_decode(const uint8_t *buf, size_t len, struct tern_msg_state *m);
 
-/* OFFER: {1: signed manifest (bstr)}. @manifest borrows from @buf when decoded. */
-size_t tern_msg_offer_encode(const uint8_t *manifest, size_t len, uint8_t *buf, size_t size);
+/*
+ * OFFER: {1: signed manifest (bstr), 2: true when offered as a revert (optional)}. A
+ * revert may go back to an older release (tern_agent_offer_revert(): signed, and not
+ * below the security floor); a device that does not know key 2 takes a plain offer and
+ * refuses an older release. @manifest borrows from @buf when decoded; @revert may be NULL.
+ */
+size_t tern_msg_offer_encode(const uint8_t *manifest, size_t len, bool revert, uint8_t *buf,
+			     size_t size);
 int tern_msg_offer_decode(const uint8_t *buf, size_t len, const uint8_t **manifest,
-			  size_t *manifest_len);
+			  size_t *manifest_len, bool *revert);
 
 /* DATA: which bytes of which component. */
 enum tern_data_kind { TERN_DATA_PAYLOAD = 0, TERN_DATA_INDEX = 1 };

@@ -317,9 +317,9 @@ static int sim_state(void *be, struct tern_msg_state *st)
 	return tern_sim_usb_ops.state(&((struct emu_sim *)be)->usb, st);
 }
 
-static int sim_offer(void *be, const uint8_t *m, size_t len, struct tern_msg_ack *next)
+static int sim_offer(void *be, const uint8_t *m, size_t len, bool revert, struct tern_msg_ack *next)
 {
-	return tern_sim_usb_ops.offer(&((struct emu_sim *)be)->usb, m, len, next);
+	return tern_sim_usb_ops.offer(&((struct emu_sim *)be)->usb, m, len, revert, next);
 }
 
 static int sim_data(void *be, const struct tern_msg_data *d, struct tern_msg_ack *next)
