@@ -21,10 +21,13 @@
 #include <unistd.h>
 
 static const char devices_help[] =
-    "usage: tern devices [--json] [--db FILE]\n"
+    "usage: tern devices [--json] [--db FILE] [--refresh --broker URL]\n"
     "\n"
     "The inventory as last reported to 'tern watch': id, board, version, slot, state,\n"
-    "progress, online, last seen, last error. --json prints an array of objects.\n";
+    "progress, online, last seen, last error. --json prints an array of objects.\n"
+    "--refresh first records what the broker retains of every device (its state, with\n"
+    "its last event, and whether it is online), for when no 'tern watch' runs.\n"
+    "\n" BROKER_HELP;
 
 static const char watch_help[] =
     "usage: tern watch [--duration SECONDS] [--quiet] [--client-id ID] --broker URL\n"
@@ -50,16 +53,63 @@ static const char *or_dash(const char *s)
 	return s && *s ? s : "-";
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reports quiet this long: the broker has sent what it retains. */
+#define REFRESH_QUIET_S 0.3
+#define REFRESH_MAX_S	10.0
+
+/*
+ * `tern devices --refresh`: records what the broker retains of every device (state with
+ * its last event, online) into @db, as a watch would, under a client id of its own and
+ * no kept session (a running watch keeps its own). Returns 0 or the exit status 1.
+ */
+static int refresh(struct db *db, const struct broker_opts *bo)
+{
+	struct recorder *rec = NULL;
+	char client_id[48];
+	snprintf(client_id, sizeof(client_id), "tern-devices-%ld", (long)getpid());
+	int rc = recorder_start(&rec, db, bo, client_id, false, false);
+	if (rc) {
+		fprintf(stderr, "tern devices: --refresh: broker %s: %s\n",
+			broker_opt(bo, BF_BROKER), tern_strerror(rc));
+		return 1;
+	}
+	double start = now_s(), last = start;
+	uint64_t seen = 0;
+	while (!rc && now_s() - last < REFRESH_QUIET_S && now_s() - start < REFRESH_MAX_S) {
+		rc = recorder_poll(rec, 100);
+		if (recorder_count(rec) != seen) {
+			seen = recorder_count(rec);
+			last = now_s();
+		}
+	}
+	int rc_stop = recorder_stop(rec);
+	if (rc || rc_stop) {
+		host_fail("devices: --refresh", rc ? rc : rc_stop);
+		return 1;
+	}
+	fprintf(stderr, "tern devices: %llu report(s) retained by %s recorded\n",
+		(unsigned long long)seen, broker_opt(bo, BF_BROKER));
+	return 0;
+}
+
 int cmd_devices(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
+	    {"refresh", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
 	};
 	struct broker_opts bo = {0};
-	bool json = false;
+	bool json = false, fresh = false;
 	int c, status = 1;
 	struct db *db = NULL;
 	struct db_iter *it = NULL;
@@ -68,6 +118,8 @@ int cmd_devices(int argc, char **argv)
 			continue;
 		if (c == 'j') {
 			json = true;
+		} else if (c == 'r') {
+			fresh = true;
 		} else if (c == 'h') {
 			fputs(devices_help, stdout);
 			return 0;
@@ -77,11 +129,12 @@ int cmd_devices(int argc, char **argv)
 	}
 	if (optind != argc)
 		return host_usage("devices", "unexpected argument");
-	if (broker_opts_finish(&bo, false)) {
+	if (broker_opts_finish(&bo, fresh)) {
 		status = 2;
 		goto out;
 	}
-	if (db_open(&db, broker_opt(&bo, BF_DB)) || db_devices_begin(db, &it))
+	if (db_open(&db, broker_opt(&bo, BF_DB)) || (fresh && refresh(db, &bo)) ||
+	    db_devices_begin(db, &it))
 		goto out;
 	struct db_device d;
 	int rc, n = 0;
@@ -155,13 +208,6 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int cmd_watch(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -210,7 +256,7 @@ int cmd_watch(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (db_open(&db, broker_opt(&bo, BF_DB)))
 		goto out;
-	if (recorder_start(&rec, db, &bo, client_id, !quiet))
+	if (recorder_start(&rec, db, &bo, client_id, true, !quiet))
 		goto out;
 	fprintf(stderr, "tern: watching %s/dev/+/{state,events,online} on %s\n",
 		broker_opt(&bo, BF_PREFIX), broker_opt(&bo, BF_BROKER));

@@ -1590,7 +1590,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 	c.leased = true;
 	char cid[128];
 	snprintf(cid, sizeof(cid), "tern-rollout-%s", name);
-	if (recorder_start(&rec, db, bo, client_id ? client_id : cid, false))
+	if (recorder_start(&rec, db, bo, client_id ? client_id : cid, true, false))
 		goto out;
 	c.mq = recorder_mqtt(rec);
 	p.tty = isatty(STDOUT_FILENO) != 0;

@@ -247,7 +247,7 @@ static int drain(struct recorder *w, struct db *db, struct queued *list)
 }
 
 int recorder_start(struct recorder **out, struct db *db, const struct broker_opts *bo,
-		   const char *client_id, bool print)
+		   const char *client_id, bool keep_session, bool print)
 {
 	struct recorder *w = calloc(1, sizeof(*w));
 	char filter[TERN_TOPIC_MAX];
@@ -261,7 +261,7 @@ int recorder_start(struct recorder **out, struct db *db, const struct broker_opt
 	w->broker = broker_opt(bo, BF_BROKER);
 	w->quiet = !print;
 	struct mqtt_params mp = {
-	    .client_id = client_id, .on_msg = on_message, .ctx = w, .keep_session = true};
+	    .client_id = client_id, .on_msg = on_message, .ctx = w, .keep_session = keep_session};
 	int rc = mqtt_connect(&w->mq, bo, &mp);
 	static const enum tern_dev_topic kinds[] = {TERN_DEV_STATE, TERN_DEV_EVENTS,
 						    TERN_DEV_ONLINE};

@@ -17,12 +17,15 @@
 struct recorder;
 
 /*
- * Connects as @client_id with a kept session and subscribes to PREFIX/dev/+/state,
- * events and online; with @print, prints a line per message recorded. @db is borrowed
- * and must outlive the recorder. On success the caller stops it with recorder_stop().
+ * Connects as @client_id and subscribes to PREFIX/dev/+/state, events and online; with
+ * @keep_session the broker keeps the session (events sent while no recorder runs come
+ * to the next), without it only what the broker retains comes (each device's state,
+ * with its last event, and online). With @print, prints a line per message recorded.
+ * @db is borrowed and must outlive the recorder. On success the caller stops it with
+ * recorder_stop().
  */
 int recorder_start(struct recorder **out, struct db *db, const struct broker_opts *bo,
-		   const char *client_id, bool print);
+		   const char *client_id, bool keep_session, bool print);
 
 /*
  * Waits up to @wait_ms for messages and records everything queued in one transaction;

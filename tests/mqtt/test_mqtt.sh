@@ -228,6 +228,19 @@ expect_ok "the next watch gets them (the broker kept its session)" \
 check "... sim-9's events are in the audit trail" \
 	[ "$(sqlite3 "$TERN_DB" "select count(*) from events where device_id='sim-9' and kind in ('transition','refused')")" -eq 2 ]
 
+# --- tern devices --refresh: what the broker retains, for when no watch runs
+expect_fail "devices --refresh needs a broker" "no broker" "$TERN" devices --refresh --db refresh.db
+TERN_DB=refresh.db "$TERN" devices --refresh --json --broker "$URL" >refresh.json 2>refresh.err
+check "devices --refresh into an empty database lists what the broker retains" $PY -c '
+import json, sys
+d = {x["id"]: x for x in json.load(open("refresh.json"))}
+assert d["sim-7"]["state"] == "failed" and d["sim-7"]["online"] is False, d.get("sim-7")
+assert d["sim-9"]["version"] == "1.1.0" and d["sim-9"]["board"] == "sim", d.get("sim-9")
+'
+check "... says how many reports it recorded" grep -q "report(s) retained by $URL recorded" refresh.err
+check "... with each device's last event, from its state" \
+	[ "$(sqlite3 refresh.db "select count(*) from events where device_id='sim-7' and kind='refused'")" -eq 1 ]
+
 # --- a device that accepted more than the database knows (database lost or restored)
 "$TERN" watch --duration 30 --quiet --broker "$URL" --client-id watch-gen >/dev/null 2>watch3.err &
 watch_pid=$!
