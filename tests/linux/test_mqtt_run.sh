@@ -180,6 +180,14 @@ check "the broker saw client id lab-gw-7 with keepalive 45" \
 	grep -q "as lab-gw-7 (p[0-9], c1, k45)" "$BROKER_LOG"
 check "run says which client id and keepalive" grep -q "client id lab-gw-7, keepalive 45 s" run5b.log
 sed -i -e '/^client_id = /d' -e '/^keepalive = /d' "$d/ternd.conf"
+# The state carries the device's last outcome event (docs/mqtt.md, key 13), from its
+# record after a restart: here the roll back of 3.0.0, three runs ago.
+state_hex=$(mosquitto_sub -L "$URL/tern/dev/$ID/state" -C 1 -W 5 -F %x 2>/dev/null)
+check "after restarts its retained state still carries its last outcome: the roll back of 3.0.0" \
+	/usr/bin/python3 -c 'import cbor2, sys
+s = cbor2.loads(bytes.fromhex(sys.argv[1]))
+e = cbor2.loads(s[13])
+sys.exit(not (e[4] == 0 and e[5] == 3 and e[6] == 6 and e[7] == "example-3.0.0-3"))' "$state_hex"
 
 # ------------------------------------------------------------ 4. TLS, passwords, ACL
 kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
