@@ -298,6 +298,18 @@ int tern_cbor_read_uint(struct tern_cbor_reader *r, uint64_t *v)
 	return rc;
 }
 
+int tern_cbor_read_bool(struct tern_cbor_reader *r, bool *v)
+{
+	struct tern_cbor_item it;
+	int rc = tern_cbor_peek(r, &it);
+	if (rc)
+		return rc;
+	if (it.type != TERN_CBOR_SIMPLE || (it.val != 20 && it.val != 21))
+		return TERN_E_MALFORMED; /* null and undefined too: nothing consumed */
+	*v = it.val == 21;
+	return tern_cbor_next(r, &it);
+}
+
 int tern_cbor_read_int(struct tern_cbor_reader *r, int64_t *v)
 {
 	struct tern_cbor_item it;

@@ -537,15 +537,8 @@ static int offer_field(void *out, uint64_t key, struct tern_cbor_reader *r, bool
 	int rc = mark(&c->seen, key);
 	if (rc)
 		return rc;
-	if (key == 1)
-		return tern_cbor_read_bytes(r, &c->p, &c->len);
-	struct tern_cbor_item it;
-	if ((rc = tern_cbor_next(r, &it)))
-		return rc;
-	if (it.type != TERN_CBOR_SIMPLE || (it.val != 20 && it.val != 21))
-		return TERN_E_MALFORMED;
-	c->revert = it.val == 21;
-	return 0;
+	return key == 1 ? tern_cbor_read_bytes(r, &c->p, &c->len)
+			: tern_cbor_read_bool(r, &c->revert);
 }
 
 size_t tern_msg_offer_encode(const uint8_t *manifest, size_t len, bool revert, uint8_t *buf,

@@ -130,18 +130,6 @@ static int read_id(struct tern_cbor_reader *r, char *out, size_t size)
 	return rc;
 }
 
-static int read_bool(struct tern_cbor_reader *r, bool *v)
-{
-	struct tern_cbor_item it;
-	int rc = tern_cbor_next(r, &it);
-	if (rc)
-		return rc;
-	if (it.type != TERN_CBOR_SIMPLE || (it.val != 20 && it.val != 21))
-		return TERN_E_MALFORMED;
-	*v = it.val == 21;
-	return 0;
-}
-
 static bool has_all(uint64_t seen, uint64_t required)
 {
 	return (seen & required) == required;
@@ -387,7 +375,7 @@ static int read_slot(struct tern_cbor_reader *r, struct tern_slot_info *sl)
 			rc = tern_cbor_read_uint(r, &sl->sequence);
 			break;
 		case TERN_SLK_GOOD:
-			rc = read_bool(r, &sl->good);
+			rc = tern_cbor_read_bool(r, &sl->good);
 			break;
 		default:
 			rc = tern_cbor_skip(r);

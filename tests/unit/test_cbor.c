@@ -466,11 +466,34 @@ static void test_peek_and_typed_reads(void **state)
 	assert_int_equal(tern_cbor_read_bytes(&r, &p, &len), TERN_E_MALFORMED);
 	assert_int_equal(tern_cbor_read_array(&r, &n), TERN_E_MALFORMED);
 	assert_int_equal(tern_cbor_read_map(&r, &n), TERN_E_MALFORMED);
+	bool b;
+	assert_int_equal(tern_cbor_read_bool(&r, &b), TERN_E_MALFORMED);
 	assert_int_equal(r.pos, 0);
 	const char *t;
 	assert_int_equal(tern_cbor_read_text(&r, &t, &len), 0);
 	assert_int_equal(len, 3);
 	assert_memory_equal(t, "abc", 3);
+	assert_int_equal(tern_cbor_remaining(&r), 0);
+}
+
+/* Booleans: false and true; null, undefined and other types refused, nothing consumed. */
+static void test_read_bool(void **state)
+{
+	(void)state;
+	const uint8_t in[] = {0xf4, 0xf5, 0xf6, 0xf7, 0x01};
+	struct tern_cbor_reader r;
+	bool b = true;
+	tern_cbor_reader_init(&r, in, sizeof(in));
+	assert_int_equal(tern_cbor_read_bool(&r, &b), 0);
+	assert_false(b);
+	assert_int_equal(tern_cbor_read_bool(&r, &b), 0);
+	assert_true(b);
+	for (size_t i = 2; i < sizeof(in); i++) {
+		size_t pos = r.pos;
+		assert_int_equal(tern_cbor_read_bool(&r, &b), TERN_E_MALFORMED);
+		assert_int_equal(r.pos, pos);
+		assert_int_equal(tern_cbor_skip(&r), 0);
+	}
 	assert_int_equal(tern_cbor_remaining(&r), 0);
 }
 
@@ -613,16 +636,17 @@ static void test_writer_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_uint_every_width),  cmocka_unit_test(test_negint_and_read_int),
-	    cmocka_unit_test(test_strings),	      cmocka_unit_test(test_array_map),
-	    cmocka_unit_test(test_one_byte_tags),     cmocka_unit_test(test_long_tags),
-	    cmocka_unit_test(test_simple_and_float),  cmocka_unit_test(test_indefinite_refused),
-	    cmocka_unit_test(test_ai31_not_cbor),     cmocka_unit_test(test_reserved_ai),
-	    cmocka_unit_test(test_truncated_heads),   cmocka_unit_test(test_absurd_string_lengths),
-	    cmocka_unit_test(test_absurd_counts),     cmocka_unit_test(test_skip_depth),
-	    cmocka_unit_test(test_skip_compound),     cmocka_unit_test(test_peek_and_typed_reads),
-	    cmocka_unit_test(test_read_text_into),    cmocka_unit_test(test_bstr_head),
-	    cmocka_unit_test(test_writer_round_trip), cmocka_unit_test(test_writer_overflow),
+	    cmocka_unit_test(test_uint_every_width), cmocka_unit_test(test_negint_and_read_int),
+	    cmocka_unit_test(test_strings),	     cmocka_unit_test(test_array_map),
+	    cmocka_unit_test(test_one_byte_tags),    cmocka_unit_test(test_long_tags),
+	    cmocka_unit_test(test_simple_and_float), cmocka_unit_test(test_indefinite_refused),
+	    cmocka_unit_test(test_ai31_not_cbor),    cmocka_unit_test(test_reserved_ai),
+	    cmocka_unit_test(test_truncated_heads),  cmocka_unit_test(test_absurd_string_lengths),
+	    cmocka_unit_test(test_absurd_counts),    cmocka_unit_test(test_skip_depth),
+	    cmocka_unit_test(test_skip_compound),    cmocka_unit_test(test_peek_and_typed_reads),
+	    cmocka_unit_test(test_read_text_into),   cmocka_unit_test(test_read_bool),
+	    cmocka_unit_test(test_bstr_head),	     cmocka_unit_test(test_writer_round_trip),
+	    cmocka_unit_test(test_writer_overflow),
 	};
 	return cmocka_run_group_tests_name("cbor", tests, NULL, NULL);
 }

@@ -63,6 +63,7 @@ int tern_cbor_skip(struct tern_cbor_reader *r);
 /* Typed reads: TERN_E_MALFORMED when the next item has another type. */
 int tern_cbor_read_uint(struct tern_cbor_reader *r, uint64_t *v);
 int tern_cbor_read_int(struct tern_cbor_reader *r, int64_t *v);
+int tern_cbor_read_bool(struct tern_cbor_reader *r, bool *v); /* false or true only */
 int tern_cbor_read_bytes(struct tern_cbor_reader *r, const uint8_t **p, size_t *len);
 int tern_cbor_read_text(struct tern_cbor_reader *r, const char **p, size_t *len);
 int tern_cbor_read_array(struct tern_cbor_reader *r, uint64_t *n);
