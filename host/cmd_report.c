@@ -149,7 +149,7 @@ static int totals(struct db *db, const char *name, struct totals *t)
 	    " coalesce(sum(outcome='timed-out'),0), coalesce(sum(outcome='pending'),0),"
 	    " coalesce(sum(outcome='waiting'),0), coalesce(sum(revert_outcome='reverted'),0),"
 	    " coalesce(sum(revert_outcome IS NOT NULL AND revert_outcome<>'reverted'),0),"
-	    " (SELECT count(*) FROM rollout_withdrawals WHERE rollout=?1)"
+	    " (SELECT count(*) FROM rollout_withdrawals WHERE rollout=?1 AND taken_at IS NULL)"
 	    " FROM rollout_members WHERE rollout=?1",
 	    "t", name);
 	if (!s)
@@ -278,8 +278,41 @@ static int members_section(struct rep *p)
 	return 0;
 }
 
+/* A table that begins at its first row: its heading (when @title is set) and header. */
+struct lazy_table {
+	const char *title;
+	int n_cols;
+	const char *const *head;
+	int rows;
+};
+
+static void lazy_row(const struct rep *p, struct lazy_table *t, const char *const *cells)
+{
+	if (!t->rows++) {
+		if (t->title)
+			heading(p, 3, t->title);
+		table_begin(p);
+		row(p, true, t->n_cols, t->head);
+	}
+	row(p, false, t->n_cols, cells);
+}
+
+/* Ends @t if it began; returns how many rows it has. */
+static int lazy_end(const struct rep *p, const struct lazy_table *t)
+{
+	if (t->rows)
+		table_end(p);
+	return t->rows;
+}
+
 static int failures_section(struct rep *p)
 {
+	static const char *const fail_head[] = {"device", "wave", "outcome", "reason", "when"};
+	static const char *const revert_head[] = {"device", "previous release", "outcome", "sent"};
+	static const char *const withdrawn_head[] = {"device", "wave", "it was", "withdrawn by",
+						     "when"};
+	static const char *const late_head[] = {"device",    "wave",	     "it was at the abort",
+						"withdrawn", "found booted", "outcome"};
 	heading(p, 2, "Failures and rollbacks");
 	sqlite3_stmt *s = rdb_query(p->db,
 				    "SELECT device_id, wave, outcome, coalesce(reason, ''),"
@@ -288,23 +321,16 @@ static int failures_section(struct rep *p)
 				    "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
-	int n = 0;
+	struct lazy_table t = {NULL, 5, fail_head, 0};
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (!n++) {
-			table_begin(p);
-			const char *h[] = {"device", "wave", "outcome", "reason", "when"};
-			row(p, true, 5, h);
-		}
-		char w[24], t[32];
+		char w[24], at[32];
 		snprintf(w, sizeof(w), "%lld", (long long)sqlite3_column_int64(s, 1) + 1);
 		const char *cells[] = {rdb_text(s, 0), w, rdb_text(s, 2), rdb_text(s, 3),
-				       stamp(sqlite3_column_double(s, 4), t, sizeof(t))};
-		row(p, false, 5, cells);
+				       stamp(sqlite3_column_double(s, 4), at, sizeof(at))};
+		lazy_row(p, &t, cells);
 	}
 	sqlite3_finalize(s);
-	if (n)
-		table_end(p);
-	else
+	if (!lazy_end(p, &t))
 		para(p, "None.");
 	/* Reverts, when the rollout was aborted with --revert. */
 	s = rdb_query(
@@ -316,49 +342,58 @@ static int failures_section(struct rep *p)
 	    "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
-	n = 0;
+	t = (struct lazy_table){"Reverted to the previous release", 4, revert_head, 0};
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (!n++) {
-			heading(p, 3, "Reverted to the previous release");
-			table_begin(p);
-			const char *h[] = {"device", "previous release", "outcome", "sent"};
-			row(p, true, 4, h);
-		}
-		char t[32];
+		char at[32];
 		const char *cells[] = {rdb_text(s, 0), rdb_text(s, 1), rdb_text(s, 2),
-				       stamp(sqlite3_column_double(s, 3), t, sizeof(t))};
-		row(p, false, 4, cells);
+				       stamp(sqlite3_column_double(s, 3), at, sizeof(at))};
+		lazy_row(p, &t, cells);
 	}
 	sqlite3_finalize(s);
-	if (n)
-		table_end(p);
+	lazy_end(p, &t);
 	/* Commands the abort took back before the devices started them. */
 	s = rdb_query(p->db,
 		      "SELECT device_id, wave, was, generation, at FROM rollout_withdrawals WHERE"
-		      " rollout=?1 ORDER BY wave, device_id",
+		      " rollout=?1 AND taken_at IS NULL ORDER BY wave, device_id",
 		      "t", p->r.name);
 	if (!s)
 		return TERN_E_DB;
-	n = 0;
+	t = (struct lazy_table){"Withdrawn by the abort", 5, withdrawn_head, 0};
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (!n++) {
-			heading(p, 3, "Withdrawn by the abort");
-			table_begin(p);
-			const char *h[] = {"device", "wave", "it was", "withdrawn by", "when"};
-			row(p, true, 5, h);
-		}
-		char t[32], w[24];
+		char at[32], w[24];
 		snprintf(w, sizeof(w), "%lld", (long long)sqlite3_column_int64(s, 1) + 1);
 		const char *cells[] = {rdb_text(s, 0), w, rdb_text(s, 2),
 				       sqlite3_column_int64(s, 3)
 					   ? "a newer command: stay on its release"
 					   : "clearing the retained command",
-				       stamp(sqlite3_column_double(s, 4), t, sizeof(t))};
-		row(p, false, 5, cells);
+				       stamp(sqlite3_column_double(s, 4), at, sizeof(at))};
+		lazy_row(p, &t, cells);
 	}
 	sqlite3_finalize(s);
-	if (n)
-		table_end(p);
+	lazy_end(p, &t);
+	/* Withdrawals that came after the device had booted the release: judged as members. */
+	s = rdb_query(p->db,
+		      "SELECT x.device_id, x.wave, x.was, x.at, x.taken_at, m.outcome FROM"
+		      " rollout_withdrawals x JOIN rollout_members m ON m.rollout=x.rollout AND"
+		      " m.device_id=x.device_id WHERE x.rollout=?1 AND x.taken_at IS NOT NULL"
+		      " ORDER BY x.wave, x.device_id",
+		      "t", p->r.name);
+	if (!s)
+		return TERN_E_DB;
+	t = (struct lazy_table){"Withdrawn too late: booted the release", 6, late_head, 0};
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		char at[32], found[32], w[24];
+		snprintf(w, sizeof(w), "%lld", (long long)sqlite3_column_int64(s, 1) + 1);
+		const char *cells[] = {rdb_text(s, 0),
+				       w,
+				       rdb_text(s, 2),
+				       stamp(sqlite3_column_double(s, 3), at, sizeof(at)),
+				       stamp(sqlite3_column_double(s, 4), found, sizeof(found)),
+				       rdb_text(s, 5)};
+		lazy_row(p, &t, cells);
+	}
+	sqlite3_finalize(s);
+	lazy_end(p, &t);
 	return 0;
 }
 

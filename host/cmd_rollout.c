@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define STEP_MS		  200 /* the controller looks at the database this often */
+#define ABORT_SETTLE_S	  60  /* how long an abort waits for devices acting on its commands */
 #define OUTBOX_BATCH	  256 /* desired states published per outbox pass */
 #define EXIT_NEEDS_ACTION 3   /* run --no-wait: paused or waiting for approval */
 
@@ -175,7 +176,7 @@ int rollout_waves(struct db *db, const char *name,
 	    " coalesce(w.started_at, 0), coalesce(w.reported_at, 0), coalesce(w.bake_until, 0),"
 	    " coalesce(w.gated_at, 0),"
 	    " (SELECT count(*) FROM rollout_withdrawals x WHERE x.rollout=w.rollout AND"
-	    "  x.wave=w.wave)"
+	    "  x.wave=w.wave AND x.taken_at IS NULL)"
 	    " FROM rollout_waves w LEFT JOIN rollout_members m ON m.rollout=w.rollout AND"
 	    " m.wave=w.wave WHERE w.rollout=?1 GROUP BY w.wave ORDER BY w.wave",
 	    "t", name);
@@ -1082,7 +1083,8 @@ static int revert_step(struct ctl *c, bool *finished)
 	    " FROM rollout_members m WHERE rollout=?1 AND generation > 0 AND"
 	    " revert_generation IS NULL AND revert_outcome IS NULL AND"
 	    " outcome IN ('pending','succeeded','timed-out') AND NOT EXISTS (SELECT 1 FROM"
-	    " rollout_withdrawals x WHERE x.rollout=?1 AND x.device_id=m.device_id)"
+	    " rollout_withdrawals x WHERE x.rollout=?1 AND x.device_id=m.device_id AND"
+	    " x.taken_at IS NULL)"
 	    " ORDER BY wave, rank",
 	    "t", c->r.name);
 	if (!s)
@@ -1325,12 +1327,133 @@ static int withdraw_step(struct ctl *c)
 }
 
 /*
+ * After an abort: a withdrawn member whose device booted the release after all is not
+ * withdrawn. It was staged (or verifying its last chunk) when the abort looked, and
+ * rebooted into the release before the withdrawal reached it, which it then refused as
+ * an older release. The proof is a transition into trial, confirmed or rolled-back of
+ * the rollout's release with the member's generation, or its device running the release
+ * under that generation or the withdrawal's. Such a withdrawal is marked taken
+ * (taken_at), the member is judged again (it counts as succeeded or failed, and an
+ * abort with --revert sends it back, reopening a finished revert), and a
+ * "withdrawal-late" event says so.
+ */
+static int late_takes(struct ctl *c)
+{
+	struct changes late = {0};
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT x.device_id, x.wave, x.was FROM rollout_withdrawals x"
+	    " JOIN rollout_members m ON m.rollout=x.rollout AND m.device_id=x.device_id"
+	    " LEFT JOIN devices d ON d.id=x.device_id"
+	    " WHERE x.rollout=?1 AND x.taken_at IS NULL AND m.generation > 0 AND"
+	    " (EXISTS (SELECT 1 FROM events e WHERE e.device_id=x.device_id AND"
+	    "   e.kind='transition' AND e.to_state IN ('trial','confirmed','rolled-back') AND"
+	    "   e.release_id=?2 AND e.generation IN (m.generation,"
+	    "   coalesce(m.activate_generation, -1)))"
+	    "  OR (d.release_id=?2 AND d.state IN ('trial','confirmed') AND d.generation IN"
+	    "   (m.generation, coalesce(m.activate_generation, -1), x.generation)))"
+	    " ORDER BY x.wave, x.device_id",
+	    "tt", c->r.name, c->r.release_id);
+	if (!s)
+		return TERN_E_DB;
+	int rc = 0;
+	while (!rc && sqlite3_step(s) == SQLITE_ROW)
+		rc = change_add(&late, rdb_text(s, 0), sqlite3_column_int64(s, 1), "late",
+				rdb_text(s, 2));
+	sqlite3_finalize(s);
+	for (size_t i = 0; !rc && i < late.n; i++) {
+		const struct change *x = &late.v[i];
+		rc = rdb_exec(c->db,
+			      "UPDATE rollout_withdrawals SET taken_at=?3 WHERE rollout=?1 AND"
+			      " device_id=?2",
+			      "ttd", c->r.name, x->device_id, c->now);
+		if (!rc)
+			rc = rdb_exec(c->db,
+				      "UPDATE rollout_members SET outcome='pending', reason=NULL,"
+				      " outcome_at=?3 WHERE rollout=?1 AND device_id=?2 AND"
+				      " outcome='withdrawn'",
+				      "ttd", c->r.name, x->device_id, c->now);
+		if (!rc)
+			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawal-late",
+				       NULL,
+				       "withdrawn as '%s', but it had booted the release before "
+				       "the withdrawal reached it: judged as a member",
+				       x->reason);
+	}
+	if (!rc && late.n) {
+		if (c->r.revert == 2) { /* the revert had finished: this one goes back too */
+			rc = rdb_exec(c->db, "UPDATE rollouts SET revert=1 WHERE name=?1", "t",
+				      c->r.name);
+			c->r.revert = 1;
+		}
+		c->judge_all = true;
+		if (!rc)
+			rc = evaluate_members(c);
+	}
+	free(late.v);
+	return rc;
+}
+
+/*
+ * After an abort: sets @settled once no online device is still acting on the rollout's
+ * commands - every member that accepted its command has an outcome, and every
+ * withdrawal sent to an online device is answered (the device accepted a generation at
+ * least as new) - or once ABORT_SETTLE_S (the device timeout when shorter) have passed
+ * since the withdrawal. Until then the controller goes on recording and judging, so
+ * that the record says what each device did with the abort; what is still open then is
+ * an "abort-unsettled" event, and `tern rollout run NAME` judges it later.
+ */
+static int abort_settled(struct ctl *c, bool *settled)
+{
+	*settled = false;
+	sqlite3_stmt *s = rdb_query(
+	    c->db,
+	    "SELECT (SELECT at FROM rollout_events WHERE rollout=?1 AND kind='withdraw-done'"
+	    "  ORDER BY seq DESC LIMIT 1),"
+	    " (SELECT count(*) FROM rollout_members m JOIN devices d ON d.id=m.device_id"
+	    "  WHERE m.rollout=?1 AND m.outcome='pending' AND m.generation > 0 AND"
+	    "  d.online=1 AND d.generation >= m.generation) +"
+	    " (SELECT count(*) FROM rollout_withdrawals x JOIN devices d ON d.id=x.device_id"
+	    "  WHERE x.rollout=?1 AND x.generation > 0 AND x.taken_at IS NULL AND"
+	    "  d.online=1 AND d.generation < x.generation),"
+	    " (SELECT count(*) FROM rollout_events WHERE rollout=?1 AND kind='abort-unsettled')",
+	    "t", c->r.name);
+	if (!s)
+		return TERN_E_DB;
+	int rc = 0;
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		rc = TERN_E_DB;
+	} else if (sqlite3_column_type(s, 0) != SQLITE_NULL) { /* withdrawn: the step ran */
+		double limit = ABORT_SETTLE_S;
+		if (c->r.device_timeout_s && (double)c->r.device_timeout_s < limit)
+			limit = (double)c->r.device_timeout_s;
+		int64_t open = sqlite3_column_int64(s, 1);
+		bool said = sqlite3_column_int64(s, 2) > 0;
+		if (!open) {
+			*settled = true;
+		} else if (c->now - sqlite3_column_double(s, 0) >= limit) {
+			*settled = true;
+			if (!said)
+				rc = rdb_event(
+				    c->db, c->r.name, -1, NULL, "abort-unsettled", "controller",
+				    "%lld devices still acting on the rollout's commands "
+				    "%.0f s after the abort; 'tern rollout run %s' records "
+				    "and judges what they report later",
+				    (long long)open, limit, c->r.name);
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/*
  * One controller step in one transaction. Sets @finished when the rollout needs
  * nothing more from a controller (done, or aborted with any revert finished).
  */
 static int step(struct ctl *c, bool *finished)
 {
 	*finished = false;
+	bool settled = false;
 	int rc = db_begin(c->db);
 	if (rc)
 		return rc;
@@ -1339,8 +1462,8 @@ static int step(struct ctl *c, bool *finished)
 		goto out_rollback;
 	if ((rc = rollout_load(c->db, c->r.name, &c->r)))
 		goto out_rollback;
-	bool final = !strcmp(c->r.state, "done") || !strcmp(c->r.state, "aborted");
-	if (!final && (rc = evaluate_members(c)))
+	/* Members are judged after an abort too: devices go on reporting what they did. */
+	if (strcmp(c->r.state, "done") && (rc = evaluate_members(c)))
 		goto out_rollback;
 	if (!strcmp(c->r.state, "created")) {
 		if ((rc = set_rollout(c, "running", NULL)) ||
@@ -1353,13 +1476,16 @@ static int step(struct ctl *c, bool *finished)
 	} else if (!strcmp(c->r.state, "aborted")) {
 		bool done;
 		rc = withdraw_step(c);
+		if (!rc)
+			rc = late_takes(c);
 		if (!rc && c->r.revert == 1)
 			rc = revert_step(c, &done);
+		if (!rc && c->r.revert != 1)
+			rc = abort_settled(c, &settled);
 	}
 	if (rc)
 		goto out_rollback;
-	*finished =
-	    !strcmp(c->r.state, "done") || (!strcmp(c->r.state, "aborted") && c->r.revert != 1);
+	*finished = !strcmp(c->r.state, "done") || (!strcmp(c->r.state, "aborted") && settled);
 	return db_commit(c->db);
 out_rollback:
 	db_rollback(c->db);

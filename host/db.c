@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -73,6 +73,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS rollout_withdrawals("
     " rollout TEXT NOT NULL, device_id TEXT NOT NULL, wave INTEGER NOT NULL,"
     " generation INTEGER NOT NULL, was TEXT NOT NULL, at REAL NOT NULL,"
+    " taken_at REAL," /* the device had booted the release after all (schema 2) */
     " PRIMARY KEY(rollout, device_id));"
     /* One controller per rollout. */
     "CREATE TABLE IF NOT EXISTS rollout_leases("
@@ -222,6 +223,35 @@ static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t len)
 	sqlite3_bind_blob64(s, i, p, len, SQLITE_TRANSIENT);
 }
 
+/*
+ * Brings a database made by an older tern up to SCHEMA_VERSION, inside db_open()'s
+ * transaction (the tables of the current schema exist already; columns added later are
+ * added here). Schema 1 -> 2: rollout_withdrawals.taken_at.
+ */
+static int migrate(struct db *db)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(db->h,
+			       "SELECT count(*) FROM pragma_table_info('rollout_withdrawals')"
+			       " WHERE name='taken_at'",
+			       -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_finalize(s);
+		return fail(db, "read the schema");
+	}
+	bool has = sqlite3_column_int(s, 0) > 0;
+	sqlite3_finalize(s);
+	if ((!has &&
+	     sqlite3_exec(db->h, "ALTER TABLE rollout_withdrawals ADD COLUMN taken_at REAL;", NULL,
+			  NULL, NULL) != SQLITE_OK) ||
+	    sqlite3_exec(db->h,
+			 "UPDATE meta SET value='" SCHEMA_VERSION "' WHERE key='schema_version' AND"
+			 " CAST(value AS INTEGER) < " SCHEMA_VERSION ";",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return fail(db, "upgrade the schema");
+	return 0;
+}
+
 int db_open(struct db **out, const char *path)
 {
 	struct db *db = calloc(1, sizeof(*db));
@@ -241,8 +271,8 @@ int db_open(struct db **out, const char *path)
 		rc = fail(db, "open");
 		goto out_close;
 	}
-	if (sqlite3_exec(db->h, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		rc = fail(db, "create schema");
+	if (sqlite3_exec(db->h, schema, NULL, NULL, NULL) != SQLITE_OK || (rc = migrate(db)) != 0) {
+		rc = rc ? rc : fail(db, "create schema");
 		sqlite3_exec(db->h, "ROLLBACK;", NULL, NULL, NULL);
 		goto out_close;
 	}

@@ -17,12 +17,18 @@ with cbor2.
 Faults come from the file LOG.faults, read again at every trial boot, one per line:
   bad RELEASE ID        the device fails the health check of RELEASE (rolls back)
   late RELEASE ID       the device confirms RELEASE, then rolls back 1.5 s later
+  slowboot RELEASE ID   staged RELEASE (activate now), the device takes 3 s to reboot
+                        into its trial and handles no command meanwhile (a board that
+                        reboots): an abort then finds it staged, and the withdrawal
+                        comes after the boot
+An install of a release older than the one it runs (by sequence) is refused as the agent
+refuses it: a "refused" event, old-sequence.
 Options:
   --offline ID,ID       these never connect (no state, no reaction)
   --ids ID,ID           these devices instead of dev-000 .. dev-(COUNT-1)
   --delay S             seconds between transitions (default 0.05)
 Every accepted command is appended to LOG: "ID GENERATION ACTION RELEASE".
-Runs until killed (SIGTERM).
+Runs until killed (SIGTERM); then says "offline" for each device, as its last will would.
 """
 import signal
 import sys
@@ -35,6 +41,7 @@ import paho.mqtt.client as mqtt
 STATES = {"idle": 0, "downloading": 1, "verifying": 2, "staged": 3, "trial": 4,
           "confirmed": 5, "rolled-back": 6, "failed": 7}
 ST_HEALTH = 1  # wire status "error": the health check has no own status yet
+ST_OLD_SEQUENCE = 14
 
 
 class Device:
@@ -100,9 +107,14 @@ class Device:
             self.generation = gen
             self.f.log("%s %d %s %s" % (self.id, gen, ["install", "activate", "revert"][action],
                                          rel))
+            running_seq = self.slots[self.active].get(3, 0)
             if action == 0 and rel == self.slots[self.active].get(1) and \
                     self.state != "trial":
                 self.publish_state()  # runs it already: settled
+            elif action == 0 and seq < running_seq:
+                self.event(1, self.state, self.state, rel, ST_OLD_SEQUENCE,
+                           "sequence %d below the running %d" % (seq, running_seq), gen)
+                self.publish_state()  # the generation is settled
             elif action == 0:
                 self.install(rel, seq, activate)
             elif action == 1:
@@ -120,6 +132,8 @@ class Device:
         self.go("verifying", rel)
         self.go("staged", rel)
         if activate == 0:
+            if ("slowboot", rel, self.id) in self.f.faults():
+                time.sleep(3)  # rebooting: commands wait (self.lock is held)
             self.trial(rel)
 
     def trial(self, rel):
@@ -230,6 +244,11 @@ def main(argv):
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     while not stop.wait(0.2):
         pass
+    # What each device's last will would say (a real agent connects with one).
+    infos = [fleet.c.publish(dev.base() + "/online", b"offline", qos=1, retain=True)
+             for dev in fleet.devices.values()]
+    for info in infos:
+        info.wait_for_publish(timeout=5)
     fleet.c.loop_stop()
     return 0
 

@@ -481,6 +481,66 @@ check "the next run judges dev-020 failed at once, from its retained state, and 
 check "... with the reason of the roll back" \
 	grep -q "rolled-back: error: health check failed" <<<"$(q "select reason from rollout_members where rollout='r12' and device_id='dev-020'")"
 
+# --- an abort that finds a device staged just as it reboots into the release
+# dev-022 takes 3 s to reboot after staging (fault slowboot): the abort finds it staged
+# and withdraws its command, but the device boots the release first and then refuses the
+# withdrawal as an older release. The controller waits for the answer, finds the boot,
+# and records the member as what it is (succeeded), not as withdrawn.
+release 2.1.0 61 r13.tern
+release 2.2.0 62 r14.tern
+fault slowboot sim-2.1.0-61 dev-022
+fault slowboot sim-2.2.0-62 dev-023
+expect_ok "create r13: dev-022 (slow to reboot)" "$TERN" rollout create r13.tern --key signing.key \
+	--name r13 --devices dev-022 --waves 1 --device-timeout 1m
+"$TERN" rollout run r13 >r13-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(q "select state from devices where id='dev-022'")" = staged ] && break; sleep 0.1; done
+check "dev-022 staged the release (and is rebooting)" [ "$(q "select state from devices where id='dev-022'")" = staged ]
+expect_ok "abort r13 while dev-022 reboots" "$TERN" rollout abort r13
+check "... its command withdrawn as 'staged, not activated'" \
+	[ "$(q "select was from rollout_withdrawals where rollout='r13' and device_id='dev-022'")" = "staged, not activated" ]
+for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+check "the controller stays until dev-022 answered, then finishes" bash -c "! kill -0 $run_pid 2>/dev/null"
+wait "$run_pid"
+check "... exit 0" [ $? -eq 0 ]
+run_pid=""
+check "dev-022 booted the release and refused the withdrawal as an older release" \
+	[ "$(q "select release_id || ' ' || state from devices where id='dev-022'"):$(q "select count(*) from events where device_id='dev-022' and kind='refused' and status='not-newer'")" = "sim-2.1.0-61 confirmed:1" ]
+check "... the record says so: withdrawal marked taken, member succeeded" \
+	[ "$(q "select taken_at is not null from rollout_withdrawals where rollout='r13' and device_id='dev-022'"):$(q "select outcome from rollout_members where rollout='r13' and device_id='dev-022'")" = "1:succeeded" ]
+check "... a withdrawal-late event" \
+	grep -q "withdrawn as 'staged, not activated', but it had booted the release" <<<"$(q "select detail from rollout_events where rollout='r13' and kind='withdrawal-late' and device_id='dev-022'")"
+check "... status: 0 withdrawn, 1 succeeded" [ "$(status r13 withdrawn):$(wave r13 1 succeeded)" = "0:1" ]
+expect_ok "report r13" "$TERN" report r13
+check "report: withdrawn too late, with its outcome" \
+	bash -c "grep -q 'Withdrawn too late: booted the release' out.txt && grep -qE '^\| dev-022 \| 1 \| staged, not activated \| .* \| succeeded \|' out.txt && grep -q '1 succeeded, 0 failed (0 timed out), 0 pending, 0 not deployed' out.txt && ! grep -q 'withdrawn by the abort' out.txt"
+
+# The same with --revert: the device that booted the release after all is sent back.
+expect_ok "create r14: dev-023 (slow to reboot)" "$TERN" rollout create r14.tern --key signing.key \
+	--name r14 --devices dev-023 --waves 1 --device-timeout 1m
+prev23=$(q "select release_id from devices where id='dev-023'")
+"$TERN" rollout run r14 >r14-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(q "select state from devices where id='dev-023'")" = staged ] && break; sleep 0.1; done
+expect_ok "abort r14 --revert while dev-023 reboots" "$TERN" rollout abort r14 --revert
+for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$run_pid"
+check "... the controller finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+check "... dev-023 judged as a member and reverted to $prev23" \
+	[ "$(q "select outcome || ' ' || coalesce(revert_outcome, '-') from rollout_members where rollout='r14' and device_id='dev-023'"):$(q "select release_id from devices where id='dev-023'")" = "succeeded reverted:$prev23" ]
+check "... revert finished, 0 withdrawn" [ "$(status r14 revert):$(status r14 withdrawn)" = "finished:0" ]
+
+# --- a database made before taken_at existed (schema 1) is upgraded when opened
+sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
+sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; update meta set value='1' where key='schema_version'"
+cols() { sqlite3 "$1" "select group_concat(name) from pragma_table_info('rollout_withdrawals')"; }
+check "a schema 1 database: no taken_at" bash -c "! grep -q taken_at <<<'$(cols old.db)'"
+TERN_DB=$work/old.db "$TERN" rollout status r8 --json >old.json 2>err.txt
+check "opening it upgrades it: taken_at added, schema_version 2, the withdrawals kept" \
+	[ "$(cols old.db | grep -c taken_at):$(sqlite3 old.db "select value from meta where key='schema_version'"):$(sqlite3 old.db "select count(*) from rollout_withdrawals where rollout='r8' and taken_at is null")" = "1:2:2" ]
+check "... and read: r8 has 2 withdrawn" [ "$($PY -c 'import json,sys; print(json.load(sys.stdin)["withdrawn"])' <old.json)" = 2 ]
+
 for cmd in create run status pause resume approve abort; do
 	if "$TERN" rollout $cmd --help | grep -q "^usage: tern rollout"; then ok "help: rollout $cmd"; else bad "help: rollout $cmd"; fi
 done
