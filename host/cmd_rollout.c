@@ -1071,6 +1071,8 @@ static int wave_step(struct ctl *c)
 	return promote(c, w, "controller");
 }
 
+static int abort_settled(struct ctl *c, bool *settled);
+
 /* Members that took the release and are sent back to what they ran before. */
 static int revert_step(struct ctl *c, bool *finished)
 {
@@ -1185,6 +1187,10 @@ static int revert_step(struct ctl *c, bool *finished)
 	}
 	free(res.v);
 	if (rc || open)
+		return rc;
+	/* A withdrawn device may still boot the release (late_takes): wait for its answer. */
+	bool settled;
+	if ((rc = abort_settled(c, &settled)) || !settled)
 		return rc;
 	int64_t n_ok, n_all;
 	if ((rc = rdb_int(c->db, &n_ok,
@@ -1607,16 +1613,17 @@ static int draw_wave(void *ctx, const struct rollout_wave_row *w)
 	return 0;
 }
 
-/* Prints new decisions (not per-device outcomes) and redraws the wave lines. */
+/* Prints new decisions (not per-device outcomes, but a withdrawal that came too late) and
+ * redraws the wave lines. */
 static void progress_show(struct progress *p, struct db *db, const struct rollout *r)
 {
 	if (p->tty && p->drawn)
 		printf("\033[%dA", p->drawn);
 	sqlite3_stmt *s =
 	    rdb_query(db,
-		      "SELECT seq, at, kind, coalesce(actor, ''), coalesce(detail, '')"
-		      " FROM rollout_events WHERE rollout=?1 AND seq>?2 AND"
-		      " device_id IS NULL ORDER BY seq",
+		      "SELECT seq, at, kind, coalesce(actor, ''), coalesce(detail, ''),"
+		      " coalesce(device_id, '') FROM rollout_events WHERE rollout=?1 AND"
+		      " seq>?2 AND (device_id IS NULL OR kind='withdrawal-late') ORDER BY seq",
 		      "ti", r->name, p->last_event);
 	while (s && sqlite3_step(s) == SQLITE_ROW) {
 		p->last_event = sqlite3_column_int64(s, 0);
@@ -1625,10 +1632,10 @@ static void progress_show(struct progress *p, struct db *db, const struct rollou
 		char ts[16] = "";
 		if (localtime_r(&t, &tm))
 			strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-		const char *actor = rdb_text(s, 3);
-		printf("%s%s%s %s%s%s%s: %s\n", p->tty ? "\033[2K" : "", col(p, "\033[1m"), ts,
-		       rdb_text(s, 2), *actor ? " by " : "", actor, col(p, "\033[0m"),
-		       rdb_text(s, 4));
+		const char *actor = rdb_text(s, 3), *dev = rdb_text(s, 5);
+		printf("%s%s%s %s%s%s%s%s%s: %s\n", p->tty ? "\033[2K" : "", col(p, "\033[1m"), ts,
+		       rdb_text(s, 2), *actor ? " by " : "", actor, *dev ? " " : "", dev,
+		       col(p, "\033[0m"), rdb_text(s, 4));
 	}
 	sqlite3_finalize(s);
 	struct draw_ctx d = {p, r, rdb_now(), 0};
