@@ -21,6 +21,8 @@ Faults come from the file LOG.faults, read again at every trial boot, one per li
                         into its trial and handles no command meanwhile (a board that
                         reboots): an abort then finds it staged, and the withdrawal
                         comes after the boot
+  hang RELEASE ID       staged RELEASE, the device hangs (online) for 60 s: it answers
+                        no command meanwhile
 An install of a release older than the one it runs (by sequence) is refused as the agent
 refuses it: a "refused" event, old-sequence.
 Options:
@@ -132,8 +134,11 @@ class Device:
         self.go("verifying", rel)
         self.go("staged", rel)
         if activate == 0:
-            if ("slowboot", rel, self.id) in self.f.faults():
+            faults = self.f.faults()
+            if ("slowboot", rel, self.id) in faults:
                 time.sleep(3)  # rebooting: commands wait (self.lock is held)
+            if ("hang", rel, self.id) in faults:
+                time.sleep(60)
             self.trial(rel)
 
     def trial(self, rel):

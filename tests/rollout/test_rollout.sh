@@ -531,6 +531,25 @@ check "... dev-023 judged as a member and reverted to $prev23" \
 	[ "$(q "select outcome || ' ' || coalesce(revert_outcome, '-') from rollout_members where rollout='r14' and device_id='dev-023'"):$(q "select release_id from devices where id='dev-023'")" = "succeeded reverted:$prev23" ]
 check "... revert finished, 0 withdrawn" [ "$(status r14 revert):$(status r14 withdrawn)" = "finished:0" ]
 
+# An abort waits for devices acting on it only so long: dev-024 hangs after staging.
+release 2.3.0 63 r15.tern
+fault hang sim-2.3.0-63 dev-024
+expect_ok "create r15: dev-024 (hangs once staged), device timeout 4s" "$TERN" rollout create \
+	r15.tern --key signing.key --name r15 --devices dev-024 --waves 1 --device-timeout 4s
+"$TERN" rollout run r15 >r15-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(q "select state from devices where id='dev-024'")" = staged ] && break; sleep 0.1; done
+expect_ok "abort r15 while dev-024 hangs" "$TERN" rollout abort r15
+for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+check "the controller waits for dev-024's answer only as long as the device timeout, then finishes" \
+	bash -c "! kill -0 $run_pid 2>/dev/null"
+wait "$run_pid"
+check "... exit 0" [ $? -eq 0 ]
+run_pid=""
+check "... recording an abort-unsettled event that says what is open and how to judge it later" \
+	grep -q "^1 devices still acting on the rollout's commands 4 s after the abort; 'tern rollout run r15' records and judges" <<<"$(q "select detail from rollout_events where rollout='r15' and kind='abort-unsettled'")"
+check "... and it printed it" grep -q "abort-unsettled by controller" r15-run.txt
+
 # --- a database made before taken_at existed (schema 1) is upgraded when opened
 sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
 sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; update meta set value='1' where key='schema_version'"
