@@ -15,7 +15,10 @@
 #include <errno.h>
 #include <malloc.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <pthread.h>
+
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -414,8 +417,9 @@ static uint64_t scan_timers(struct worker *w, uint64_t now)
  * device's messages go through) a futex call and a context switch each time. After
  * IDLE_NAPS empty naps it sleeps until notified or until its next timer.
  */
-#define NAP_US	  1000
-#define IDLE_NAPS 50
+#define NAP_US	       1000
+#define IDLE_NAPS      50
+#define SCHED_EVERY_MS 1000 /* schedule_threads() again this often */
 
 static void *worker_main(void *arg)
 {
@@ -624,6 +628,46 @@ static void take_census(struct fleet *fl, struct census *c)
 		c->chunks += st.chunks_fetched;
 		c->bad += st.chunks_bad;
 	}
+}
+
+#ifndef SCHED_BATCH
+#define SCHED_BATCH 3 /* Linux; <sched.h> names it only under _GNU_SOURCE */
+#endif
+
+/*
+ * Scheduling of the fleet's threads. paho's one receive thread reads the packets of
+ * every device of the process and is the fleet's critical path (docs/mqtt.md, "Fan-out
+ * benchmark"); every other thread - the device workers, the outbox that makes the
+ * devices' paho calls, paho's send thread, this one - is bulk work that it wakes
+ * thousands of times a second, and each wake-up preempted it (about 9,000 times in a
+ * 5 s run of 1000 devices). Those threads run SCHED_BATCH: the same share of the CPU,
+ * but a wake-up no longer preempts. The receive thread stays SCHED_OTHER. Threads are
+ * found by name in /proc/self/task, again now and then: paho starts its threads at the
+ * first connect, and a thread inherits its creator's policy. Best effort: a thread that
+ * went meanwhile, or a refusal, changes nothing else.
+ */
+static void schedule_threads(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	if (!dir)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], comm[32];
+		size_t len;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if (read_small(path, comm, sizeof(comm), &len) != 0)
+			continue;
+		bool receive = !strncmp(comm, "MQTTAsync_rcv", 13);
+		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+		int want = receive ? SCHED_OTHER : SCHED_BATCH;
+		struct sched_param sp = {0};
+		if (sched_getscheduler(tid) != want)
+			sched_setscheduler(tid, want, &sp);
+	}
+	closedir(dir);
 }
 
 /* Peak resident memory of the process (KiB), from /proc; 0 when unknown. */
@@ -1006,7 +1050,7 @@ static int run_devices(struct fleet *fl)
 	 * the whole fleet's: each of P processes takes its share. */
 	unsigned rate = a->connect_rate / a->processes ? a->connect_rate / a->processes : 1;
 	unsigned report_ms = fl->slot && a->report_ms > 50 ? 50 : a->report_ms;
-	uint64_t t0 = now_ms(), last_report = t0;
+	uint64_t t0 = now_ms(), last_report = t0, last_sched = 0;
 	unsigned started = 0;
 	while (!stop_signal) {
 		uint64_t now = now_ms();
@@ -1021,6 +1065,10 @@ static int run_devices(struct fleet *fl)
 		}
 		if (a->duration && now - t0 >= (uint64_t)a->duration * 1000u)
 			break;
+		if (started == fl->n && now - last_sched >= SCHED_EVERY_MS) {
+			last_sched = now;
+			schedule_threads();
+		}
 		if (now - last_report >= report_ms) {
 			last_report = now;
 			if (fl->slot) {
