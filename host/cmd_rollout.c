@@ -1454,7 +1454,8 @@ static int abort_settled(struct ctl *c, bool *settled)
 
 /*
  * One controller step in one transaction. Sets @finished when the rollout needs
- * nothing more from a controller (done, or aborted with any revert finished).
+ * nothing more from a controller (done, or aborted with any revert finished and the
+ * devices acting on the abort settled: abort_settled()).
  */
 static int step(struct ctl *c, bool *finished)
 {

@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <pthread.h>
-
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>

@@ -128,6 +128,32 @@ devs50=()
 for i in $(seq 1 50); do devs50+=(--device "$(printf 'sim-%04u' "$i")"); done
 fleet_start f1 --devices 50 --dir fleet1 --keyring signing.pub --processes 2
 check "50 devices (in 2 processes) connect" wait_until 20 eval '[ "$(last_status connected)" -eq 50 ]'
+# sched_policies PID...: true when in each process with paho's receive thread that thread
+# is SCHED_OTHER (0) and every other thread SCHED_BATCH (3) (docs/mqtt.md, "Scheduling")
+sched_policies() {
+	$PY - "$@" <<'EOF'
+import os, sys
+seen = 0
+for pid in sys.argv[1:]:
+    tasks = "/proc/%s/task" % pid
+    try:
+        tids = os.listdir(tasks)
+        names = {t: open("%s/%s/comm" % (tasks, t)).read().strip() for t in tids}
+        policy = {t: int(open("%s/%s/stat" % (tasks, t)).read().rsplit(")", 1)[1].split()[38]) for t in tids}
+    except OSError:
+        continue
+    if "MQTTAsync_rcv" not in names.values():
+        continue
+    seen += 1
+    for t in tids:
+        want = 0 if names[t] == "MQTTAsync_rcv" else 3
+        if policy[t] != want:
+            sys.exit("%s/%s (%s): policy %d, not %d" % (pid, t, names[t], policy[t], want))
+sys.exit(0 if seen else "no process with paho's receive thread")
+EOF
+}
+check "the fleet's threads but paho's receive thread run SCHED_BATCH, in each process" \
+	wait_until 5 eval 'sched_policies $fleet_pid $(pgrep -P $fleet_pid)'
 "$TERN" deploy sim-2.0.0-2 --key signing.key "${devs50[@]}" --broker "$URL" >deploy.out 2>&1
 check "deploy to 50 devices" [ "$(grep -c '^deployed' deploy.out)" -eq 50 ]
 t0=$(date +%s.%N)
