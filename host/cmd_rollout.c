@@ -1073,7 +1073,8 @@ static int wave_step(struct ctl *c)
 
 static int abort_settled(struct ctl *c, bool *settled);
 
-/* Members that took the release and are sent back to what they ran before. */
+/* Members that took the release and are sent back to what they ran before. Sets
+ * @finished once every revert sent has an outcome and the abort has settled. */
 static int revert_step(struct ctl *c, bool *finished)
 {
 	struct changes todo = {0};
@@ -1481,14 +1482,12 @@ static int step(struct ctl *c, bool *finished)
 	if (!strcmp(c->r.state, "running")) {
 		rc = wave_step(c);
 	} else if (!strcmp(c->r.state, "aborted")) {
-		bool done;
 		rc = withdraw_step(c);
 		if (!rc)
 			rc = late_takes(c);
-		if (!rc && c->r.revert == 1)
-			rc = revert_step(c, &done);
-		if (!rc && c->r.revert != 1)
-			rc = abort_settled(c, &settled);
+		if (!rc) /* a revert finishes only once the abort has settled */
+			rc = c->r.revert == 1 ? revert_step(c, &settled)
+					      : abort_settled(c, &settled);
 	}
 	if (rc)
 		goto out_rollback;

@@ -655,9 +655,8 @@ static void schedule_threads(void)
 		if (e->d_name[0] == '.')
 			continue;
 		char path[300], comm[32];
-		size_t len;
 		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		if (read_small(path, comm, sizeof(comm), &len) != 0)
+		if (read_small(path, comm, sizeof(comm), NULL) != 0)
 			continue;
 		bool receive = !strncmp(comm, "MQTTAsync_rcv", 13);
 		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
