@@ -550,6 +550,29 @@ check "... recording an abort-unsettled event that says what is open and how to 
 	grep -q "^1 devices still acting on the rollout's commands 4 s after the abort; 'tern rollout run r15' records and judges" <<<"$(q "select detail from rollout_events where rollout='r15' and kind='abort-unsettled'")"
 check "... and it printed it" grep -q "abort-unsettled by controller" r15-run.txt
 
+# A late boot found only by a rerun reopens a finished revert: dev-025 takes 3 s to
+# reboot, longer than r16's device timeout (2 s), so the controller leaves first.
+release 2.4.0 64 r16.tern
+fault slowboot sim-2.4.0-64 dev-025
+prev25=$(q "select release_id from devices where id='dev-025'")
+expect_ok "create r16: dev-025 (slow to reboot), device timeout 2s" "$TERN" rollout create \
+	r16.tern --key signing.key --name r16 --devices dev-025 --waves 1 --device-timeout 2s
+"$TERN" rollout run r16 >r16-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(q "select state from devices where id='dev-025'")" = staged ] && break; sleep 0.1; done
+expect_ok "abort r16 --revert while dev-025 reboots" "$TERN" rollout abort r16 --revert
+wait "$run_pid"
+run_pid=""
+check "... the controller left before dev-025 answered: revert done with nothing to revert" \
+	[ "$(status r16 revert):$(q "select outcome from rollout_members where rollout='r16' and device_id='dev-025'"):$(q "select count(*) from rollout_events where rollout='r16' and kind='abort-unsettled'")" = "finished:withdrawn:1" ]
+wgen25=$(q "select generation from rollout_withdrawals where rollout='r16' and device_id='dev-025'")
+for _ in $(seq 1 100); do grep -q "^dev-025 $wgen25 install " fleet.log && break; sleep 0.1; done
+sleep 0.5 # the withdrawal is logged as the device takes it, after its boot
+expect_ok "rerun r16 once dev-025 has booted the release" timeout 60 "$TERN" rollout run r16
+check "... it finds the late boot and reopens the revert: dev-025 succeeded, then reverted to $prev25" \
+	[ "$(q "select outcome || ' ' || coalesce(revert_outcome, '-') from rollout_members where rollout='r16' and device_id='dev-025'"):$(q "select release_id from devices where id='dev-025'"):$(q "select count(*) from rollout_events where rollout='r16' and kind='withdrawal-late'")" = "succeeded reverted:$prev25:1" ]
+check "... revert finished again, 0 withdrawn" [ "$(status r16 revert):$(status r16 withdrawn)" = "finished:0" ]
+
 # --- a database made before taken_at existed (schema 1) is upgraded when opened
 sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
 sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; update meta set value='1' where key='schema_version'"
