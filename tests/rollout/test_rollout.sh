@@ -510,6 +510,8 @@ check "... the record says so: withdrawal marked taken, member succeeded" \
 	[ "$(q "select taken_at is not null from rollout_withdrawals where rollout='r13' and device_id='dev-022'"):$(q "select outcome from rollout_members where rollout='r13' and device_id='dev-022'")" = "1:succeeded" ]
 check "... a withdrawal-late event" \
 	grep -q "withdrawn as 'staged, not activated', but it had booted the release" <<<"$(q "select detail from rollout_events where rollout='r13' and kind='withdrawal-late' and device_id='dev-022'")"
+check "... which the controller printed, with the device (it prints no other device's outcome)" \
+	grep -q "withdrawal-late dev-022: withdrawn as 'staged, not activated', but it had booted" r13-run.txt
 check "... status: 0 withdrawn, 1 succeeded" [ "$(status r13 withdrawn):$(wave r13 1 succeeded)" = "0:1" ]
 expect_ok "report r13" "$TERN" report r13
 check "report: withdrawn too late, with its outcome" \
