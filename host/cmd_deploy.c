@@ -11,6 +11,7 @@
 #include "tern/tern_topic.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 static const char deploy_help[] =
     "usage: tern deploy RELEASE --key FILE.key (--device ID ... | --all)\n"
     "           [--activate now|later] [--action install|activate|revert] [--revert]\n"
-    "           --broker URL\n"
+    "           [--rate N] --broker URL\n"
     "\n"
     "Tells devices what to run: publishes to PREFIX/dev/ID/desired, retained, a desired\n"
     "state signed with the release key (COSE_Sign1) and bound to the device id and a\n"
@@ -34,16 +35,23 @@ static const char deploy_help[] =
     "                       older release still at or above the security floor (taken\n"
     "                       from the inactive slot when it is still there, else fetched)\n"
     "  --revert             the same as --action revert\n"
+    "  --rate N             desired states a second (default 300; 0: all at once): the\n"
+    "                       devices start their downloads in turn, so the first ones\n"
+    "                       finish and boot early and the broker is not asked for the\n"
+    "                       release by every device at the same moment\n"
     "\n" BROKER_HELP;
 
 /* Devices per transaction (about 15 ms of signing and recording). */
 #define DEPLOY_BATCH 100
+/* Desired states a second unless --rate says otherwise (docs/mqtt.md, "Pacing a deploy"). */
+#define DEPLOY_RATE 300
 
 struct deploy_args {
 	const char *release, *key;
 	const char **devices;
 	size_t n_devices, cap_devices;
 	bool all;
+	uint32_t rate;
 	enum tern_action action;
 	enum tern_activate_mode activate;
 	struct broker_opts bo;
@@ -76,12 +84,15 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	    {"activate", required_argument, NULL, 'a'},
 	    {"action", required_argument, NULL, 'c'},
 	    {"revert", no_argument, NULL, 'R'},
+	    {"rate", required_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
 	};
 	const char *cmd = "deploy";
+	uint64_t rate;
 	int c;
+	a->rate = DEPLOY_RATE;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (broker_opts_flag(&a->bo, c, optarg))
 			continue;
@@ -120,6 +131,12 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 			break;
 		case 'R':
 			a->action = TERN_ACTION_REVERT;
+			break;
+		case 'r':
+			if (host_parse_u64(optarg, 1000000, &rate))
+				return host_usage(cmd, "--rate takes desired states a second, 0 to "
+						       "1000000 (0: all at once)");
+			a->rate = (uint32_t)rate;
 			break;
 		case 'h':
 			fputs(deploy_help, stdout);
@@ -168,6 +185,23 @@ static int sign_batch(struct db *db, const struct tern_signer *sg, const struct 
 		}
 	}
 	return 0;
+}
+
+/* One line per desired state the broker has: the first @n of @msgs. */
+static void print_deployed(const struct deploy_args *a, const char *release_id,
+			   const struct deploy_msg *msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		printf("deployed %s to %s: %s, activate %s, generation %llu\n", release_id,
+		       a->devices[i], tern_action_name(a->action), tern_activate_name(a->activate),
+		       (unsigned long long)msgs[i].generation);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
 }
 
 int cmd_deploy(int argc, char **argv)
@@ -223,6 +257,10 @@ int cmd_deploy(int argc, char **argv)
 		host_fail(NULL, TERN_E_NOMEM);
 		goto out;
 	}
+	/* The pace counts from here: the states due while paho connects (about 0.1 s) go
+	 * out as soon as it has. */
+	struct deploy_pace pace;
+	deploy_pace_start(&pace, a.rate);
 	snprintf(client_id, sizeof(client_id), "tern-deploy-%ld", (long)getpid());
 	struct mqtt_params mp = {.client_id = client_id};
 	if (mqtt_connect_start(&mq, &a.bo, &mp))
@@ -249,6 +287,12 @@ int cmd_deploy(int argc, char **argv)
 	}
 	if (db_commit(db))
 		goto out;
+	/* Interrupted while paced, it stops between two states and says how far it got. */
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	/* Then in batches: a batch's generations are taken and recorded (one transaction)
 	 * before any of its states is published, so a crash between the two wastes numbers
 	 * but never issues one twice; devices of the first batches start while later ones
@@ -261,6 +305,9 @@ int cmd_deploy(int argc, char **argv)
 		     db_commit(db)))
 			goto out_partial;
 		for (size_t i = start; i < end; i++) {
+			deploy_pace_wait(&pace);
+			if (stop_signal)
+				goto out_stopped;
 			if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
 				host_fail("publish", rc);
 				goto out_partial;
@@ -272,12 +319,18 @@ int cmd_deploy(int argc, char **argv)
 		host_fail("publish", rc);
 		goto out_partial;
 	}
-	for (size_t i = 0; i < a.n_devices; i++)
-		printf("deployed %s to %s: %s, activate %s, generation %llu\n", release_id,
-		       a.devices[i], tern_action_name(a.action), tern_activate_name(a.activate),
-		       (unsigned long long)msgs[i].generation);
+	print_deployed(&a, release_id, msgs, a.n_devices);
 	status = 0;
 	goto out;
+out_stopped:
+	/* What was handed to paho goes out before it is told as deployed. */
+	if ((rc = mqtt_flush(mq)))
+		host_fail("publish", rc);
+	else
+		print_deployed(&a, release_id, msgs, published);
+	fprintf(stderr, "tern: deploy interrupted (%s)\n", strsignal(stop_signal));
+	if (!published)
+		fprintf(stderr, "tern: no desired state was published; run the deploy again\n");
 out_partial:
 	if (published)
 		fprintf(

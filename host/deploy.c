@@ -109,3 +109,28 @@ int deploy_publish(struct mqtt *mq, const char *prefix, const struct deploy_msg 
 		return TERN_E_INVAL;
 	return mqtt_publish(mq, topic, msg->bytes, msg->len, true);
 }
+
+void deploy_pace_start(struct deploy_pace *p, uint32_t rate)
+{
+	p->rate = rate;
+	p->sent = 0;
+	clock_gettime(CLOCK_MONOTONIC, &p->start);
+}
+
+void deploy_pace_wait(struct deploy_pace *p)
+{
+	uint64_t k = p->sent++;
+	if (p->rate == 0 || k == 0)
+		return;
+	/* Due k / rate seconds after the start: an absolute time, so the time spent signing
+	 * and publishing between two calls is not added to the gap. */
+	uint64_t ns = k * 1000000000ull / p->rate;
+	struct timespec due = {.tv_sec = p->start.tv_sec + (time_t)(ns / 1000000000ull),
+			       .tv_nsec = p->start.tv_nsec + (long)(ns % 1000000000ull)};
+	if (due.tv_nsec >= 1000000000L) {
+		due.tv_sec++;
+		due.tv_nsec -= 1000000000L;
+	}
+	/* A signal (EINTR) ends the sleep: the caller decides whether to go on. */
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+}

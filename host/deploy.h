@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A signed desired state ready to publish. */
 struct deploy_msg {
@@ -45,5 +46,25 @@ int deploy_issue(struct db *db, const struct tern_signer *sg, struct tern_desire
 
 /* Publishes @msg retained to PREFIX/dev/ID/desired. Returns 0 or TERN_E_BROKER. */
 int deploy_publish(struct mqtt *mq, const char *prefix, const struct deploy_msg *msg);
+
+/*
+ * Paces publishing: desired state number k (from 0) goes out no sooner than k / rate
+ * seconds after deploy_pace_start(), so a deploy to a large fleet starts its downloads in turn
+ * instead of all at the same moment (docs/mqtt.md, "Pacing a deploy"). Caller-owned.
+ */
+struct deploy_pace {
+	uint32_t rate;	       /* desired states a second; 0: no pacing */
+	uint64_t sent;	       /* states waited for so far */
+	struct timespec start; /* when pacing started */
+};
+
+/* Starts pacing at @rate a second (0: none) from now; the first state is due at once. */
+void deploy_pace_start(struct deploy_pace *p, uint32_t rate);
+
+/*
+ * Returns when the next state is due (at once without pacing) and counts it. A signal
+ * ends the wait early: the caller checks its own stop flag after each call.
+ */
+void deploy_pace_wait(struct deploy_pace *p);
 
 #endif

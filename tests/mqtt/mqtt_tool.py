@@ -7,6 +7,9 @@
       chunk index and every chunk against the file's own bytes and index
   mqtt_tool.py absent URL TOPIC       exit 0 when nothing is retained on TOPIC
   mqtt_tool.py get URL TOPIC OUT      saves the retained message on TOPIC to OUT
+  mqtt_tool.py count-retained URL FILTER [REGEX]   prints how many topics under FILTER
+      (those matching REGEX, if given) hold a retained message: those that come after
+      the SUBACK, until 0.5 s pass without one
   mqtt_tool.py device URL PREFIX ID BOARD [--die] [--generation N]
       a fake device: last will "offline", publishes online, a state and events,
       then disconnects cleanly (offline) or dies (--die: the broker sends the will)
@@ -21,6 +24,7 @@ certificate and key MQTT_CERT, MQTT_KEY.
 """
 import hashlib
 import os
+import re
 import ssl
 import sys
 import threading
@@ -215,6 +219,33 @@ def try_access(url, user, password, op, topic):
     return 0 if box else 1
 
 
+def count_retained(url, topic_filter, pattern=None):
+    match = re.compile(pattern or "")
+    c, host, port = client(url)
+    connect(c, host, port)
+    topics = set()
+    last = [time.monotonic()]
+    subscribed = threading.Event()
+
+    def on_message(cl, u, msg):
+        if msg.retain and match.search(msg.topic):
+            topics.add(msg.topic)
+            last[0] = time.monotonic()
+
+    c.on_message = on_message
+    c.on_subscribe = lambda cl, u, mid, qos: subscribed.set()
+    c.subscribe(topic_filter, qos=1)
+    if not subscribed.wait(5):
+        raise SystemExit("no SUBACK for %s" % topic_filter)
+    last[0] = time.monotonic()
+    while time.monotonic() - last[0] < 0.5:
+        time.sleep(0.05)
+    c.disconnect()
+    c.loop_stop()
+    print(len(topics))
+    return 0
+
+
 def verify_desired(path, pub_path):
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
@@ -249,6 +280,8 @@ def main(argv):
             return 1
         open(argv[4], "wb").write(data)
         return 0
+    if cmd == "count-retained":
+        return count_retained(argv[2], argv[3], argv[4] if len(argv) > 4 else None)
     if cmd == "device":
         rest = argv[6:]
         gen = int(rest[rest.index("--generation") + 1]) if "--generation" in rest else 1

@@ -148,6 +148,43 @@ expect_ok "... many-250's (last batch) too" "$CHECK" m250.bin signing.pub many-2
 $TOOL get "$URL" tern/dev/many-7/desired m7.bin >/dev/null
 expect_ok "... many-7's retained state is its second" "$CHECK" m7.bin signing.pub many-7 1
 check "... generation 2" grep -q "accepted many-7 generation 2" out.txt
+# --- pacing (--rate): states go out in turn; interrupted, deploy says how far it got
+# and the broker holds exactly that many. Only lower bounds of time are checked: pacing
+# promises that no state goes early; a slow machine only makes a deploy longer.
+paced=""
+for i in $(seq 1 12); do paced="$paced --device paced-$i"; done
+t0=$(date +%s%N)
+expect_ok "deploy 12 devices at --rate 10" "$TERN" deploy sim-1.1.0-2 --key signing.key \
+	$paced --rate 10 --broker "$URL"
+check "... took at least 1.1 s (state 12 is due 11 / 10 s after the first)" \
+	[ $(($(date +%s%N) - t0)) -ge 1100000000 ]
+same "... all 12 retained" 12 "$($TOOL count-retained "$URL" tern/dev/+/desired /paced-)"
+expect_fail "--rate takes a number" "--rate takes desired states a second" \
+	"$TERN" deploy sim-1.1.0-2 --key signing.key --device x-1 --rate fast --broker "$URL"
+slow=""
+for i in $(seq 1 200); do slow="$slow --device slow-$i"; done
+"$TERN" deploy sim-1.1.0-2 --key signing.key $slow --rate 20 --broker "$URL" \
+	>slow.out 2>slow.err &
+slow_pid=$!
+first_in() { [ "$($TOOL count-retained "$URL" tern/dev/+/desired /slow-)" -ge 1 ]; }
+wait_until 10 first_in
+kill -TERM "$slow_pid"
+wait "$slow_pid"
+check "interrupted deploy exits 1" [ $? -eq 1 ]
+check "... says it was interrupted" grep -q "deploy interrupted (Terminated)" slow.err
+handed=$(sed -n 's/.*deploy stopped after handing \([0-9]*\) of 200 desired states.*/\1/p' slow.err)
+check "... and how many states it handed to the broker (some, not all): ${handed:-none}" \
+	[ -n "$handed" -a "${handed:-0}" -ge 1 -a "${handed:-0}" -lt 200 ]
+same "... exactly those are retained" "$handed" \
+	"$($TOOL count-retained "$URL" tern/dev/+/desired /slow-)"
+same "... a 'deployed' line for each of them" "$handed" "$(grep -c '^deployed' slow.out)"
+expect_ok "run again, all at once (--rate 0), for the rest" "$TERN" deploy sim-1.1.0-2 \
+	--key signing.key $slow --rate 0 --broker "$URL"
+same "... now all 200 retained" 200 "$($TOOL count-retained "$URL" tern/dev/+/desired /slow-)"
+$TOOL get "$URL" tern/dev/slow-1/desired s1.bin >/dev/null
+expect_ok "... slow-1 holds its newer state" "$CHECK" s1.bin signing.pub slow-1 1
+check "... generation 2" grep -q "accepted slow-1 generation 2" out.txt
+
 # The broker is reached before any generation is taken: an unreachable one wastes none.
 expect_fail "deploy with no broker listening" "connect" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.key --device nobroker-1 --broker mqtt://127.0.0.1:1
