@@ -570,22 +570,36 @@ def bench_fleet(work):
                                          "-p", ",".join(str(p) for p in fleet_pids)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
+            # tern deploy as an operator runs it (paced at its default rate, docs/mqtt.md
+            # "Pacing a deploy"); the fleet's status lines are read while it runs.
             t0 = time.time()
-            run([TERN, "deploy", "sim-2.0.0-2", "--key", "fleet.key", "--broker", url] + devices)
-            t_deploy = time.time() - t0
+            dep = subprocess.Popen([TERN, "deploy", "sim-2.0.0-2", "--key", "fleet.key", "--broker",
+                                    url] + devices, cwd=work, env=env, stdout=subprocess.DEVNULL)
+            t_deploy = first = half = None
             done = fleet_cpu = broker_cpu = th1 = None
             log = open(os.environ["BENCH_FLEET_LOG"], "w") if os.environ.get("BENCH_FLEET_LOG") and k == 0 else None
             for line in fl.stdout:
                 status = json.loads(line)
                 if log:  # the status lines from deploy on, with the time since deploy began
                     log.write("%.3f %s" % (status["unix"] - t0, line))
-                if status.get("states", {}).get("confirmed") == n:
+                if t_deploy is None and dep.poll() is not None:
+                    t_deploy = time.time() - t0
+                confirmed = status.get("states", {}).get("confirmed", 0)
+                if first is None and confirmed >= 1:
+                    first = status["unix"] - t0
+                if half is None and confirmed >= n / 2:
+                    half = status["unix"] - t0
+                if confirmed == n:
                     done = status["unix"] - t0
                     fleet_cpu, broker_cpu = fleet_cpu_now() - c0, cpu_of(proc.pid) - b0
                     th1 = fleet_threads_now()
                     break
                 if status["unix"] - t0 > 600:
                     break
+            if dep.wait() != 0:
+                sys.exit("bench: tern deploy failed (exit %d)" % dep.returncode)
+            if t_deploy is None:
+                t_deploy = time.time() - t0
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
@@ -593,9 +607,12 @@ def bench_fleet(work):
             rest = fl.communicate()[0].splitlines()
             final = json.loads(rest[-1]) if rest else status
             shutil.rmtree(fleet_dir, ignore_errors=True)
-            print("  %-44s %7.3f s   (devices up in %.1f s, deploy %.3f s)"
+            print("  %-44s %7.3f s   (devices up in %.1f s, deploy %.3f s; first CONFIRMED %.2f s,"
+                  " half %.2f s)"
                   % ("fleet run %d: deploy -> all %d CONFIRMED" % (k + 1, n),
-                     done if done is not None else float("nan"), up, t_deploy), flush=True)
+                     done if done is not None else float("nan"), up, t_deploy,
+                     first if first is not None else float("nan"),
+                     half if half is not None else float("nan")), flush=True)
             return {"done": done, "status": status, "final": final, "t_deploy": t_deploy,
                     "fleet_cpu": fleet_cpu, "broker_cpu": broker_cpu, "th0": th0, "th1": th1}
 
@@ -619,7 +636,7 @@ def bench_fleet(work):
         fleet_cpu, broker_cpu, th0, th1 = med["fleet_cpu"], med["broker_cpu"], med["th0"], med["th1"]
         print("  %-44s %s" % ("fleet runs, ratio to the raw time",
                               ", ".join("%.2fx" % (r["done"] / base) for r in runs)))
-        print("  %-44s %7.3f s" % ("tern deploy (signs %d desired states)" % n, t_deploy))
+        print("  %-44s %7.3f s" % ("tern deploy (signs, paces %d desired states)" % n, t_deploy))
         if procs == 1:
             print("  %-44s %7.3f s   %5.2fx the raw time   (goal <= 1.5x: %s)"
                   % ("deploy -> all %d CONFIRMED, median run" % n, done, done / base,
