@@ -11,7 +11,6 @@
 #include "tern/tern_topic.h"
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,13 +196,6 @@ static void print_deployed(const struct deploy_args *a, const char *release_id,
 		       (unsigned long long)msgs[i].generation);
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 int cmd_deploy(int argc, char **argv)
 {
 	static struct deploy_args a;
@@ -288,11 +280,7 @@ int cmd_deploy(int argc, char **argv)
 	if (db_commit(db))
 		goto out;
 	/* Interrupted while paced, it stops between two states and says how far it got. */
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	host_catch_stop_signals();
 	/* Then in batches: a batch's generations are taken and recorded (one transaction)
 	 * before any of its states is published, so a crash between the two wastes numbers
 	 * but never issues one twice; devices of the first batches start while later ones
@@ -306,7 +294,7 @@ int cmd_deploy(int argc, char **argv)
 			goto out_partial;
 		for (size_t i = start; i < end; i++) {
 			deploy_pace_wait(&pace);
-			if (stop_signal)
+			if (host_stop_signal)
 				goto out_stopped;
 			if ((rc = deploy_publish(mq, broker_opt(&a.bo, BF_PREFIX), &msgs[i]))) {
 				host_fail("publish", rc);
@@ -328,7 +316,7 @@ out_stopped:
 		host_fail("publish", rc);
 	else
 		print_deployed(&a, release_id, msgs, published);
-	fprintf(stderr, "tern: deploy interrupted (%s)\n", strsignal(stop_signal));
+	fprintf(stderr, "tern: deploy interrupted (%s)\n", strsignal(host_stop_signal));
 	if (!published)
 		fprintf(stderr, "tern: no desired state was published; run the deploy again\n");
 out_partial:

@@ -201,13 +201,6 @@ out:
 	return status;
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 int cmd_watch(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -248,11 +241,7 @@ int cmd_watch(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	host_catch_stop_signals();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (db_open(&db, broker_opt(&bo, BF_DB)))
 		goto out;
@@ -262,7 +251,7 @@ int cmd_watch(int argc, char **argv)
 		broker_opt(&bo, BF_PREFIX), broker_opt(&bo, BF_BROKER));
 	double end = duration ? now_s() + (double)duration : 0;
 	rc = 0;
-	while (!stop_signal && !rc && !(end > 0 && now_s() >= end))
+	while (!host_stop_signal && !rc && !(end > 0 && now_s() >= end))
 		rc = recorder_poll(rec, 100);
 	uint64_t n = recorder_count(rec);
 	int stop_rc = recorder_stop(rec);

@@ -1650,13 +1650,6 @@ static void progress_show(struct progress *p, struct db *db, const struct rollou
 	fflush(stdout);
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 /* Records what devices report until @until (rdb_now() seconds): steps stay STEP_MS apart. */
 static int record_until(struct recorder *rec, double until)
 {
@@ -1664,7 +1657,7 @@ static int record_until(struct recorder *rec, double until)
 	do {
 		double left_ms = (until - rdb_now()) * 1000.0;
 		rc = recorder_poll(rec, left_ms > 0 ? (long)left_ms + 1 : 0);
-	} while (!rc && !stop_signal && rdb_now() < until);
+	} while (!rc && !host_stop_signal && rdb_now() < until);
 	return rc;
 }
 
@@ -1733,15 +1726,11 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 		goto out;
 	printf("rollout %s: %s, release %s, wave %lld of %lld\n", name, c.r.state, c.r.release_id,
 	       (long long)c.r.current_wave + 1, (long long)c.r.n_waves);
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	host_catch_stop_signals();
 	bool finished = false;
 	int idle_said = 0;
 	double next_step = 0;
-	while (!stop_signal) {
+	while (!host_stop_signal) {
 		/* Publish anything a previous run committed but the broker never acknowledged.
 		 * The first step comes with the first reports (the retained states); then
 		 * reports are recorded until the next step is due: a step every STEP_MS, not
@@ -1783,7 +1772,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 			host_fail("rollout run", rc);
 		goto out;
 	}
-	if (stop_signal) {
+	if (host_stop_signal) {
 		printf("rollout %s: controller stopped; run 'tern rollout run %s' to continue\n",
 		       name, name);
 		status = 1;

@@ -11,6 +11,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+volatile sig_atomic_t host_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	host_stop_signal = sig;
+}
+
+void host_catch_stop_signals(void)
+{
+	struct sigaction sa = {0};
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 int host_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 {
 	int rc = 0;

@@ -2,6 +2,7 @@
 #ifndef TERN_HOST_UTIL_H
 #define TERN_HOST_UTIL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,16 @@ int host_write_new_file(const char *path, const void *data, size_t len, mode_t m
  * TERN_E_USAGE.
  */
 int host_parse_size(const char *s, uint64_t *out);
+
+/* The number of the SIGINT or SIGTERM that arrived since host_catch_stop_signals(), else 0. */
+extern volatile sig_atomic_t host_stop_signal;
+
+/*
+ * From now on SIGINT and SIGTERM set host_stop_signal instead of ending the process, so
+ * a long-running command stops at its next check and says how far it got. Without
+ * SA_RESTART: a sleep or poll in progress returns early.
+ */
+void host_catch_stop_signals(void);
 
 /* Parses a decimal unsigned integer that fits @max. Returns 0 or TERN_E_USAGE. */
 int host_parse_u64(const char *s, uint64_t max, uint64_t *out);
