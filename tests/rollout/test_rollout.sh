@@ -202,6 +202,15 @@ check "... paused by erin" [ "$(status r3 reason)" = "paused by erin" ]
 sleep 4
 check "... the bake ended but wave 2 did not start" [ "$(wave r3 2 state)" = pending ]
 expect_fail "pause twice is refused" "nothing to pause" "$TERN" rollout pause r3
+# Ctrl-C or kill: the controller stops between two steps and says how to go on; a new one
+# takes over from the database.
+kill -TERM "$run_pid"
+wait "$run_pid"
+check "SIGTERM stops the controller, exit 1" [ $? -eq 1 ]
+check "... it says how to continue" \
+	grep -q "rollout r3: controller stopped; run 'tern rollout run r3' to continue" r3-run.txt
+"$TERN" rollout run r3 >>r3-run.txt 2>&1 &
+run_pid=$!
 expect_ok "resume" "$TERN" rollout resume r3 --by erin
 wait "$run_pid"
 check "the controller finishes after the resume" [ $? -eq 0 ]
