@@ -583,9 +583,9 @@ def bench_fleet(work):
                 if log:  # the status lines from deploy on, with the time since deploy began
                     log.write("%.3f %s" % (status["unix"] - t0, line))
                 if t_deploy is None and dep.poll() is not None:
-                    if dep.returncode != 0:
-                        sys.exit("bench: tern deploy failed (exit %d)" % dep.returncode)
                     t_deploy = time.time() - t0
+                    if dep.returncode != 0:
+                        break  # said below
                 confirmed = status.get("states", {}).get("confirmed", 0)
                 if first is None and confirmed >= 1:
                     first = status["unix"] - t0
