@@ -615,6 +615,15 @@ def bench_fleet(work):
                      done if done is not None else float("nan"), up, t_deploy,
                      first if first is not None else float("nan"),
                      half if half is not None else float("nan")), flush=True)
+            if th1:
+                # The run's length follows the receive thread's CPU; when every process
+                # needs more CPU for the same packets (the broker too), the machine was
+                # in a slower phase (docs/mqtt.md, "Eighth session").
+                print("  %-44s cpu: paho receive thread %.2f s (waited %.2f s for a core),"
+                      " device work %.2f s, broker %.2f s"
+                      % ("", th1.get("MQTTAsync_rcv", 0) - th0.get("MQTTAsync_rcv", 0),
+                         th1.get("wait:MQTTAsync_rcv", 0) - th0.get("wait:MQTTAsync_rcv", 0),
+                         th1.get("ternd", 0) - th0.get("ternd", 0), broker_cpu), flush=True)
             return {"done": done, "status": status, "final": final, "t_deploy": t_deploy,
                     "fleet_cpu": fleet_cpu, "broker_cpu": broker_cpu, "th0": th0, "th1": th1}
 
