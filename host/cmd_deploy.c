@@ -42,8 +42,6 @@ static const char deploy_help[] =
 
 /* Devices per transaction (about 15 ms of signing and recording). */
 #define DEPLOY_BATCH 100
-/* Desired states a second unless --rate says otherwise (docs/mqtt.md, "Pacing a deploy"). */
-#define DEPLOY_RATE 300
 
 struct deploy_args {
 	const char *release, *key;
@@ -89,7 +87,6 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 	    {0, 0, 0, 0},
 	};
 	const char *cmd = "deploy";
-	uint64_t rate;
 	int c;
 	a->rate = DEPLOY_RATE;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -132,10 +129,8 @@ static int parse_deploy(int argc, char **argv, struct deploy_args *a)
 			a->action = TERN_ACTION_REVERT;
 			break;
 		case 'r':
-			if (host_parse_u64(optarg, 1000000, &rate))
-				return host_usage(cmd, "--rate takes desired states a second, 0 to "
-						       "1000000 (0: all at once)");
-			a->rate = (uint32_t)rate;
+			if (deploy_parse_rate(optarg, &a->rate))
+				return host_usage(cmd, DEPLOY_RATE_HELP);
 			break;
 		case 'h':
 			fputs(deploy_help, stdout);

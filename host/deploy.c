@@ -2,11 +2,13 @@
 #include "deploy.h"
 
 #include "host.h"
+#include "host_util.h"
 #include "release_file.h"
 
 #include "tern/tern_err.h"
 #include "tern/tern_topic.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -133,4 +135,26 @@ void deploy_pace_wait(struct deploy_pace *p)
 	}
 	/* A signal (EINTR) ends the sleep: the caller decides whether to go on. */
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+}
+
+uint64_t deploy_pace_due(const struct deploy_pace *p, double ahead)
+{
+	if (p->rate == 0)
+		return UINT64_MAX;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double elapsed = (double)(now.tv_sec - p->start.tv_sec) +
+			 (double)(now.tv_nsec - p->start.tv_nsec) / 1e9 + ahead;
+	/* State k is due k / rate seconds after the start, as in deploy_pace_wait(). */
+	uint64_t due = elapsed > 0 ? (uint64_t)(elapsed * p->rate) + 1 : 1;
+	return due > p->sent ? due - p->sent : 0;
+}
+
+int deploy_parse_rate(const char *arg, uint32_t *rate)
+{
+	uint64_t v;
+	if (host_parse_u64(arg, DEPLOY_RATE_MAX, &v))
+		return TERN_E_INVAL;
+	*rate = (uint32_t)v;
+	return 0;
 }

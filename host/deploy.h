@@ -58,6 +58,14 @@ struct deploy_pace {
 	struct timespec start; /* when pacing started */
 };
 
+/* Desired states a second unless told otherwise (docs/mqtt.md, "Pacing a deploy"). */
+#define DEPLOY_RATE	 300
+#define DEPLOY_RATE_MAX	 1000000
+#define DEPLOY_RATE_HELP "--rate takes desired states a second, 0 to 1000000 (0: all at once)"
+
+/* Parses a --rate argument (0 to DEPLOY_RATE_MAX) into *@rate: 0 or TERN_E_INVAL. */
+int deploy_parse_rate(const char *arg, uint32_t *rate);
+
 /* Starts pacing at @rate a second (0: none) from now; the first state is due at once. */
 void deploy_pace_start(struct deploy_pace *p, uint32_t rate);
 
@@ -66,5 +74,13 @@ void deploy_pace_start(struct deploy_pace *p, uint32_t rate);
  * ends the wait early: the caller checks its own stop flag after each call.
  */
 void deploy_pace_wait(struct deploy_pace *p);
+
+/*
+ * How many more states are due within @ahead seconds from now on the same schedule
+ * (UINT64_MAX without pacing; at least 1 right after the start), for a caller that
+ * publishes between other work instead of waiting, next in @ahead seconds: it adds what
+ * it published to @p->sent.
+ */
+uint64_t deploy_pace_due(const struct deploy_pace *p, double ahead);
 
 #endif
