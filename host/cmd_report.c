@@ -196,7 +196,7 @@ static void summary_lines(const struct rollout *r, const struct totals *t, char 
 static void plan_section(struct rep *p)
 {
 	const struct rollout *r = &p->r;
-	char bake[32], timeout[32], maxf[16], mins[16], line[512];
+	char bake[32], timeout[32], maxf[16], mins[16], rate[48], line[512];
 	heading(p, 2, "Plan");
 	table_begin(p);
 	const char *h[] = {"setting", "value"};
@@ -215,6 +215,7 @@ static void plan_section(struct rep *p)
 		 : "none"},
 	    {"approval before each wave", r->approve_each ? "yes" : "no"},
 	    {"activation", r->activate_together ? "together (per wave)" : "each device"},
+	    {"pace", rollout_format_rate(r->rate, rate, sizeof(rate))},
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		row(p, false, 2, rows[i]);
@@ -336,7 +337,8 @@ static int failures_section(struct rep *p)
 	s = rdb_query(
 	    p->db,
 	    "SELECT device_id, coalesce(prev_release, ''), coalesce(revert_outcome,"
-	    " 'sent, no report yet'), coalesce(revert_at, 0) FROM rollout_members WHERE"
+	    " CASE WHEN revert_at IS NULL THEN 'not sent yet (paced)' ELSE"
+	    " 'sent, no report yet' END), coalesce(revert_at, 0) FROM rollout_members WHERE"
 	    " rollout=?1 AND (revert_generation IS NOT NULL OR revert_outcome IS NOT NULL)"
 	    " ORDER BY wave, rank",
 	    "t", p->r.name);
@@ -362,10 +364,11 @@ static int failures_section(struct rep *p)
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		char at[32], w[24];
 		snprintf(w, sizeof(w), "%lld", (long long)sqlite3_column_int64(s, 1) + 1);
+		int64_t gen = sqlite3_column_int64(s, 3); /* -1: never sent (--rate) */
 		const char *cells[] = {rdb_text(s, 0), w, rdb_text(s, 2),
-				       sqlite3_column_int64(s, 3)
-					   ? "a newer command: stay on its release"
-					   : "clearing the retained command",
+				       gen > 0	 ? "a newer command: stay on its release"
+				       : gen < 0 ? "not sending it"
+						 : "clearing the retained command",
 				       stamp(sqlite3_column_double(s, 4), at, sizeof(at))};
 		lazy_row(p, &t, cells);
 	}

@@ -42,6 +42,7 @@ static const char create_help[] =
     "           [--devices all|ID[,ID...] | --board B] --waves 1,10%,50%,100%\n"
     "           [--bake 10m] [--max-failures 5%] [--min-success 95%]\n"
     "           [--device-timeout 15m] [--approve-each-wave] [--activate together|each]\n"
+    "           [--rate 300]\n"
     "\n"
     "Plans a staged rollout of RELEASE (a release file, or an id 'tern publish' printed)\n"
     "and records it in the host database; 'tern rollout run NAME' carries it out.\n"
@@ -59,6 +60,10 @@ static const char create_help[] =
     "  --approve-each-wave  wait for 'tern rollout approve NAME' before each next wave\n"
     "  --activate together  stage the whole wave, then boot every staged member at once;\n"
     "             each      each device boots the release as soon as it is staged (default)\n"
+    "  --rate N             desired states a second within a wave (default 300; 0: all at\n"
+    "                       once): a large wave starts its downloads in turn, and a wave\n"
+    "                       that pauses or fails its gate early keeps the rest of its\n"
+    "                       commands (reverts are paced the same way)\n"
     "\n" BROKER_HELP;
 
 static const char run_help[] =
@@ -125,7 +130,7 @@ int rollout_load(struct db *db, const char *name, struct rollout *r)
 	    "SELECT name, release_id, version, sequence, notes, key_file, targets, waves_spec,"
 	    " bake_s, device_timeout_s, max_fail_ppm, min_success_ppm, approve_each, activate,"
 	    " state, reason, current_wave, revert, created_at, updated_at,"
-	    " (SELECT count(*) FROM rollout_waves w WHERE w.rollout=r.name)"
+	    " (SELECT count(*) FROM rollout_waves w WHERE w.rollout=r.name), rate"
 	    " FROM rollouts r WHERE name=?1",
 	    "t", name);
 	if (!s)
@@ -160,6 +165,7 @@ int rollout_load(struct db *db, const char *name, struct rollout *r)
 	r->created_at = sqlite3_column_double(s, 18);
 	r->updated_at = sqlite3_column_double(s, 19);
 	r->n_waves = sqlite3_column_int64(s, 20);
+	r->rate = (uint32_t)sqlite3_column_int64(s, 21);
 	sqlite3_finalize(s);
 	return 0;
 }
@@ -176,7 +182,8 @@ int rollout_waves(struct db *db, const char *name,
 	    " coalesce(w.started_at, 0), coalesce(w.reported_at, 0), coalesce(w.bake_until, 0),"
 	    " coalesce(w.gated_at, 0),"
 	    " (SELECT count(*) FROM rollout_withdrawals x WHERE x.rollout=w.rollout AND"
-	    "  x.wave=w.wave AND x.taken_at IS NULL)"
+	    "  x.wave=w.wave AND x.taken_at IS NULL),"
+	    " coalesce(sum(m.outcome='pending' AND m.generation > 0 AND m.deployed_at IS NULL), 0)"
 	    " FROM rollout_waves w LEFT JOIN rollout_members m ON m.rollout=w.rollout AND"
 	    " m.wave=w.wave WHERE w.rollout=?1 GROUP BY w.wave ORDER BY w.wave",
 	    "t", name);
@@ -196,6 +203,7 @@ int rollout_waves(struct db *db, const char *name,
 		w.bake_until = sqlite3_column_double(s, 8);
 		w.gated_at = sqlite3_column_double(s, 9);
 		w.withdrawn = (uint64_t)sqlite3_column_int64(s, 10);
+		w.queued = (uint64_t)sqlite3_column_int64(s, 11);
 		cb = fn(ctx, &w);
 	}
 	if (!cb && rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -288,7 +296,7 @@ struct create_args {
 	struct id_list ids;
 	bool all, approve_each;
 	uint64_t bake_s, timeout_s;
-	uint32_t max_fail, min_success;
+	uint32_t max_fail, min_success, rate;
 	struct broker_opts bo;
 };
 
@@ -306,6 +314,7 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 	    {"device-timeout", required_argument, NULL, 't'},
 	    {"approve-each-wave", no_argument, NULL, 'A'},
 	    {"activate", required_argument, NULL, 'a'},
+	    {"rate", required_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
@@ -314,6 +323,7 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 	int c;
 	a->timeout_s = 15 * 60;
 	a->activate = "each";
+	a->rate = DEPLOY_RATE;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (broker_opts_flag(&a->bo, c, optarg))
 			continue;
@@ -360,6 +370,10 @@ static int parse_create(int argc, char **argv, struct create_args *a)
 				return host_usage(cmd, "--activate takes together or each");
 			a->activate = optarg;
 			break;
+		case 'r':
+			if (deploy_parse_rate(optarg, &a->rate))
+				return host_usage(cmd, DEPLOY_RATE_HELP);
+			break;
 		case 'h':
 			fputs(create_help, stdout);
 			return 0;
@@ -397,12 +411,13 @@ static int insert_plan(struct db *db, const struct create_args *a, const char *r
 	    db,
 	    "INSERT INTO rollouts(name, release_id, version, sequence, notes, key_file,"
 	    " targets, waves_spec, bake_s, max_fail_ppm, min_success_ppm,"
-	    " device_timeout_s, approve_each, activate, state, created_at, updated_at)"
+	    " device_timeout_s, approve_each, activate, state, created_at, updated_at, rate)"
 	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-	    " 'created', ?15, ?15)",
-	    "tttittttiiiiitd", a->name, release_id, version, (int64_t)sequence, notes, key_abs,
+	    " 'created', ?15, ?15, ?16)",
+	    "tttittttiiiiitdi", a->name, release_id, version, (int64_t)sequence, notes, key_abs,
 	    targets, a->waves, (int64_t)a->bake_s, (int64_t)a->max_fail, (int64_t)a->min_success,
-	    (int64_t)a->timeout_s, (int64_t)(a->approve_each ? 1 : 0), a->activate, now);
+	    (int64_t)a->timeout_s, (int64_t)(a->approve_each ? 1 : 0), a->activate, now,
+	    (int64_t)a->rate);
 	size_t next = 0;
 	for (size_t w = 0; !rc && w < n_waves; w++) {
 		rc = rdb_exec(db,
@@ -415,12 +430,12 @@ static int insert_plan(struct db *db, const struct create_args *a, const char *r
 				      " VALUES(?1, ?2, ?3, ?4)",
 				      "ttii", a->name, a->ids.ids[next], (int64_t)w, (int64_t)next);
 	}
-	char bake[32], timeout[32], maxf[16], mins[16];
+	char bake[32], timeout[32], maxf[16], mins[16], rate[48];
 	if (!rc)
 		rc = rdb_event(
 		    db, a->name, -1, NULL, "created", rollout_actor(NULL),
 		    "release %s to %s: %zu devices in %zu waves (%s), bake %s, max "
-		    "failures %s, min success %s, device timeout %s%s, activate %s",
+		    "failures %s, min success %s, device timeout %s%s, activate %s, %s",
 		    release_id, targets, next, n_waves, a->waves,
 		    rollout_format_duration(a->bake_s, bake, sizeof(bake)),
 		    rollout_format_ratio(a->max_fail, maxf, sizeof(maxf)),
@@ -428,7 +443,8 @@ static int insert_plan(struct db *db, const struct create_args *a, const char *r
 				   : "none",
 		    a->timeout_s ? rollout_format_duration(a->timeout_s, timeout, sizeof(timeout))
 				 : "none",
-		    a->approve_each ? ", approval before each wave" : "", a->activate);
+		    a->approve_each ? ", approval before each wave" : "", a->activate,
+		    rollout_format_rate(a->rate, rate, sizeof(rate)));
 	return rc;
 }
 
@@ -551,6 +567,10 @@ struct ctl {
 	int64_t seen_state_seq, seen_event_seq;
 	bool judge_all;
 	double next_deadline; /* a pending member may time out after this; 0: none */
+	/* --rate: the schedule of the paced commands in the outbox, restarted when none
+	 * waited (docs/rollout.md, "Pacing a wave"). */
+	struct deploy_pace pace;
+	bool pace_idle;
 };
 
 /* A member whose outcome changed. */
@@ -653,6 +673,8 @@ static int evaluate_members(struct ctl *c)
 		const char *dev = rdb_text(s, 0), *cur = rdb_text(s, 4), *dstate = rdb_text(s, 5);
 		const char *drel = rdb_text(s, 6);
 		int64_t gen = sqlite3_column_int64(s, 2), dgen = sqlite3_column_int64(s, 7);
+		/* Its command waits in the outbox for its turn: its clock has not started. */
+		bool queued = sqlite3_column_type(s, 3) == SQLITE_NULL;
 		double deployed = sqlite3_column_double(s, 3);
 		const char *refused =
 		    sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : rdb_text(s, 9);
@@ -678,14 +700,14 @@ static int evaluate_members(struct ctl *c)
 		bool held = c->r.activate_together && activated == 0 && dgen >= gen &&
 			    !strcmp(dstate, "staged");
 		double since = activated > deployed ? activated : deployed;
-		if (!strcmp(next, "pending") && !held && c->r.device_timeout_s &&
+		if (!strcmp(next, "pending") && !held && !queued && c->r.device_timeout_s &&
 		    c->now - since > (double)c->r.device_timeout_s) {
 			next = "timed-out";
 			snprintf(reason, sizeof(reason),
 				 "no outcome within the device timeout (%s)",
 				 *dstate ? dstate : "never reported");
 		} else if (!strcmp(next, "pending") && !strcmp(cur, "pending") && !held &&
-			   c->r.device_timeout_s) {
+			   !queued && c->r.device_timeout_s) {
 			/* Still pending: when to look at it again without a report. */
 			double deadline = since + (double)c->r.device_timeout_s;
 			if (deadline < deadline_min)
@@ -826,12 +848,12 @@ static int deploy_wave(struct ctl *c, int64_t w, uint64_t *n_sent, uint64_t *n_a
 		rc = issue(c, x->device_id, c->r.release_id, c->r.sequence, TERN_ACTION_INSTALL,
 			   mode, &gen);
 		if (!rc)
+			/* deployed_at is set when the broker took the command (outbox_flush). */
 			rc = rdb_exec(c->db,
-				      "UPDATE rollout_members SET generation=?3, deployed_at=?4,"
-				      " outcome='pending', prev_release=?5, prev_sequence=?6"
+				      "UPDATE rollout_members SET generation=?3, deployed_at=NULL,"
+				      " outcome='pending', prev_release=?4, prev_sequence=?5"
 				      " WHERE rollout=?1 AND device_id=?2",
-				      "ttidti", c->r.name, x->device_id, gen, c->now, x->reason,
-				      prev_seq);
+				      "ttiti", c->r.name, x->device_id, gen, x->reason, prev_seq);
 		(*n_sent)++;
 	}
 	free(todo.v);
@@ -1118,11 +1140,12 @@ static int revert_step(struct ctl *c, bool *finished)
 		rc = issue(c, x->device_id, x->reason, seq, TERN_ACTION_REVERT, TERN_ACTIVATE_NOW,
 			   &gen);
 		if (!rc)
-			rc =
-			    rdb_exec(c->db,
-				     "UPDATE rollout_members SET revert_generation=?3, revert_at=?4"
-				     " WHERE rollout=?1 AND device_id=?2",
-				     "ttid", c->r.name, x->device_id, gen, c->now);
+			/* revert_at is set when the broker took the revert (outbox_flush). */
+			rc = rdb_exec(
+			    c->db,
+			    "UPDATE rollout_members SET revert_generation=?3, revert_at=NULL"
+			    " WHERE rollout=?1 AND device_id=?2",
+			    "tti", c->r.name, x->device_id, gen);
 		sent++;
 	}
 	free(todo.v);
@@ -1165,7 +1188,7 @@ static int revert_step(struct ctl *c, bool *finished)
 		} else if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
 			snprintf(why, sizeof(why), "revert-refused: %s", rdb_text(s, 8));
 			out = why;
-		} else if (c->r.device_timeout_s &&
+		} else if (c->r.device_timeout_s && sqlite3_column_type(s, 3) != SQLITE_NULL &&
 			   c->now - sqlite3_column_double(s, 3) > (double)c->r.device_timeout_s) {
 			out = "revert-timed-out";
 		}
@@ -1256,7 +1279,9 @@ static int withdraw_step(struct ctl *c)
 	    "SELECT m.device_id, m.wave, m.generation, coalesce(m.activate_generation, 0),"
 	    " coalesce(m.prev_release, ''), coalesce(m.prev_sequence, 0), coalesce(d.state, ''),"
 	    " coalesce(d.generation, 0),"
-	    " (SELECT max(x.generation) FROM desired x WHERE x.device_id=m.device_id)"
+	    " (SELECT max(x.generation) FROM desired x WHERE x.device_id=m.device_id),"
+	    " m.deployed_at IS NULL AND EXISTS (SELECT 1 FROM rollout_outbox o WHERE"
+	    "  o.device_id=m.device_id AND o.generation=m.generation)"
 	    " FROM rollout_members m LEFT JOIN devices d ON d.id=m.device_id"
 	    " WHERE m.rollout=?1 AND m.generation > 0 AND m.outcome IN ('pending','timed-out')"
 	    " AND NOT EXISTS (SELECT 1 FROM rollout_withdrawals x WHERE x.rollout=?1 AND"
@@ -1275,11 +1300,13 @@ static int withdraw_step(struct ctl *c)
 		char prev[200];
 		snprintf(prev, sizeof(prev), "%s\n%lld\n%s", rdb_text(s, 4),
 			 (long long)sqlite3_column_int64(s, 5), withdrawn_what(gen, dgen, dstate));
-		rc =
-		    change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1), "withdraw", prev);
+		/* Still waiting for its turn (--rate): it never reaches the broker. */
+		bool queued = sqlite3_column_int(s, 9) != 0;
+		rc = change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1),
+				queued ? "unsent" : "withdraw", prev);
 	}
 	sqlite3_finalize(s);
-	size_t n_cleared = 0;
+	size_t n_cleared = 0, n_unsent = 0;
 	for (size_t i = 0; !rc && i < todo.n; i++) {
 		struct change *x = &todo.v[i];
 		char *nl = strchr(x->reason, '\n');
@@ -1292,8 +1319,18 @@ static int withdraw_step(struct ctl *c)
 		const char *rel = x->reason, *what = nl2 + 1;
 		uint64_t seq = 0;
 		host_parse_u64(nl + 1, INT64_MAX, &seq);
-		int64_t gen = 0;
-		if (rel[0] && strcmp(rel, c->r.release_id)) {
+		int64_t gen = 0; /* the withdrawal's: 0 cleared, -1 never sent */
+		if (!strcmp(x->outcome, "unsent")) {
+			what = "not sent yet (its turn had not come)";
+			gen = -1;
+			rc = rdb_exec(
+			    c->db,
+			    "DELETE FROM rollout_outbox WHERE rollout=?1 AND device_id=?2 AND"
+			    " generation=(SELECT generation FROM rollout_members WHERE"
+			    " rollout=?1 AND device_id=?2)",
+			    "tt", c->r.name, x->device_id);
+			n_unsent++;
+		} else if (rel[0] && strcmp(rel, c->r.release_id)) {
 			rc = issue(c, x->device_id, rel, seq, TERN_ACTION_INSTALL,
 				   TERN_ACTIVATE_NOW, &gen);
 		} else {
@@ -1316,17 +1353,19 @@ static int withdraw_step(struct ctl *c)
 				      " outcome_at=?4 WHERE rollout=?1 AND device_id=?2 AND"
 				      " outcome='pending'",
 				      "tttd", c->r.name, x->device_id, what, c->now);
+		const char *how = gen > 0   ? "superseded by a command to stay on its release"
+				  : gen < 0 ? "its command was never published"
+					    : "retained command cleared";
 		if (!rc)
 			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawn", NULL,
-				       "%s; %s", what,
-				       gen ? "superseded by a command to stay on its release"
-					   : "retained command cleared");
+				       "%s; %s", what, how);
 	}
 	if (!rc)
 		rc = todo.n ? rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
-					"%zu commands not started withdrawn from the broker (%zu"
-					" cleared: their devices never reported)",
-					todo.n, n_cleared)
+					"%zu commands not started withdrawn (%zu cleared: their"
+					" devices never reported; %zu never sent: their turn had"
+					" not come)",
+					todo.n, n_cleared, n_unsent)
 			    : rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
 					"nothing to withdraw: every member deployed had started");
 	free(todo.v);
@@ -1500,23 +1539,67 @@ out_rollback:
 }
 
 /*
- * Publishes what the outbox holds: desired states committed but not yet acknowledged by
- * the broker. Rows go only after the broker acknowledged them, so a crash publishes
- * them again (the same bytes and generation: a device refuses the copy as a replay).
+ * Whether a command in the outbox waits for its turn (--rate): a wave's install (@wave:
+ * the generation a member was deployed with) or a revert, which start downloads. A
+ * withdrawal (an install to stay on the release a device runs, or a cleared command), a
+ * joint activation and the like go at once: they download nothing, and an abort or a
+ * joint boot must not wait.
+ */
+static bool paced(const struct ctl *c, const char *action, bool wave)
+{
+	return c->r.rate && (!strcmp(action, "revert") || (wave && !strcmp(action, "install")));
+}
+
+/* A wave's install is not sent while the rollout is paused or waits for approval (it
+ * goes when the rollout is resumed), nor once it is aborted (the abort withdraws it). */
+static bool held(const struct ctl *c, const char *action, bool wave)
+{
+	return wave && !strcmp(action, "install") &&
+	       (!strcmp(c->r.state, "paused") || !strcmp(c->r.state, "waiting-approval") ||
+		!strcmp(c->r.state, "aborted"));
+}
+
+/*
+ * Publishes what the outbox holds, in order: desired states committed but not yet
+ * acknowledged by the broker. Rows go only after the broker acknowledged them, so a
+ * crash publishes them again (the same bytes and generation: a device refuses the copy
+ * as a replay). Paced commands go at the rollout's rate, on the schedule of `tern
+ * deploy` (command k of a run of them k / rate seconds after the first); the rest wait
+ * in the outbox for a later pass. The broker's acknowledgement starts a member's clock
+ * (deployed_at, revert_at): its device timeout runs from when it could act.
  */
 static int outbox_flush(struct ctl *c)
 {
 	static struct deploy_msg msgs[OUTBOX_BATCH];
+	if (c->pace_idle || c->pace.rate != c->r.rate) {
+		deploy_pace_start(&c->pace, c->r.rate);
+		c->pace_idle = false;
+	}
 	for (;;) {
 		size_t n = 0;
-		sqlite3_stmt *s = rdb_query(c->db,
-					    "SELECT device_id, generation FROM rollout_outbox WHERE"
-					    " rollout=?1 ORDER BY rowid LIMIT ?2",
-					    "ti", c->r.name, (int64_t)OUTBOX_BATCH);
+		/* What is due before the next pass, a step from now. */
+		uint64_t due = deploy_pace_due(&c->pace, STEP_MS / 1000.0), n_paced = 0;
+		bool waits = false; /* a command waits for its turn: the rows after it too */
+		sqlite3_stmt *s = rdb_query(
+		    c->db,
+		    "SELECT o.device_id, o.generation, coalesce(x.action, ''),"
+		    " EXISTS (SELECT 1 FROM rollout_members m WHERE m.rollout=o.rollout AND"
+		    "  m.device_id=o.device_id AND m.generation=o.generation)"
+		    " FROM rollout_outbox o LEFT JOIN desired x ON x.device_id=o.device_id AND"
+		    " x.generation=o.generation WHERE o.rollout=?1 ORDER BY o.rowid LIMIT ?2",
+		    "ti", c->r.name, (int64_t)OUTBOX_BATCH);
 		if (!s)
 			return TERN_E_DB;
 		int rc = 0;
 		while (!rc && n < OUTBOX_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+			const char *action = rdb_text(s, 2);
+			bool wave = sqlite3_column_int(s, 3) != 0;
+			if (held(c, action, wave) || (paced(c, action, wave) && n_paced == due)) {
+				waits = true;
+				c->pace_idle = held(c, action, wave); /* resumed: from the start */
+				break;
+			}
+			n_paced += paced(c, action, wave);
 			struct deploy_msg *m = &msgs[n];
 			snprintf(m->device_id, sizeof(m->device_id), "%s", rdb_text(s, 0));
 			m->generation = (uint64_t)sqlite3_column_int64(s, 1);
@@ -1529,28 +1612,55 @@ static int outbox_flush(struct ctl *c)
 		sqlite3_finalize(s);
 		if (rc)
 			return rc;
-		if (n == 0)
+		if (n == 0) {
+			if (!waits)
+				c->pace_idle = true; /* the next paced command goes at once */
 			return 0;
+		}
 		for (size_t i = 0; i < n; i++)
 			if ((rc = deploy_publish(c->mq, c->prefix, &msgs[i])))
 				return rc;
 		if ((rc = mqtt_flush(c->mq)))
 			return rc;
+		c->pace.sent += n_paced;
+		double now = rdb_now();
 		if ((rc = db_begin(c->db)))
 			return rc;
-		for (size_t i = 0; !rc && i < n; i++)
+		for (size_t i = 0; !rc && i < n; i++) {
+			const struct deploy_msg *m = &msgs[i];
 			rc = rdb_exec(
 			    c->db,
 			    "DELETE FROM rollout_outbox WHERE device_id=?1 AND generation=?2", "ti",
-			    msgs[i].device_id, (int64_t)msgs[i].generation);
+			    m->device_id, (int64_t)m->generation);
+			if (!rc && m->generation)
+				rc = rdb_exec(c->db,
+					      "UPDATE rollout_members SET deployed_at=?3 WHERE"
+					      " rollout=?1 AND device_id=?2 AND generation=?4 AND"
+					      " deployed_at IS NULL",
+					      "ttdi", c->r.name, m->device_id, now,
+					      (int64_t)m->generation);
+			if (!rc && m->generation)
+				rc = rdb_exec(
+				    c->db,
+				    "UPDATE rollout_members SET revert_at=?3 WHERE"
+				    " rollout=?1 AND device_id=?2 AND revert_generation=?4"
+				    " AND revert_at IS NULL",
+				    "ttdi", c->r.name, m->device_id, now, (int64_t)m->generation);
+		}
 		if (rc) {
 			db_rollback(c->db);
 			return rc;
 		}
 		if ((rc = db_commit(c->db)))
 			return rc;
+		/* A member sent now may time out from now + its device timeout. */
+		double deadline = now + (double)c->r.device_timeout_s;
+		if (c->r.device_timeout_s && (c->next_deadline == 0 || deadline < c->next_deadline))
+			c->next_deadline = deadline;
 		if (getenv("TERN_TEST_ROLLOUT_EXIT_AFTER_PUBLISH"))
 			_exit(3); /* tests: a crash between the broker's ack and the outbox */
+		if (waits)
+			return 0;
 	}
 }
 
@@ -1560,7 +1670,7 @@ struct progress {
 	bool tty, color;
 	int drawn; /* live lines on screen */
 	int64_t last_event;
-	char last[ROLLOUT_MAX_WAVES][160];
+	char last[ROLLOUT_MAX_WAVES][200];
 	char last_head[300];
 };
 
@@ -1580,29 +1690,33 @@ static int draw_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	struct draw_ctx *d = ctx;
 	struct progress *p = d->p;
-	char line[160], bake[48] = "";
+	char line[200], bake[48] = "", queued[40] = "";
+	if (w->queued)
+		snprintf(queued, sizeof(queued), " (%llu not sent yet)",
+			 (unsigned long long)w->queued);
 	if (!strcmp(w->state, "baking") && w->bake_until > d->now) {
 		char left[32];
 		snprintf(bake, sizeof(bake), ", bake %s left",
 			 rollout_format_duration((uint64_t)(w->bake_until - d->now + 0.999), left,
 						 sizeof(left)));
 	}
-	snprintf(
-	    line, sizeof(line),
-	    "wave %lld/%lld %-9s %4llu devices: %s%llu done%s, %s%llu failed%s, %s%llu pending%s%s",
-	    (long long)w->wave + 1, (long long)d->r->n_waves, w->state,
-	    (unsigned long long)w->c.size, col(p, "\033[32m"), (unsigned long long)w->c.succeeded,
-	    col(p, "\033[0m"), w->c.failed ? col(p, "\033[31m") : "",
-	    (unsigned long long)w->c.failed, w->c.failed ? col(p, "\033[0m") : "",
-	    w->c.pending ? col(p, "\033[33m") : "", (unsigned long long)w->c.pending,
-	    w->c.pending ? col(p, "\033[0m") : "", bake);
+	snprintf(line, sizeof(line),
+		 "wave %lld/%lld %-9s %4llu devices: %s%llu done%s, %s%llu failed%s, %s%llu "
+		 "pending%s%s%s",
+		 (long long)w->wave + 1, (long long)d->r->n_waves, w->state,
+		 (unsigned long long)w->c.size, col(p, "\033[32m"),
+		 (unsigned long long)w->c.succeeded, col(p, "\033[0m"),
+		 w->c.failed ? col(p, "\033[31m") : "", (unsigned long long)w->c.failed,
+		 w->c.failed ? col(p, "\033[0m") : "", w->c.pending ? col(p, "\033[33m") : "",
+		 (unsigned long long)w->c.pending, w->c.pending ? col(p, "\033[0m") : "", queued,
+		 bake);
 	if (p->tty) {
 		printf("\033[2K%s\n", line);
 		d->lines++;
 	} else if (w->wave < ROLLOUT_MAX_WAVES && strcmp(p->last[w->wave], line) &&
 		   strcmp(w->state, "pending")) {
 		/* Plain lines: only when something but the bake countdown changed. */
-		char no_bake[160];
+		char no_bake[200];
 		snprintf(no_bake, sizeof(no_bake), "%.*s", (int)(strlen(line) - strlen(bake)),
 			 line);
 		if (strcmp(p->last[w->wave], no_bake)) {
@@ -1752,7 +1866,7 @@ static int drive(struct db *db, const struct broker_opts *bo, const char *name,
 			int64_t open;
 			if (rdb_int(db, &open,
 				    "SELECT count(*) FROM rollout_members WHERE rollout=?1 AND"
-				    " outcome='pending'",
+				    " outcome='pending' AND deployed_at IS NOT NULL",
 				    "t", name))
 				goto out;
 			if (!open) {
@@ -1846,10 +1960,11 @@ static int json_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	struct json_waves *j = ctx;
 	printf("%s{\"wave\":%lld,\"state\":\"%s\",\"size\":%llu,\"succeeded\":%llu,"
-	       "\"failed\":%llu,\"pending\":%llu,\"withdrawn\":%llu}",
+	       "\"failed\":%llu,\"pending\":%llu,\"queued\":%llu,\"withdrawn\":%llu}",
 	       j->n++ ? "," : "", (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending, (unsigned long long)w->withdrawn);
+	       (unsigned long long)w->c.pending, (unsigned long long)w->queued,
+	       (unsigned long long)w->withdrawn);
 	j->withdrawn += w->withdrawn;
 	return 0;
 }
@@ -1857,14 +1972,17 @@ static int json_wave(void *ctx, const struct rollout_wave_row *w)
 static int text_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	(void)ctx;
-	char withdrawn[48] = "";
+	char withdrawn[48] = "", queued[48] = "";
 	if (w->withdrawn)
 		snprintf(withdrawn, sizeof(withdrawn), ", %llu withdrawn",
 			 (unsigned long long)w->withdrawn);
-	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending%s\n",
+	if (w->queued)
+		snprintf(queued, sizeof(queued), " (%llu not sent yet)",
+			 (unsigned long long)w->queued);
+	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending%s%s\n",
 	       (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
-	       (unsigned long long)w->c.pending, withdrawn);
+	       (unsigned long long)w->c.pending, queued, withdrawn);
 	return 0;
 }
 
@@ -1908,9 +2026,10 @@ static int show_one(struct db *db, const char *name, bool json)
 			snprintf(timeout_json, sizeof(timeout_json), "\"%s\"", timeout);
 		printf(",\"current_wave\":%lld,\"bake\":\"%s\",\"max_failures\":\"%s\","
 		       "\"min_success\":%s,\"device_timeout\":%s,\"approve_each_wave\":%s,"
-		       "\"activate\":\"%s\",\"revert\":\"%s\"",
+		       "\"activate\":\"%s\",\"rate\":%u,\"revert\":\"%s\"",
 		       (long long)r.current_wave + 1, bake, maxf, mins_json, timeout_json,
 		       r.approve_each ? "true" : "false", r.activate_together ? "together" : "each",
+		       r.rate,
 		       r.revert == 0   ? "none"
 		       : r.revert == 1 ? "requested"
 				       : "finished");
@@ -1954,12 +2073,14 @@ static int show_one(struct db *db, const char *name, bool json)
 		printf("}");
 		return rc;
 	}
+	char rate[48];
 	printf("rollout %s: %s%s%s\n  release %s (%s), %s, waves %s, bake %s, max failures %s, "
-	       "min success %s, device timeout %s%s, activate %s\n",
+	       "min success %s, device timeout %s%s, activate %s, %s\n",
 	       r.name, r.state, r.reason[0] ? " - " : "", r.reason, r.release_id, r.version,
 	       r.targets, r.waves_spec, bake, maxf, r.min_success_ppm ? mins : "none",
 	       r.device_timeout_s ? timeout : "none", r.approve_each ? ", approve each wave" : "",
-	       r.activate_together ? "together" : "each");
+	       r.activate_together ? "together" : "each",
+	       rollout_format_rate(r.rate, rate, sizeof(rate)));
 	if (driven) {
 		char who[320];
 		rollout_lease_describe(&l, who, sizeof(who));

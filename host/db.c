@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION "3"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -49,7 +49,8 @@ static const char schema[] =
     " bake_s INTEGER NOT NULL, max_fail_ppm INTEGER NOT NULL, min_success_ppm INTEGER NOT NULL,"
     " device_timeout_s INTEGER NOT NULL, approve_each INTEGER NOT NULL, activate TEXT NOT NULL,"
     " state TEXT NOT NULL, reason TEXT, current_wave INTEGER NOT NULL DEFAULT 0,"
-    " revert INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+    " revert INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
+    " rate INTEGER NOT NULL DEFAULT 0);" /* desired states a second in a wave (schema 3) */
     "CREATE TABLE IF NOT EXISTS rollout_waves("
     " rollout TEXT NOT NULL, wave INTEGER NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL,"
     " started_at REAL, reported_at REAL, bake_until REAL, activated_at REAL, gated_at REAL,"
@@ -223,27 +224,41 @@ static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t len)
 	sqlite3_bind_blob64(s, i, p, len, SQLITE_TRANSIENT);
 }
 
+/* Adds @column (@decl) to @table unless it is there: 1 when added, 0 when there, <0 error. */
+static int add_column(struct db *db, const char *table, const char *column, const char *decl)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = TERN_E_DB;
+	if (sqlite3_prepare_v2(db->h, "SELECT count(*) FROM pragma_table_info(?1) WHERE name=?2",
+			       -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	if (sqlite3_column_int(s, 0) > 0) {
+		rc = 0;
+		goto out;
+	}
+	char sql[256];
+	snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s;", table, column, decl);
+	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK)
+		rc = 1;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /*
  * Brings a database made by an older tern up to SCHEMA_VERSION, inside db_open()'s
  * transaction (the tables of the current schema exist already; columns added later are
- * added here). Schema 1 -> 2: rollout_withdrawals.taken_at.
+ * added here). Schema 1 -> 2: rollout_withdrawals.taken_at. 2 -> 3: rollouts.rate (0 for
+ * a rollout planned before: its waves went out all at once, and still do).
  */
 static int migrate(struct db *db)
 {
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(db->h,
-			       "SELECT count(*) FROM pragma_table_info('rollout_withdrawals')"
-			       " WHERE name='taken_at'",
-			       -1, &s, NULL) != SQLITE_OK ||
-	    sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_finalize(s);
-		return fail(db, "read the schema");
-	}
-	bool has = sqlite3_column_int(s, 0) > 0;
-	sqlite3_finalize(s);
-	if ((!has &&
-	     sqlite3_exec(db->h, "ALTER TABLE rollout_withdrawals ADD COLUMN taken_at REAL;", NULL,
-			  NULL, NULL) != SQLITE_OK) ||
+	if (add_column(db, "rollout_withdrawals", "taken_at", "REAL") < 0 ||
+	    add_column(db, "rollouts", "rate", "INTEGER NOT NULL DEFAULT 0") < 0 ||
 	    sqlite3_exec(db->h,
 			 "UPDATE meta SET value='" SCHEMA_VERSION "' WHERE key='schema_version' AND"
 			 " CAST(value AS INTEGER) < " SCHEMA_VERSION ";",

@@ -27,6 +27,7 @@ struct rollout {
 	uint32_t max_fail_ppm, min_success_ppm;
 	bool approve_each;
 	bool activate_together;
+	uint32_t rate;	/* desired states a second within a wave; 0: all at once */
 	char state[24]; /* created, running, waiting-approval, paused, done, aborted */
 	char reason[256];
 	int64_t current_wave, n_waves;
@@ -43,6 +44,7 @@ struct rollout_wave_row {
 	char state[16];
 	struct rollout_counts c;
 	uint64_t withdrawn; /* commands the abort took back before devices started them */
+	uint64_t queued;    /* members whose command waits for its turn (--rate) */
 	double started_at, reported_at, bake_until, gated_at;
 };
 

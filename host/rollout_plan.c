@@ -109,6 +109,15 @@ const char *rollout_format_ratio(uint32_t ppm, char *out, size_t size)
 	return out;
 }
 
+const char *rollout_format_rate(uint32_t rate, char *out, size_t size)
+{
+	if (rate)
+		snprintf(out, size, "%u desired states a second", rate);
+	else
+		snprintf(out, size, "each wave's desired states at once");
+	return out;
+}
+
 int rollout_parse_waves(const char *s, struct rollout_wave_spec *w, size_t max, size_t *n)
 {
 	size_t count = 0;

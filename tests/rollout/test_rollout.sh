@@ -5,7 +5,8 @@
 # itself, pause/resume, approve, abort with revert, a rollback during the bake, a device
 # timeout, the controller killed at random moments and rerun, `tern report`, an abort
 # that withdraws the commands devices have not taken (a device that connects later never
-# installs the aborted release), and one controller per rollout (its lease).
+# installs the aborted release), one controller per rollout (its lease), and paced waves
+# (--rate: in turn; a pause or a failed gate keeps the commands not sent yet).
 source "$(cd "$(dirname "$0")" && pwd)/../lib/suite.sh"
 set -u
 BUILD=${BUILD:-build}
@@ -108,6 +109,8 @@ expect_fail "create refuses an unknown board" "no devices" "$TERN" rollout creat
 	--key signing.key --name x --waves 1 --board nope
 expect_fail "create refuses an unknown release id" "not in the database" "$TERN" rollout create \
 	sim-9.9.9-99 --key signing.key --name x --waves 1
+expect_fail "create refuses a bad rate" "--rate takes desired states a second" "$TERN" rollout create \
+	good.tern --key signing.key --name x --waves 1 --rate fast
 
 # --- a bad release: a tenth of the canary wave fails its health check
 expect_ok "create the bad rollout: waves 10,50%,100%" "$TERN" rollout create bad.tern --key signing.key \
@@ -584,15 +587,112 @@ check "... it finds the late boot and reopens the revert: dev-025 succeeded, the
 	[ "$(q "select outcome || ' ' || coalesce(revert_outcome, '-') from rollout_members where rollout='r16' and device_id='dev-025'"):$(q "select release_id from devices where id='dev-025'"):$(q "select count(*) from rollout_events where rollout='r16' and kind='withdrawal-late'")" = "succeeded reverted:$prev25:1" ]
 check "... revert finished again, 0 withdrawn" [ "$(status r16 revert):$(status r16 withdrawn)" = "finished:0" ]
 
+# --- a paced wave (--rate): commands go out in turn, and a wave that pauses keeps the rest
+# took RELEASE: the devices that accepted an install of RELEASE (the fake devices' log)
+took() { awk -v r="$1" '$3 == "install" && $4 == r {print $1}' fleet.log | sort -u | paste -sd,; }
+# sent NAME: members whose command the broker took (deployed_at is set at its ack)
+sent() { q "select count(*) from rollout_members where rollout='$1' and deployed_at is not null and generation > 0"; }
+release 2.5.0 65 r17.tern
+expect_ok "create r17: 12 devices in one wave at 4 desired states a second" "$TERN" rollout create \
+	r17.tern --key signing.key --name r17 --devices dev-000,dev-001,dev-002,dev-003,dev-004,dev-005,dev-006,dev-007,dev-008,dev-009,dev-010,dev-011 \
+	--waves 100% --bake 0 --rate 4
+check "... the pace in the plan (text and --json)" \
+	[ "$("$TERN" rollout status r17 | grep -c ", 4 desired states a second$"):$(status r17 rate)" = "1:4" ]
+"$TERN" rollout run r17 >r17-run.txt 2>&1 &
+run_pid=$!
+seen=""
+for _ in $(seq 1 100); do
+	[ "$(wave r17 1 queued 2>/dev/null)" -gt 0 ] 2>/dev/null && seen=$(wave r17 1 queued) && break
+	sleep 0.05
+done
+check "while it runs, status says how many wait for their turn" [ "${seen:-0}" -gt 0 ]
+wait "$run_pid"
+check "... the controller finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+check "... done: 12 succeeded, none queued" \
+	[ "$(status r17 state):$(wave r17 1 succeeded):$(wave r17 1 queued)" = "done:12:0" ]
+spread=$(q "select round(max(deployed_at) - min(deployed_at), 2) from rollout_members where rollout='r17'")
+# Command k is due k/4 s after the first; a pass sends what is due before the next one,
+# a step (0.2 s) later: the last no sooner than 2.55 s (a lower bound, robust to load).
+check "the broker took the 12 commands over at least 11/4 s less a step (took them over $spread s)" \
+	[ "$($PY -c "print($spread >= 2.4)")" = True ]
+check "... each device told once" [ -z "$(twice sim-2.5.0-65)" ]
+check "... the wave's lines said what was not sent yet" grep -q "not sent yet" r17-run.txt
+expect_ok "report r17" "$TERN" report r17
+check "... the pace in the report's plan" grep -qE "^\| pace \| 4 desired states a second \|" out.txt
+
+release 2.6.0 66 r18.tern
+expect_ok "create r18: 12 devices at 3 a second" "$TERN" rollout create r18.tern --key signing.key \
+	--name r18 --devices dev-012,dev-013,dev-014,dev-015,dev-016,dev-017,dev-018,dev-019,dev-020,dev-021,dev-022,dev-023 \
+	--waves 100% --bake 0 --rate 3
+"$TERN" rollout run r18 >r18-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(sent r18)" -ge 3 ] && break; sleep 0.05; done
+expect_ok "pause r18 after its first commands" "$TERN" rollout pause r18
+sleep 0.6 # the controller's next step sees the pause
+k=$(sent r18)
+sleep 1.5
+check "paused: no more commands go out ($k sent, then $(sent r18))" [ "$(sent r18)" -eq "$k" ]
+check "... the rest wait, said by status ($(wave r18 1 queued) not sent yet)" \
+	[ "$(wave r18 1 queued)" -eq $((12 - k)) ]
+check "... and no device took more" [ "$(took sim-2.6.0-66 | tr , '\n' | grep -c .)" -eq "$k" ]
+expect_ok "resume r18" "$TERN" rollout resume r18
+wait "$run_pid"
+check "... the controller finishes: the rest went out after the resume" [ $? -eq 0 ]
+run_pid=""
+check "... done: 12 succeeded, each device told once" \
+	[ "$(status r18 state):$(wave r18 1 succeeded):$(twice sim-2.6.0-66)" = "done:12:" ]
+
+# A bad release stops within its wave: the commands not sent when the gate fails never are.
+release 2.7.0 67 r19.tern
+expect_ok "create r19: 10 devices at 2 a second, no failure allowed" "$TERN" rollout create \
+	r19.tern --key signing.key --name r19 --devices dev-000,dev-001,dev-002,dev-003,dev-004,dev-005,dev-006,dev-007,dev-008,dev-009 \
+	--waves 100% --bake 0 --max-failures 0% --rate 2
+first=$(members r19 0)
+first=${first%%,*}
+fault bad sim-2.7.0-67 "$first"
+"$TERN" rollout run r19 --no-wait >r19-run.txt 2>&1
+check "the first member fails its health check: the wave halts, run --no-wait exits 3" [ $? -eq 3 ]
+k=$(sent r19)
+check "... paused by its gate after $k of 10 commands" \
+	[ "$(status r19 state):$(wave r19 1 state)" = "paused:halted" ] && [ "$k" -lt 10 ]
+check "... the other $((10 - k)) were never sent: status says so, no device took them" \
+	[ "$(wave r19 1 queued):$(took sim-2.7.0-67 | tr , '\n' | grep -c .)" = "$((10 - k)):$k" ]
+"$TERN" rollout run r19 --no-wait >>r19-run.txt 2>&1
+check "... a rerun while paused sends none of them (exit 3)" [ $? -eq 3 ] && [ "$(sent r19)" -eq "$k" ]
+expect_ok "abort r19 (this command drives the withdrawal)" "$TERN" rollout abort r19
+check "... the unsent commands are withdrawn without reaching the broker" \
+	[ "$(q "select count(*) from rollout_withdrawals where rollout='r19' and was='not sent yet (its turn had not come)' and generation=-1"):$(status r19 withdrawn):$(q "select count(*) from rollout_outbox")" = "$((10 - k)):$((10 - k)):0" ]
+check "... and no device ever took them" [ "$(took sim-2.7.0-67 | tr , '\n' | grep -c .)" -eq "$k" ]
+check "... the withdrawal's record says so" \
+	grep -q "; $((10 - k)) never sent: their turn had not come)" <<<"$(q "select detail from rollout_events where rollout='r19' and kind='withdraw-done'")"
+expect_ok "report r19" "$TERN" report r19
+check "... the report lists them as not sent" \
+	[ "$(grep -cE "^\| dev-[0-9]+ \| 1 \| not sent yet \(its turn had not come\) \| not sending it \|" out.txt)" -eq $((10 - k)) ]
+
+# A member's device timeout runs from when the broker took its command, not from when
+# the wave signed it: at 1 a second the last ones wait 4 s for their turn, longer than
+# the 2 s timeout, and still succeed; the device that never reports times out.
+release 2.8.0 68 r20.tern
+expect_ok "create r20: 4 devices and ghost-4 at 1 a second, device timeout 2s" "$TERN" rollout create \
+	r20.tern --key signing.key --name r20 --devices dev-026,dev-027,dev-028,dev-029,ghost-4 \
+	--waves 100% --bake 0 --max-failures 20% --device-timeout 2s --rate 1
+expect_ok "run r20" timeout 60 "$TERN" rollout run r20
+check "... done: 4 succeeded, ghost-4 timed out" \
+	[ "$(status r20 state):$(wave r20 1 succeeded):$(q "select outcome from rollout_members where rollout='r20' and device_id='ghost-4'")" = "done:4:timed-out" ]
+check "... the last command went out at least 3.5 s after the first" \
+	[ "$($PY -c "print($(q "select max(deployed_at) - min(deployed_at) from rollout_members where rollout='r20'") >= 3.5)")" = True ]
+
 # --- a database made before taken_at existed (schema 1) is upgraded when opened
 sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
-sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; update meta set value='1' where key='schema_version'"
-cols() { sqlite3 "$1" "select group_concat(name) from pragma_table_info('rollout_withdrawals')"; }
-check "a schema 1 database: no taken_at" bash -c "! grep -q taken_at <<<'$(cols old.db)'"
+sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; alter table rollouts drop column rate; update meta set value='1' where key='schema_version'"
+cols() { sqlite3 "$1" "select group_concat(name) from pragma_table_info('rollout_withdrawals') union all select group_concat(name) from pragma_table_info('rollouts')"; }
+check "a schema 1 database: no taken_at, no rate" bash -c "! grep -qE 'taken_at|rate' <<<'$(cols old.db)'"
 TERN_DB=$work/old.db "$TERN" rollout status r8 --json >old.json 2>err.txt
-check "opening it upgrades it: taken_at added, schema_version 2, the withdrawals kept" \
-	[ "$(cols old.db | grep -c taken_at):$(sqlite3 old.db "select value from meta where key='schema_version'"):$(sqlite3 old.db "select count(*) from rollout_withdrawals where rollout='r8' and taken_at is null")" = "1:2:2" ]
-check "... and read: r8 has 2 withdrawn" [ "$($PY -c 'import json,sys; print(json.load(sys.stdin)["withdrawn"])' <old.json)" = 2 ]
+check "opening it upgrades it: taken_at and rate added, schema_version 3, the withdrawals kept" \
+	[ "$(cols old.db | grep -cE 'taken_at|,rate$'):$(sqlite3 old.db "select value from meta where key='schema_version'"):$(sqlite3 old.db "select count(*) from rollout_withdrawals where rollout='r8' and taken_at is null")" = "2:3:2" ]
+check "... and read: r8 has 2 withdrawn; its waves go out at once, as when it was planned (rate 0)" \
+	[ "$($PY -c 'import json,sys; d=json.load(sys.stdin); print(d["withdrawn"], d["rate"])' <old.json)" = "2 0" ]
 
 for cmd in create run status pause resume approve abort; do
 	if "$TERN" rollout $cmd --help | grep -q "^usage: tern rollout"; then ok "help: rollout $cmd"; else bad "help: rollout $cmd"; fi
