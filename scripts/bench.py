@@ -355,12 +355,13 @@ def bench_events(work):
 
 def bench_rollout(work):
     """A 3-wave rollout of a 1 MiB release to 1000 sim devices (ternd fleet) with zero
-    bake: the controller's overhead - wall time beyond the waves' own transfer times,
-    each taken from the last desired state signed to the last member's verdict - its CPU
+    bake: the controller's overhead - wall time beyond the waves' own sending (paced at
+    the rollout's rate: first to last desired state the broker took) and transfer times
+    (from the last desired state the broker took to the last member's verdict) - its CPU
     time, and the database size after it. One run (it takes a while). The controller's
     CPU is signing a desired state per device, recording what devices report, and a
     step every 200 ms that judges only the members whose devices reported since the
-    last step (docs/rollout.md)."""
+    last step (docs/rollout.md). BENCH_ROLLOUT_RATE sets the rollout's --rate."""
     import sqlite3
     ternd = os.environ.get("TERND", os.path.join(BUILD, "ternd"))
     if subprocess.run([ternd, "fleet", "--help"], stdout=subprocess.DEVNULL,
@@ -401,7 +402,9 @@ def bench_rollout(work):
             sys.exit("bench: only %d of %d devices came online" % (seen, n))
         ids = ",".join("sim-%04d" % (i + 1) for i in range(n))
         tern("rollout", "create", "fw.tern", "--key", "bench.key", "--name", "bench",
-             "--devices", ids, "--waves", "1%,10%,100%", "--bake", "0", "--max-failures", "5%")
+             "--devices", ids, "--waves", "1%,10%,100%", "--bake", "0", "--max-failures", "5%",
+             *(["--rate", os.environ["BENCH_ROLLOUT_RATE"]]
+               if os.environ.get("BENCH_ROLLOUT_RATE") else []))
         with tempfile.NamedTemporaryFile("r") as tf:
             t0 = time.perf_counter()
             r = subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", tf.name, TERN, "rollout",
@@ -413,24 +416,31 @@ def bench_rollout(work):
             user, system = (float(x) for x in tf.read().split()[-2:])
         con = sqlite3.connect(db)
         waves = con.execute(
-            "select w.wave, w.size, max(m.deployed_at), max(m.outcome_at), w.started_at,"
-            " w.gated_at, sum(m.outcome='succeeded') from rollout_waves w join rollout_members m"
+            "select w.wave, w.size, min(m.deployed_at), max(m.deployed_at), max(m.outcome_at),"
+            " w.started_at, w.gated_at, sum(m.outcome='succeeded'), r.rate from rollout_waves w"
+            " join rollouts r on r.name=w.rollout join rollout_members m"
             " on m.rollout=w.rollout and m.wave=w.wave where w.rollout='bench'"
             " group by w.wave order by w.wave").fetchall()
         con.execute("pragma wal_checkpoint(TRUNCATE)")
         con.close()
         size = sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
-        print("rollout: %d devices, 1 MiB release, waves 1%%,10%%,100%%, zero bake" % n)
-        transfer = 0.0
-        for wave, wsize, last_signed, last_verdict, started, gated, ok in waves:
-            t = last_verdict - last_signed
+        rate = waves[0][8] if waves else 0
+        print("rollout: %d devices, 1 MiB release, waves 1%%,10%%,100%%, zero bake, %s"
+              % (n, "%d desired states a second" % rate if rate else "each wave at once"))
+        transfer = sending = 0.0
+        for wave, wsize, first_sent, last_sent, last_verdict, started, gated, ok, _ in waves:
+            t = last_verdict - last_sent
             transfer += t
-            print("  wave %d: %4d devices, %4d succeeded, transfer %6.2f s, wave %6.2f s"
-                  % (wave + 1, wsize, ok, t, gated - started))
+            sending += last_sent - first_sent
+            print("  wave %d: %4d devices, %4d succeeded, sent over %5.2f s, transfer %5.2f s,"
+                  " wave %5.2f s" % (wave + 1, wsize, ok, last_sent - first_sent, t,
+                                     gated - started))
         print("  %-34s %7.2f s" % ("rollout run, wall", wall))
+        print("  %-34s %7.2f s" % ("the waves' sending (--rate)", sending))
         print("  %-34s %7.2f s" % ("the waves' transfers", transfer))
+        rest = wall - sending - transfer
         print("  %-34s %7.2f s   (%.0f%% of the wall time)"
-              % ("controller overhead", wall - transfer, 100.0 * (wall - transfer) / wall))
+              % ("controller overhead", rest, 100.0 * rest / wall))
         print("  %-34s %7.2f s   (user %.2f, system %.2f)" % ("controller CPU", user + system,
                                                                 user, system))
         print("  %-34s %s" % ("", "(signing %d desired states, recording the devices' reports,"
