@@ -1293,15 +1293,15 @@ static int withdraw_step(struct ctl *c)
 		int64_t gen = sqlite3_column_int64(s, 2), act = sqlite3_column_int64(s, 3);
 		int64_t dgen = sqlite3_column_int64(s, 7), latest = sqlite3_column_int64(s, 8);
 		const char *dstate = rdb_text(s, 6);
-		if (latest > (act > gen ? act : gen))
+		/* Still waiting for its turn (--rate): it never reaches the broker. */
+		bool queued = sqlite3_column_int(s, 9) != 0;
+		if (!queued && latest > (act > gen ? act : gen))
 			continue; /* a later command (another rollout, a deploy) replaced ours */
-		if (dgen >= gen && !strcmp(dstate, "trial"))
+		if (!queued && dgen >= gen && !strcmp(dstate, "trial"))
 			continue; /* booting the release: taken */
 		char prev[200];
 		snprintf(prev, sizeof(prev), "%s\n%lld\n%s", rdb_text(s, 4),
 			 (long long)sqlite3_column_int64(s, 5), withdrawn_what(gen, dgen, dstate));
-		/* Still waiting for its turn (--rate): it never reaches the broker. */
-		bool queued = sqlite3_column_int(s, 9) != 0;
 		rc = change_add(&todo, rdb_text(s, 0), sqlite3_column_int64(s, 1),
 				queued ? "unsent" : "withdraw", prev);
 	}
@@ -1360,6 +1360,16 @@ static int withdraw_step(struct ctl *c)
 			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawn", NULL,
 				       "%s; %s", what, how);
 	}
+	/* Nothing of the rollout's waves is sent after an abort: also the commands of members
+	 * judged by what their devices did under another command (a deploy meanwhile). */
+	if (!rc)
+		rc =
+		    rdb_exec(c->db,
+			     "DELETE FROM rollout_outbox WHERE rollout=?1 AND EXISTS (SELECT 1 FROM"
+			     " rollout_members m WHERE m.rollout=?1 AND"
+			     " m.device_id=rollout_outbox.device_id AND"
+			     " m.generation=rollout_outbox.generation AND m.deployed_at IS NULL)",
+			     "t", c->r.name);
 	if (!rc)
 		rc = todo.n ? rdb_event(c->db, c->r.name, -1, NULL, "withdraw-done", "controller",
 					"%zu commands not started withdrawn (%zu cleared: their"
