@@ -2107,9 +2107,12 @@ static int show_members(struct db *db, const char *name)
 	if (rc)
 		return rc;
 	sqlite3_stmt *s = rdb_query(db,
-				    "SELECT wave, device_id, outcome, coalesce(reason, ''),"
-				    " coalesce(revert_outcome, CASE WHEN revert_generation IS NOT"
-				    " NULL THEN 'sent' ELSE '' END) FROM rollout_members WHERE"
+				    "SELECT wave, device_id, outcome, coalesce(reason, CASE WHEN"
+				    " outcome='pending' AND generation > 0 AND deployed_at IS NULL"
+				    " THEN '(not sent yet)' ELSE '' END),"
+				    " coalesce(revert_outcome, CASE WHEN revert_at IS NOT NULL THEN"
+				    " 'sent' WHEN revert_generation IS NOT NULL THEN 'not sent yet'"
+				    " ELSE '' END) FROM rollout_members WHERE"
 				    " rollout=?1 ORDER BY wave, rank",
 				    "t", name);
 	if (!s)

@@ -636,6 +636,8 @@ check "paused: no more commands go out ($k sent, then $(sent r18))" [ "$(sent r1
 check "... the rest wait, said by status ($(wave r18 1 queued) not sent yet)" \
 	[ "$(wave r18 1 queued)" -eq $((12 - k)) ]
 check "... and no device took more" [ "$(took sim-2.6.0-66 | tr , '\n' | grep -c .)" -eq "$k" ]
+check "... --members marks each of them" \
+	[ "$("$TERN" rollout status r18 --members | grep -c "^1 dev-[0-9]* pending (not sent yet)$")" -eq $((12 - k)) ]
 expect_ok "resume r18" "$TERN" rollout resume r18
 wait "$run_pid"
 check "... the controller finishes: the rest went out after the resume" [ $? -eq 0 ]
