@@ -92,6 +92,7 @@ static const char status_help[] =
 
 static const char decide_help[] =
     "usage: tern rollout pause|resume|approve NAME [--by WHO] [--db FILE]\n"
+    "       tern rollout pace NAME --rate N [--by WHO] [--db FILE]\n"
     "       tern rollout abort NAME [--revert] [--key FILE.key] [--broker URL] [--by WHO]\n"
     "\n"
     "  pause    stop deploying (devices already told carry on); the controller keeps\n"
@@ -99,6 +100,9 @@ static const char decide_help[] =
     "  resume   continue a paused rollout; a wave that failed its gate is passed by\n"
     "           the operator's decision, recorded as such\n"
     "  approve  start the next wave of a rollout waiting for approval\n"
+    "  pace     send the commands still to go at N desired states a second (0: at\n"
+    "           once): the waves' installs and the reverts; the controller takes it\n"
+    "           at its next step\n"
     "  abort    stop for good; the commands of members that have not started (offline,\n"
     "           not yet downloading, downloading, or staged for a joint activation) are\n"
     "           withdrawn from the broker, so a device that connects later never\n"
@@ -2202,10 +2206,12 @@ out:
 
 /* ---- pause, resume, approve, abort: decisions recorded with who made them */
 
-enum decision { D_PAUSE, D_RESUME, D_APPROVE, D_ABORT };
+enum decision { D_PAUSE, D_RESUME, D_APPROVE, D_ABORT, D_PACE };
 
-/* In one transaction: checks the state allows @d, records it. */
-static int decide(struct db *db, const char *name, enum decision d, const char *actor, bool revert)
+/* In one transaction: checks the state allows @d (@revert: abort's; @rate: pace's),
+ * records it. */
+static int decide(struct db *db, const char *name, enum decision d, const char *actor, bool revert,
+		  uint32_t rate)
 {
 	static struct ctl c;
 	memset(&c, 0, sizeof(c));
@@ -2286,6 +2292,19 @@ static int decide(struct db *db, const char *name, enum decision d, const char *
 		if (!rc && revert)
 			rc = rdb_exec(db, "UPDATE rollouts SET revert=1 WHERE name=?1", "t", name);
 		break;
+	case D_PACE: {
+		/* A done rollout sends nothing more; an aborted one may still send reverts. */
+		if (!strcmp(st, "done"))
+			goto refuse;
+		char from[48], to[48];
+		rollout_format_rate(c.r.rate, from, sizeof(from));
+		rollout_format_rate(rate, to, sizeof(to));
+		if (!(rc = rdb_exec(db, "UPDATE rollouts SET rate=?2, updated_at=?3 WHERE name=?1",
+				    "tid", name, (int64_t)rate, c.now)))
+			rc = rdb_event(db, name, c.r.current_wave, NULL, "pace-changed", actor,
+				       "from %s to %s", from, to);
+		break;
+	}
 	}
 	if (rc)
 		goto out_rollback;
@@ -2297,6 +2316,7 @@ refuse:
 		d == D_PAUSE	 ? "pause"
 		: d == D_RESUME	 ? "resume"
 		: d == D_APPROVE ? "approve"
+		: d == D_PACE	 ? "pace"
 				 : "abort");
 	return TERN_E_STATE;
 out_rollback:
@@ -2358,13 +2378,15 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 	    {"by", required_argument, NULL, 'b'},
 	    {"revert", no_argument, NULL, 'r'},
 	    {"key", required_argument, NULL, 'k'},
+	    {"rate", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    BROKER_LONG_OPTIONS,
 	    {0, 0, 0, 0},
 	};
 	struct broker_opts bo = {0};
 	const char *by = NULL, *key = NULL;
-	bool revert = false;
+	bool revert = false, have_rate = false;
+	uint32_t rate = 0;
 	struct db *db = NULL;
 	int c, status = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -2376,6 +2398,10 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 			revert = true;
 		} else if (c == 'k' && d == D_ABORT) {
 			key = optarg;
+		} else if (c == 'R' && d == D_PACE) {
+			if (deploy_parse_rate(optarg, &rate))
+				return host_usage(cmd, DEPLOY_RATE_HELP);
+			have_rate = true;
 		} else if (c == 'h') {
 			fputs(decide_help, stdout);
 			return 0;
@@ -2385,6 +2411,9 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 	}
 	if (optind + 1 != argc)
 		return host_usage(cmd, "give the rollout's name");
+	if (d == D_PACE && !have_rate)
+		return host_usage(cmd,
+				  "--rate N is required: desired states a second (0: at once)");
 	if (broker_opts_finish(&bo, revert)) {
 		status = 2;
 		goto out;
@@ -2393,12 +2422,15 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 	if (db_open(&db, broker_opt(&bo, BF_DB)))
 		goto out;
 	const char *name = argv[optind];
-	if (decide(db, name, d, rollout_actor(by), revert))
+	if (decide(db, name, d, rollout_actor(by), revert, rate))
 		goto out;
+	char paced[80] = "pace set to ";
+	rollout_format_rate(rate, paced + strlen(paced), sizeof(paced) - strlen(paced));
 	printf("rollout %s: %s by %s\n", name,
 	       d == D_PAUSE	? "paused"
 	       : d == D_RESUME	? "resumed"
 	       : d == D_APPROVE ? "next wave approved"
+	       : d == D_PACE	? paced
 				: "aborted",
 	       rollout_actor(by));
 	status = 0;
@@ -2428,4 +2460,9 @@ int cmd_rollout_approve(int argc, char **argv)
 int cmd_rollout_abort(int argc, char **argv)
 {
 	return decision_cmd(argc, argv, D_ABORT, "rollout abort");
+}
+
+int cmd_rollout_pace(int argc, char **argv)
+{
+	return decision_cmd(argc, argv, D_PACE, "rollout pace");
 }

@@ -43,6 +43,7 @@ int cmd_rollout_pause(int argc, char **argv);
 int cmd_rollout_resume(int argc, char **argv);
 int cmd_rollout_approve(int argc, char **argv);
 int cmd_rollout_abort(int argc, char **argv);
+int cmd_rollout_pace(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_usb_list(int argc, char **argv);
 int cmd_usb_status(int argc, char **argv);

@@ -30,6 +30,7 @@ static const struct command commands[] = {
     {"rollout", "pause", cmd_rollout_pause, "stop deploying new waves"},
     {"rollout", "resume", cmd_rollout_resume, "continue a paused rollout"},
     {"rollout", "approve", cmd_rollout_approve, "start the next wave (--approve-each-wave)"},
+    {"rollout", "pace", cmd_rollout_pace, "how fast a rollout sends its commands (--rate)"},
     {"rollout", "abort", cmd_rollout_abort, "stop for good; --revert sends devices back"},
     {"report", NULL, cmd_report, "the deployment record of a rollout (md or html)"},
     {"usb", "list", cmd_usb_list, "every tern device on USB: port, serial, board, version, state"},

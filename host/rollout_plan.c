@@ -112,7 +112,7 @@ const char *rollout_format_ratio(uint32_t ppm, char *out, size_t size)
 const char *rollout_format_rate(uint32_t rate, char *out, size_t size)
 {
 	if (rate)
-		snprintf(out, size, "%u desired states a second", rate);
+		snprintf(out, size, "%u desired state%s a second", rate, rate == 1 ? "" : "s");
 	else
 		snprintf(out, size, "each wave's desired states at once");
 	return out;

@@ -697,6 +697,30 @@ check "... done: 4 succeeded, ghost-4 timed out" \
 check "... the last command went out at least 3.5 s after the first" \
 	[ "$($PY -c "print($(q "select max(deployed_at) - min(deployed_at) from rollout_members where rollout='r20'") >= 3.5)")" = True ]
 
+# The pace of a running rollout changed by the operator: the controller takes it at its
+# next step. At 1 a second the last of 8 would go out 7 s after the first.
+release 2.9.0 69 r21.tern
+expect_ok "create r21: 8 devices at 1 a second" "$TERN" rollout create r21.tern --key signing.key \
+	--name r21 --devices dev-000,dev-001,dev-002,dev-003,dev-004,dev-005,dev-006,dev-007 \
+	--waves 100% --bake 0 --rate 1
+expect_fail "pace needs --rate" "--rate N is required" "$TERN" rollout pace r21
+expect_fail "pace of a done rollout is refused" "rollout good is done.*nothing to pace" \
+	"$TERN" rollout pace good --rate 10
+"$TERN" rollout run r21 >r21-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(sent r21)" -ge 2 ] && break; sleep 0.05; done
+expect_ok "pace r21 --rate 0 --by gina while it sends" "$TERN" rollout pace r21 --rate 0 --by gina
+check "... it says so" grep -q "^rollout r21: pace set to each wave's desired states at once by gina$" out.txt
+wait "$run_pid"
+check "... the controller finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+spread=$(q "select round(max(deployed_at) - min(deployed_at), 2) from rollout_members where rollout='r21'")
+check "... the rest went out at once: 8 commands over $spread s, not 7 s" \
+	[ "$(status r21 state):$(wave r21 1 succeeded):$($PY -c "print($spread < 5)")" = "done:8:True" ]
+check "... recorded with who, from and to, and in status" \
+	[ "$(q "select actor || ': ' || detail from rollout_events where rollout='r21' and kind='pace-changed'"):$(status r21 rate)" = "gina: from 1 desired state a second to each wave's desired states at once:0" ]
+check "... the controller printed it" grep -q "pace-changed by gina: from 1 desired state a second" r21-run.txt
+
 # --- a database made before taken_at existed (schema 1) is upgraded when opened
 sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
 sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; alter table rollouts drop column rate; update meta set value='1' where key='schema_version'"
@@ -708,7 +732,7 @@ check "opening it upgrades it: taken_at and rate added, schema_version 3, the wi
 check "... and read: r8 has 2 withdrawn; its waves go out at once, as when it was planned (rate 0)" \
 	[ "$($PY -c 'import json,sys; d=json.load(sys.stdin); print(d["withdrawn"], d["rate"])' <old.json)" = "2 0" ]
 
-for cmd in create run status pause resume approve abort; do
+for cmd in create run status pause resume approve pace abort; do
 	if "$TERN" rollout $cmd --help | grep -q "^usage: tern rollout"; then ok "help: rollout $cmd"; else bad "help: rollout $cmd"; fi
 done
 if "$TERN" report --help | grep -q "^usage: tern report"; then ok "help: report"; else bad "help: report"; fi
