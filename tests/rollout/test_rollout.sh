@@ -721,6 +721,25 @@ check "... recorded with who, from and to, and in status" \
 	[ "$(q "select actor || ': ' || detail from rollout_events where rollout='r21' and kind='pace-changed'"):$(status r21 rate)" = "gina: from 1 desired state a second to each wave's desired states at once:0" ]
 check "... the controller printed it" grep -q "pace-changed by gina: from 1 desired state a second" r21-run.txt
 
+# Reverts go at the rollout's pace too: the pace is lowered while r22's wave bakes, then the
+# abort sends 6 reverts.
+release 3.0.0 70 r22.tern
+expect_ok "create r22: 6 devices, bake 60s, 50 a second" "$TERN" rollout create r22.tern \
+	--key signing.key --name r22 --devices dev-010,dev-011,dev-012,dev-013,dev-014,dev-015 \
+	--waves 100% --bake 60s --rate 50
+"$TERN" rollout run r22 >r22-run.txt 2>&1 &
+run_pid=$!
+for _ in $(seq 1 100); do [ "$(wave r22 1 state)" = baking ] && break; sleep 0.1; done
+expect_ok "pace r22 --rate 2 while it bakes" "$TERN" rollout pace r22 --rate 2
+sleep 0.5 # the controller's next step takes the new pace
+expect_ok "abort r22 --revert: the running controller sends the reverts" "$TERN" rollout abort r22 --revert
+wait "$run_pid"
+check "... the controller finishes (exit 0)" [ $? -eq 0 ]
+run_pid=""
+rspread=$(q "select round(max(revert_at) - min(revert_at), 2) from rollout_members where rollout='r22'")
+check "... 6 devices reverted, the reverts sent at 2 a second (over $rspread s: 5/2 s less a step, and some)" \
+	[ "$(q "select count(*) from rollout_members where rollout='r22' and revert_outcome='reverted'"):$($PY -c "print($rspread >= 2.1)")" = "6:True" ]
+
 # --- a database made before taken_at existed (schema 1) is upgraded when opened
 sqlite3 -cmd ".timeout 10000" "$TERN_DB" ".backup old.db"
 sqlite3 old.db "alter table rollout_withdrawals drop column taken_at; alter table rollouts drop column rate; update meta set value='1' where key='schema_version'"
