@@ -1325,14 +1325,9 @@ static int withdraw_step(struct ctl *c)
 		host_parse_u64(nl + 1, INT64_MAX, &seq);
 		int64_t gen = 0; /* the withdrawal's: 0 cleared, -1 never sent */
 		if (!strcmp(x->outcome, "unsent")) {
+			/* Its outbox row goes with the others below. */
 			what = "not sent yet (its turn had not come)";
 			gen = -1;
-			rc = rdb_exec(
-			    c->db,
-			    "DELETE FROM rollout_outbox WHERE rollout=?1 AND device_id=?2 AND"
-			    " generation=(SELECT generation FROM rollout_members WHERE"
-			    " rollout=?1 AND device_id=?2)",
-			    "tt", c->r.name, x->device_id);
 			n_unsent++;
 		} else if (rel[0] && strcmp(rel, c->r.release_id)) {
 			rc = issue(c, x->device_id, rel, seq, TERN_ACTION_INSTALL,
@@ -1364,8 +1359,9 @@ static int withdraw_step(struct ctl *c)
 			rc = rdb_event(c->db, c->r.name, x->wave, x->device_id, "withdrawn", NULL,
 				       "%s; %s", what, how);
 	}
-	/* Nothing of the rollout's waves is sent after an abort: also the commands of members
-	 * judged by what their devices did under another command (a deploy meanwhile). */
+	/* Nothing of the rollout's waves is sent after an abort: the commands withdrawn as
+	 * unsent above, and those of members judged by what their devices did under another
+	 * command (a deploy meanwhile). */
 	if (!rc)
 		rc =
 		    rdb_exec(c->db,
@@ -1608,12 +1604,13 @@ static int outbox_flush(struct ctl *c)
 		while (!rc && n < OUTBOX_BATCH && sqlite3_step(s) == SQLITE_ROW) {
 			const char *action = rdb_text(s, 2);
 			bool wave = sqlite3_column_int(s, 3) != 0;
-			if (held(c, action, wave) || (paced(c, action, wave) && n_paced == due)) {
+			bool hold = held(c, action, wave), pace = paced(c, action, wave);
+			if (hold || (pace && n_paced == due)) {
 				waits = true;
-				c->pace_idle = held(c, action, wave); /* resumed: from the start */
+				c->pace_idle = hold; /* resumed: from the start */
 				break;
 			}
-			n_paced += paced(c, action, wave);
+			n_paced += pace;
 			struct deploy_msg *m = &msgs[n];
 			snprintf(m->device_id, sizeof(m->device_id), "%s", rdb_text(s, 0));
 			m->generation = (uint64_t)sqlite3_column_int64(s, 1);

@@ -224,7 +224,7 @@ static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t len)
 	sqlite3_bind_blob64(s, i, p, len, SQLITE_TRANSIENT);
 }
 
-/* Adds @column (@decl) to @table unless it is there: 1 when added, 0 when there, <0 error. */
+/* Adds @column (@decl) to @table unless it is there: 0 or TERN_E_DB. */
 static int add_column(struct db *db, const char *table, const char *column, const char *decl)
 {
 	sqlite3_stmt *s = NULL;
@@ -236,14 +236,10 @@ static int add_column(struct db *db, const char *table, const char *column, cons
 	sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) != SQLITE_ROW)
 		goto out;
-	if (sqlite3_column_int(s, 0) > 0) {
-		rc = 0;
-		goto out;
-	}
 	char sql[256];
 	snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s;", table, column, decl);
-	if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK)
-		rc = 1;
+	if (sqlite3_column_int(s, 0) > 0 || sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK)
+		rc = 0;
 out:
 	sqlite3_finalize(s);
 	return rc;
@@ -257,8 +253,8 @@ out:
  */
 static int migrate(struct db *db)
 {
-	if (add_column(db, "rollout_withdrawals", "taken_at", "REAL") < 0 ||
-	    add_column(db, "rollouts", "rate", "INTEGER NOT NULL DEFAULT 0") < 0 ||
+	if (add_column(db, "rollout_withdrawals", "taken_at", "REAL") ||
+	    add_column(db, "rollouts", "rate", "INTEGER NOT NULL DEFAULT 0") ||
 	    sqlite3_exec(db->h,
 			 "UPDATE meta SET value='" SCHEMA_VERSION "' WHERE key='schema_version' AND"
 			 " CAST(value AS INTEGER) < " SCHEMA_VERSION ";",
