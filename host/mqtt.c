@@ -2,6 +2,7 @@
 #include "mqtt.h"
 
 #include "tern/tern_err.h"
+#include "tern/tern_paho.h"
 
 #include <MQTTAsync.h>
 #include <errno.h>
@@ -242,6 +243,7 @@ int mqtt_connect_start(struct mqtt **out, const struct broker_opts *o, const str
 	m->keep_session = p->keep_session;
 	snprintf(m->uri, sizeof(m->uri), "%s", o->uri);
 
+	tern_paho_quiet();
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
 	co.maxBufferedMessages = MQTT_WINDOW * 2;
 	int prc = MQTTAsync_createWithOptions(&m->client, o->uri, client_id,

@@ -7,8 +7,11 @@
  *   fanout tcp://127.0.0.1:PORT N FILTER COUNT [CONNECTS_PER_SECOND [START_AT]]
  *
  * Several of them (each N/P subscribers, one START_AT) make the baseline for a fleet
- * split over P processes.
+ * split over P processes. paho is set up as tern sets it up (tern/tern_paho.h), so the
+ * fleet is compared with the same library doing only the fan-out.
  */
+#include "tern/tern_paho.h"
+
 #include <MQTTAsync.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -90,6 +93,7 @@ int main(int argc, char **argv)
 	double start_at = argc > 6 ? strtod(argv[6], NULL) : 0;
 	if (n <= 0 || want <= 0 || rate <= 0)
 		return 2;
+	tern_paho_quiet();
 	struct sub *subs = calloc((size_t)n, sizeof(*subs));
 	atomic_int n_done = 0;
 	if (!subs)

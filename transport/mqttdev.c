@@ -4,6 +4,7 @@
 #include "tern/tern_err.h"
 #include "tern/tern_kvtext.h"
 #include "tern/tern_msg.h"
+#include "tern/tern_paho.h"
 #include "tern/tern_release.h"
 #include "tern/tern_topic.h"
 
@@ -1349,6 +1350,7 @@ int tern_mqttdev_create(struct tern_mqttdev **out, const struct tern_mqttdev_con
 	    !tern_topic_prefix_valid(cfg->prefix) || !board->agent || !board->load ||
 	    !board->store || !board->reboot)
 		return TERN_E_INVAL;
+	tern_paho_quiet();
 	struct tern_mqttdev *d = calloc(1, sizeof(*d));
 	if (!d)
 		return TERN_E_NOMEM;

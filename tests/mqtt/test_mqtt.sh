@@ -185,6 +185,16 @@ $TOOL get "$URL" tern/dev/slow-1/desired s1.bin >/dev/null
 expect_ok "... slow-1 holds its newer state" "$CHECK" s1.bin signing.pub slow-1 1
 check "... generation 2" grep -q "accepted slow-1 generation 2" out.txt
 
+# paho's own trace, asked for with its environment variables, works as paho documents it
+# (tern otherwise keeps paho from tracing into memory: tern/tern_paho.h).
+expect_ok "deploy with paho's trace asked for (MQTT_C_CLIENT_TRACE, level PROTOCOL)" \
+	env MQTT_C_CLIENT_TRACE="$work/paho.trace" MQTT_C_CLIENT_TRACE_LEVEL=PROTOCOL \
+	"$TERN" deploy sim-1.1.0-2 --key signing.key --device traced-1 --broker "$URL"
+check "... paho wrote the connect to the file" grep -q -- "-> CONNECT version 4" paho.trace
+check "... and the desired state's publish and its acknowledgement" \
+	sh -c 'grep -q -- "-> PUBLISH msgid: 1 qos: 1 retained: 1" paho.trace &&
+		grep -q -- "<- PUBACK msgid: 1" paho.trace'
+
 # The broker is reached before any generation is taken: an unreachable one wastes none.
 expect_fail "deploy with no broker listening" "connect" \
 	"$TERN" deploy sim-1.1.0-2 --key signing.key --device nobroker-1 --broker mqtt://127.0.0.1:1
