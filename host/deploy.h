@@ -59,7 +59,7 @@ struct deploy_pace {
 };
 
 /* Desired states a second unless told otherwise (docs/mqtt.md, "Pacing a deploy"). */
-#define DEPLOY_RATE	 300
+#define DEPLOY_RATE	 340
 #define DEPLOY_RATE_MAX	 1000000
 #define DEPLOY_RATE_HELP "--rate takes desired states a second, 0 to 1000000 (0: all at once)"
 

@@ -34,7 +34,7 @@ int rollout_parse_ratio(const char *s, uint32_t *ppm);
 /* Formats @ppm as a percentage ("5%", "2.5%"). Returns @out. */
 const char *rollout_format_ratio(uint32_t ppm, char *out, size_t size);
 
-/* Formats a wave's pace for people ("300 desired states a second"). Returns @out. */
+/* Formats a wave's pace for people ("340 desired states a second"). Returns @out. */
 const char *rollout_format_rate(uint32_t rate, char *out, size_t size);
 
 /* One entry of --waves: a count of devices, or a share of the target set (ppm). */
