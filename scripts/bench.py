@@ -647,8 +647,8 @@ def bench_fleet(work):
 
         # Five fleet runs with the raw fan-out before, between and after them: a single
         # run here can land in a slower phase of this shared machine, which costs the
-        # fleet more than the raw fan-out (docs/mqtt.md, "Eighth session"), and the median
-        # of five is the figure such a run moves least.
+        # fleet more than the raw fan-out (docs/mqtt.md, "Eighth session"); one or two such
+        # runs among five leave the median where the other runs put it.
         n_runs = int(os.environ.get("BENCH_FLEET_RUNS", "5"))
         runs = []
         for k in range(n_runs):

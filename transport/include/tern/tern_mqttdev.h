@@ -9,7 +9,7 @@
  * thread) and call the owner's notify hook; all agent and flash work happens in
  * tern_mqttdev_step(), which the owner calls from one thread per device (a board's main
  * loop, or a fleet worker owning many devices). Nothing is global: many devices per
- * process.
+ * process (paho's trace level, which is, is set once: tern/tern_paho.h).
  */
 #ifndef TERN_MQTTDEV_H
 #define TERN_MQTTDEV_H

@@ -25,8 +25,9 @@ static inline void tern_paho_trace_errors_only(void)
 		MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
 }
 
-/* tern_paho_quiet() - makes the setting above once per process (thread-safe); call it
- * before creating the first client. */
+/* tern_paho_quiet() - makes the setting above once (thread-safe; once per file that calls
+ * it, and again is harmless: it sets the same level); call it before creating the first
+ * client. */
 static inline void tern_paho_quiet(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
