@@ -1697,14 +1697,23 @@ static const char *col(const struct progress *p, const char *code)
 	return p->color ? code : "";
 }
 
+/* " (N not sent yet)" for a wave whose commands wait for their turn (--rate), else "".
+ * Returns @out. */
+static const char *queued_note(const struct rollout_wave_row *w, char *out, size_t size)
+{
+	if (w->queued)
+		snprintf(out, size, " (%llu not sent yet)", (unsigned long long)w->queued);
+	else
+		out[0] = '\0';
+	return out;
+}
+
 static int draw_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	struct draw_ctx *d = ctx;
 	struct progress *p = d->p;
-	char line[200], bake[48] = "", queued[40] = "";
-	if (w->queued)
-		snprintf(queued, sizeof(queued), " (%llu not sent yet)",
-			 (unsigned long long)w->queued);
+	char line[200], bake[48] = "", queued[40];
+	queued_note(w, queued, sizeof(queued));
 	if (!strcmp(w->state, "baking") && w->bake_until > d->now) {
 		char left[32];
 		snprintf(bake, sizeof(bake), ", bake %s left",
@@ -1983,13 +1992,11 @@ static int json_wave(void *ctx, const struct rollout_wave_row *w)
 static int text_wave(void *ctx, const struct rollout_wave_row *w)
 {
 	(void)ctx;
-	char withdrawn[48] = "", queued[48] = "";
+	char withdrawn[48] = "", queued[40];
 	if (w->withdrawn)
 		snprintf(withdrawn, sizeof(withdrawn), ", %llu withdrawn",
 			 (unsigned long long)w->withdrawn);
-	if (w->queued)
-		snprintf(queued, sizeof(queued), " (%llu not sent yet)",
-			 (unsigned long long)w->queued);
+	queued_note(w, queued, sizeof(queued));
 	printf("  wave %lld  %-9s size %llu: %llu succeeded, %llu failed, %llu pending%s%s\n",
 	       (long long)w->wave + 1, w->state, (unsigned long long)w->c.size,
 	       (unsigned long long)w->c.succeeded, (unsigned long long)w->c.failed,
@@ -2422,7 +2429,8 @@ static int decision_cmd(int argc, char **argv, enum decision d, const char *cmd)
 	if (decide(db, name, d, rollout_actor(by), revert, rate))
 		goto out;
 	char paced[80] = "pace set to ";
-	rollout_format_rate(rate, paced + strlen(paced), sizeof(paced) - strlen(paced));
+	if (d == D_PACE)
+		rollout_format_rate(rate, paced + strlen(paced), sizeof(paced) - strlen(paced));
 	printf("rollout %s: %s by %s\n", name,
 	       d == D_PAUSE	? "paused"
 	       : d == D_RESUME	? "resumed"
