@@ -34,7 +34,8 @@ static const char deploy_help[] =
     "                       older release still at or above the security floor (taken\n"
     "                       from the inactive slot when it is still there, else fetched)\n"
     "  --revert             the same as --action revert\n"
-    "  --rate N             desired states a second (default 340; 0: all at once): the\n"
+    "  --rate N             desired states a second (default " DEPLOY_RATE_TEXT
+    "; 0: all at once): the\n"
     "                       devices start their downloads in turn, so the first ones\n"
     "                       finish and boot early and the broker is not asked for the\n"
     "                       release by every device at the same moment\n"

@@ -42,7 +42,7 @@ static const char create_help[] =
     "           [--devices all|ID[,ID...] | --board B] --waves 1,10%,50%,100%\n"
     "           [--bake 10m] [--max-failures 5%] [--min-success 95%]\n"
     "           [--device-timeout 15m] [--approve-each-wave] [--activate together|each]\n"
-    "           [--rate 340]\n"
+    "           [--rate " DEPLOY_RATE_TEXT "]\n"
     "\n"
     "Plans a staged rollout of RELEASE (a release file, or an id 'tern publish' printed)\n"
     "and records it in the host database; 'tern rollout run NAME' carries it out.\n"
@@ -60,7 +60,8 @@ static const char create_help[] =
     "  --approve-each-wave  wait for 'tern rollout approve NAME' before each next wave\n"
     "  --activate together  stage the whole wave, then boot every staged member at once;\n"
     "             each      each device boots the release as soon as it is staged (default)\n"
-    "  --rate N             desired states a second within a wave (default 340; 0: all at\n"
+    "  --rate N             desired states a second within a wave (default " DEPLOY_RATE_TEXT
+    "; 0: all at\n"
     "                       once): a large wave starts its downloads in turn, and a wave\n"
     "                       that pauses or fails its gate early keeps the rest of its\n"
     "                       commands (reverts are paced the same way)\n"

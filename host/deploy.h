@@ -59,9 +59,14 @@ struct deploy_pace {
 };
 
 /* Desired states a second unless told otherwise (docs/mqtt.md, "Pacing a deploy"). */
-#define DEPLOY_RATE	 340
-#define DEPLOY_RATE_MAX	 1000000
-#define DEPLOY_RATE_HELP "--rate takes desired states a second, 0 to 1000000 (0: all at once)"
+#define DEPLOY_RATE	     340
+#define DEPLOY_STR_(x)	     #x
+#define DEPLOY_STR(x)	     DEPLOY_STR_(x)
+#define DEPLOY_RATE_TEXT     DEPLOY_STR(DEPLOY_RATE) /* the default in help texts */
+#define DEPLOY_RATE_MAX	     1000000
+#define DEPLOY_RATE_MAX_TEXT DEPLOY_STR(DEPLOY_RATE_MAX)
+#define DEPLOY_RATE_HELP                                                                           \
+	"--rate takes desired states a second, 0 to " DEPLOY_RATE_MAX_TEXT " (0: all at once)"
 
 /* Parses a --rate argument (0 to DEPLOY_RATE_MAX) into *@rate: 0 or TERN_E_INVAL. */
 int deploy_parse_rate(const char *arg, uint32_t *rate);
