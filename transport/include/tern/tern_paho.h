@@ -27,7 +27,8 @@ static inline void tern_paho_trace_errors_only(void)
 
 /* tern_paho_quiet() - makes the setting above once (thread-safe; once per file that calls
  * it, and again is harmless: it sets the same level); call it before creating the first
- * client. */
+ * client. Once, not per client: paho's threads read the level while they run, so a fleet
+ * creating its later clients must not write it again. */
 static inline void tern_paho_quiet(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
